@@ -1,0 +1,80 @@
+"""The error classes of trio-sched (DESIGN.md section 6).
+
+Every error raised by the library is a `SchedulerError`. Where a Python built-in class
+fits, the error subclasses it too, so `except ValueError` keeps working for callers
+who do not know this library. Backend driver exceptions are mapped to these classes at
+the boundary and chained with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClosedError",
+    "ConflictError",
+    "InvalidArgumentError",
+    "LeaseLostError",
+    "NotFoundError",
+    "NotInitializedError",
+    "RetryableError",
+    "SchedulerError",
+    "ValidationError",
+]
+
+
+class SchedulerError(Exception):
+    """Base class of every error raised by trio-sched."""
+
+
+class ValidationError(SchedulerError, ValueError):
+    """Invalid input: a cron expression, a task, a configuration value.
+
+    For cron expressions, `field` names the field ("minute", "day-of-week", ...),
+    `token` is the offending text, `expression` the whole expression and `position`
+    the offset of `token` inside `expression` (so a caret can point at it). Each is
+    ``None`` when it does not apply.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        token: str | None = None,
+        expression: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.token = token
+        self.expression = expression
+        self.position = position
+
+
+class ConflictError(SchedulerError):
+    """A state conflict: a duplicate task name, an already-running scheduler, a
+    duplicate idempotency key."""
+
+
+class NotFoundError(SchedulerError, LookupError):
+    """A named resource (a task, a queue) does not exist."""
+
+
+class RetryableError(SchedulerError):
+    """A transient failure (connection trouble, timeout) that is safe to retry."""
+
+
+class InvalidArgumentError(SchedulerError, ValueError):
+    """A caller or provider passed an argument that makes no sense."""
+
+
+class NotInitializedError(SchedulerError):
+    """A component was used before it was started or initialized."""
+
+
+class ClosedError(SchedulerError):
+    """A component was used after it was closed."""
+
+
+class LeaseLostError(SchedulerError):
+    """A lease could not be renewed: it expired or another holder took the key."""

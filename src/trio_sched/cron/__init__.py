@@ -1,0 +1,15 @@
+"""Pure cron math: parse expressions, compute next/previous fire times in a timezone.
+
+Never imports trio. Rules C1-C12 of DESIGN.md; see docs/cron.md.
+
+    >>> from trio_sched.cron import parse
+    >>> s = parse("0 9 * * MON-FRI", tz="Europe/Berlin")
+    >>> s.next_after(datetime(2026, 1, 1, tzinfo=UTC))   # first fire strictly after
+"""
+
+from trio_sched._errors import ValidationError as ValidationError
+from trio_sched.cron._fields import CronField as CronField
+from trio_sched.cron._schedule import Schedule as Schedule
+from trio_sched.cron._schedule import parse as parse
+
+__all__ = ["CronField", "Schedule", "ValidationError", "parse"]
