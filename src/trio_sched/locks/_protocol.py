@@ -69,9 +69,7 @@ class LockProvider(Protocol):
         """Take `key` for `ttl` seconds if nobody holds it; ``None`` when held."""
         ...
 
-    async def acquire_batch(
-        self, requests: Sequence[AcquireRequest]
-    ) -> list[LockLease | None]:
+    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
         """Acquire many keys in one round trip; result ``i`` answers request ``i``.
 
         A request is answered ``None`` when its key is held or its occurrence is at or
