@@ -1,0 +1,207 @@
+"""The command line: ``python -m trio_sched`` and the ``trio-sched`` console script.
+
+Subcommands:
+    next EXPR [--tz ZONE] [-n N] [--after ISO]   the next N fire times, DST effects marked
+    validate EXPR [--tz ZONE] [--after ISO]      what the expression means, field by field
+    demo [--seconds N]                           the runtime demo (trio_sched._demo)
+
+Rules of this module:
+- `main` returns the exit status instead of exiting: 0 success, 2 for a bad command
+  line, expression, zone or time (argparse's own usage errors are 2 as well), 1 when a
+  valid expression has no fire within the engine's search cap.
+- Errors go to stderr, results to stdout.
+- Nothing imports this module, and it imports only the cron engine and its own text
+  helpers, so ``import trio_sched`` stays light. The demo (which needs Trio) is
+  imported only when its subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, tzinfo
+from itertools import islice
+from typing import TextIO
+
+from trio_sched import _cli_cron
+from trio_sched._errors import SchedulerError
+from trio_sched.cron import Schedule, ValidationError, parse
+
+__all__ = ["main"]
+
+_USAGE_ERROR = 2
+_NO_FIRE = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits on --help and on usage errors; report its status instead.
+        return exc.code if isinstance(exc.code, int) else _USAGE_ERROR
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-sched",
+        description="Trio-native distributed cron scheduler: inspect cron expressions, run "
+        "the demo.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    expr_help = "cron expression, quoted: '0 9 * * MON-FRI', '@daily', '@every 90s'"
+    tz_help = "IANA time zone the expression's wall times are in (default: UTC)"
+    after_help = (
+        "start after this time: ISO 8601 with a UTC offset, or naive and read in --tz "
+        "(a repeated wall time means its 1st pass); default: now"
+    )
+
+    nxt = commands.add_parser(
+        "next",
+        help="print the next fire times",
+        description="Print the next fire times, one per line, and mark the fires that a "
+        "DST change moved (a skipped wall time) or doubled (a repeated wall time).",
+    )
+    nxt.add_argument("expr", metavar="EXPR", help=expr_help)
+    nxt.add_argument("--tz", default="UTC", metavar="ZONE", help=tz_help)
+    nxt.add_argument(
+        "-n", type=_positive_int, default=10, metavar="N", help="how many fires (default: 10)"
+    )
+    nxt.add_argument("--after", metavar="ISO", help=after_help)
+    nxt.set_defaults(handler=_cmd_next)
+
+    val = commands.add_parser(
+        "validate",
+        help="explain an expression field by field",
+        description="Check an expression and explain it field by field, with its next 3 "
+        "fires. Exit status 2 when it is invalid.",
+    )
+    val.add_argument("expr", metavar="EXPR", help=expr_help)
+    val.add_argument("--tz", default="UTC", metavar="ZONE", help=tz_help)
+    val.add_argument("--after", metavar="ISO", help=after_help)
+    val.set_defaults(handler=_cmd_validate)
+
+    demo = commands.add_parser(
+        "demo", help="run the scheduler demo", description="Run the scheduler demo."
+    )
+    demo.add_argument(
+        "--seconds", type=float, default=None, metavar="N", help="stop after N seconds"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class _UsageError(Exception):
+    """A bad option value, reported as ``error: ...`` with exit status 2."""
+
+
+def _cmd_next(args: argparse.Namespace) -> int:
+    return _with_schedule(args, lambda schedule, after: _print_fires(schedule, after, args.n))
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    def explain(schedule: Schedule, after: datetime) -> int:
+        for line in _cli_cron.describe(schedule):
+            print(line)
+        print(f"valid; next 3 fires after {after.isoformat(sep=' ')}:")
+        return _print_fires(schedule, after, 3, indent="  ")
+
+    return _with_schedule(args, explain)
+
+
+def _with_schedule(args: argparse.Namespace, action: Callable[[Schedule, datetime], int]) -> int:
+    """Resolve zone, expression and start time (reporting errors), then run `action`."""
+    try:
+        zone = _zone(args.tz)
+        schedule = parse(args.expr, tz=zone)
+        after = _after(args.after, zone)
+    except _UsageError as exc:
+        _error(str(exc))
+        return _USAGE_ERROR
+    except ValidationError as exc:
+        _print_lines(_cli_cron.error_lines(exc, args.expr), sys.stderr)
+        return _USAGE_ERROR
+    return action(schedule, after)
+
+
+def _print_fires(schedule: Schedule, after: datetime, count: int, indent: str = "") -> int:
+    if not indent:
+        print(
+            f"{schedule.expression}  ({_cli_cron.job_kind(schedule)} job) in "
+            f"{_cli_cron.zone_name(schedule.tz)}, next {count} after "
+            f"{after.isoformat(sep=' ')}:"
+        )
+    shadow = _cli_cron.shadow_of(schedule)
+    try:
+        for fire in islice(schedule.iter_after(after), count):
+            note = _cli_cron.dst_note(schedule, fire, shadow)
+            print(indent + _cli_cron.fire_line(schedule, fire, note))
+    except SchedulerError as exc:
+        # A valid expression can still have no fire within the search cap (rule C7).
+        _error(str(exc))
+        return _NO_FIRE
+    return 0
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return _cli_cron.resolve_zone(name)
+    except ValueError as exc:
+        raise _UsageError(f"--tz: {exc}") from None
+
+
+def _after(text: str | None, zone: tzinfo) -> datetime:
+    if text is None:
+        return datetime.now(zone).replace(microsecond=0)  # whole seconds read better
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _UsageError(
+            f"--after: not an ISO 8601 time: {text!r} (e.g. 2026-03-29T01:30:00+01:00)"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=zone)
+    return moment.astimezone(zone)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the demo pulls in Trio and the runtime, which the
+    # cron commands do not need.
+    try:
+        demo = importlib.import_module("trio_sched._demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "trio_sched._demo":
+            raise  # the demo exists but something it needs is missing: show that
+        print("demo: not available yet", file=sys.stderr)
+        return _USAGE_ERROR
+    run: Callable[[float | None], int] = demo.main
+    return run(args.seconds)
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _print_lines(lines: Sequence[str], stream: TextIO) -> None:
+    for line in lines:
+        print(line, file=stream)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
