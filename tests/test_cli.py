@@ -167,6 +167,18 @@ def test_next_bad_expression_shows_caret(capsys: pytest.CaptureFixture[str]) -> 
     assert err.splitlines()[-1] == "      ^^"
 
 
+def test_next_reports_when_fires_run_out(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, err = run(
+        capsys, "next", "0 0 1 1 *", "--after", "9997-06-01T00:00:00+00:00", "-n", "5"
+    )
+    assert status == 1
+    assert fire_lines(lines) == [
+        "9998-01-01 00:00:00+00:00  Thu  UTC",
+        "9999-01-01 00:00:00+00:00  Fri  UTC",
+    ]
+    assert err.startswith("error: '0 0 1 1 *' has no fire time")
+
+
 @pytest.mark.parametrize("argv", [[], ["next"], ["next", "* * * * *", "-n", "0"], ["bogus"]])
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(argv) == 2

@@ -148,15 +148,20 @@ def _print_fires(schedule: Schedule, after: datetime, count: int, indent: str = 
             f"{after.isoformat(sep=' ')}:"
         )
     shadow = _cli_cron.shadow_of(schedule)
+    printed, last = 0, after
+    for last in islice(schedule.iter_after(after), count):
+        note = _cli_cron.dst_note(schedule, last, shadow)
+        print(indent + _cli_cron.fire_line(schedule, last, note))
+        printed += 1
+    if printed == count:
+        return 0
+    # iter_after ends quietly where the search cap (rule C7) or the datetime range
+    # ends; next_after says why.
     try:
-        for fire in islice(schedule.iter_after(after), count):
-            note = _cli_cron.dst_note(schedule, fire, shadow)
-            print(indent + _cli_cron.fire_line(schedule, fire, note))
+        schedule.next_after(last)
     except SchedulerError as exc:
-        # A valid expression can still have no fire within the search cap (rule C7).
         _error(str(exc))
-        return _NO_FIRE
-    return 0
+    return _NO_FIRE
 
 
 def _zone(name: str) -> tzinfo:
