@@ -36,19 +36,6 @@ _MONTH_NAMES: Final = {
 _DAY_NAMES: Final = {
     name: i for i, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))
 }
-_NAMES: Final = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
-SECOND, MINUTE, HOUR, DOM, MONTH, DOW = range(6)
-
-_BOUNDS: Final = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_MONTH_NAMES: Final = {
-    name: i + 1
-    for i, name in enumerate(
-        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-    )
-}
-_DAY_NAMES: Final = {
-    name: i for i, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])
-}
 _NAMES: Final = {MONTH: _MONTH_NAMES, DOW: _DAY_NAMES}
 # Longer digit strings cannot be in range; refusing them early keeps int() cheap.
 _MAX_DIGITS: Final = 9

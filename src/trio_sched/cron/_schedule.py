@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from trio_sched._errors import ValidationError
 from trio_sched.cron._fields import DOM, DOW, HOUR, MINUTE, MONTH, SECOND, CronField, parse_field
-from trio_sched.cron._zone import EPOCH_ORDINAL, Segment, Zone, utc_epoch, zone_for
+from trio_sched.cron._zone import EPOCH_ORDINAL, Segment, Zone, zone_for
 
 __all__ = ["Schedule", "parse"]
 
@@ -76,15 +76,18 @@ class Schedule:
 
     __slots__ = (
         "_day_and",
+        "_day_cache",
         "_dom",
         "_dow",
-        "_hours",
         "_interval_us",
-        "_minutes",
+        "_last_result",
+        "_mod_mask",
         "_month_set",
         "_months",
         "_months_cache",
-        "_seconds",
+        "_sec_first",
+        "_sec_last",
+        "_sec_mask",
         "_segment_cache",
         "_shapes",
         "_tod_first",
@@ -102,6 +105,17 @@ class Schedule:
     fields: tuple[CronField, ...]
     interval: timedelta | None
     fixed: bool
+    _mod_mask: int
+    _sec_mask: int
+    _sec_first: int
+    _sec_last: int
+    _tod_first: int
+    _tod_last: int
+    _months: tuple[int, ...]
+    _month_set: frozenset[int]
+    _dom: CronField
+    _dow: CronField
+    _day_and: bool
 
     def __init__(
         self,
@@ -120,20 +134,29 @@ class Schedule:
         self._segment_cache: Segment = Segment(0, 0, 0, 0)
         self._months_cache: dict[int, tuple[int, tuple[int, ...]]] = {}
         self._shapes: dict[tuple[int, int], tuple[int, ...]] = {}
+        # (ordinal, year, month, day, matches): the last day looked at, since
+        # consecutive searches usually stay on one day.
+        self._day_cache: tuple[int, int, int, int, bool] = (0, 0, 0, 0, False)
+        # (datetime, instant) of the last result: iterating feeds it straight back.
+        self._last_result: tuple[datetime | None, int] = (None, 0)
         if not fields:
             self.fixed = False
             return
         self.fixed = not fields[MINUTE].star and not fields[HOUR].star
-        self._seconds = fields[SECOND].values
-        self._minutes = fields[MINUTE].values
-        self._hours = fields[HOUR].values
+        seconds, minutes, hours = fields[SECOND].values, fields[MINUTE].values, fields[HOUR].values
         self._months = fields[MONTH].values
         self._month_set = frozenset(self._months)
         self._dom = fields[DOM]
         self._dow = fields[DOW]
         self._day_and = fields[DOM].star or fields[DOW].star
-        self._tod_first = self._hours[0] * 3600 + self._minutes[0] * 60 + self._seconds[0]
-        self._tod_last = self._hours[-1] * 3600 + self._minutes[-1] * 60 + self._seconds[-1]
+        self._tod_first = hours[0] * 3600 + minutes[0] * 60 + seconds[0]
+        self._tod_last = hours[-1] * 3600 + minutes[-1] * 60 + seconds[-1]
+        # Times of day as bitmasks: bit h*60+m of _mod_mask, bit s of _sec_mask. Finding
+        # the next set bit is a shift and a bit trick; 1440 bits take ~200 bytes.
+        self._mod_mask = sum(1 << (h * 60 + m) for h in hours for m in minutes)
+        self._sec_mask = sum(1 << sec for sec in seconds)
+        self._sec_first = seconds[0]
+        self._sec_last = seconds[-1]
 
     # -- public API -------------------------------------------------------------------
 
@@ -192,16 +215,31 @@ class Schedule:
 
     # -- helpers for the public API ---------------------------------------------------
 
-    @staticmethod
-    def _epoch(t: datetime) -> tuple[int, int]:
+    def _epoch(self, t: datetime) -> tuple[int, int]:
+        """`t` as (whole seconds since the epoch, microseconds), exactly."""
+        last, instant = self._last_result
+        if t is last:
+            return instant, 0
         if not isinstance(t, datetime):
             raise ValidationError(f"expected an aware datetime, got {type(t).__name__}")
-        if t.tzinfo is None or t.utcoffset() is None:
+        offset = t.utcoffset()
+        if offset is None:
             raise ValidationError(
                 f"naive datetime {t.isoformat()} has no timezone; pass an aware datetime "
                 "(e.g. datetime.now(UTC))"
             )
-        return utc_epoch(t)
+        seconds = (
+            (t.toordinal() - EPOCH_ORDINAL) * 86400
+            + t.hour * 3600
+            + t.minute * 60
+            + t.second
+            - offset.days * 86400
+            - offset.seconds
+        )
+        micro = t.microsecond - offset.microseconds
+        if micro < 0:
+            return seconds - 1, micro + 1_000_000
+        return seconds, micro
 
     def _exhausted(self, direction: str, t: datetime) -> ValidationError:
         return ValidationError(
@@ -218,12 +256,23 @@ class Schedule:
         except OverflowError:
             raise _Exhausted from None
 
-    def _to_datetime(self, wall: int, fold: int) -> datetime:
+    def _to_datetime(self, wall: int, fold: int, instant: int) -> datetime:
         day, sod = divmod(wall, 86400)
-        d = date.fromordinal(day + EPOCH_ORDINAL)
+        ordinal = day + EPOCH_ORDINAL
+        cached = self._day_cache
+        if cached[0] == ordinal:
+            year, month, mday = cached[1], cached[2], cached[3]
+        else:
+            d = date.fromordinal(ordinal)
+            year, month, mday = d.year, d.month, d.day
         hour, rem = divmod(sod, 3600)
         minute, second = divmod(rem, 60)
-        return datetime(d.year, d.month, d.day, hour, minute, second, tzinfo=self.tz, fold=fold)
+        if fold:
+            result = datetime(year, month, mday, hour, minute, second, 0, self.tz, fold=1)
+        else:
+            result = datetime(year, month, mday, hour, minute, second, 0, self.tz)
+        self._last_result = (result, instant)
+        return result
 
     def _segment(self, s: int) -> Segment:
         seg = self._segment_cache
@@ -235,18 +284,21 @@ class Schedule:
 
     # -- the search over instants (C10, C11) --------------------------------------------
 
-    def _next_ge(self, s: int) -> tuple[int, int]:
-        """(wall, fold) of the first fire at or after instant `s`."""
-        seg = self._segment(s)
+    def _next_ge(self, s: int) -> tuple[int, int, int]:
+        """(wall, fold, instant) of the first fire at or after instant `s`."""
+        seg = self._segment_cache
+        if not seg.start <= s < seg.end:
+            seg = self._segment(s)
         off = seg.offset
         lo = s + off
         limit = min(lo // 86400 + EPOCH_ORDINAL + _SEARCH_DAYS, _MAX_ORDINAL)
         if not self.fixed:
             while True:
                 wall = self._first_match(lo, limit)
-                if wall - seg.offset < seg.end:
+                instant = wall - seg.offset
+                if instant < seg.end:
                     fold = seg.before > seg.offset and wall < seg.start + seg.before
-                    return wall, int(fold)
+                    return wall, int(fold), instant
                 nxt = self._segment(seg.end)
                 lo = seg.end + nxt.offset
                 seg = nxt
@@ -258,26 +310,27 @@ class Schedule:
             wall = self._first_match(lo, limit)
             instant = wall - seg.offset
             if instant < seg.start:  # inside the gap that opens this segment
-                return seg.start + seg.offset, 0
+                return seg.start + seg.offset, 0, seg.start
             if instant < seg.end:
-                return wall, 0
+                return wall, 0, instant
             nxt = self._segment(seg.end)
             if wall < seg.end + nxt.offset:  # inside the gap between seg and nxt
-                return seg.end + nxt.offset, 0
+                return seg.end + nxt.offset, 0, seg.end
             seg = nxt
             lo = wall
 
-    def _prev_le(self, s: int) -> tuple[int, int]:
-        """(wall, fold) of the last fire at or before instant `s`."""
+    def _prev_le(self, s: int) -> tuple[int, int, int]:
+        """(wall, fold, instant) of the last fire at or before instant `s`."""
         seg = self._segment(s)
         hi = s + seg.offset
         limit = max(hi // 86400 + EPOCH_ORDINAL - _SEARCH_DAYS, 1)
         if not self.fixed:
             while True:
                 wall = self._last_match(hi, limit)
-                if wall - seg.offset >= seg.start:
+                instant = wall - seg.offset
+                if instant >= seg.start:
                     fold = seg.before > seg.offset and wall < seg.start + seg.before
-                    return wall, int(fold)
+                    return wall, int(fold), instant
                 start = seg.start
                 seg = self._segment(start - 1)
                 hi = start - 1 + seg.offset
@@ -285,10 +338,13 @@ class Schedule:
             hi = seg.start + seg.before - 1  # second pass: all earlier walls fired before s
         while True:
             wall = self._last_match(hi, limit)
-            if wall - seg.offset >= seg.start:
-                return wall, 0  # a repeated wall time reads as its first pass (fold 0)
+            instant = wall - seg.offset
+            if instant >= seg.start:
+                if seg.before > seg.offset and wall < seg.start + seg.before:
+                    return wall, 0, wall - seg.before  # a repeated time fires on its first pass
+                return wall, 0, instant
             if seg.before < seg.offset and wall >= seg.start + seg.before:
-                return seg.start + seg.offset, 0  # inside the gap: fires when it ends
+                return seg.start + seg.offset, 0, seg.start  # in the gap: fires when it ends
             seg = self._segment(seg.start - 1)
             hi = wall
 
@@ -355,18 +411,38 @@ class Schedule:
                         return True
         return False
 
+    def _day_matches(self, ordinal: int) -> bool:
+        cached = self._day_cache
+        if cached[0] == ordinal:
+            return cached[4]
+        d = date.fromordinal(ordinal)
+        _, days = self._month_days(d.year, d.month)
+        matches = d.day in days
+        self._day_cache = (ordinal, d.year, d.month, d.day, matches)
+        return matches
+
     def _first_match(self, lo: int, limit: int) -> int:
         """The first matching wall time at or after wall time `lo`."""
         day, sod = divmod(lo, 86400)
         ordinal = day + EPOCH_ORDINAL
         if ordinal > limit or ordinal < 1:
             raise _Exhausted
+        cached = self._day_cache
+        matches = cached[4] if cached[0] == ordinal else self._day_matches(ordinal)
+        if matches:
+            # Inlined _tod_ge: this is the hot path of every search.
+            minute, second = divmod(sod, 60)
+            mod_mask = self._mod_mask
+            if (mod_mask >> minute) & 1:
+                rest = self._sec_mask >> second
+                if rest:
+                    return lo + (rest & -rest).bit_length() - 1
+                minute += 1
+            rest = mod_mask >> minute
+            if rest:
+                minute += (rest & -rest).bit_length() - 1
+                return lo - sod + minute * 60 + self._sec_first
         d = date.fromordinal(ordinal)
-        _, days = self._month_days(d.year, d.month)
-        if d.day in days:
-            tod = self._tod_ge(sod)
-            if tod is not None:
-                return lo - sod + tod
         ordinal = self._day_ge(d.year, d.month, d.day + 1, limit)
         return (ordinal - EPOCH_ORDINAL) * 86400 + self._tod_first
 
@@ -376,12 +452,11 @@ class Schedule:
         ordinal = day + EPOCH_ORDINAL
         if ordinal < limit or ordinal > _MAX_ORDINAL:
             raise _Exhausted
-        d = date.fromordinal(ordinal)
-        _, days = self._month_days(d.year, d.month)
-        if d.day in days:
+        if self._day_matches(ordinal):
             tod = self._tod_le(sod)
             if tod is not None:
                 return hi - sod + tod
+        d = date.fromordinal(ordinal)
         ordinal = self._day_le(d.year, d.month, d.day - 1, limit)
         return (ordinal - EPOCH_ORDINAL) * 86400 + self._tod_last
 
@@ -427,45 +502,21 @@ class Schedule:
                     raise _Exhausted
             day = 31
 
-    def _tod_ge(self, sod: int) -> int | None:
-        """First matching second-of-day at or after `sod`, or None."""
-        hours, minutes, seconds = self._hours, self._minutes, self._seconds
-        hour, rem = divmod(sod, 3600)
-        minute, second = divmod(rem, 60)
-        i = bisect.bisect_left(hours, hour)
-        if i < len(hours) and hours[i] == hour:
-            j = bisect.bisect_left(minutes, minute)
-            if j < len(minutes) and minutes[j] == minute:
-                k = bisect.bisect_left(seconds, second)
-                if k < len(seconds):
-                    return hour * 3600 + minute * 60 + seconds[k]
-                j += 1
-            if j < len(minutes):
-                return hour * 3600 + minutes[j] * 60 + seconds[0]
-            i += 1
-        if i < len(hours):
-            return hours[i] * 3600 + minutes[0] * 60 + seconds[0]
-        return None
-
     def _tod_le(self, sod: int) -> int | None:
         """Last matching second-of-day at or before `sod`, or None."""
-        hours, minutes, seconds = self._hours, self._minutes, self._seconds
-        hour, rem = divmod(sod, 3600)
-        minute, second = divmod(rem, 60)
-        i = bisect.bisect_right(hours, hour)
-        if i and hours[i - 1] == hour:
-            j = bisect.bisect_right(minutes, minute)
-            if j and minutes[j - 1] == minute:
-                k = bisect.bisect_right(seconds, second)
-                if k:
-                    return hour * 3600 + minute * 60 + seconds[k - 1]
-                j -= 1
-            if j:
-                return hour * 3600 + minutes[j - 1] * 60 + seconds[-1]
-            i -= 1
-        if i:
-            return hours[i - 1] * 3600 + minutes[-1] * 60 + seconds[-1]
-        return None
+        minute, second = divmod(sod, 60)
+        mod_mask = self._mod_mask
+        if (mod_mask >> minute) & 1:
+            rest = self._sec_mask & ((2 << second) - 1)
+            if rest:
+                return sod - second + rest.bit_length() - 1
+            minute -= 1
+        if minute < 0:
+            return None
+        rest = mod_mask & ((2 << minute) - 1)
+        if not rest:
+            return None
+        return (rest.bit_length() - 1) * 60 + self._sec_last
 
 
 # -- parsing ---------------------------------------------------------------------------
