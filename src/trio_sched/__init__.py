@@ -3,6 +3,7 @@
 This module only re-exports the public API.
 """
 
+from trio_sched._config import Config as Config
 from trio_sched._errors import ClosedError as ClosedError
 from trio_sched._errors import ConflictError as ConflictError
 from trio_sched._errors import InvalidArgumentError as InvalidArgumentError
@@ -12,5 +13,13 @@ from trio_sched._errors import NotInitializedError as NotInitializedError
 from trio_sched._errors import RetryableError as RetryableError
 from trio_sched._errors import SchedulerError as SchedulerError
 from trio_sched._errors import ValidationError as ValidationError
+from trio_sched._events import EventKind as EventKind
+from trio_sched._events import SchedulerEvent as SchedulerEvent
+from trio_sched._events import SchedulerStatistics as SchedulerStatistics
+from trio_sched._events import TaskStatistics as TaskStatistics
+from trio_sched._runtime import Scheduler as Scheduler
+from trio_sched._runtime import open_scheduler as open_scheduler
+from trio_sched._task import MisfirePolicy as MisfirePolicy
+from trio_sched._task import Task as Task
 
 __version__ = "0.1.0.dev0"

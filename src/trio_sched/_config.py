@@ -1,0 +1,103 @@
+"""`Config`: the scheduler's tunables, validated at construction.
+
+Rules:
+- K1 Durations are ``float`` seconds (as everywhere in Trio) and must be finite;
+  timeouts and TTLs are > 0, ``misfire_grace`` and backoffs >= 0.
+- K2 ``wall_clock`` returns an *aware* datetime (any zone; compared in UTC). Schedules
+  are wall-clock while sleeping uses Trio's clock (DESIGN 4.2), so tests inject a fake
+  wall clock derived from ``trio.current_time()`` and run on ``MockClock``.
+- K3 ``on_event`` is called synchronously from the scheduler's own tasks for every
+  `SchedulerEvent`; it must be quick and must not block. An exception it raises is
+  logged and otherwise ignored, so a broken hook cannot stop the schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, final
+
+from trio_sched._errors import ValidationError
+
+if TYPE_CHECKING:
+    from trio_sched._events import SchedulerEvent
+
+__all__ = ["Config"]
+
+
+def utc_now() -> datetime:
+    """The default wall clock: ``datetime.now(UTC)``."""
+    return datetime.now(UTC)
+
+
+def _default_logger() -> logging.Logger:
+    return logging.getLogger("trio_sched")
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Scheduler configuration (all keyword-only; every field has a default).
+
+    - ``dispatch_timeout``: bound on one dispatch (enqueue and its retries), seconds.
+    - ``default_lock_ttl``: occurrence lock TTL for tasks without ``lock_ttl``.
+    - ``misfire_grace``: how late an occurrence may be reached and still fire on time.
+    - ``lock_key_prefix``: first part of every lock key and watermark name.
+    - ``wall_clock``: returns the current aware datetime (K2).
+    - ``logger``: where errors and misfires are logged.
+    - ``retry_backoff`` / ``retry_backoff_max``: first and largest pause between retries
+      of a transient backend error (O7); the pause doubles each time.
+    - ``clock_check_interval``: how often the timer compares the wall clock with Trio's
+      clock to notice wall-clock jumps (suspend, NTP step) while occurrences sleep.
+    - ``on_event``: optional synchronous hook receiving every event (K3).
+    """
+
+    dispatch_timeout: float = 10.0
+    default_lock_ttl: float = 30.0
+    misfire_grace: float = 1.0
+    lock_key_prefix: str = "trio_sched"
+    wall_clock: Callable[[], datetime] = utc_now
+    logger: logging.Logger = field(default_factory=_default_logger)
+    retry_backoff: float = 0.05
+    retry_backoff_max: float = 1.0
+    clock_check_interval: float = 1.0
+    on_event: Callable[[SchedulerEvent], object] | None = None
+
+    def __post_init__(self) -> None:
+        _positive("dispatch_timeout", self.dispatch_timeout)
+        _positive("default_lock_ttl", self.default_lock_ttl)
+        _positive("clock_check_interval", self.clock_check_interval)
+        _non_negative("misfire_grace", self.misfire_grace)
+        _non_negative("retry_backoff", self.retry_backoff)
+        _non_negative("retry_backoff_max", self.retry_backoff_max)
+        prefix = self.lock_key_prefix
+        if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
+            raise ValidationError(
+                f"lock_key_prefix: expected a non-empty str without spaces, got {prefix!r}",
+                field="lock_key_prefix",
+            )
+        if not callable(self.wall_clock):
+            raise ValidationError("wall_clock: expected a callable", field="wall_clock")
+        if not isinstance(self.logger, logging.Logger):
+            raise ValidationError("logger: expected a logging.Logger", field="logger")
+        if self.on_event is not None and not callable(self.on_event):
+            raise ValidationError("on_event: expected a callable or None", field="on_event")
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(f"{name}: expected finite seconds, got {value!r}", field=name)
+    return float(value)
+
+
+def _positive(name: str, value: object) -> None:
+    if _number(name, value) <= 0:
+        raise ValidationError(f"{name}: must be > 0, got {value!r}", field=name)
+
+
+def _non_negative(name: str, value: object) -> None:
+    if _number(name, value) < 0:
+        raise ValidationError(f"{name}: must be >= 0, got {value!r}", field=name)

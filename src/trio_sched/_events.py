@@ -1,0 +1,96 @@
+"""Observability values: `SchedulerEvent`, `TaskStatistics`, `SchedulerStatistics`.
+
+Rules:
+- E1 Event kinds: ``fired`` (a job was dispatched; ``manual`` for `trigger`),
+  ``skipped`` (an occurrence was not dispatched on purpose: ``reason`` is ``"misfire"``
+  for the skip policy or ``"lock_held"`` when another instance holds it or its
+  watermark already passed it), ``missed`` (an occurrence was reached late, O6; the
+  skip or fire_once decision follows as its own event), ``lease_lost`` (O5) and
+  ``error`` (a backend or runtime failure; ``error`` holds the exception).
+- E2 Times: ``nominal`` is the occurrence's nominal instant (aware, UTC);
+  ``lateness`` is seconds between ``nominal`` and the moment the scheduler read the
+  wall clock to decide (None where it does not apply).
+- E3 Every value here is frozen: a statistics record is a snapshot.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import final
+
+from trio_sched.jobs._job import Job
+
+__all__ = ["EventKind", "SchedulerEvent", "SchedulerStatistics", "TaskStatistics"]
+
+
+@final
+class EventKind(enum.Enum):
+    """The kind of a `SchedulerEvent` (rule E1)."""
+
+    FIRED = "fired"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    LEASE_LOST = "lease_lost"
+    ERROR = "error"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SchedulerEvent:
+    """Something that happened to one occurrence of one task (rules E1, E2)."""
+
+    kind: EventKind
+    task: str
+    nominal: datetime | None = None
+    lateness: float | None = None
+    error: BaseException | None = None
+    reason: str | None = None
+    job: Job | None = None
+    manual: bool = False
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TaskStatistics:
+    """Counters of one registered task since it was registered (a snapshot).
+
+    ``fired`` counts scheduled occurrences this instance dispatched, ``triggered``
+    manual triggers; ``misfired`` counts misfire decisions (each covers every late
+    occurrence up to the latest one), ``skipped`` the ones the skip policy dropped;
+    ``lock_misses`` occurrences another instance (or the watermark) already had.
+    ``last_lateness`` is the lateness of the last fired occurrence, seconds.
+    """
+
+    name: str
+    next_fire: datetime | None
+    last_fire: datetime | None
+    fired: int
+    triggered: int
+    skipped: int
+    misfired: int
+    lock_misses: int
+    lease_losses: int
+    errors: int
+    last_lateness: float | None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SchedulerStatistics:
+    """A snapshot of a `Scheduler`.
+
+    ``state`` is one of ``"new"``, ``"running"``, ``"stopping"``, ``"closed"``.
+    ``timer_lag`` is how late (seconds) the shared timer task woke on its last wake-up
+    with due work and ``timer_lag_max`` the worst since start: the scheduler's loop lag.
+    ``events_dropped`` counts events not delivered to a full `Scheduler.events` channel.
+    """
+
+    state: str
+    tasks: Mapping[str, TaskStatistics]
+    timer_lag: float
+    timer_lag_max: float
+    in_flight_dispatches: int
+    events_dropped: int

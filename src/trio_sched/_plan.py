@@ -1,0 +1,163 @@
+"""Occurrence identity and fire/skip decisions: pure, sans-IO (DESIGN.md O1-O3, O6, O8).
+
+Never imports trio and never reads a clock: every function takes the times it needs,
+so the runtime only carries the answers out and most tests need no event loop.
+
+Rules:
+- P1 An occurrence is (task name, nominal instant). Every key derives from the
+  nominal instant in whole epoch milliseconds (UTC), never from a wake-up time:
+  lock key ``{prefix}:{task}:{ms}``, watermark name ``{prefix}:{task}``, idempotency
+  key ``{task}:{ms}`` (or ``{task.idempotency_key}:{ms}``) and a job id derived from
+  the idempotency key (UUID 5), so every instance builds the same job.
+- P2 A manual trigger has its own identity that can never collide with a scheduled
+  occurrence or another trigger: ``{prefix}:{task}:manual:{ms}:{nonce}``.
+- P3 `decide` (O6): an occurrence is *late* when ``now - nominal > grace``. On time:
+  fire it. Late: find the latest late occurrence M (the last fire strictly before
+  ``now - grace``); ``skip`` drops everything up to M, ``fire_once`` fires M alone.
+  Either way the caller continues after M, so on-time occurrences after M still fire.
+- P4 A watermark (epoch ms of the last dispatched occurrence) is where a restarted
+  loop resumes: the first occurrence to consider is the first fire after it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, final
+
+from trio_sched._errors import ValidationError
+from trio_sched._task import MisfirePolicy
+from trio_sched.cron import Schedule
+
+__all__ = [
+    "Action",
+    "Decision",
+    "decide",
+    "epoch_ms",
+    "first_candidate",
+    "from_epoch_ms",
+    "idempotency_key",
+    "job_id",
+    "manual_idempotency_key",
+    "manual_occurrence_key",
+    "occurrence_key",
+    "watermark_name",
+]
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS: Final = timedelta(milliseconds=1)
+# Namespace of job ids: a fixed UUID so job ids are stable across versions and hosts.
+_JOB_NAMESPACE: Final = uuid.UUID("6f1c6d2e-4a57-5c0e-9a53-2f1b7f0d9c11")
+
+
+def epoch_ms(t: datetime) -> int:
+    """Whole epoch milliseconds of an aware datetime (floor, exact integer arithmetic)."""
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValidationError(f"naive datetime {t!r}: occurrences need aware datetimes")
+    return (t - EPOCH) // _ONE_MS
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """The aware UTC datetime of `ms` epoch milliseconds."""
+    return EPOCH + ms * _ONE_MS
+
+
+def watermark_name(prefix: str, task: str) -> str:
+    """The name of a task's last-dispatched watermark (P1)."""
+    return f"{prefix}:{task}"
+
+
+def occurrence_key(prefix: str, task: str, nominal: datetime) -> str:
+    """The lock key of the occurrence of `task` at `nominal` (O2, P1)."""
+    return f"{prefix}:{task}:{epoch_ms(nominal)}"
+
+
+def idempotency_key(task: str, custom: str | None, nominal: datetime) -> str:
+    """The job idempotency key of an occurrence (section 5, P1)."""
+    return f"{custom if custom is not None else task}:{epoch_ms(nominal)}"
+
+
+def manual_occurrence_key(prefix: str, task: str, now: datetime, nonce: str) -> str:
+    """The lock key of a manual trigger (O8, P2)."""
+    return f"{prefix}:{task}:manual:{epoch_ms(now)}:{nonce}"
+
+
+def manual_idempotency_key(task: str, custom: str | None, now: datetime, nonce: str) -> str:
+    """The idempotency key of a manual trigger (P2)."""
+    return f"{custom if custom is not None else task}:manual:{epoch_ms(now)}:{nonce}"
+
+
+def job_id(idempotency: str) -> str:
+    """A job id derived from the idempotency key, identical on every instance (P1)."""
+    return str(uuid.uuid5(_JOB_NAMESPACE, idempotency))
+
+
+def first_candidate(schedule: Schedule, now: datetime, watermark_ms: int | None) -> datetime:
+    """The first occurrence a (re)started loop considers (P4).
+
+    Without a watermark the loop starts fresh: the first fire strictly after `now`.
+    With one, the first fire after the watermark, which may lie in the past (downtime):
+    `decide` then classifies it as on time or late.
+    """
+    if watermark_ms is None:
+        return schedule.next_after(now)
+    return schedule.next_after(from_epoch_ms(watermark_ms))
+
+
+@final
+class Action(enum.Enum):
+    """What to do with the occurrence a loop has reached."""
+
+    WAIT = "wait"  # not due yet on the wall clock (woke early or the clock went back)
+    FIRE = "fire"  # dispatch `Decision.nominal`
+    SKIP = "skip"  # late under the skip policy: dispatch nothing up to `nominal`
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer of `decide`.
+
+    `nominal` is the occurrence to fire (FIRE), the latest dropped one (SKIP) or the
+    awaited one (WAIT); the loop continues with the first fire after it. `first_late` is
+    the first late occurrence when the decision handles a misfire, else ``None``.
+    `lateness` is ``now - nominal`` in seconds (negative for WAIT).
+    """
+
+    action: Action
+    nominal: datetime
+    lateness: float
+    first_late: datetime | None = None
+
+    @property
+    def late(self) -> bool:
+        """Whether this decision handles a misfire (O6)."""
+        return self.first_late is not None
+
+
+def decide(
+    schedule: Schedule,
+    nominal: datetime,
+    now: datetime,
+    grace: float,
+    policy: MisfirePolicy,
+) -> Decision:
+    """Decide what to do with the occurrence at `nominal` when the wall clock says `now`.
+
+    Rule P3. ``now`` and ``nominal`` are aware datetimes; ``grace`` is seconds >= 0.
+    """
+    lateness = (now - nominal).total_seconds()
+    if lateness < 0:
+        return Decision(Action.WAIT, nominal, lateness)
+    if lateness <= grace:
+        return Decision(Action.FIRE, nominal, lateness)
+    # Late: the latest late occurrence is the last fire strictly before now - grace,
+    # which exists and is >= nominal because nominal itself is before now - grace.
+    latest = schedule.prev_before(now - timedelta(seconds=grace))
+    if latest < nominal:  # defensive: a schedule that disagrees with itself
+        latest = nominal
+    latest_lateness = (now - latest).total_seconds()
+    action = Action.FIRE if policy is MisfirePolicy.FIRE_ONCE else Action.SKIP
+    return Decision(action, latest, latest_lateness, first_late=nominal)

@@ -1,0 +1,1060 @@
+"""`Scheduler` and `open_scheduler`: the Trio runtime (DESIGN.md O1-O9, section 4).
+
+Shape (4.1): `Scheduler.run` owns a *services* nursery (the shared timer, batch calls,
+watermark flushes, renewers of manual triggers) and inside it a *loops* nursery with one
+loop per registered task. Each loop owns a small nursery for its lease renewers.
+
+Rules:
+- S1 Occurrences come from the cron engine (``next_after`` on the wall clock) and all
+  identity derives from the nominal instant (`_plan`, O1/O2). A loop parks on the shared
+  timer (`_timer`, 4.3) until the wall clock reaches its nominal instant.
+- S2 Batching (4.5): all occurrences that become due in one timer pass are decided in
+  that pass (pure `_plan.decide`, one wall-clock read) and acquired with ONE
+  ``acquire_batch`` call, the watermark check included; each loop is then woken with
+  its own lease. Watermarks of dispatches finishing together are advanced with one
+  ``advance_watermarks`` call. Watermarks of tasks starting together are read with one
+  ``get_watermarks`` call.
+- S3 Dispatch (O5): each dispatch runs in its own cancel scope, bounded by
+  ``dispatch_timeout``. Its lease renewer is a child task of the task's loop nursery,
+  spawned by the timer only when the dispatch is still running at TTL/3 (a child task
+  per dispatch would cost ~100 us each, 100 ms per 1,000 occurrences on this machine);
+  it renews every TTL/3 and, when a renewal is rejected or the lease would expire
+  unconfirmed, cancels the dispatch's scope and records ``lease_lost``.
+- S4 Locks are never released after a dispatch was attempted (O3): the key stays until
+  its TTL. The only release is of a lease acquired for a loop that was cancelled before
+  it could dispatch (stop/unregister while its batch was in flight): nothing was
+  attempted, so releasing cannot cause a double fire.
+- S5 Errors (O7): ``RetryableError`` and ``OSError`` (connection trouble, timeouts) are
+  transient: an acquire is retried with exponential backoff (``retry_backoff`` doubling
+  to ``retry_backoff_max``) and each retry is decided again by `_plan.decide`, so past
+  ``misfire_grace`` the misfire policy decides (``skip`` drops it, ``fire_once`` keeps
+  trying the latest late occurrence). An enqueue is retried inside the grace window
+  (``skip``) or until ``dispatch_timeout`` (``fire_once`` and triggers). Any other
+  exception from a provider or runtime is not retried: it is reported (``error`` event,
+  log) and the loop moves on. ``ConflictError`` from ``enqueue`` (duplicate idempotency
+  key) counts as a successful dispatch. A loop never dies of a backend error.
+- S6 Stop (O9): `Scheduler.stop` stops new occurrences at once (parked loops are
+  cancelled), lets in-flight dispatches and triggers finish (each bounded by
+  ``dispatch_timeout``), flushes pending watermarks, releases no occurrence lock, and
+  closes the providers only when the scheduler was created with
+  ``close_providers=True`` (providers passed in belong to the caller). Cancelling
+  `Scheduler.run` from outside is a hard stop: in-flight dispatches are cancelled, locks
+  stay until their TTL, pending watermarks get one shielded flush attempt bounded by
+  ``dispatch_timeout``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Final, final
+
+import trio
+
+from trio_sched import _plan
+from trio_sched._config import Config
+from trio_sched._errors import (
+    ClosedError,
+    ConflictError,
+    InvalidArgumentError,
+    LeaseLostError,
+    NotFoundError,
+    NotInitializedError,
+    RetryableError,
+)
+from trio_sched._events import (
+    EventKind,
+    SchedulerEvent,
+    SchedulerStatistics,
+    TaskStatistics,
+)
+from trio_sched._task import MisfirePolicy, Task
+from trio_sched._timer import TimerHandle, TimerHeap
+from trio_sched.jobs._job import Job, JobsRuntime
+from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
+
+__all__ = ["Scheduler", "open_scheduler"]
+
+_TRANSIENT: Final = (RetryableError, OSError)
+# Bounded attempts for a watermark flush: the occurrence locks still protect for their
+# TTL if it fails, and an endless retry would hold up stop().
+_WATERMARK_ATTEMPTS: Final = 5
+H_TASK: Final = "x-trio-sched-task"
+H_OCCURRENCE: Final = "x-trio-sched-occurrence"
+H_NOMINAL: Final = "x-trio-sched-nominal"
+H_FENCING: Final = "x-trio-sched-fencing-token"
+H_TRIGGER: Final = "x-trio-sched-trigger"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT)
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    CLOSED = "closed"
+
+
+class _Phase(enum.Enum):
+    TIMER = 1  # parked on the timer heap
+    ACQUIRING = 2  # in an acquire_batch call
+    DONE = 3  # woken with a decision
+
+
+@final
+class _Loop:
+    """Mutable state of one registered task's loop (counters feed `TaskStatistics`)."""
+
+    __slots__ = (
+        "errors",
+        "fired",
+        "last_counted_late",
+        "last_fire",
+        "last_lateness",
+        "lease_losses",
+        "lock_misses",
+        "misfired",
+        "next_fire",
+        "nursery",
+        "skipped",
+        "stopping",
+        "task",
+        "triggered",
+        "wait_scope",
+    )
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.stopping = False
+        self.wait_scope: trio.CancelScope | None = None
+        self.nursery: trio.Nursery | None = None
+        self.next_fire: datetime | None = None
+        self.last_fire: datetime | None = None
+        self.last_lateness: float | None = None
+        self.last_counted_late: datetime | None = None
+        self.fired = self.triggered = self.skipped = self.misfired = 0
+        self.lock_misses = self.lease_losses = self.errors = 0
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.wait_scope is not None:
+            self.wait_scope.cancel()
+
+    def snapshot(self) -> TaskStatistics:
+        return TaskStatistics(
+            name=self.task.name,
+            next_fire=self.next_fire,
+            last_fire=self.last_fire,
+            fired=self.fired,
+            triggered=self.triggered,
+            skipped=self.skipped,
+            misfired=self.misfired,
+            lock_misses=self.lock_misses,
+            lease_losses=self.lease_losses,
+            errors=self.errors,
+            last_lateness=self.last_lateness,
+        )
+
+
+@final
+class _Park:
+    """One occurrence a loop waits for: timer, then decision, then batched acquire."""
+
+    __slots__ = (
+        "abandoned",
+        "acquired_at",
+        "decision",
+        "error",
+        "handle",
+        "key",
+        "lease",
+        "loop",
+        "nominal",
+        "nominal_ts",
+        "phase",
+        "trio_task",
+    )
+
+    def __init__(self, loop: _Loop, nominal: datetime) -> None:
+        self.loop = loop
+        self.nominal = nominal
+        self.nominal_ts = nominal.timestamp()
+        self.trio_task: trio.lowlevel.Task | None = None
+        self.handle: TimerHandle | None = None
+        self.phase = _Phase.TIMER
+        self.abandoned = False
+        self.decision: _plan.Decision | None = None
+        self.key = ""
+        self.lease: LockLease | None = None
+        self.error: Exception | None = None
+        self.acquired_at = 0.0
+
+
+@final
+class _LeaseGuard:
+    """The lease of one in-flight dispatch and the machinery that keeps it (S3)."""
+
+    __slots__ = ("done", "expires", "handle", "lease", "lost", "renew_scope", "scope", "ttl")
+
+    def __init__(self, lease: LockLease, ttl: float, acquired_at: float) -> None:
+        self.lease = lease
+        self.ttl = ttl
+        # Conservative: measured from before the acquire request was sent.
+        self.expires = acquired_at + ttl
+        self.scope: trio.CancelScope | None = None
+        self.renew_scope: trio.CancelScope | None = None
+        self.handle: TimerHandle | None = None
+        self.lost: LeaseLostError | None = None
+        self.done = False
+
+    def lose(self, error: LeaseLostError) -> None:
+        self.lost = error
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def finish(self) -> None:
+        self.done = True
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.renew_scope is not None:
+            self.renew_scope.cancel()
+
+
+@final
+class _ReadBatch:
+    __slots__ = ("done", "error", "names", "result")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.done = trio.Event()
+        self.result: dict[str, int] = {}
+        self.error: Exception | None = None
+
+
+@final
+class Scheduler:
+    """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S6).
+
+    Use it through `open_scheduler`, or run it yourself::
+
+        scheduler = Scheduler(jobs=jobs, locks=locks, config=Config())
+        scheduler.register(task)          # before or after start
+        await scheduler.start(nursery)    # = await nursery.start(scheduler.run)
+        ...
+        await scheduler.stop()            # graceful (S6); returns once fully stopped
+
+    A scheduler runs once: after it stopped, make a new one (over the same providers,
+    it resumes from the persisted watermarks).
+    """
+
+    def __init__(
+        self,
+        *,
+        jobs: JobsRuntime,
+        locks: LockProvider,
+        config: Config | None = None,
+        close_providers: bool = False,
+    ) -> None:
+        if config is None:
+            config = Config()
+        if not isinstance(config, Config):
+            raise InvalidArgumentError(f"config must be a Config, got {type(config).__name__}")
+        self._jobs = jobs
+        self._locks = locks
+        self._config = config
+        self._close_providers = close_providers
+        self._loops: dict[str, _Loop] = {}
+        self._state = _State.NEW
+        self._stop_requested = trio.Event()
+        self._closed = trio.Event()
+        self._wall_clock = config.wall_clock
+        self._timer = TimerHeap(
+            wall_time=self._wall_time,
+            clock_check_interval=config.clock_check_interval,
+            on_pass_end=self._process_due,
+        )
+        self._services: trio.Nursery | None = None
+        self._loop_nursery: trio.Nursery | None = None
+        self._due: list[_Park] = []
+        self._read_batch: _ReadBatch | None = None
+        self._wm_pending: dict[str, int] = {}
+        self._wm_owner: dict[str, str] = {}  # watermark name -> task name
+        self._wm_flush_scheduled = False
+        self._wm_inflight = 0
+        self._wm_idle = trio.Event()
+        self._wm_idle.set()
+        self._in_flight = 0
+        self._triggers = 0
+        self._triggers_idle = trio.Event()
+        self._triggers_idle.set()
+        self._channels: list[trio.MemorySendChannel[SchedulerEvent]] = []
+        self._events_dropped = 0
+        self._prefix = config.lock_key_prefix
+
+    # -- registry (synchronous, any time before close) -------------------------------
+
+    def register(self, task: Task) -> None:
+        """Add `task`; it starts at once when the scheduler runs (O9).
+
+        Raises `ConflictError` for a name already registered, `ValidationError` for an
+        invalid task, `ClosedError` once stopping or closed. Not a checkpoint.
+        """
+        if self._state in (_State.STOPPING, _State.CLOSED):
+            raise ClosedError("scheduler is stopped; register on a new Scheduler")
+        if not isinstance(task, Task):
+            raise InvalidArgumentError(f"register expects a Task, got {type(task).__name__}")
+        task.validate()
+        if task.name in self._loops:
+            raise ConflictError(f"task {task.name!r} is already registered")
+        loop = _Loop(task)
+        self._loops[task.name] = loop
+        if self._state is _State.RUNNING:
+            assert self._loop_nursery is not None
+            self._loop_nursery.start_soon(self._run_loop, loop, name=f"trio_sched:{task.name}")
+
+    def unregister(self, name: str) -> None:
+        """Remove task `name` at once: its loop stops waiting; a dispatch already in
+        flight finishes (bounded by ``dispatch_timeout``). Not a checkpoint.
+
+        Raises `NotFoundError` for an unknown name and `ClosedError` once closed.
+        """
+        if self._state is _State.CLOSED:
+            raise ClosedError("scheduler is closed")
+        loop = self._loops.pop(name, None)
+        if loop is None:
+            raise NotFoundError(f"no task named {name!r}")
+        loop.stop()
+
+    @property
+    def tasks(self) -> Mapping[str, Task]:
+        """The registered tasks by name (a read-only snapshot)."""
+        return MappingProxyType({name: loop.task for name, loop in self._loops.items()})
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Run the scheduler in `nursery`; return once it runs (``nursery.start``).
+
+        A checkpoint. Raises `ConflictError` if already started, `ClosedError` if
+        closed. If cancelled before it is running, nothing keeps running.
+        """
+        await nursery.start(self.run)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until `stop` (then drain, S6) or until cancelled (hard stop, S6).
+
+        Reports started once every registered task's loop has been spawned.
+        """
+        if self._state is _State.CLOSED:
+            raise ClosedError("scheduler is closed; make a new Scheduler")
+        if self._state is not _State.NEW:
+            raise ConflictError("scheduler is already running")
+        self._state = _State.RUNNING
+        try:
+            async with trio.open_nursery() as services:
+                self._services = services
+                await services.start(self._timer.run)
+                async with trio.open_nursery() as loops:
+                    self._loop_nursery = loops
+                    for loop in self._loops.values():
+                        loops.start_soon(self._run_loop, loop, name=f"trio_sched:{loop.task.name}")
+                    task_status.started()
+                    await self._stop_requested.wait()
+                    self._state = _State.STOPPING
+                    for loop in self._loops.values():
+                        loop.stop()
+                # Every loop ended: no dispatch of ours is in flight any more.
+                await self._triggers_idle.wait()
+                await self._drain_watermarks()
+                services.cancel_scope.cancel()
+        finally:
+            self._state = _State.CLOSED
+            self._services = self._loop_nursery = None
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + self._config.dispatch_timeout
+                if self._wm_pending:  # hard stop: one last attempt (S6)
+                    marks, self._wm_pending = self._wm_pending, {}
+                    await self._advance_watermarks(marks)
+                if self._close_providers:
+                    await self._close_owned()
+            for channel in self._channels:
+                channel.close()
+            self._channels.clear()
+            self._closed.set()
+
+    def stop_nowait(self) -> None:
+        """Ask a running scheduler to stop (S6) without waiting. Idempotent.
+
+        A scheduler that never started is closed at once.
+        """
+        if self._state is _State.NEW:
+            self._state = _State.CLOSED
+            self._closed.set()
+        self._stop_requested.set()
+
+    async def stop(self) -> None:
+        """Stop gracefully (S6) and wait until the scheduler is closed. Idempotent.
+
+        A checkpoint. Cancelling the wait does not cancel the stop, which continues in
+        the task running `run`.
+        """
+        never_started = self._state is _State.NEW
+        self.stop_nowait()
+        if never_started and self._close_providers:
+            await self._close_owned()
+        await self._closed.wait()
+
+    # -- manual trigger (O8) ------------------------------------------------------------
+
+    async def trigger(self, name: str) -> Job:
+        """Dispatch task `name` now, with a manual occurrence identity (O8, P2).
+
+        Returns the dispatched `Job`. Never does nothing silently: raises
+        `NotFoundError` (unknown name), `NotInitializedError` (not started),
+        `ClosedError` (stopping or closed), `LeaseLostError` (lease lost mid-dispatch),
+        `RetryableError` (dispatch timed out) or the backend's error. Does not move the
+        task's watermark or its schedule.
+
+        A checkpoint. Cancelled while acquiring: the provider's rules apply (no hidden
+        lock). Cancelled while enqueuing: the job may or may not be enqueued; the manual
+        lock stays until its TTL.
+        """
+        if self._state is _State.NEW:
+            raise NotInitializedError("scheduler is not running; start it first")
+        if self._state is not _State.RUNNING:
+            raise ClosedError("scheduler is stopping or closed")
+        loop = self._loops.get(name)
+        if loop is None:
+            raise NotFoundError(f"no task named {name!r}")
+        task = loop.task
+        now = self._wall_clock()
+        nonce = secrets.token_hex(6)
+        key = _plan.manual_occurrence_key(self._prefix, task.name, now, nonce)
+        idem = _plan.manual_idempotency_key(task.name, task.idempotency_key, now, nonce)
+        ttl = self._ttl(task)
+        if self._triggers == 0:
+            self._triggers_idle = trio.Event()
+        self._triggers += 1
+        try:
+            acquired_at = trio.current_time()
+            try:
+                lease = await self._locks.acquire(key, ttl)
+            except Exception as exc:
+                self._report_error(loop, now, exc, manual=True)
+                raise
+            if lease is None:
+                held = ConflictError(f"manual occurrence key {key!r} is already held")
+                self._report_error(loop, now, held, manual=True)
+                raise held
+            job = self._build_job(task, now, lease, key, idem, manual=True)
+            assert self._services is not None
+            error = await self._guarded_enqueue(job, lease, ttl, acquired_at, self._services, None)
+            if error is not None:
+                self._report_dispatch_failure(loop, now, error, manual=True)
+                raise error
+            loop.triggered += 1
+            self._emit(EventKind.FIRED, task.name, now, 0.0, job=job, manual=True)
+            return job
+        finally:
+            self._triggers -= 1
+            if self._triggers == 0:
+                self._triggers_idle.set()
+
+    # -- observability --------------------------------------------------------------------
+
+    def statistics(self) -> SchedulerStatistics:
+        """A snapshot of every registered task's counters and the timer's loop lag."""
+        return SchedulerStatistics(
+            state=self._state.value,
+            tasks=MappingProxyType({n: loop.snapshot() for n, loop in self._loops.items()}),
+            timer_lag=self._timer.last_lag,
+            timer_lag_max=self._timer.max_lag,
+            in_flight_dispatches=self._in_flight,
+            events_dropped=self._events_dropped,
+        )
+
+    def events(self, max_buffer_size: int = 1000) -> trio.MemoryReceiveChannel[SchedulerEvent]:
+        """A channel receiving every later event (rule E1 of `_events`).
+
+        Events that do not fit in the buffer are dropped (counted in
+        ``statistics().events_dropped``), so a slow reader never slows the schedule.
+        The channel ends (``EndOfChannel``) when the scheduler closes. Not a checkpoint.
+        """
+        if self._state is _State.CLOSED:
+            raise ClosedError("scheduler is closed")
+        send, receive = trio.open_memory_channel[SchedulerEvent](max_buffer_size)
+        self._channels.append(send)
+        return receive
+
+    async def measure_loop_lag(self) -> float:
+        """How late (seconds) the shared timer serves an entry that is due now.
+
+        A checkpoint; raises `NotInitializedError` unless running.
+        """
+        if self._state is not _State.RUNNING:
+            raise NotInitializedError("scheduler is not running")
+        deadline = trio.current_time()
+        await self._timer.sleep_until(deadline)
+        return trio.current_time() - deadline
+
+    @property
+    def running(self) -> bool:
+        return self._state is _State.RUNNING
+
+    # -- the per-task loop (S1) -------------------------------------------------------------
+
+    async def _run_loop(self, loop: _Loop) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                loop.nursery = nursery
+                await self._loop_body(loop)
+                nursery.cancel_scope.cancel()  # renewers of finished dispatches, if any
+        except Exception as exc:
+            # A bug or an impossible schedule: report, keep the other tasks running.
+            self._config.logger.exception("task %r: loop crashed", loop.task.name)
+            self._report_error(loop, None, exc)
+
+    async def _loop_body(self, loop: _Loop) -> None:
+        task = loop.task
+        cron = task.cron
+        mark = await self._startup_watermark(loop)
+        if loop.stopping:
+            return
+        nominal = _plan.first_candidate(cron, self._wall_clock(), mark)
+        retry_at: float | None = None
+        backoff = self._config.retry_backoff
+        while not loop.stopping:
+            loop.next_fire = nominal
+            park = _Park(loop, nominal)
+            # No checkpoint since the `while` test: stop() cannot have slipped in.
+            with trio.CancelScope() as scope:
+                loop.wait_scope = scope
+                await self._park(park, retry_at)
+            loop.wait_scope = None
+            if scope.cancelled_caught:
+                return
+            retry_at = None
+            decision = park.decision
+            assert decision is not None
+            if decision.first_late is not None:
+                self._note_misfire(loop, decision)
+            if decision.action is _plan.Action.SKIP:
+                loop.skipped += 1
+                self._emit(
+                    EventKind.SKIPPED,
+                    task.name,
+                    decision.nominal,
+                    decision.lateness,
+                    reason="misfire",
+                )
+                nominal = cron.next_after(decision.nominal)
+                continue
+            if park.error is not None:
+                self._report_error(loop, decision.nominal, park.error, lateness=decision.lateness)
+                if _is_transient(park.error):
+                    # O7: same occurrence again after a pause; decide() re-judges it.
+                    retry_at = trio.current_time() + backoff
+                    backoff = min(backoff * 2, self._config.retry_backoff_max)
+                    nominal = decision.nominal
+                    continue
+                nominal = cron.next_after(decision.nominal)
+                continue
+            backoff = self._config.retry_backoff
+            if park.lease is None:
+                loop.lock_misses += 1
+                self._emit(
+                    EventKind.SKIPPED,
+                    task.name,
+                    decision.nominal,
+                    decision.lateness,
+                    reason="lock_held",
+                )
+            else:
+                await self._dispatch_occurrence(loop, park, decision, park.lease)
+            nominal = cron.next_after(decision.nominal)
+
+    async def _park(self, park: _Park, retry_at: float | None) -> None:
+        """Wait on the timer until `park` is decided and, if firing, acquired."""
+        park.trio_task = trio.lowlevel.current_task()
+        due = functools.partial(self._on_due, park)
+        if retry_at is None:
+            park.handle = self._timer.call_at_wall(park.nominal_ts, due)
+        else:
+            park.handle = self._timer.call_at(retry_at, due)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            if park.phase is _Phase.TIMER and park.handle is not None:
+                park.handle.cancel()
+            park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _on_due(self, park: _Park) -> None:
+        # Look up self._due at call time: _process_due swaps in a fresh list.
+        self._due.append(park)
+
+    def _process_due(self) -> None:
+        """Timer pass end: decide everything that became due together (S2)."""
+        due = self._due
+        if not due:
+            return
+        self._due = []
+        now = self._wall_clock()
+        now_ts = now.timestamp()
+        grace = self._config.misfire_grace
+        firing: list[_Park] = []
+        for park in due:
+            if park.abandoned:
+                continue
+            task = park.loop.task
+            decision = _plan.decide(task.cron, park.nominal, now, grace, task.policy)
+            if decision.action is _plan.Action.WAIT:
+                # Woke early by the wall clock: wait for the rest, measured just now.
+                deadline = trio.current_time() + (park.nominal_ts - now_ts)
+                due_again = functools.partial(self._on_due, park)
+                park.handle = self._timer.call_at_wall(
+                    park.nominal_ts, due_again, deadline=deadline
+                )
+                continue
+            park.decision = decision
+            if decision.action is _plan.Action.SKIP:
+                self._wake(park)
+            else:
+                park.key = _plan.occurrence_key(self._prefix, task.name, decision.nominal)
+                park.phase = _Phase.ACQUIRING
+                firing.append(park)
+        if firing:
+            assert self._services is not None
+            self._services.start_soon(self._acquire_batch, firing)
+
+    def _wake(self, park: _Park) -> None:
+        park.phase = _Phase.DONE
+        assert park.trio_task is not None
+        trio.lowlevel.reschedule(park.trio_task)
+
+    async def _acquire_batch(self, parks: list[_Park]) -> None:
+        """One ``acquire_batch`` for every occurrence due together (S2)."""
+        requests = []
+        for park in parks:
+            decision = park.decision
+            assert decision is not None
+            task = park.loop.task
+            requests.append(
+                AcquireRequest(
+                    key=park.key,
+                    ttl=self._ttl(task),
+                    watermark=_plan.watermark_name(self._prefix, task.name),
+                    nominal_ms=_plan.epoch_ms(decision.nominal),
+                )
+            )
+        started = trio.current_time()
+        leases: list[LockLease | None]
+        try:
+            leases = list(await self._locks.acquire_batch(requests))
+            if len(leases) != len(requests):
+                raise InvalidArgumentError(
+                    f"acquire_batch answered {len(leases)} results for {len(requests)} requests"
+                )
+        except Exception as exc:
+            for park in parks:
+                park.error = exc
+            leases = [None] * len(parks)
+        orphans: list[LockLease] = []
+        for park, lease in zip(parks, leases, strict=True):
+            if park.abandoned:
+                if lease is not None:
+                    orphans.append(lease)
+                continue
+            park.lease = lease
+            park.acquired_at = started
+            self._wake(park)
+        for lease in orphans:  # S4: nothing was attempted for these
+            try:
+                await self._locks.release(lease)
+            except Exception:
+                self._config.logger.warning("could not release unused lease %r", lease.key)
+
+    # -- dispatch (S3) -------------------------------------------------------------------------
+
+    async def _dispatch_occurrence(
+        self, loop: _Loop, park: _Park, decision: _plan.Decision, lease: LockLease
+    ) -> None:
+        task = loop.task
+        nominal = decision.nominal
+        idem = _plan.idempotency_key(task.name, task.idempotency_key, nominal)
+        job = self._build_job(task, nominal, lease, park.key, idem, manual=False)
+        retry_until: float | None = None
+        if not decision.late and task.policy is not MisfirePolicy.FIRE_ONCE:
+            retry_until = park.nominal_ts + self._config.misfire_grace
+        assert loop.nursery is not None
+        error = await self._guarded_enqueue(
+            job, lease, self._ttl(task), park.acquired_at, loop.nursery, retry_until
+        )
+        if error is not None:
+            self._report_dispatch_failure(loop, nominal, error, lateness=decision.lateness)
+            return
+        loop.fired += 1
+        loop.last_fire = nominal
+        loop.last_lateness = decision.lateness
+        self._mark_dispatched(task.name, _plan.epoch_ms(nominal))
+        self._emit(EventKind.FIRED, task.name, nominal, decision.lateness, job=job)
+
+    async def _guarded_enqueue(
+        self,
+        job: Job,
+        lease: LockLease,
+        ttl: float,
+        acquired_at: float,
+        nursery: trio.Nursery,
+        retry_until: float | None,
+    ) -> Exception | None:
+        """Enqueue `job` under `lease` (S3); return the error, or None on success."""
+        guard = _LeaseGuard(lease, ttl, acquired_at)
+        self._in_flight += 1
+        try:
+            with trio.CancelScope(
+                deadline=trio.current_time() + self._config.dispatch_timeout
+            ) as scope:
+                guard.scope = scope
+                spawn = functools.partial(nursery.start_soon, self._renew, guard)
+                guard.handle = self._timer.call_at(acquired_at + ttl / 3, spawn)
+                try:
+                    await self._enqueue_with_retry(job, retry_until)
+                    return None
+                finally:
+                    guard.finish()
+            if guard.lost is not None:
+                return guard.lost
+            return RetryableError(
+                f"dispatch of job {job.name!r} did not finish within "
+                f"dispatch_timeout={self._config.dispatch_timeout}s"
+            )
+        except Exception as exc:
+            return exc
+        finally:
+            self._in_flight -= 1
+
+    async def _enqueue_with_retry(self, job: Job, retry_until: float | None) -> None:
+        backoff = self._config.retry_backoff
+        while True:
+            try:
+                await self._jobs.enqueue(job)
+                return
+            except ConflictError:
+                return  # already enqueued under this idempotency key: success
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                if retry_until is not None and self._wall_time() + backoff > retry_until:
+                    raise
+            await self._timer.sleep_until(trio.current_time() + backoff)
+            backoff = min(backoff * 2, self._config.retry_backoff_max)
+
+    async def _renew(self, guard: _LeaseGuard) -> None:
+        """The lease renewer of one dispatch (O5): renew every TTL/3 until done."""
+        with trio.CancelScope() as scope:
+            guard.renew_scope = scope
+            if guard.done:
+                return
+            backoff = self._config.retry_backoff
+            while True:
+                sent = trio.current_time()
+                try:
+                    with trio.fail_at(guard.expires):
+                        lease = await self._locks.renew(guard.lease, guard.ttl)
+                except trio.TooSlowError:
+                    guard.lose(LeaseLostError(f"lease on {guard.lease.key!r} expired unconfirmed"))
+                    return
+                except LeaseLostError as exc:
+                    guard.lose(exc)
+                    return
+                except Exception as exc:
+                    if _is_transient(exc) and trio.current_time() + backoff < guard.expires:
+                        await self._timer.sleep_until(trio.current_time() + backoff)
+                        backoff = min(backoff * 2, self._config.retry_backoff_max)
+                        continue
+                    lost = LeaseLostError(f"renewing {guard.lease.key!r} failed: {exc!r}")
+                    lost.__cause__ = exc
+                    guard.lose(lost)
+                    return
+                backoff = self._config.retry_backoff
+                guard.lease = lease
+                guard.expires = sent + guard.ttl
+                await self._timer.sleep_until(sent + guard.ttl / 3)
+
+    def _build_job(
+        self,
+        task: Task,
+        nominal: datetime,
+        lease: LockLease,
+        key: str,
+        idem: str,
+        *,
+        manual: bool,
+    ) -> Job:
+        nominal_utc = nominal.astimezone(UTC)
+        headers = dict(task.headers)
+        headers[H_TASK] = task.name
+        headers[H_OCCURRENCE] = key
+        headers[H_NOMINAL] = nominal_utc.isoformat()
+        headers[H_FENCING] = str(lease.fencing_token)
+        headers[H_TRIGGER] = "manual" if manual else "schedule"
+        return Job(
+            id=_plan.job_id(idem),
+            name=task.effective_job_name,
+            queue=task.queue,
+            payload=task.payload,
+            headers=headers,
+            content_type=task.content_type,
+            tenant_id=task.tenant_id,
+            idempotency_key=idem,
+            run_at=nominal_utc,
+            created_at=self._wall_clock(),
+            fencing_token=lease.fencing_token,
+        )
+
+    # -- watermarks (O3, S2) --------------------------------------------------------------------
+
+    async def _startup_watermark(self, loop: _Loop) -> int | None:
+        """The task's watermark, read in one batch with every task starting now."""
+        name = _plan.watermark_name(self._prefix, loop.task.name)
+        with trio.CancelScope() as scope:
+            loop.wait_scope = scope
+            if loop.stopping:
+                scope.cancel()
+            try:
+                return await self._read_watermark_retrying(loop, name)
+            finally:
+                loop.wait_scope = None
+        return None
+
+    async def _read_watermark_retrying(self, loop: _Loop, name: str) -> int | None:
+        backoff = self._config.retry_backoff
+        while True:
+            batch = self._read_batch
+            if batch is None:
+                batch = self._read_batch = _ReadBatch()
+                assert self._services is not None
+                self._services.start_soon(self._read_watermarks, batch)
+            batch.names.append(name)
+            await batch.done.wait()
+            if batch.error is None:
+                return batch.result.get(name)
+            self._report_error(loop, None, batch.error)
+            if not _is_transient(batch.error):
+                return None  # start fresh: no catch-up, nothing fires twice (O3 locks)
+            await self._timer.sleep_until(trio.current_time() + backoff)
+            backoff = min(backoff * 2, self._config.retry_backoff_max)
+
+    async def _read_watermarks(self, batch: _ReadBatch) -> None:
+        # Spawned tasks start in the next scheduling round, so every loop that started
+        # in this round has added its name by now.
+        self._read_batch = None
+        try:
+            batch.result = dict(await self._locks.get_watermarks(batch.names))
+        except Exception as exc:
+            batch.error = exc
+        batch.done.set()
+
+    def _mark_dispatched(self, task_name: str, ms: int) -> None:
+        name = _plan.watermark_name(self._prefix, task_name)
+        self._wm_owner[name] = task_name
+        current = self._wm_pending.get(name)
+        if current is None or ms > current:
+            self._wm_pending[name] = ms
+        if not self._wm_flush_scheduled and self._services is not None:
+            self._wm_flush_scheduled = True
+            self._services.start_soon(self._flush_watermarks)
+
+    async def _flush_watermarks(self) -> None:
+        self._wm_flush_scheduled = False
+        marks, self._wm_pending = self._wm_pending, {}
+        if not marks:
+            return
+        if self._wm_inflight == 0:
+            self._wm_idle = trio.Event()
+        self._wm_inflight += 1
+        try:
+            await self._advance_watermarks(marks)
+        finally:
+            self._wm_inflight -= 1
+            if self._wm_inflight == 0:
+                self._wm_idle.set()
+
+    async def _advance_watermarks(self, marks: dict[str, int]) -> None:
+        backoff = self._config.retry_backoff
+        for attempt in range(_WATERMARK_ATTEMPTS):
+            try:
+                await self._locks.advance_watermarks(marks)
+                return
+            except Exception as exc:
+                if _is_transient(exc) and attempt + 1 < _WATERMARK_ATTEMPTS:
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, self._config.retry_backoff_max)
+                    continue
+                self._config.logger.error(
+                    "advancing %d watermarks failed (locks still protect for their TTL): %r",
+                    len(marks),
+                    exc,
+                )
+                for name in marks:
+                    loop = self._loops.get(self._wm_owner.get(name, ""))
+                    if loop is not None:
+                        loop.errors += 1
+                        self._emit(EventKind.ERROR, loop.task.name, None, None, error=exc)
+                return
+
+    async def _drain_watermarks(self) -> None:
+        while self._wm_pending or self._wm_inflight:
+            if self._wm_pending:
+                await self._flush_watermarks()
+            else:
+                await self._wm_idle.wait()
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _note_misfire(self, loop: _Loop, decision: _plan.Decision) -> None:
+        first = decision.first_late
+        if first is None or first == loop.last_counted_late:
+            return  # a retry of a misfire already counted
+        loop.last_counted_late = first
+        loop.misfired += 1
+        lateness = decision.lateness + (decision.nominal - first).total_seconds()
+        self._config.logger.warning(
+            "task %r: occurrence %s reached %.3fs late (policy %s)",
+            loop.task.name,
+            first.isoformat(),
+            lateness,
+            loop.task.policy.value,
+        )
+        self._emit(EventKind.MISSED, loop.task.name, first, lateness)
+
+    def _report_error(
+        self,
+        loop: _Loop,
+        nominal: datetime | None,
+        error: BaseException,
+        *,
+        lateness: float | None = None,
+        manual: bool = False,
+    ) -> None:
+        loop.errors += 1
+        self._config.logger.error("task %r: %r", loop.task.name, error)
+        self._emit(EventKind.ERROR, loop.task.name, nominal, lateness, error=error, manual=manual)
+
+    def _report_dispatch_failure(
+        self,
+        loop: _Loop,
+        nominal: datetime,
+        error: Exception,
+        *,
+        lateness: float | None = None,
+        manual: bool = False,
+    ) -> None:
+        if isinstance(error, LeaseLostError):
+            loop.lease_losses += 1
+            self._config.logger.error("task %r: lease lost mid-dispatch: %r", loop.task.name, error)
+            self._emit(
+                EventKind.LEASE_LOST, loop.task.name, nominal, lateness, error=error, manual=manual
+            )
+        else:
+            self._report_error(loop, nominal, error, lateness=lateness, manual=manual)
+
+    def _emit(
+        self,
+        kind: EventKind,
+        task: str,
+        nominal: datetime | None,
+        lateness: float | None,
+        *,
+        error: BaseException | None = None,
+        reason: str | None = None,
+        job: Job | None = None,
+        manual: bool = False,
+    ) -> None:
+        hook = self._config.on_event
+        if hook is None and not self._channels:
+            return  # nobody listens: build nothing (hot path)
+        event = SchedulerEvent(
+            kind=kind,
+            task=task,
+            nominal=nominal.astimezone(UTC) if nominal is not None else None,
+            lateness=lateness,
+            error=error,
+            reason=reason,
+            job=job,
+            manual=manual,
+        )
+        if hook is not None:
+            try:
+                hook(event)
+            except Exception:
+                self._config.logger.exception("on_event hook raised; ignored")
+        for channel in tuple(self._channels):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                self._events_dropped += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._channels.remove(channel)
+
+    # -- small helpers ---------------------------------------------------------------------------
+
+    def _ttl(self, task: Task) -> float:
+        return task.lock_ttl if task.lock_ttl is not None else self._config.default_lock_ttl
+
+    def _wall_time(self) -> float:
+        return self._wall_clock().timestamp()
+
+    async def _close_owned(self) -> None:
+        for closer in (self._jobs.aclose, self._locks.aclose):
+            try:
+                await closer()
+            except Exception:
+                self._config.logger.exception("closing a provider failed")
+
+
+@asynccontextmanager
+async def open_scheduler(
+    *,
+    jobs: JobsRuntime,
+    locks: LockProvider,
+    config: Config | None = None,
+    close_providers: bool = False,
+) -> AsyncIterator[Scheduler]:
+    """Run a `Scheduler` for the duration of the block (S6 on exit).
+
+    Entering is a checkpoint and returns once the scheduler runs. Leaving the block
+    (normally or by an exception) stops it gracefully and waits for the drain; an
+    exception from the block propagates unchanged (not wrapped in an ExceptionGroup).
+    Providers are closed on exit only with ``close_providers=True``.
+    """
+    scheduler = Scheduler(jobs=jobs, locks=locks, config=config, close_providers=close_providers)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run)
+            try:
+                yield scheduler
+            finally:
+                scheduler.stop_nowait()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        single = group.exceptions[0]
+        context = single.__context__
+        try:
+            raise single
+        finally:
+            single.__context__ = context

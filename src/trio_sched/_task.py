@@ -1,0 +1,182 @@
+"""`Task`: what to dispatch and when; `MisfirePolicy`.
+
+Rules:
+- T1 A `Task` is a frozen value. Construction validates every field and raises
+  `ValidationError` whose ``field`` names the bad field; `Task.validate` runs the same
+  checks again (useful after ``dataclasses.replace`` tricks or for symmetry with Go).
+- T2 The schedule is parsed once, at construction, in the task's timezone, and kept
+  (`Task.cron`); a bad expression is a `ValidationError` with ``field="schedule"`` whose
+  message carries the cron engine's explanation.
+- T3 ``misfire_policy`` accepts a `MisfirePolicy` or its value as a string in any case
+  (``"skip"``, ``"FIRE_ONCE"``) and is normalised to the enum.
+- T4 Headers starting with ``x-trio-sched-`` are reserved for the scheduler (task name,
+  occurrence, fencing token) and refused, so a job's identity headers cannot be forged
+  by a task definition.
+
+Never imports trio (the pure layer `_plan` uses it).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from trio_sched._errors import ValidationError
+from trio_sched.cron import Schedule, parse
+
+__all__ = ["RESERVED_HEADER_PREFIX", "MisfirePolicy", "Task"]
+
+RESERVED_HEADER_PREFIX: Final = "x-trio-sched-"
+
+
+@final
+class MisfirePolicy(enum.Enum):
+    """What to do with occurrences reached more than ``Config.misfire_grace`` late (O6).
+
+    ``SKIP``: fire none of them. ``FIRE_ONCE``: fire exactly one, the latest late one,
+    then continue on schedule.
+    """
+
+    SKIP = "skip"
+    FIRE_ONCE = "fire_once"
+
+    @classmethod
+    def coerce(cls, value: MisfirePolicy | str) -> MisfirePolicy:
+        """The policy named by `value` (an enum member or its value, any case)."""
+        if isinstance(value, MisfirePolicy):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        raise ValidationError(
+            f"misfire_policy: expected 'skip' or 'fire_once', got {value!r}",
+            field="misfire_policy",
+        )
+
+
+def _fail(field_name: str, message: str) -> ValidationError:
+    return ValidationError(f"{field_name}: {message}", field=field_name)
+
+
+def _check_name(field_name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise _fail(field_name, f"expected a str, got {type(value).__name__}")
+    if not value or value != value.strip():
+        raise _fail(field_name, f"must be non-empty without surrounding spaces, got {value!r}")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise _fail(field_name, f"must not contain whitespace or control characters: {value!r}")
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """A registered schedule: run `job_name` on `queue` at every fire of `schedule`.
+
+    ``job_name`` defaults to the task name. ``lock_ttl`` ``None`` means
+    ``Config.default_lock_ttl``. ``idempotency_key`` replaces the task name as the
+    prefix of each occurrence's idempotency key (``{key}:{nominal epoch ms}``).
+    """
+
+    name: str
+    schedule: str
+    queue: str = "default"
+    job_name: str | None = None
+    payload: bytes = b"{}"
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    content_type: str = "application/json"
+    tenant_id: str | None = None
+    idempotency_key: str | None = None
+    timezone: str = "UTC"
+    lock_ttl: float | None = None
+    # Typed as a union so callers may pass "skip"/"fire_once" (T3); always a
+    # MisfirePolicy after construction: read it through `policy` for a precise type.
+    misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP
+    _cron: Schedule | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "misfire_policy", MisfirePolicy.coerce(self.misfire_policy))
+        if isinstance(self.headers, Mapping):
+            object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+        self.validate()
+
+    @property
+    def cron(self) -> Schedule:
+        """The parsed schedule (T2)."""
+        assert self._cron is not None  # set by validate() in __post_init__
+        return self._cron
+
+    @property
+    def policy(self) -> MisfirePolicy:
+        """``misfire_policy`` as the enum (it is normalised at construction, T3)."""
+        return MisfirePolicy.coerce(self.misfire_policy)
+
+    @property
+    def effective_job_name(self) -> str:
+        """``job_name``, or the task name when it is ``None``."""
+        return self.job_name if self.job_name is not None else self.name
+
+    def validate(self) -> None:
+        """Check every field (T1); raise `ValidationError` naming the first bad one."""
+        _check_name("name", self.name)
+        _check_name("queue", self.queue)
+        _check_name("job_name", self.job_name, optional=True)
+        _check_name("tenant_id", self.tenant_id, optional=True)
+        _check_name("idempotency_key", self.idempotency_key, optional=True)
+        if not isinstance(self.content_type, str) or not self.content_type:
+            raise _fail("content_type", f"expected a non-empty str, got {self.content_type!r}")
+        if not isinstance(self.payload, bytes):
+            raise _fail("payload", f"expected bytes, got {type(self.payload).__name__}")
+        self._validate_headers()
+        zone = self._validate_timezone()
+        self._validate_ttl()
+        MisfirePolicy.coerce(self.misfire_policy)
+        if not isinstance(self.schedule, str):
+            raise _fail("schedule", f"expected a str, got {type(self.schedule).__name__}")
+        try:
+            parsed = parse(self.schedule, tz=zone)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"schedule: {exc.message}",
+                field="schedule",
+                token=exc.token,
+                expression=exc.expression,
+                position=exc.position,
+            ) from exc
+        object.__setattr__(self, "_cron", parsed)
+
+    def _validate_headers(self) -> None:
+        if not isinstance(self.headers, Mapping):
+            raise _fail("headers", f"expected a mapping, got {type(self.headers).__name__}")
+        for key, value in self.headers.items():
+            if not isinstance(key, str) or not key:
+                raise _fail("headers", f"keys must be non-empty str, got {key!r}")
+            if not isinstance(value, str):
+                raise _fail("headers", f"value of {key!r} must be a str, got {value!r}")
+            if key.lower().startswith(RESERVED_HEADER_PREFIX):
+                raise _fail("headers", f"{key!r} is reserved for the scheduler (T4)")
+
+    def _validate_timezone(self) -> ZoneInfo:
+        if not isinstance(self.timezone, str) or not self.timezone:
+            raise _fail("timezone", f"expected an IANA zone name, got {self.timezone!r}")
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise _fail("timezone", f"unknown IANA time zone {self.timezone!r}") from exc
+
+    def _validate_ttl(self) -> None:
+        ttl = self.lock_ttl
+        if ttl is None:
+            return
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+            raise _fail("lock_ttl", f"expected seconds as a number, got {ttl!r}")
+        if not (math.isfinite(ttl) and ttl > 0):
+            raise _fail("lock_ttl", f"must be a finite number of seconds > 0, got {ttl!r}")
