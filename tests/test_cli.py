@@ -80,6 +80,18 @@ def test_next_gap_note_lists_every_lost_wall_time(capsys: pytest.CaptureFixture[
     assert after == "2021-03-29 02:00:00+02:00  Mon  CEST"
 
 
+def test_next_gap_note_summarises_many_lost_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    # Seconds do not count for "fixed" (rule C10): 60 lost wall times, one fire.
+    status, lines, err = berlin_next(capsys, "* 30 2 * * *", "2021-03-28T00:00", 2)
+    assert status == 0, err
+    moved, after = fire_lines(lines)
+    assert moved.startswith(
+        "2021-03-28 03:00:00+02:00  Sun  CEST  <- DST gap: 02:30:00, 02:30:01, ... 02:30:59 "
+        "(60 wall times) did not exist"
+    )
+    assert after == "2021-03-29 02:30:00+02:00  Mon  CEST"
+
+
 def test_next_marks_interval_job_skipping_the_gap(capsys: pytest.CaptureFixture[str]) -> None:
     status, lines, err = berlin_next(capsys, "*/30 * * * *", "2021-03-28T01:15", 3)
     assert status == 0, err
@@ -89,6 +101,30 @@ def test_next_marks_interval_job_skipping_the_gap(capsys: pytest.CaptureFixture[
     )
     assert "interval job skipped it" in fire_lines(lines)[1]
     assert fire_lines(lines)[2] == "2021-03-28 03:30:00+02:00  Sun  CEST"
+
+
+def test_next_gap_notes_in_other_zones(capsys: pytest.CaptureFixture[str]) -> None:
+    # Pacific/Apia skipped all of 2011-12-30 (it moved from -10:00 to +14:00).
+    status, lines, err = run(
+        capsys, "next", "0 12 30 12 *", "--tz", "Pacific/Apia", "--after", "2011-12-29", "-n", "1"
+    )
+    assert status == 0, err
+    assert fire_lines(lines) == [
+        "2011-12-31 00:00:00+14:00  Sat  +14  <- DST gap: 2011-12-30 12:00 did not exist (clocks "
+        "jumped from 2011-12-30 00:00 to 2011-12-31 00:00); fixed job fires once at the first "
+        "instant after the gap"
+    ]
+    # Australia/Lord_Howe springs forward by half an hour, 02:00 -> 02:30.
+    status, lines, err = run(
+        capsys, "next", "*/20 * * * *", "--tz", "Australia/Lord_Howe",
+        "--after", "2021-10-03T01:30", "-n", "2",
+    )  # fmt: skip
+    assert status == 0, err
+    assert fire_lines(lines) == [
+        "2021-10-03 01:40:00+10:30  Sun  +1030",
+        "2021-10-03 02:40:00+11:00  Sun  +11  <- after a DST gap: 02:00 and 02:20 did not exist "
+        "(clocks jumped from 02:00 to 02:30); interval job skipped it",
+    ]
 
 
 def test_next_marks_both_passes_of_interval_job_in_repeated_hour(

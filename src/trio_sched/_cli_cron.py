@@ -178,15 +178,18 @@ def _gap_note(schedule: Schedule, fire: datetime, shadow: Schedule | None) -> st
     lost = _matching_walls(shadow, gap_start, gap_end)
     if not lost:
         return None
-    jump = f"clocks jumped from {_hm(gap_start)} to {_hm(gap_end)}"
+    dated = gap_start.date() != gap_end.date()
+    edges = _wall_format([gap_start, gap_end], dated)
+    jump = f"clocks jumped from {gap_start:{edges}} to {gap_end:{edges}}"
     if schedule.fixed:
         if _wall_naive(fire) != gap_end:
             return None  # not the moved fire; the gap's fire is the one at gap_end
         return (
-            f"DST gap: {_list_walls(lost)} did not exist ({jump}); "
+            f"DST gap: {_list_walls(lost, dated)} did not exist ({jump}); "
             "fixed job fires once at the first instant after the gap"
         )
-    return f"after a DST gap: {_list_walls(lost)} did not exist ({jump}); interval job skipped it"
+    lost_text = _list_walls(lost, dated)
+    return f"after a DST gap: {lost_text} did not exist ({jump}); interval job skipped it"
 
 
 def _gap_just_before(schedule: Schedule, fire: datetime) -> tuple[datetime, datetime] | None:
@@ -251,8 +254,9 @@ def _matching_walls(shadow: Schedule, start: datetime, end: datetime) -> list[da
         found.append(cursor.replace(tzinfo=None))
 
 
-def _list_walls(walls: Sequence[datetime]) -> str:
-    names = [_wall_text(w) for w in walls]
+def _list_walls(walls: Sequence[datetime], dated: bool) -> str:
+    form = _wall_format(walls, dated)
+    names = [wall.strftime(form) for wall in walls]
     if len(names) > 3:
         return f"{names[0]}, {names[1]}, ... {names[-1]} ({len(names)} wall times)"
     return _join(names)
@@ -263,17 +267,20 @@ def _wall_naive(moment: datetime) -> datetime:
 
 
 def _wall(moment: datetime) -> str:
-    return _wall_text(_wall_naive(moment))
+    wall = _wall_naive(moment)
+    return wall.strftime(_wall_format([wall], dated=False))
 
 
-def _wall_text(wall: datetime) -> str:
-    if wall.microsecond:
-        return wall.strftime("%H:%M:%S.%f").rstrip("0")
-    return _hm(wall) if wall.second == 0 else wall.strftime("%H:%M:%S")
-
-
-def _hm(wall: datetime) -> str:
-    return wall.strftime("%H:%M")
+def _wall_format(walls: Sequence[datetime], dated: bool) -> str:
+    """One strftime format for a group of wall times: as short as all of them allow."""
+    if any(wall.microsecond for wall in walls):
+        clock = "%H:%M:%S.%f"
+    elif any(wall.second for wall in walls):
+        clock = "%H:%M:%S"
+    else:
+        clock = "%H:%M"
+    # A gap can cross midnight or swallow whole days (Pacific/Apia skipped 2011-12-30).
+    return f"%Y-%m-%d {clock}" if dated else clock
 
 
 # -- explaining an expression ------------------------------------------------------------
