@@ -1,0 +1,1 @@
+"""Tests of the pure cron engine `trio_sched.cron` (rules C1-C12)."""

@@ -1,0 +1,41 @@
+"""Small helpers shared by the cron tests (engine-facing; the model is `_reference`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import islice
+
+from trio_sched.cron import Schedule
+
+
+def utc(t: datetime) -> datetime:
+    return t.astimezone(UTC)
+
+
+def at(iso: str) -> datetime:
+    """An aware datetime from an ISO string with an offset (a fixed-offset tzinfo)."""
+    t = datetime.fromisoformat(iso)
+    assert t.tzinfo is not None, iso
+    return t
+
+
+def assert_fire_shape(s: Schedule, fire: datetime) -> None:
+    """C9: a fire is aware, in the schedule's zone, with the fold its instant implies."""
+    assert fire.tzinfo is s.tz, (fire, s.tz)
+    canonical = utc(fire).astimezone(s.tz)
+    assert (fire.replace(tzinfo=None), fire.fold) == (
+        canonical.replace(tzinfo=None),
+        canonical.fold,
+    ), f"{fire!r} is not the canonical local form {canonical!r}"
+
+
+def next_n(s: Schedule, t: datetime, n: int) -> list[datetime]:
+    return list(islice(s.iter_after(t), n))
+
+
+def prev_n(s: Schedule, t: datetime, n: int) -> list[datetime]:
+    return list(islice(s.iter_before(t), n))
+
+
+def isos(fires: list[datetime]) -> list[str]:
+    return [f.isoformat() for f in fires]
