@@ -1,0 +1,129 @@
+"""Helpers for runtime tests: a fake wall clock on Trio's clock, recording backends.
+
+Tests run on `trio.testing.MockClock` with autojump (the ``autojump_clock`` fixture of
+pytest-trio) and a wall clock derived from ``trio.current_time()``, so schedules that
+span days run in milliseconds and every instant is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+import trio
+
+from trio_sched.jobs import Job
+from trio_sched.locks import AcquireRequest, LockLease, LockProvider
+
+
+class FakeWall:
+    """wall = base + (trio.current_time() - t0) + skew; `jump` moves the skew."""
+
+    def __init__(self, base: datetime, skew: float = 0.0) -> None:
+        self.base = base
+        self.t0 = trio.current_time()
+        self.skew = skew
+
+    def __call__(self) -> datetime:
+        return self.base + timedelta(seconds=trio.current_time() - self.t0 + self.skew)
+
+    def jump(self, seconds: float) -> None:
+        self.skew += seconds
+
+    def trio_time_of(self, wall: datetime) -> float:
+        """The Trio time at which this wall clock shows `wall` (at the current skew)."""
+        return self.t0 + (wall - self.base).total_seconds() - self.skew
+
+
+class RecordingJobs:
+    """A JobsRuntime that records every enqueue (no dedupe: double fires stay visible).
+
+    `delay` makes enqueue slow (seconds on Trio's clock); `fail` is raised (and
+    decremented) while `failures` > 0.
+    """
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.jobs: list[Job] = []
+        self.enqueued_at: list[float] = []
+        self.delay = delay
+        self.failures = 0
+        self.fail: Exception | None = None
+        self.closed = False
+
+    async def enqueue(self, job: Job) -> None:
+        await trio.sleep(self.delay)
+        if self.failures > 0 and self.fail is not None:
+            self.failures -= 1
+            raise self.fail
+        self.jobs.append(job)
+        self.enqueued_at.append(trio.current_time())
+
+    async def health_check(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await trio.lowlevel.checkpoint()
+
+    def nominals(self, task: str | None = None) -> list[datetime]:
+        return [
+            j.run_at
+            for j in self.jobs
+            if j.run_at is not None and (task is None or j.headers["x-trio-sched-task"] == task)
+        ]
+
+
+class WrappedLocks:
+    """A LockProvider wrapper that counts calls and can inject failures."""
+
+    def __init__(self, inner: LockProvider) -> None:
+        self.inner = inner
+        self.batch_sizes: list[int] = []
+        self.advance_calls: list[dict[str, int]] = []
+        self.get_watermark_calls: list[list[str]] = []
+        self.renewals = 0
+        self.reject_renewals = False
+        self.hang_renewals = False
+        self.batch_error: Exception | None = None
+        self.batch_failures = 0
+        self.closed = False
+
+    async def acquire(self, key: str, ttl: float) -> LockLease | None:
+        return await self.inner.acquire(key, ttl)
+
+    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
+        self.batch_sizes.append(len(requests))
+        if self.batch_failures > 0 and self.batch_error is not None:
+            self.batch_failures -= 1
+            await trio.lowlevel.checkpoint()
+            raise self.batch_error
+        return await self.inner.acquire_batch(requests)
+
+    async def renew(self, lease: LockLease, ttl: float) -> LockLease:
+        self.renewals += 1
+        if self.hang_renewals:
+            await trio.sleep_forever()
+        if self.reject_renewals:
+            from trio_sched import LeaseLostError
+
+            await trio.lowlevel.checkpoint()
+            raise LeaseLostError("renewal rejected by the test")
+        return await self.inner.renew(lease, ttl)
+
+    async def release(self, lease: LockLease) -> bool:
+        return await self.inner.release(lease)
+
+    async def get_watermarks(self, names: Sequence[str]) -> dict[str, int]:
+        self.get_watermark_calls.append(list(names))
+        return await self.inner.get_watermarks(names)
+
+    async def advance_watermarks(self, marks: Mapping[str, int]) -> None:
+        self.advance_calls.append(dict(marks))
+        await self.inner.advance_watermarks(marks)
+
+    async def health_check(self) -> None:
+        await self.inner.health_check()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
