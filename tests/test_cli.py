@@ -317,7 +317,7 @@ def test_validate_nickname_and_every(capsys: pytest.CaptureFixture[str]) -> None
     status, lines, err = run(capsys, "validate", "@every 1h30m")
     assert status == 0, err
     assert field_row(lines, "interval").startswith("1:30:00 (5400 s)")
-    assert field_row(lines, "dst").startswith("interval job (@every counts real elapsed time)")
+    assert field_row(lines, "dst").startswith("interval job (@every): follows real elapsed time")
     assert not any(line.startswith("minute") for line in lines)
 
 

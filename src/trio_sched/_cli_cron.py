@@ -410,7 +410,7 @@ def _dst_rule(schedule: Schedule) -> str:
             "hour fires on the 1st pass only (rule C10)"
         )
     if schedule.interval is not None:
-        why = "@every counts real elapsed time"
+        why = "@every"
     else:
         starred = [f.name for f in schedule.fields if f.name in ("minute", "hour") and f.star]
         why = f"{' and '.join(starred)} {'start' if len(starred) > 1 else 'starts'} with '*'"
