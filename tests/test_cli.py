@@ -10,6 +10,8 @@ DST cases are pinned to Europe/Berlin in 2021:
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 import types
@@ -431,3 +433,40 @@ def test_cli_is_not_imported_by_the_package() -> None:
         check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+# -- docs ------------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "cron.md"
+
+
+def doc_examples() -> list[tuple[str, list[str]]]:
+    """(command line, expected output lines) of every `$ trio-sched ...` in docs/cron.md.
+
+    The output of a command is every line after it up to the next command or the end of
+    its code block.
+    """
+    examples: list[tuple[str, list[str]]] = []
+    output: list[str] | None = None
+    for line in DOCS.read_text().splitlines():
+        if line.startswith("```"):
+            output = None
+        elif line.startswith("$ trio-sched "):
+            output = []
+            examples.append((line[2:], output))
+        elif output is not None:
+            output.append(line)
+    return examples
+
+
+@pytest.mark.parametrize(("command", "expected"), doc_examples())
+def test_docs_show_real_output(
+    capsys: pytest.CaptureFixture[str], command: str, expected: list[str]
+) -> None:
+    # "..." in the docs stands for any number of lines left out.
+    pattern = "".join(
+        r"(?:[^\n]*\n)*?" if line == "..." else re.escape(line) + r"\n" for line in expected
+    )
+    main(shlex.split(command)[1:])
+    captured = capsys.readouterr()
+    assert re.fullmatch(pattern, captured.out + captured.err), captured.out + captured.err
