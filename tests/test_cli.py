@@ -172,6 +172,17 @@ def test_next_after_with_offset_is_converted_to_the_zone(
     assert fire_lines(lines)[0].startswith("2021-10-31 02:00:00+01:00  Sun  CET  <- DST repeated")
 
 
+def test_next_naive_after_inside_a_gap_is_shown_as_a_real_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 02:30 did not exist in Berlin on 2021-03-28; zoneinfo reads it with the offset
+    # from before the gap (+01:00), which is 03:30 CEST.
+    status, lines, err = berlin_next(capsys, "0 * * * *", "2021-03-28T02:30", 1)
+    assert status == 0, err
+    assert "after 2021-03-28 03:30:00+02:00" in lines[0]
+    assert fire_lines(lines) == ["2021-03-28 04:00:00+02:00  Sun  CEST"]
+
+
 def test_next_every_fires_on_epoch_multiples(capsys: pytest.CaptureFixture[str]) -> None:
     status, lines, err = run(
         capsys, "next", "@every 90s", "--after", "2026-01-01T00:00:00+00:00", "-n", "2"

@@ -21,7 +21,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from itertools import islice
 from typing import TextIO
 
@@ -112,7 +112,15 @@ class _UsageError(Exception):
 
 
 def _cmd_next(args: argparse.Namespace) -> int:
-    return _with_schedule(args, lambda schedule, after: _print_fires(schedule, after, args.n))
+    def list_fires(schedule: Schedule, after: datetime) -> int:
+        print(
+            f"{schedule.expression}  ({_cli_cron.job_kind(schedule)} job) in "
+            f"{_cli_cron.zone_name(schedule.tz)}, next {args.n} after "
+            f"{after.isoformat(sep=' ')}:"
+        )
+        return _print_fires(schedule, after, args.n)
+
+    return _with_schedule(args, list_fires)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -141,12 +149,6 @@ def _with_schedule(args: argparse.Namespace, action: Callable[[Schedule, datetim
 
 
 def _print_fires(schedule: Schedule, after: datetime, count: int, indent: str = "") -> int:
-    if not indent:
-        print(
-            f"{schedule.expression}  ({_cli_cron.job_kind(schedule)} job) in "
-            f"{_cli_cron.zone_name(schedule.tz)}, next {count} after "
-            f"{after.isoformat(sep=' ')}:"
-        )
     shadow = _cli_cron.shadow_of(schedule)
     printed, last = 0, after
     for last in islice(schedule.iter_after(after), count):
@@ -181,7 +183,9 @@ def _after(text: str | None, zone: tzinfo) -> datetime:
             f"--after: not an ISO 8601 time: {text!r} (e.g. 2026-03-29T01:30:00+01:00)"
         ) from None
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=zone)
+        # Through UTC and back: a wall time inside a gap becomes the instant zoneinfo
+        # maps it to, shown as a wall time that exists.
+        moment = moment.replace(tzinfo=zone).astimezone(UTC)
     return moment.astimezone(zone)
 
 
