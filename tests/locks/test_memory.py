@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -171,7 +172,7 @@ async def test_cancelled_advance_moves_nothing() -> None:
 async def test_every_method_is_a_checkpoint() -> None:
     provider = MemoryLockProvider()
     lease = await _acquire(provider, "k", 5.0)
-    calls = [
+    calls: list[Callable[[], Awaitable[object]]] = [
         lambda: provider.acquire("x", 1.0),
         lambda: provider.acquire_batch([]),
         lambda: provider.renew(lease, 5.0),
