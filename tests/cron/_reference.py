@@ -141,30 +141,37 @@ class Transition:
         return low, high
 
 
+def _offset(tz: tzinfo, u: datetime) -> timedelta:
+    offset = u.astimezone(tz).utcoffset()
+    assert offset is not None
+    return offset
+
+
 @functools.cache
 def _transitions_in_year(name: str, year: int) -> tuple[Transition, ...]:
+    """Offset changes in a year: a daily scan, then 15-minute steps, then bisection.
+
+    (No zone used here changes its offset twice within one day.)
+    """
     tz = ZoneInfo(name)
     found: list[Transition] = []
-    t = datetime(year, 1, 1, tzinfo=UTC)
+    day = datetime(year, 1, 1, tzinfo=UTC)
     end = datetime(year + 1, 1, 1, tzinfo=UTC)
-    step = timedelta(minutes=15)
-    previous = t.astimezone(tz).utcoffset()
-    while t < end:
-        nxt = t + step
-        offset = nxt.astimezone(tz).utcoffset()
-        if offset != previous:
-            low, high = t, nxt
+    while day < end:
+        before, after = _offset(tz, day), _offset(tz, day + timedelta(days=1))
+        if before != after:
+            t = day
+            while _offset(tz, t + timedelta(minutes=15)) == before:
+                t += timedelta(minutes=15)
+            low, high = t, t + timedelta(minutes=15)
             while high - low > ONE_SECOND:
                 mid = low + (high - low) // 2
-                if mid.astimezone(tz).utcoffset() == previous:
+                if _offset(tz, mid) == before:
                     low = mid
                 else:
                     high = mid
-            assert previous is not None
-            assert offset is not None
-            found.append(Transition(high, previous, offset))
-            previous = offset
-        t = nxt
+            found.append(Transition(high, before, after))
+        day += timedelta(days=1)
     return tuple(found)
 
 
@@ -281,6 +288,9 @@ class _DayResolver:
         assert offset is not None
         self.offset = offset
         self.margin = MAX_SHIFT if self.near else timedelta(0)
+        # Offsets change on whole minutes here, so all seconds of a wall-clock minute
+        # resolve alike: remember each minute's resolution.
+        self._minutes: dict[datetime, tuple[list[timedelta], datetime | None]] = {}
 
     def _offset_at(self, u: datetime) -> timedelta:
         for tr in reversed(self.near):
@@ -288,17 +298,28 @@ class _DayResolver:
                 return tr.after
         return self.near[0].before
 
+    def _resolve_minute(self, minute: datetime) -> tuple[list[timedelta], datetime | None]:
+        """Offsets under which this wall minute exists (earliest instant first), or, if
+        a gap swallows it, the first instant after the gap."""
+        offsets = {tr.before for tr in self.near} | {tr.after for tr in self.near}
+        real = sorted(
+            (off for off in offsets if self._offset_at((minute - off).replace(tzinfo=UTC)) == off),
+            reverse=True,  # a larger offset means an earlier instant
+        )
+        if real:
+            return real, None
+        return [], _first_instant_after_gap(minute, self.tz)
+
     def instants(self, wall: datetime) -> list[datetime]:
         if not self.near:
             return [(wall - self.offset).replace(tzinfo=UTC)]
-        offsets = {tr.before for tr in self.near} | {tr.after for tr in self.near}
-        real = sorted(
-            u
-            for u in {(wall - off).replace(tzinfo=UTC) for off in offsets}
-            if self._offset_at(u) == wall.replace(tzinfo=UTC) - u
-        )
-        if not real:  # swallowed by a gap
-            return [_first_instant_after_gap(wall, self.tz)] if self.spec.fixed else []
+        minute = wall.replace(second=0)
+        if minute not in self._minutes:
+            self._minutes[minute] = self._resolve_minute(minute)
+        offsets, gap_end = self._minutes[minute]
+        if gap_end is not None:
+            return [gap_end] if self.spec.fixed else []
+        real = [(wall - off).replace(tzinfo=UTC) for off in offsets]
         return real[:1] if self.spec.fixed else real
 
 

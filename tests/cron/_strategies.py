@@ -309,3 +309,78 @@ def starts(draw: st.DrawFn, tz: ZoneInfo) -> datetime:
     else:
         target = tz
     return u.astimezone(target)
+
+
+_DST_ZONES = tuple(name for name in ZONE_NAMES if _transitions_in_year(name, 2021))
+
+
+@st.composite
+def _covering(draw: st.DrawFn, field: _F, value: int) -> tuple[str, frozenset[int]]:
+    """A list element of `field` that surely contains `value`."""
+    # Mostly not '*', so that fixed jobs (C10) are common.
+    kind = draw(st.sampled_from((0, 1, 1, 1, 2, 2, 3)))
+    if kind == 0:
+        return "*", frozenset(range(field.lo, field.hi + 1))
+    if kind == 1:
+        return str(value), frozenset({value})
+    if kind == 2:
+        a = draw(st.integers(field.lo, value))
+        b = draw(st.integers(value, field.hi))
+        return f"{a}-{b}", frozenset(range(a, b + 1))
+    # N/S with value = N + k * S
+    step = draw(st.integers(1, 6))
+    start = value - step * draw(st.integers(0, (value - field.lo) // step))
+    return f"{start}/{step}", frozenset(range(start, field.hi + 1, step))
+
+
+@st.composite
+def _field_with(draw: st.DrawFn, field: _F, value: int) -> tuple[str, frozenset[int]]:
+    items = draw(st.lists(_element(field), max_size=2))
+    items.insert(draw(st.integers(0, len(items))), draw(_covering(field, value)))
+    return ",".join(t for t, _ in items), frozenset().union(*(v for _, v in items))
+
+
+@st.composite
+def dst_cases(draw: st.DrawFn) -> tuple[GenExpr, ZoneInfo, datetime]:
+    """An expression whose fields cover the wall times a DST change swallows or repeats,
+    with a start a few hours before (or just after) that change."""
+    tz = ZoneInfo(draw(st.sampled_from(_DST_ZONES)))
+    tr = draw(st.sampled_from([t for y in DST_YEARS for t in _transitions_in_year(tz.key, y)]))
+    low, high = tr.wall_range()
+    inside = low + (high - low) * draw(st.sampled_from((0, 0.25, 0.5, 0.75)))
+    six = draw(st.integers(0, 3)) == 0
+    if six:
+        sec_text, sec_values = draw(_plain_field(SECOND, max_items=2))
+    else:
+        sec_text, sec_values = "0", frozenset({0})
+    min_text, min_values = draw(_field_with(MINUTE, inside.minute))
+    hour_text, hour_values = draw(_field_with(HOUR, inside.hour))
+    dom_text, dom_values = draw(
+        st.one_of(st.just(("*", frozenset(range(1, 32)))), _field_with(DOM, inside.day))
+    )
+    mon_text, mon_values = draw(
+        st.one_of(st.just(("*", frozenset(range(1, 13)))), _field_with(MONTH, inside.month))
+    )
+    weekday = (inside.weekday() + 1) % 7
+    dow_text, dow_values = draw(
+        st.one_of(st.just(("*", frozenset(range(0, 8)))), _field_with(DOW, weekday))
+    )
+    spec = Spec(
+        seconds=sec_values,
+        minutes=min_values,
+        hours=hour_values,
+        days=dom_values,
+        months=mon_values,
+        weekdays=_dow_norm(dow_values),
+        dom_star=dom_text.startswith("*"),
+        dow_star=dow_text.startswith("*"),
+        fixed=not (min_text.startswith("*") or hour_text.startswith("*")),
+    )
+    fields: tuple[str, ...] = (min_text, hour_text, dom_text, mon_text, dow_text)
+    if six:
+        fields = (sec_text, *fields)
+    gen = GenExpr(" ".join(fields), spec, six_fields=six, field_texts=fields)
+    start = tr.at + timedelta(seconds=draw(st.integers(-2 * 3600, 600)))
+    if draw(st.booleans()):
+        start += timedelta(microseconds=draw(st.integers(0, 999_999)))
+    return gen, tz, start.astimezone(draw(st.sampled_from((tz, UTC))))
