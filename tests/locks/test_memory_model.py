@@ -1,0 +1,144 @@
+"""MemoryLockProvider against a ten-line reference model, on random operation sequences.
+
+The provider runs on an injected clock (a plain float the machine advances), so each
+operation can run in its own short `trio.run` and the model needs no Trio at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import trio
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+
+from trio_sched import LeaseLostError
+from trio_sched.locks import AcquireRequest, LockLease, MemoryLockProvider
+
+T = TypeVar("T")
+
+KEYS = st.sampled_from(["a", "b", "c"])
+TTLS = st.sampled_from([1.0, 2.0, 5.0])
+MARKS = st.sampled_from(["m1", "m2"])
+NOMINALS = st.integers(min_value=0, max_value=10)
+
+
+@dataclass
+class _Held:
+    token: str
+    expires: float
+    fencing: int
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await make()
+
+    return trio.run(main)
+
+
+class LockModel(RuleBasedStateMachine):
+    leases = Bundle("leases")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.provider = MemoryLockProvider(
+            clock=lambda: self.now, wall_clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        self.held: dict[str, _Held] = {}
+        self.marks: dict[str, int] = {}
+        self.fencing = 0
+
+    def _owner(self, key: str) -> _Held | None:
+        held = self.held.get(key)
+        return held if held is not None and held.expires > self.now else None
+
+    def _take(self, key: str, ttl: float, lease: LockLease | None) -> LockLease | None:
+        if self._owner(key) is not None:
+            assert lease is None, f"{key!r} is held, yet acquired"
+            return None
+        assert lease is not None, f"{key!r} is free, yet refused"
+        self.fencing += 1
+        assert lease.fencing_token == self.fencing
+        self.held[key] = _Held(lease.token, self.now + ttl, lease.fencing_token)
+        return lease
+
+    @rule(target=leases, key=KEYS, ttl=TTLS)
+    def acquire(self, key: str, ttl: float) -> LockLease | None:
+        return self._take(key, ttl, _run(lambda: self.provider.acquire(key, ttl)))
+
+    @rule(
+        target=leases,
+        requests=st.lists(
+            st.builds(
+                AcquireRequest,
+                key=KEYS,
+                ttl=TTLS,
+                watermark=st.none() | MARKS,
+                nominal_ms=NOMINALS,
+            ),
+            max_size=4,
+        ),
+    )
+    def acquire_batch(self, requests: list[AcquireRequest]) -> LockLease | None:
+        results = _run(lambda: self.provider.acquire_batch(requests))
+        assert len(results) == len(requests)
+        last = None
+        for request, lease in zip(requests, results, strict=True):
+            mark = self.marks.get(request.watermark) if request.watermark else None
+            if mark is not None and request.nominal_ms <= mark:
+                assert lease is None, f"{request} is at or before watermark {mark}"
+                continue
+            last = self._take(request.key, request.ttl, lease) or last
+        return last
+
+    @rule(lease=leases, ttl=TTLS)
+    def renew(self, lease: LockLease | None, ttl: float) -> None:
+        if lease is None:
+            return
+        owner = self._owner(lease.key)
+        if owner is None or owner.token != lease.token:
+            try:
+                _run(lambda: self.provider.renew(lease, ttl))
+            except LeaseLostError:
+                return
+            raise AssertionError(f"renew of a lost lease {lease} succeeded")
+        renewed = _run(lambda: self.provider.renew(lease, ttl))
+        assert renewed.fencing_token == owner.fencing
+        owner.expires = self.now + ttl
+
+    @rule(lease=leases)
+    def release(self, lease: LockLease | None) -> None:
+        if lease is None:
+            return
+        owner = self._owner(lease.key)
+        owns = owner is not None and owner.token == lease.token
+        assert _run(lambda: self.provider.release(lease)) == owns
+        if owns:
+            del self.held[lease.key]
+
+    @rule(mark=MARKS, value=NOMINALS)
+    def advance_watermark(self, mark: str, value: int) -> None:
+        _run(lambda: self.provider.advance_watermarks({mark: value}))
+        self.marks[mark] = max(value, self.marks.get(mark, value))
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 3.0]))
+    def pass_time(self, seconds: float) -> None:
+        self.now += seconds
+
+    @invariant()
+    def same_state(self) -> None:
+        stats = self.provider.statistics()
+        assert stats.held_locks == sum(1 for key in self.held if self._owner(key))
+        assert stats.last_fencing_token == self.fencing
+        assert _run(lambda: self.provider.get_watermarks(["m1", "m2"])) == self.marks
+
+
+TestLockModel = LockModel.TestCase
+# Each step is a trio.run; 30 steps keep the dev profile near 3 s.
+TestLockModel.settings = settings(stateful_step_count=30)
