@@ -1,0 +1,427 @@
+"""Shared Redis plumbing: URL redaction, error mapping, and the thread-backed driver.
+
+Imported only by the Redis backends (``trio_sched.locks.redis`` and later the Redis
+jobs runtime); importing it imports redis-py. ``import trio_sched`` never does.
+
+Rules:
+- R1 Driver (DESIGN 4.4): the *sync* redis-py client runs in worker threads through
+  `trio.to_thread.run_sync` with one `trio.CapacityLimiter` per driver
+  (``max_connections``), so at most that many commands are in flight and the pool holds
+  about that many connections. redis-py's own retries are off (``Retry(NoBackoff(), 0)``):
+  a retry hidden in the driver could re-run a write whose first reply was lost, and would
+  break the time bound of R2. Retrying is the caller's decision (the runtime's S5).
+- R2 Every call is bounded by ``operation_timeout`` twice over: the sockets carry it as
+  ``socket_timeout``/``socket_connect_timeout`` (so a worker thread never hangs), and the
+  Trio side waits at most that long, waiting for a limiter slot included, then raises
+  `RetryableError`. A call therefore returns within ``operation_timeout`` (plus
+  scheduling noise) whatever the server does.
+- R3 Cancellation is prompt: threads run with ``abandon_on_cancel=True``. An abandoned
+  thread (caller cancelled, or the Trio-side deadline of R2 passed) runs to its own
+  socket timeout at most; it then runs the call's *undo* if it has one. An undo is a
+  token-checked compensation (a lock release by the token the caller generated), so it
+  is safe whether or not the abandoned command reached the server, and it never touches
+  state someone else owns. The same undo runs in the background when the call fails with
+  a connection or timeout error, since the command may have run and only its reply been
+  lost. After `RedisDriver.close` no undo runs: whatever it would have released ends by
+  its TTL.
+- R4 Errors are mapped at the boundary and chained (``raise ... from exc``): connection
+  trouble, timeouts and transient server states (LOADING, READONLY, OOM, BUSY, TRYAGAIN,
+  MASTERDOWN, MISCONF) -> `RetryableError`; rejected credentials or permissions and
+  malformed arguments -> `InvalidArgumentError`; a key holding another type (WRONGTYPE)
+  -> `ConflictError`; any other Redis error -> `SchedulerError`. A call racing
+  ``close`` raises `ClosedError`.
+- R5 A URL's password never appears in a message, a log record or a ``repr``: messages
+  name the URL through `redact_url`, and driver messages are scrubbed of the password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar, final
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.exceptions as rex
+import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from trio_sched._errors import (
+    ClosedError,
+    ConflictError,
+    InvalidArgumentError,
+    RetryableError,
+    SchedulerError,
+    ValidationError,
+)
+
+__all__ = [
+    "DriverStatistics",
+    "RedisDriver",
+    "RedisScript",
+    "check_redis_url",
+    "redact_url",
+]
+
+T = TypeVar("T")
+
+_SCHEMES: Final = ("redis", "rediss", "unix")
+_REDACTED: Final = "***"
+# Error prefixes of server states that pass (failover, loading, a long script, memory
+# pressure, a failed background save): retrying later is the right answer.
+_TRANSIENT_PREFIXES: Final = ("BUSY", "TRYAGAIN", "MASTERDOWN", "MISCONF", "LOADING", "OOM")
+_RETRYABLE: Final = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.ReadOnlyError,
+    rex.OutOfMemoryError,
+    rex.TryAgainError,
+    rex.ClusterDownError,
+    TimeoutError,
+    OSError,
+)
+_CREDENTIALS: Final = (
+    rex.AuthenticationError,
+    rex.AuthorizationError,
+    rex.NoPermissionError,
+    rex.AuthenticationWrongNumberOfArgsError,
+)
+# Failures after which a command may have run although its reply never arrived.
+_AMBIGUOUS: Final = (rex.ConnectionError, rex.TimeoutError, TimeoutError, OSError)
+
+_log = logging.getLogger("trio_sched.redis")
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (userinfo or ``?password=`` query) replaced by ``***``.
+
+    ``redis://user:secret@host:6379/0`` -> ``redis://user:***@host:6379/0``. A text that
+    does not parse as a URL is replaced whole, since it cannot be shown safely.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        netloc = parts.netloc
+    except ValueError:
+        return "<unparsable redis url>"
+    if password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{_REDACTED}@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() == "password" for name, _ in pairs):
+            query = urlencode(
+                [(n, _REDACTED if n.lower() == "password" else v) for n, v in pairs],
+                safe="*",
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secrets_of(url: str) -> tuple[str, ...]:
+    """Password spellings that must never leak: raw, percent-decoded and re-quoted."""
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        raw = parts.netloc.rpartition("@")[0].partition(":")[2] if "@" in parts.netloc else ""
+        if raw:
+            found.update({raw, unquote(raw), quote(unquote(raw), safe="")})
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name.lower() == "password" and value:
+                found.update({value, quote(value, safe="")})
+    except ValueError:
+        pass
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def check_redis_url(url: object) -> str:
+    """Validate a Redis URL's shape (scheme, parseable); raise `ValidationError`."""
+    if not isinstance(url, str) or not url:
+        raise ValidationError("url: expected a non-empty str", field="url")
+    try:
+        scheme = urlsplit(url).scheme
+        urlsplit(url).port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValidationError(
+            f"url: cannot parse {redact_url(url)!r}", field="url"
+        ) from None  # the original message may quote the URL, password included
+    if scheme not in _SCHEMES:
+        raise ValidationError(
+            f"url: scheme must be one of {', '.join(_SCHEMES)}, got {redact_url(url)!r}",
+            field="url",
+        )
+    return url
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class DriverStatistics:
+    """Counters of one `RedisDriver`.
+
+    `round_trips` counts commands or scripts sent (one per call, plus a script's EVAL
+    after a NOSCRIPT), `failures` calls that raised a mapped error, `timeouts` calls the
+    Trio-side deadline ended, `abandoned` calls given up (cancelled or timed out) while a
+    worker thread ran, `undos` compensations that ran and `undo_failures` those that
+    failed (their locks end by TTL). `in_flight` counts calls awaiting a worker thread.
+    """
+
+    round_trips: int
+    failures: int
+    timeouts: int
+    abandoned: int
+    undos: int
+    undo_failures: int
+    in_flight: int
+
+
+@final
+class RedisScript:
+    """A Lua script run with EVALSHA, falling back to EVAL when the server lacks it.
+
+    One round trip normally; two only for the first call after the server lost its
+    script cache (restart, SCRIPT FLUSH). The EVAL also caches it again.
+    """
+
+    __slots__ = ("_sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def run(
+        self, driver: RedisDriver, client: redis.Redis, keys: list[str], args: list[str]
+    ) -> object:
+        """Run the script (in a worker thread, through `RedisDriver.call`)."""
+        driver.count_round_trip()
+        try:
+            return client.evalsha(self._sha, len(keys), *keys, *args)
+        except rex.NoScriptError:
+            driver.count_round_trip()
+            return client.eval(self.source, len(keys), *keys, *args)
+
+
+class _Flight:
+    """Hand-over state between the Trio side and one worker thread (rule R3)."""
+
+    __slots__ = ("abandoned", "finished", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.finished = False
+
+
+@final
+class RedisDriver:
+    """A redis-py connection pool driven from Trio through worker threads (R1-R5).
+
+    `what` names the owner in error messages (``"redis lock provider"``). No I/O happens
+    here: connections open on first use.
+    """
+
+    def __init__(
+        self, url: str, *, operation_timeout: float, max_connections: int, what: str
+    ) -> None:
+        check_redis_url(url)
+        self.url = redact_url(url)
+        self.operation_timeout = operation_timeout
+        self._what = what
+        self._secrets = _secrets_of(url)
+        try:
+            self._pool = redis.ConnectionPool.from_url(
+                url,
+                socket_timeout=operation_timeout,
+                socket_connect_timeout=operation_timeout,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+                # No CLIENT SETINFO on connect: one round trip less per new connection.
+                lib_name=None,
+                lib_version=None,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(
+                f"url: {self._scrub(str(exc))} ({self.url})", field="url"
+            ) from None  # the original may quote the password
+        self.client = redis.Redis(connection_pool=self._pool)
+        self._limiter = trio.CapacityLimiter(max_connections)
+        self._closed = False
+        self._stats_lock = threading.Lock()
+        self._round_trips = 0
+        self._failures = 0
+        self._timeouts = 0
+        self._abandoned = 0
+        self._undos = 0
+        self._undo_failures = 0
+        self._in_flight = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{self._what} ({self.url}) is closed")
+
+    def count_round_trip(self) -> None:
+        with self._stats_lock:
+            self._round_trips += 1
+
+    async def call(
+        self,
+        fn: Callable[[redis.Redis], T],
+        *,
+        undo: Callable[[redis.Redis], None] | None = None,
+    ) -> T:
+        """Run ``fn(client)`` in a worker thread, bounded by ``operation_timeout`` (R2).
+
+        A checkpoint. On cancellation the thread is abandoned and `undo` (if given) runs
+        once it finishes (R3). Raises mapped errors (R4) and `ClosedError` when closed.
+        """
+        self.check_open()
+        flight = _Flight()
+
+        def work() -> T:
+            try:
+                if self._closed:
+                    raise ClosedError(f"{self._what} ({self.url}) is closed")
+                return fn(self.client)
+            finally:
+                with flight.lock:
+                    flight.finished = True
+                    run_undo = flight.abandoned
+                if run_undo and undo is not None:
+                    self._run_undo(undo)
+
+        self._in_flight += 1
+        try:
+            with trio.move_on_after(self.operation_timeout) as deadline:
+                try:
+                    return await trio.to_thread.run_sync(
+                        work, abandon_on_cancel=True, limiter=self._limiter
+                    )
+                except trio.Cancelled:
+                    self._abandon(flight, undo)
+                    raise
+                except ClosedError:
+                    raise
+                except Exception as exc:
+                    if undo is not None and isinstance(exc, _AMBIGUOUS):
+                        self._undo_in_background(undo)
+                    raise self.map_error(exc) from exc
+        finally:
+            self._in_flight -= 1
+        # Only reached when the deadline cancelled the call (a return or raise above
+        # leaves earlier).
+        assert deadline.cancelled_caught
+        with self._stats_lock:
+            self._timeouts += 1
+            self._failures += 1
+        raise RetryableError(
+            f"{self._what} ({self.url}): no answer within "
+            f"operation_timeout={self.operation_timeout:g}s"
+        )
+
+    def close(self) -> None:
+        """Close every pooled connection, in use or idle; later calls raise `ClosedError`.
+
+        Idempotent and non-blocking (sockets are shut down, not drained). A worker thread
+        still running gets a connection error, reported as `ClosedError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.disconnect(inuse_connections=True)
+
+    def statistics(self) -> DriverStatistics:
+        with self._stats_lock:
+            return DriverStatistics(
+                round_trips=self._round_trips,
+                failures=self._failures,
+                timeouts=self._timeouts,
+                abandoned=self._abandoned,
+                undos=self._undos,
+                undo_failures=self._undo_failures,
+                in_flight=self._in_flight,
+            )
+
+    def map_error(self, exc: BaseException) -> SchedulerError:
+        """The `SchedulerError` for a driver exception (R4); the caller chains it."""
+        if isinstance(exc, SchedulerError):
+            return exc
+        with self._stats_lock:
+            self._failures += 1
+        text = f"{self._what} ({self.url}): {type(exc).__name__}: {self._scrub(str(exc))}"
+        if self._closed:
+            return ClosedError(f"{self._what} ({self.url}) was closed during the call")
+        if isinstance(exc, _CREDENTIALS):
+            return InvalidArgumentError(f"{text} (check the URL's credentials)")
+        if isinstance(exc, _RETRYABLE):
+            return RetryableError(text)
+        if isinstance(exc, rex.ResponseError):
+            message = str(exc)
+            if message.startswith(_TRANSIENT_PREFIXES):
+                return RetryableError(text)
+            if message.startswith("WRONGTYPE"):
+                return ConflictError(f"{text} (a key under the prefix holds foreign data)")
+            return SchedulerError(text)
+        if isinstance(exc, rex.DataError):
+            return InvalidArgumentError(text)
+        return SchedulerError(text)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    def _abandon(self, flight: _Flight, undo: Callable[[redis.Redis], None] | None) -> None:
+        with flight.lock:
+            flight.abandoned = True
+            finished = flight.finished
+        with self._stats_lock:
+            self._abandoned += 1
+        # The thread finished but its result never reached us: nobody will undo it but us.
+        if finished and undo is not None:
+            self._undo_in_background(undo)
+
+    def _undo_in_background(self, undo: Callable[[redis.Redis], None]) -> None:
+        trio.lowlevel.start_thread_soon(lambda: self._run_undo(undo), _ignore_outcome)
+
+    def _run_undo(self, undo: Callable[[redis.Redis], None]) -> None:
+        """Run a compensation in the current (worker) thread; never raises."""
+        if self._closed:
+            return  # R3: after close the keys end by their TTL
+        try:
+            undo(self.client)
+        except Exception as exc:
+            with self._stats_lock:
+                self._undo_failures += 1
+            _log.warning(
+                "%s (%s): compensating release failed, the lock ends by its TTL: %s",
+                self._what,
+                self.url,
+                self._scrub(f"{type(exc).__name__}: {exc}"),
+            )
+        else:
+            with self._stats_lock:
+                self._undos += 1
+
+
+def _ignore_outcome(outcome: object) -> None:
+    """`start_thread_soon` callback: `_run_undo` never raises, nothing to report."""
+
+
+def check_timeout(name: str, value: object) -> float:
+    """A finite number of seconds > 0 (bools refused), else `ValidationError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{name}: expected seconds, got {value!r}", field=name)
+    if not (math.isfinite(value) and value > 0):
+        raise ValidationError(f"{name}: must be finite seconds > 0, got {value!r}", field=name)
+    return float(value)
