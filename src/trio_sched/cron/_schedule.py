@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from fractions import Fraction
 from typing import Final, final
@@ -181,20 +181,24 @@ class Schedule:
             raise self._exhausted("before", t) from None
 
     def iter_after(self, t: datetime) -> Iterator[datetime]:
-        """Fires strictly after `t`, oldest first; ends only where datetime ends."""
-        while True:
-            try:
-                t = self.next_after(t)
-            except ValidationError:
-                return
-            yield t
+        """Fires strictly after `t`, oldest first; ends only where the search ends.
+
+        `t` is checked at once: a naive datetime raises here, not on the first ``next``.
+        """
+        self._epoch(t)
+        return self._iterate(self.next_after, t)
 
     def iter_before(self, t: datetime) -> Iterator[datetime]:
-        """Fires strictly before `t`, newest first."""
+        """Fires strictly before `t`, newest first (checked at once, as `iter_after`)."""
+        self._epoch(t)
+        return self._iterate(self.prev_before, t)
+
+    @staticmethod
+    def _iterate(step: Callable[[datetime], datetime], t: datetime) -> Iterator[datetime]:
         while True:
             try:
-                t = self.prev_before(t)
-            except ValidationError:
+                t = step(t)
+            except ValidationError:  # t is valid, so this is the end of the search
                 return
             yield t
 
