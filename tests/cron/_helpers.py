@@ -7,6 +7,8 @@ from itertools import islice
 
 from trio_sched.cron import Schedule
 
+from . import _reference as ref
+
 
 def utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
@@ -39,3 +41,23 @@ def prev_n(s: Schedule, t: datetime, n: int) -> list[datetime]:
 
 def isos(fires: list[datetime]) -> list[str]:
     return [f.isoformat() for f in fires]
+
+
+def spec_from_fields(s: Schedule) -> ref.Spec:
+    """The model of a parsed schedule, from its `CronField` data only."""
+    second, minute, hour, dom, month, dow = s.fields
+    return ref.Spec(
+        seconds=frozenset(second.values),
+        minutes=frozenset(minute.values),
+        hours=frozenset(hour.values),
+        days=frozenset(dom.values),
+        months=frozenset(month.values),
+        weekdays=frozenset(dow.values),
+        dom_star=dom.star,
+        dow_star=dow.star,
+        fixed=not (minute.star or hour.star),
+        last=dom.last,
+        last_weekday=dom.last_weekday,
+        last_of=frozenset(dow.last_of),
+        nth=frozenset(dow.nth),
+    )

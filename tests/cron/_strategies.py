@@ -81,7 +81,7 @@ def _value_text(draw: st.DrawFn, field: _F, value: int) -> str:
 
 
 @st.composite
-def _element(draw: st.DrawFn, field: _F) -> tuple[str, frozenset[int]]:
+def _element(draw: st.DrawFn, field: _F, plain: bool = False) -> tuple[str, frozenset[int]]:
     """One list element and the plain values it stands for (day-of-week 7 kept as 7)."""
     lo, hi = field.lo, field.hi
     kind = draw(
@@ -107,7 +107,7 @@ def _element(draw: st.DrawFn, field: _F) -> tuple[str, frozenset[int]]:
         values = frozenset(range(a, 8))
         text = f"{draw(_value_text(field, a))}-{b_text}"
     else:
-        b = draw(st.integers(a, hi))
+        b = draw(st.integers(min(a + 1, hi) if plain else a, hi))
         values = frozenset(range(a, b + 1))
         text = f"{draw(_value_text(field, a))}-{draw(_value_text(field, b))}"
     if kind == "range_step":
@@ -118,8 +118,12 @@ def _element(draw: st.DrawFn, field: _F) -> tuple[str, frozenset[int]]:
 
 
 @st.composite
-def _plain_field(draw: st.DrawFn, field: _F, max_items: int = 3) -> tuple[str, frozenset[int]]:
-    items = draw(st.lists(_element(field), min_size=1, max_size=max_items))
+def _plain_field(
+    draw: st.DrawFn, field: _F, max_items: int = 3, plain: bool = False
+) -> tuple[str, frozenset[int]]:
+    items = draw(st.lists(_element(field, plain), min_size=1, max_size=max_items))
+    if plain and len(items) > 1:
+        items = [item for item in items if item[0] != "*"] or items[:1]
     text = ",".join(t for t, _ in items)
     values: frozenset[int] = frozenset().union(*(v for _, v in items))
     return text, values
@@ -130,22 +134,22 @@ def _dow_norm(values: frozenset[int]) -> frozenset[int]:
 
 
 @st.composite
-def _dom_field(draw: st.DrawFn) -> tuple[str, frozenset[int], bool, bool]:
+def _dom_field(draw: st.DrawFn, plain: bool = False) -> tuple[str, frozenset[int], bool, bool]:
     choice = draw(st.integers(0, 9))
     if choice == 0:
         return draw(st.sampled_from(("L", "l"))), frozenset(), True, False
     if choice == 1:
         return draw(st.sampled_from(("LW", "lw", "Lw"))), frozenset(), False, True
-    text, values = draw(_plain_field(DOM))
+    text, values = draw(_plain_field(DOM, plain=plain))
     return text, values, False, False
 
 
 @st.composite
 def _dow_field(
-    draw: st.DrawFn,
+    draw: st.DrawFn, plain: bool = False
 ) -> tuple[str, frozenset[int], frozenset[int], frozenset[tuple[int, int]]]:
     items: list[str] = []
-    plain: set[int] = set()
+    weekdays: set[int] = set()
     last_of: set[int] = set()
     nth: set[tuple[int, int]] = set()
     for _ in range(draw(st.integers(1, 3))):
@@ -159,14 +163,16 @@ def _dow_field(
             items.append(f"{n}#{k}")
             nth.add((n % 7, k))
         else:
-            text, values = draw(_element(DOW))
+            text, values = draw(_element(DOW, plain))
             items.append(text)
-            plain |= _dow_norm(values)
-    return ",".join(items), frozenset(plain), frozenset(last_of), frozenset(nth)
+            weekdays |= _dow_norm(values)
+    if plain and len(items) > 1 and "*" in items:  # no bare '*' inside a list
+        return "*", frozenset(range(7)), frozenset(), frozenset()
+    return ",".join(items), frozenset(weekdays), frozenset(last_of), frozenset(nth)
 
 
 @st.composite
-def cron_exprs(draw: st.DrawFn, *, seconds: bool | None = None) -> GenExpr:
+def cron_exprs(draw: st.DrawFn, *, seconds: bool | None = None, plain: bool = False) -> GenExpr:
     """A 5- or 6-field expression built from random elements of every kind."""
     six = draw(st.booleans()) if seconds is None else seconds
     if six:
@@ -174,16 +180,16 @@ def cron_exprs(draw: st.DrawFn, *, seconds: bool | None = None) -> GenExpr:
         sec_text, sec_values = draw(
             st.one_of(
                 st.integers(0, 59).map(lambda v: (str(v), frozenset({v}))),
-                _plain_field(SECOND, max_items=2),
+                _plain_field(SECOND, max_items=2, plain=plain),
             )
         )
     else:
         sec_text, sec_values = "0", frozenset({0})
-    min_text, min_values = draw(_plain_field(MINUTE))
-    hour_text, hour_values = draw(_plain_field(HOUR))
-    dom_text, dom_values, last, last_wd = draw(_dom_field())
-    mon_text, mon_values = draw(_plain_field(MONTH, max_items=2))
-    dow_text, dow_values, last_of, nth = draw(_dow_field())
+    min_text, min_values = draw(_plain_field(MINUTE, plain=plain))
+    hour_text, hour_values = draw(_plain_field(HOUR, plain=plain))
+    dom_text, dom_values, last, last_wd = draw(_dom_field(plain))
+    mon_text, mon_values = draw(_plain_field(MONTH, max_items=2, plain=plain))
+    dow_text, dow_values, last_of, nth = draw(_dow_field(plain))
     spec = Spec(
         seconds=sec_values,
         minutes=min_values,
@@ -270,8 +276,9 @@ def every_exprs(draw: st.DrawFn) -> GenExpr:
     return GenExpr("@every " + "".join(parts), None, interval=timedelta(microseconds=micros))
 
 
-def any_exprs() -> st.SearchStrategy[GenExpr]:
-    return st.one_of(cron_exprs(), cron_exprs(), cron_exprs(), nickname_exprs(), every_exprs())
+def any_exprs(plain: bool = False) -> st.SearchStrategy[GenExpr]:
+    crons = cron_exprs(plain=plain)
+    return st.one_of(crons, crons, crons, nickname_exprs(), every_exprs())
 
 
 zones = st.sampled_from(ZONE_NAMES).map(ZoneInfo)
@@ -334,14 +341,19 @@ def _covering(draw: st.DrawFn, field: _F, value: int) -> tuple[str, frozenset[in
 
 
 @st.composite
-def _field_with(draw: st.DrawFn, field: _F, value: int) -> tuple[str, frozenset[int]]:
-    items = draw(st.lists(_element(field), max_size=2))
-    items.insert(draw(st.integers(0, len(items))), draw(_covering(field, value)))
+def _field_with(
+    draw: st.DrawFn, field: _F, value: int, plain: bool = False
+) -> tuple[str, frozenset[int]]:
+    items = draw(st.lists(_element(field, plain), max_size=2))
+    covering = draw(_covering(field, value))
+    if plain:  # no bare '*' inside a list
+        items = [] if covering[0] == "*" else [i for i in items if i[0] != "*"]
+    items.insert(draw(st.integers(0, len(items))), covering)
     return ",".join(t for t, _ in items), frozenset().union(*(v for _, v in items))
 
 
 @st.composite
-def dst_cases(draw: st.DrawFn) -> tuple[GenExpr, ZoneInfo, datetime]:
+def dst_cases(draw: st.DrawFn, plain: bool = False) -> tuple[GenExpr, ZoneInfo, datetime]:
     """An expression whose fields cover the wall times a DST change swallows or repeats,
     with a start a few hours before (or just after) that change."""
     tz = ZoneInfo(draw(st.sampled_from(_DST_ZONES)))
@@ -350,20 +362,20 @@ def dst_cases(draw: st.DrawFn) -> tuple[GenExpr, ZoneInfo, datetime]:
     inside = low + (high - low) * draw(st.sampled_from((0, 0.25, 0.5, 0.75)))
     six = draw(st.integers(0, 3)) == 0
     if six:
-        sec_text, sec_values = draw(_plain_field(SECOND, max_items=2))
+        sec_text, sec_values = draw(_plain_field(SECOND, max_items=2, plain=plain))
     else:
         sec_text, sec_values = "0", frozenset({0})
-    min_text, min_values = draw(_field_with(MINUTE, inside.minute))
-    hour_text, hour_values = draw(_field_with(HOUR, inside.hour))
+    min_text, min_values = draw(_field_with(MINUTE, inside.minute, plain))
+    hour_text, hour_values = draw(_field_with(HOUR, inside.hour, plain))
     dom_text, dom_values = draw(
-        st.one_of(st.just(("*", frozenset(range(1, 32)))), _field_with(DOM, inside.day))
+        st.one_of(st.just(("*", frozenset(range(1, 32)))), _field_with(DOM, inside.day, plain))
     )
     mon_text, mon_values = draw(
-        st.one_of(st.just(("*", frozenset(range(1, 13)))), _field_with(MONTH, inside.month))
+        st.one_of(st.just(("*", frozenset(range(1, 13)))), _field_with(MONTH, inside.month, plain))
     )
     weekday = (inside.weekday() + 1) % 7
     dow_text, dow_values = draw(
-        st.one_of(st.just(("*", frozenset(range(0, 8)))), _field_with(DOW, weekday))
+        st.one_of(st.just(("*", frozenset(range(0, 8)))), _field_with(DOW, weekday, plain))
     )
     spec = Spec(
         seconds=sec_values,
@@ -384,3 +396,19 @@ def dst_cases(draw: st.DrawFn) -> tuple[GenExpr, ZoneInfo, datetime]:
     if draw(st.booleans()):
         start += timedelta(microseconds=draw(st.integers(0, 999_999)))
     return gen, tz, start.astimezone(draw(st.sampled_from((tz, UTC))))
+
+
+@st.composite
+def random_cases(draw: st.DrawFn, plain: bool = False) -> tuple[GenExpr, ZoneInfo, datetime]:
+    """Any expression, any of the zones, a start from `starts`."""
+    gen = draw(any_exprs(plain), label="expression")
+    tz = draw(zones, label="zone")
+    return gen, tz, draw(starts(tz), label="start")
+
+
+# Two thirds of the cases are built around one DST change (fields covering the wall
+# times it swallows or repeats), so the rule of C10 is exercised on most runs.
+cases = st.one_of(random_cases(), dst_cases(), dst_cases())
+# The same without a bare '*' inside a list and without "A-A" ranges (both valid, both
+# read differently by croniter or cronsim), so differential runs compare more cases.
+plain_cases = st.one_of(random_cases(plain=True), dst_cases(plain=True), dst_cases(plain=True))

@@ -21,31 +21,11 @@ from hypothesis import strategies as st
 from trio_sched.cron import Schedule, ValidationError, parse
 
 from . import _reference as ref
-from ._helpers import assert_fire_shape, utc
-from ._strategies import GenExpr, any_exprs, cron_exprs, dst_cases, starts, zones
+from ._helpers import assert_fire_shape, spec_from_fields, utc
+from ._strategies import GenExpr, cases, cron_exprs, zones
 
 FOLLOWING = 3  # consecutive fires checked after the first
 SCAN_WINDOW = timedelta(hours=3)  # brute-force scans stay this short
-
-
-def spec_from_fields(s: Schedule) -> ref.Spec:
-    """The model of a parsed schedule, from its `CronField` data only."""
-    second, minute, hour, dom, month, dow = s.fields
-    return ref.Spec(
-        seconds=frozenset(second.values),
-        minutes=frozenset(minute.values),
-        hours=frozenset(hour.values),
-        days=frozenset(dom.values),
-        months=frozenset(month.values),
-        weekdays=frozenset(dow.values),
-        dom_star=dom.star,
-        dow_star=dow.star,
-        fixed=not (minute.star or hour.star),
-        last=dom.last,
-        last_weekday=dom.last_weekday,
-        last_of=frozenset(dow.last_of),
-        nth=frozenset(dow.nth),
-    )
 
 
 def parse_or_check_c7(gen: GenExpr, tz: ZoneInfo) -> Schedule:
@@ -145,18 +125,6 @@ def test_parse_holds_the_generated_meaning(gen: GenExpr, tz: ZoneInfo) -> None:
     assert s.fixed is gen.spec.fixed
     assert spec_from_fields(s) == gen.spec
     assert s.expression == gen.text.strip()
-
-
-@st.composite
-def random_cases(draw: st.DrawFn) -> tuple[GenExpr, ZoneInfo, datetime]:
-    gen = draw(any_exprs(), label="expression")
-    tz = draw(zones, label="zone")
-    return gen, tz, draw(starts(tz), label="start")
-
-
-# Two thirds of the cases are built around one DST change (fields covering the wall times it
-# swallows or repeats), so the rule of C10 is exercised on most runs.
-cases = st.one_of(random_cases(), dst_cases(), dst_cases())
 
 
 @given(cases)
