@@ -42,7 +42,8 @@ def _default_logger() -> logging.Logger:
 class Config:
     """Scheduler configuration (all keyword-only; every field has a default).
 
-    - ``dispatch_timeout``: bound on one dispatch (enqueue and its retries), seconds.
+    - ``dispatch_timeout``: bound on one dispatch (enqueue and its retries), seconds,
+      counted from the occurrence's lock request.
     - ``default_lock_ttl``: occurrence lock TTL for tasks without ``lock_ttl``.
     - ``misfire_grace``: how late an occurrence may be reached and still fire on time.
     - ``lock_key_prefix``: first part of every lock key and watermark name.

@@ -7,19 +7,24 @@ loop per registered task. Each loop owns a small nursery for its lease renewers.
 Rules:
 - S1 Occurrences come from the cron engine (``next_after`` on the wall clock) and all
   identity derives from the nominal instant (`_plan`, O1/O2). A loop parks on the shared
-  timer (`_timer`, 4.3) until the wall clock reaches its nominal instant.
+  timer (`_timer`, 4.3) until the wall clock reaches its nominal instant; loops due at
+  the same instant share one timer entry.
 - S2 Batching (4.5): all occurrences that become due in one timer pass are decided in
   that pass (pure `_plan.decide`, one wall-clock read) and acquired with ONE
   ``acquire_batch`` call, the watermark check included; each loop is then woken with
   its own lease. Watermarks of dispatches finishing together are advanced with one
   ``advance_watermarks`` call. Watermarks of tasks starting together are read with one
   ``get_watermarks`` call.
-- S3 Dispatch (O5): each dispatch runs in its own cancel scope, bounded by
-  ``dispatch_timeout``. Its lease renewer is a child task of the task's loop nursery,
-  spawned by the timer only when the dispatch is still running at TTL/3 (a child task
-  per dispatch would cost ~100 us each, 100 ms per 1,000 occurrences on this machine);
-  it renews every TTL/3 and, when a renewal is rejected or the lease would expire
-  unconfirmed, cancels the dispatch's scope and records ``lease_lost``.
+- S3 Dispatch (O5): a loop dispatches inside its own *dispatch cancel scope*: one scope
+  per loop, only ever cancelled while a dispatch runs, and replaced by a fresh one after
+  each cancellation (a new `trio.CancelScope` per dispatch measured ~8 us, 8 ms per
+  1,000 occurrences on the 2-core dev box). A dispatch is bounded by
+  ``dispatch_timeout``, counted from its lock request. Its lease renewer is a child task
+  of the loop's nursery, spawned by the timer only when the dispatch is still running
+  at TTL/3 (a child task per dispatch would cost ~100 us each); it renews every TTL/3
+  and, when a renewal is rejected or the lease would expire unconfirmed, cancels the
+  dispatch scope and records ``lease_lost``. `Scheduler.trigger` runs its dispatch in a
+  scope of its own.
 - S4 Locks are never released after a dispatch was attempted (O3): the key stays until
   its TTL. The only release is of a lease acquired for a loop that was cancelled before
   it could dispatch (stop/unregister while its batch was in flight): nothing was
@@ -34,7 +39,7 @@ Rules:
   log) and the loop moves on. ``ConflictError`` from ``enqueue`` (duplicate idempotency
   key) counts as a successful dispatch. A loop never dies of a backend error.
 - S6 Stop (O9): `Scheduler.stop` stops new occurrences at once (parked loops are
-  cancelled), lets in-flight dispatches and triggers finish (each bounded by
+  woken and end), lets in-flight dispatches and triggers finish (each bounded by
   ``dispatch_timeout``), flushes pending watermarks, releases no occurrence lock, and
   closes the providers only when the scheduler was created with
   ``close_providers=True`` (providers passed in belong to the caller). Cancelling
@@ -52,7 +57,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Final, final
+from typing import Final, NamedTuple, final
 
 import trio
 
@@ -84,6 +89,9 @@ _TRANSIENT: Final = (RetryableError, OSError)
 # Bounded attempts for a watermark flush: the occurrence locks still protect for their
 # TTL if it fails, and an endless retry would hold up stop().
 _WATERMARK_ATTEMPTS: Final = 5
+# Derived forms (epoch ms, ISO text) of recent nominal instants: every task due at the
+# same instant shares one entry.
+_NOMINAL_CACHE: Final = 4096
 H_TASK: Final = "x-trio-sched-task"
 H_OCCURRENCE: Final = "x-trio-sched-occurrence"
 H_NOMINAL: Final = "x-trio-sched-nominal"
@@ -113,8 +121,10 @@ class _Loop:
     """Mutable state of one registered task's loop (counters feed `TaskStatistics`)."""
 
     __slots__ = (
+        "dispatch_scope",
         "errors",
         "fired",
+        "in_flight",
         "last_counted_late",
         "last_fire",
         "last_lateness",
@@ -123,6 +133,7 @@ class _Loop:
         "misfired",
         "next_fire",
         "nursery",
+        "park",
         "skipped",
         "stopping",
         "task",
@@ -134,6 +145,9 @@ class _Loop:
         self.task = task
         self.stopping = False
         self.wait_scope: trio.CancelScope | None = None
+        self.dispatch_scope: trio.CancelScope | None = None
+        self.park: _Park | None = None
+        self.in_flight: _InFlight | None = None
         self.nursery: trio.Nursery | None = None
         self.next_fire: datetime | None = None
         self.last_fire: datetime | None = None
@@ -143,9 +157,20 @@ class _Loop:
         self.lock_misses = self.lease_losses = self.errors = 0
 
     def stop(self) -> None:
+        """Stop waiting at once (S6); a dispatch in flight is left to finish."""
         self.stopping = True
         if self.wait_scope is not None:
             self.wait_scope.cancel()
+        park = self.park
+        if park is not None and not park.abandoned and park.phase is not _Phase.DONE:
+            # Wake the parked loop directly instead of through a cancel scope: a scope
+            # per occurrence costs more than the rest of the wake-up (S3).
+            if park.phase is _Phase.TIMER and park.handle is not None:
+                park.handle.cancel()
+            park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
+            park.phase = _Phase.DONE
+            assert park.trio_task is not None
+            trio.lowlevel.reschedule(park.trio_task)
 
     def snapshot(self) -> TaskStatistics:
         return TaskStatistics(
@@ -199,25 +224,62 @@ class _Park:
 
 @final
 class _LeaseGuard:
-    """The lease of one in-flight dispatch and the machinery that keeps it (S3)."""
+    """The lease of one in-flight dispatch and what keeps it (S3).
 
-    __slots__ = ("done", "expires", "handle", "lease", "lost", "renew_scope", "scope", "ttl")
+    One timer entry serves both the first renewal (TTL/3 after the acquire) and the
+    dispatch timeout; the renewer task is spawned only if the dispatch is still running
+    when the first renewal is due.
+    """
 
-    def __init__(self, lease: LockLease, ttl: float, acquired_at: float) -> None:
+    __slots__ = (
+        "done",
+        "expires",
+        "handle",
+        "lease",
+        "lost",
+        "nursery",
+        "renew_at",
+        "renew_scope",
+        "scope",
+        "timed_out",
+        "timeout_at",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        lease: LockLease,
+        ttl: float,
+        acquired_at: float,
+        scope: trio.CancelScope,
+        nursery: trio.Nursery,
+        timeout_at: float,
+    ) -> None:
         self.lease = lease
         self.ttl = ttl
         # Conservative: measured from before the acquire request was sent.
         self.expires = acquired_at + ttl
-        self.scope: trio.CancelScope | None = None
+        self.renew_at = acquired_at + ttl / 3
+        self.timeout_at = timeout_at
+        self.scope = scope
+        self.nursery = nursery
         self.renew_scope: trio.CancelScope | None = None
         self.handle: TimerHandle | None = None
         self.lost: LeaseLostError | None = None
+        self.timed_out = False
         self.done = False
 
     def lose(self, error: LeaseLostError) -> None:
+        if self.done:
+            return
         self.lost = error
-        if self.scope is not None:
-            self.scope.cancel()
+        self.scope.cancel()
+
+    def time_out(self) -> None:
+        if self.done:
+            return
+        self.timed_out = True
+        self.scope.cancel()
 
     def finish(self) -> None:
         self.done = True
@@ -225,6 +287,36 @@ class _LeaseGuard:
             self.handle.cancel()
         if self.renew_scope is not None:
             self.renew_scope.cancel()
+
+
+@final
+class _InFlight:
+    """The dispatch a loop is running, for reporting if its scope gets cancelled."""
+
+    __slots__ = ("decision", "guard", "nominal")
+
+    def __init__(self, decision: _plan.Decision, guard: _LeaseGuard) -> None:
+        self.decision = decision
+        self.guard = guard
+        self.nominal = decision.nominal
+
+
+@final
+class _Cursor:
+    """Where a loop is: the next occurrence to consider, and its retry state."""
+
+    __slots__ = ("backoff", "nominal", "retry_at")
+
+    def __init__(self, nominal: datetime, backoff: float) -> None:
+        self.nominal = nominal
+        self.retry_at: float | None = None
+        self.backoff = backoff
+
+
+class _Nominal(NamedTuple):
+    utc: datetime
+    ms: int
+    iso: str
 
 
 @final
@@ -283,6 +375,9 @@ class Scheduler:
         self._services: trio.Nursery | None = None
         self._loop_nursery: trio.Nursery | None = None
         self._due: list[_Park] = []
+        self._nominals: dict[datetime, _Nominal] = {}
+        self._park_groups: dict[float, list[_Park]] = {}
+        self._guard_groups: dict[float, list[_LeaseGuard]] = {}
         self._read_batch: _ReadBatch | None = None
         self._wm_pending: dict[str, int] = {}
         self._wm_owner: dict[str, str] = {}  # watermark name -> task name
@@ -457,9 +552,11 @@ class Scheduler:
                 held = ConflictError(f"manual occurrence key {key!r} is already held")
                 self._report_error(loop, now, held, manual=True)
                 raise held
-            job = self._build_job(task, now, lease, key, idem, manual=True)
+            now_utc = now.astimezone(UTC)
+            info = _Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
+            job = self._build_job(task, info, lease, key, idem, manual=True)
             assert self._services is not None
-            error = await self._guarded_enqueue(job, lease, ttl, acquired_at, self._services, None)
+            error = await self._guarded_enqueue(job, lease, ttl, acquired_at, self._services)
             if error is not None:
                 self._report_dispatch_failure(loop, now, error, manual=True)
                 raise error
@@ -526,25 +623,38 @@ class Scheduler:
             self._report_error(loop, None, exc)
 
     async def _loop_body(self, loop: _Loop) -> None:
-        task = loop.task
-        cron = task.cron
         mark = await self._startup_watermark(loop)
         if loop.stopping:
             return
-        nominal = _plan.first_candidate(cron, self._wall_clock(), mark)
-        retry_at: float | None = None
-        backoff = self._config.retry_backoff
+        cursor = _Cursor(
+            _plan.first_candidate(loop.task.cron, self._wall_clock(), mark),
+            self._config.retry_backoff,
+        )
         while not loop.stopping:
-            loop.next_fire = nominal
-            park = _Park(loop, nominal)
-            # No checkpoint since the `while` test: stop() cannot have slipped in.
+            # One dispatch scope serves every dispatch of this loop until one of them is
+            # cancelled (lease lost, timeout); then a fresh scope is made (S3). Nothing
+            # but a dispatch in flight is ever cancelled through it.
             with trio.CancelScope() as scope:
-                loop.wait_scope = scope
-                await self._park(park, retry_at)
-            loop.wait_scope = None
-            if scope.cancelled_caught:
-                return
-            retry_at = None
+                loop.dispatch_scope = scope
+                await self._occurrences(loop, cursor)
+            loop.dispatch_scope = None
+            in_flight, loop.in_flight = loop.in_flight, None
+            if in_flight is not None:
+                self._finish_dispatch(loop, in_flight, None)
+                cursor.nominal = loop.task.cron.next_after(in_flight.nominal)
+
+    async def _occurrences(self, loop: _Loop, cursor: _Cursor) -> None:
+        task = loop.task
+        cron = task.cron
+        while not loop.stopping:
+            loop.next_fire = cursor.nominal
+            park = _Park(loop, cursor.nominal)
+            retry_at, cursor.retry_at = cursor.retry_at, None
+            loop.park = park
+            await self._park(park, retry_at)
+            loop.park = None
+            if park.abandoned:
+                return  # stopped (S6)
             decision = park.decision
             assert decision is not None
             if decision.first_late is not None:
@@ -558,19 +668,19 @@ class Scheduler:
                     decision.lateness,
                     reason="misfire",
                 )
-                nominal = cron.next_after(decision.nominal)
+                cursor.nominal = cron.next_after(decision.nominal)
                 continue
             if park.error is not None:
                 self._report_error(loop, decision.nominal, park.error, lateness=decision.lateness)
                 if _is_transient(park.error):
                     # O7: same occurrence again after a pause; decide() re-judges it.
-                    retry_at = trio.current_time() + backoff
-                    backoff = min(backoff * 2, self._config.retry_backoff_max)
-                    nominal = decision.nominal
+                    cursor.retry_at = trio.current_time() + cursor.backoff
+                    cursor.backoff = min(cursor.backoff * 2, self._config.retry_backoff_max)
+                    cursor.nominal = decision.nominal
                     continue
-                nominal = cron.next_after(decision.nominal)
+                cursor.nominal = cron.next_after(decision.nominal)
                 continue
-            backoff = self._config.retry_backoff
+            cursor.backoff = self._config.retry_backoff
             if park.lease is None:
                 loop.lock_misses += 1
                 self._emit(
@@ -582,16 +692,25 @@ class Scheduler:
                 )
             else:
                 await self._dispatch_occurrence(loop, park, decision, park.lease)
-            nominal = cron.next_after(decision.nominal)
+            cursor.nominal = cron.next_after(decision.nominal)
 
     async def _park(self, park: _Park, retry_at: float | None) -> None:
-        """Wait on the timer until `park` is decided and, if firing, acquired."""
+        """Wait on the timer until `park` is decided and, if firing, acquired.
+
+        Woken by the timer pass (skip), the acquire batch (fire) or `_Loop.stop`.
+        """
         park.trio_task = trio.lowlevel.current_task()
-        due = functools.partial(self._on_due, park)
         if retry_at is None:
-            park.handle = self._timer.call_at_wall(park.nominal_ts, due)
+            # Loops due at the same instant share one timer entry (one heap operation
+            # per instant, not per loop); an abandoned park is skipped when it fires.
+            group = self._park_groups.get(park.nominal_ts)
+            if group is None:
+                group = self._park_groups[park.nominal_ts] = []
+                due_group = functools.partial(self._park_group_due, park.nominal_ts)
+                self._timer.call_at_wall(park.nominal_ts, due_group)
+            group.append(park)
         else:
-            park.handle = self._timer.call_at(retry_at, due)
+            park.handle = self._timer.call_at(retry_at, functools.partial(self._on_due, park))
 
         def abort(_: object) -> trio.lowlevel.Abort:
             if park.phase is _Phase.TIMER and park.handle is not None:
@@ -600,6 +719,10 @@ class Scheduler:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _park_group_due(self, nominal_ts: float) -> None:
+        group = self._park_groups.pop(nominal_ts, ())
+        self._due.extend(park for park in group if not park.abandoned)
 
     def _on_due(self, park: _Park) -> None:
         # Look up self._due at call time: _process_due swaps in a fresh list.
@@ -632,7 +755,7 @@ class Scheduler:
             if decision.action is _plan.Action.SKIP:
                 self._wake(park)
             else:
-                park.key = _plan.occurrence_key(self._prefix, task.name, decision.nominal)
+                park.key = f"{self._prefix}:{task.name}:{self._nominal(decision.nominal).ms}"
                 park.phase = _Phase.ACQUIRING
                 firing.append(park)
         if firing:
@@ -647,6 +770,7 @@ class Scheduler:
     async def _acquire_batch(self, parks: list[_Park]) -> None:
         """One ``acquire_batch`` for every occurrence due together (S2)."""
         requests = []
+        prefix = self._prefix
         for park in parks:
             decision = park.decision
             assert decision is not None
@@ -655,8 +779,8 @@ class Scheduler:
                 AcquireRequest(
                     key=park.key,
                     ttl=self._ttl(task),
-                    watermark=_plan.watermark_name(self._prefix, task.name),
-                    nominal_ms=_plan.epoch_ms(decision.nominal),
+                    watermark=f"{prefix}:{task.name}",
+                    nominal_ms=self._nominal(decision.nominal).ms,
                 )
             )
         started = trio.current_time()
@@ -693,23 +817,101 @@ class Scheduler:
     ) -> None:
         task = loop.task
         nominal = decision.nominal
-        idem = _plan.idempotency_key(task.name, task.idempotency_key, nominal)
-        job = self._build_job(task, nominal, lease, park.key, idem, manual=False)
+        info = self._nominal(nominal)
+        base = task.idempotency_key if task.idempotency_key is not None else task.name
+        idem = f"{base}:{info.ms}"
+        job = self._build_job(task, info, lease, park.key, idem, manual=False)
         retry_until: float | None = None
         if not decision.late and task.policy is not MisfirePolicy.FIRE_ONCE:
             retry_until = park.nominal_ts + self._config.misfire_grace
+        scope = loop.dispatch_scope
+        assert scope is not None
         assert loop.nursery is not None
-        error = await self._guarded_enqueue(
-            job, lease, self._ttl(task), park.acquired_at, loop.nursery, retry_until
-        )
+        guard = self._arm_guard(lease, self._ttl(task), park.acquired_at, scope, loop.nursery)
+        in_flight = loop.in_flight = _InFlight(decision, guard)
+        self._in_flight += 1
+        error: Exception | None = None
+        try:
+            await self._enqueue_with_retry(job, retry_until)
+        except Exception as exc:
+            error = exc
+        finally:
+            guard.finish()
+            self._in_flight -= 1
+        # Not cancelled: the dispatch ended by itself (success or error).
+        loop.in_flight = None
+        self._finish_dispatch(loop, in_flight, job, error)
+        if scope.cancel_called:
+            # The lease was lost or time ran out just as the enqueue returned: the scope
+            # is cancelled but nothing noticed. Unwind it now (the loop makes a new one).
+            await trio.lowlevel.checkpoint()
+
+    def _finish_dispatch(
+        self,
+        loop: _Loop,
+        in_flight: _InFlight,
+        job: Job | None,
+        error: Exception | None = None,
+    ) -> None:
+        """Record the outcome of a dispatch; `job` None means its scope was cancelled."""
+        decision = in_flight.decision
+        guard = in_flight.guard
+        if job is None:
+            if guard.lost is not None:
+                error = guard.lost
+            else:
+                error = RetryableError(
+                    f"dispatch of task {loop.task.name!r} did not finish within "
+                    f"dispatch_timeout={self._config.dispatch_timeout}s"
+                )
         if error is not None:
-            self._report_dispatch_failure(loop, nominal, error, lateness=decision.lateness)
+            self._report_dispatch_failure(loop, decision.nominal, error, lateness=decision.lateness)
             return
         loop.fired += 1
-        loop.last_fire = nominal
+        loop.last_fire = decision.nominal
         loop.last_lateness = decision.lateness
-        self._mark_dispatched(task.name, _plan.epoch_ms(nominal))
-        self._emit(EventKind.FIRED, task.name, nominal, decision.lateness, job=job)
+        self._mark_dispatched(loop.task.name, self._nominal(decision.nominal).ms)
+        self._emit(EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job)
+
+    def _arm_guard(
+        self,
+        lease: LockLease,
+        ttl: float,
+        acquired_at: float,
+        scope: trio.CancelScope,
+        nursery: trio.Nursery,
+    ) -> _LeaseGuard:
+        # The timeout counts from the acquire request, like the lease: every dispatch of
+        # one batch then has the same check instant and they share one timer entry.
+        timeout_at = acquired_at + self._config.dispatch_timeout
+        guard = _LeaseGuard(lease, ttl, acquired_at, scope, nursery, timeout_at)
+        check_at = min(guard.renew_at, timeout_at)
+        group = self._guard_groups.get(check_at)
+        if group is None:
+            group = self._guard_groups[check_at] = []
+            self._timer.call_at(check_at, functools.partial(self._guard_group_due, check_at))
+        group.append(guard)
+        return guard
+
+    def _guard_group_due(self, check_at: float) -> None:
+        for guard in self._guard_groups.pop(check_at, ()):
+            if not guard.done:
+                self._guard_due(guard)
+
+    def _guard_due(self, guard: _LeaseGuard) -> None:
+        """Timer callback of a dispatch's guard: time out, or start its renewer."""
+        if guard.done:
+            return
+        now = trio.current_time()
+        if now >= guard.timeout_at:
+            guard.time_out()
+            return
+        if now >= guard.renew_at and guard.renew_scope is None:
+            guard.renew_scope = trio.CancelScope()
+            guard.nursery.start_soon(self._renew, guard)
+        guard.handle = self._timer.call_at(
+            guard.timeout_at, functools.partial(self._guard_due, guard)
+        )
 
     async def _guarded_enqueue(
         self,
@@ -718,20 +920,14 @@ class Scheduler:
         ttl: float,
         acquired_at: float,
         nursery: trio.Nursery,
-        retry_until: float | None,
     ) -> Exception | None:
-        """Enqueue `job` under `lease` (S3); return the error, or None on success."""
-        guard = _LeaseGuard(lease, ttl, acquired_at)
+        """Enqueue a triggered `job` under `lease` in its own cancel scope (S3)."""
         self._in_flight += 1
         try:
-            with trio.CancelScope(
-                deadline=trio.current_time() + self._config.dispatch_timeout
-            ) as scope:
-                guard.scope = scope
-                spawn = functools.partial(nursery.start_soon, self._renew, guard)
-                guard.handle = self._timer.call_at(acquired_at + ttl / 3, spawn)
+            with trio.CancelScope() as scope:
+                guard = self._arm_guard(lease, ttl, acquired_at, scope, nursery)
                 try:
-                    await self._enqueue_with_retry(job, retry_until)
+                    await self._enqueue_with_retry(job, None)
                     return None
                 finally:
                     guard.finish()
@@ -764,8 +960,8 @@ class Scheduler:
 
     async def _renew(self, guard: _LeaseGuard) -> None:
         """The lease renewer of one dispatch (O5): renew every TTL/3 until done."""
-        with trio.CancelScope() as scope:
-            guard.renew_scope = scope
+        assert guard.renew_scope is not None
+        with guard.renew_scope:
             if guard.done:
                 return
             backoff = self._config.retry_backoff
@@ -794,21 +990,31 @@ class Scheduler:
                 guard.expires = sent + guard.ttl
                 await self._timer.sleep_until(sent + guard.ttl / 3)
 
+    def _nominal(self, nominal: datetime) -> _Nominal:
+        """Derived forms of a nominal instant, shared by every task due at it."""
+        info = self._nominals.get(nominal)
+        if info is None:
+            if len(self._nominals) >= _NOMINAL_CACHE:
+                self._nominals.clear()
+            utc = nominal.astimezone(UTC)
+            info = _Nominal(utc, _plan.epoch_ms(utc), utc.isoformat())
+            self._nominals[nominal] = info
+        return info
+
     def _build_job(
         self,
         task: Task,
-        nominal: datetime,
+        info: _Nominal,
         lease: LockLease,
         key: str,
         idem: str,
         *,
         manual: bool,
     ) -> Job:
-        nominal_utc = nominal.astimezone(UTC)
         headers = dict(task.headers)
         headers[H_TASK] = task.name
         headers[H_OCCURRENCE] = key
-        headers[H_NOMINAL] = nominal_utc.isoformat()
+        headers[H_NOMINAL] = info.iso
         headers[H_FENCING] = str(lease.fencing_token)
         headers[H_TRIGGER] = "manual" if manual else "schedule"
         return Job(
@@ -820,7 +1026,7 @@ class Scheduler:
             content_type=task.content_type,
             tenant_id=task.tenant_id,
             idempotency_key=idem,
-            run_at=nominal_utc,
+            run_at=info.utc,
             created_at=self._wall_clock(),
             fencing_token=lease.fencing_token,
         )

@@ -18,6 +18,11 @@ Rules:
   half of it is cancelled entries.
 - R4 `TimerHeap.sleep_until` parks the calling task on the heap. It is a checkpoint;
   when cancelled, the entry is removed and nothing else changes.
+- R5 Precision: Trio's I/O wait (epoll) rounds a sleep's timeout up to whole
+  milliseconds. On a real clock the timer sleeps until ``spin`` seconds before the
+  earliest deadline and yields in a loop for the rest (at most ``spin`` of CPU per
+  distinct wake-up instant), so due entries run within microseconds. Under
+  `trio.testing.MockClock` it never spins (a spinning task would stop autojump).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import sys
 from collections.abc import Callable
 from typing import Final, final
 
@@ -34,25 +40,36 @@ __all__ = ["TimerHandle", "TimerHeap"]
 
 # Wall/Trio offset changes below this are jitter between two clock reads, not a jump.
 _OFFSET_TOLERANCE: Final = 0.001
+# R5: the I/O wait behind Trio's sleeps (epoll) rounds its timeout UP to whole
+# milliseconds, so a plain sleep wakes 0-1 ms late. The timer therefore sleeps until
+# `spin` seconds before its deadline and covers the rest by yielding (checkpoints).
+DEFAULT_SPIN: Final = 0.0015
 
 
 @final
 class TimerHandle:
     """One scheduled callback; `cancel` it to drop it (rule R3)."""
 
-    __slots__ = ("callback", "cancelled", "deadline", "wall_time")
+    __slots__ = ("_owner", "callback", "cancelled", "deadline", "wall_time")
 
     def __init__(
-        self, deadline: float, callback: Callable[[], object], wall_time: float | None
+        self,
+        deadline: float,
+        callback: Callable[[], object],
+        wall_time: float | None,
+        owner: TimerHeap,
     ) -> None:
         self.deadline = deadline
         self.callback = callback
         self.wall_time = wall_time
         self.cancelled = False
+        self._owner = owner
 
     def cancel(self) -> None:
         """Drop the callback if it has not run yet. Idempotent, never blocks."""
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self._owner._cancelled += 1
 
 
 @final
@@ -65,12 +82,16 @@ class TimerHeap:
         wall_time: Callable[[], float],
         clock_check_interval: float = 1.0,
         on_pass_end: Callable[[], object] | None = None,
+        spin: float = DEFAULT_SPIN,
     ) -> None:
         self._wall_time = wall_time
+        self._spin = spin
+        self._active_spin = 0.0
         self._clock_check_interval = clock_check_interval
         self._on_pass_end = on_pass_end
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
+        self._cancelled = 0  # cancelled entries still in the heap (R3)
         self._sleep_scope: trio.CancelScope | None = None
         self._offset: float | None = None
         self.last_lag = 0.0
@@ -81,7 +102,7 @@ class TimerHeap:
 
     def call_at(self, deadline: float, callback: Callable[[], object]) -> TimerHandle:
         """Run `callback` in the timer task once Trio's clock reaches `deadline`."""
-        return self._push(TimerHandle(deadline, callback, None))
+        return self._push(TimerHandle(deadline, callback, None, self))
 
     def call_at_wall(
         self, wall_time: float, callback: Callable[[], object], *, deadline: float | None = None
@@ -94,7 +115,7 @@ class TimerHeap:
         """
         if deadline is None:
             deadline = wall_time - self.wall_offset()
-        return self._push(TimerHandle(deadline, callback, wall_time))
+        return self._push(TimerHandle(deadline, callback, wall_time, self))
 
     def wall_offset(self) -> float:
         """The offset wall - Trio clock used for wall-anchored entries."""
@@ -120,30 +141,41 @@ class TimerHeap:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The timer task: runs until cancelled. Start it with ``nursery.start``."""
+        # R5: spin only on a real clock; a MockClock never advances while a task spins.
+        spin = 0.0 if _is_mock_clock(trio.lowlevel.current_clock()) else self._spin
+        self._active_spin = spin
         self.call_at(trio.current_time() + self._clock_check_interval, self._check_clock)
         task_status.started()
         while True:
             self._run_due()
-            deadline = self._heap[0][0] if self._heap else math.inf
-            with trio.CancelScope(deadline=deadline) as scope:
+            heap = self._heap
+            while heap and heap[0][2].cancelled:  # do not wake up for nothing
+                heapq.heappop(heap)
+                self._cancelled -= 1
+            deadline = heap[0][0] if heap else math.inf
+            if spin and deadline - trio.current_time() <= spin:
+                await trio.lowlevel.checkpoint()
+                continue
+            with trio.CancelScope(deadline=deadline - spin) as scope:
                 self._sleep_scope = scope
                 await trio.sleep_forever()
             self._sleep_scope = None
 
     def _run_due(self) -> None:
         now = trio.current_time()
-        heap = self._heap
         ran = False
-        while heap and heap[0][0] <= now:
-            deadline, _, handle = heapq.heappop(heap)
+        # Re-read self._heap each time: a callback may compact or rebuild it.
+        while self._heap and self._heap[0][0] <= now:
+            deadline, _, handle = heapq.heappop(self._heap)
             if handle.cancelled:
+                self._cancelled -= 1
                 continue
             if not ran:
                 # Lateness of the earliest due entry: the timer's loop lag.
                 self.last_lag = now - deadline
                 self.max_lag = max(self.max_lag, self.last_lag)
                 ran = True
-            handle.cancelled = True  # ran: a later cancel() is a no-op
+            handle.cancelled = True  # ran (and left the heap): a later cancel() is a no-op
             handle.callback()
         if ran:
             self.passes += 1
@@ -154,16 +186,20 @@ class TimerHeap:
         heap = self._heap
         if handle.deadline != handle.deadline:  # NaN would corrupt the heap order
             raise ValueError("timer deadline is NaN")
+        if self._cancelled > 1024 and self._cancelled * 2 > len(heap):
+            self._compact()
+            heap = self._heap
         heapq.heappush(heap, (handle.deadline, next(self._seq), handle))
         scope = self._sleep_scope
-        if scope is not None and handle.deadline < scope.deadline:
+        if scope is not None and handle.deadline - self._active_spin < scope.deadline:
             # Wake the timer earlier; changing an active scope's deadline is allowed.
-            scope.deadline = handle.deadline
+            scope.deadline = handle.deadline - self._active_spin
         return handle
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if not entry[2].cancelled]
         heapq.heapify(self._heap)
+        self._cancelled = 0
 
     def _measure_offset(self) -> float:
         return self._wall_time() - trio.current_time()
@@ -176,15 +212,17 @@ class TimerHeap:
             rebuilt: list[tuple[float, int, TimerHandle]] = []
             for deadline, seq, handle in self._heap:
                 if handle.cancelled:
+                    self._cancelled -= 1
                     continue
                 if handle.wall_time is not None:
                     handle.deadline = deadline = handle.wall_time - offset
                 rebuilt.append((deadline, seq, handle))
             heapq.heapify(rebuilt)
             self._heap = rebuilt
-        elif len(self._heap) > 64 and self._count_cancelled() * 2 > len(self._heap):
-            self._compact()
         self.call_at(trio.current_time() + self._clock_check_interval, self._check_clock)
 
-    def _count_cancelled(self) -> int:
-        return sum(1 for entry in self._heap if entry[2].cancelled)
+
+def _is_mock_clock(clock: object) -> bool:
+    # Without importing trio.testing: if nobody imported it, no MockClock exists.
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(clock, testing.MockClock)
