@@ -73,13 +73,13 @@ T = TypeVar("T")
 _SCHEMES: Final = ("redis", "rediss", "unix")
 _REDACTED: Final = "***"
 # Error prefixes of server states that pass (failover, loading, a long script, memory
-# pressure, a failed background save): retrying later is the right answer.
+# pressure, a failed background save): retrying later is the right answer. Matched by
+# prefix because older redis-py versions lack some classes (OutOfMemoryError).
 _TRANSIENT_PREFIXES: Final = ("BUSY", "TRYAGAIN", "MASTERDOWN", "MISCONF", "LOADING", "OOM")
 _RETRYABLE: Final = (
     rex.ConnectionError,
     rex.TimeoutError,
     rex.ReadOnlyError,
-    rex.OutOfMemoryError,
     rex.TryAgainError,
     rex.ClusterDownError,
     TimeoutError,
@@ -121,6 +121,8 @@ def redact_url(url: str) -> str:
                 [(n, _REDACTED if n.lower() == "password" else v) for n, v in pairs],
                 safe="*",
             )
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret; urlunsplit would also drop an empty "//" authority
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -240,9 +242,6 @@ class RedisDriver:
                 socket_connect_timeout=operation_timeout,
                 retry=Retry(NoBackoff(), 0),
                 decode_responses=True,
-                # No CLIENT SETINFO on connect: one round trip less per new connection.
-                lib_name=None,
-                lib_version=None,
             )
         except (ValueError, TypeError) as exc:
             raise ValidationError(
@@ -308,9 +307,7 @@ class RedisDriver:
                 except trio.Cancelled:
                     self._abandon(flight, undo)
                     raise
-                except ClosedError:
-                    raise
-                except Exception as exc:
+                except (rex.RedisError, OSError) as exc:
                     if undo is not None and isinstance(exc, _AMBIGUOUS):
                         self._undo_in_background(undo)
                     raise self.map_error(exc) from exc

@@ -1,0 +1,454 @@
+"""`RedisLockProvider` on real Redis servers (loopback only, see conftest.py).
+
+The conformance suite runs unchanged on the shared server; the Redis-specific tests
+check the round trips of a batch, redaction of passwords, error mapping, lost leases,
+cancellation (no hidden lock), and faults on a throwaway server of the test's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+import redis
+import trio
+
+from trio_sched import (
+    ClosedError,
+    InvalidArgumentError,
+    LeaseLostError,
+    RetryableError,
+    SchedulerError,
+    ValidationError,
+)
+from trio_sched._redis_common import redact_url
+from trio_sched.health import lock_provider_health_checker
+from trio_sched.locks import AcquireRequest, LockProvider
+from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
+from trio_sched.testing import check_lock_provider
+
+from .servers import RedisProcess, free_port
+
+SECRET = "s3cr3t-Pa55"
+
+
+def maker(
+    url: str, prefix: str, **options: Any
+) -> Callable[[], AbstractAsyncContextManager[LockProvider]]:
+    @asynccontextmanager
+    async def make() -> AsyncIterator[LockProvider]:
+        async with RedisLockProvider(
+            RedisLockProviderConfig(url=url, prefix=prefix, **options)
+        ) as p:
+            yield p
+
+    return make
+
+
+def provider(url: str, prefix: str = "trio-sched-test:unused", **options: Any) -> RedisLockProvider:
+    return RedisLockProvider(RedisLockProviderConfig(url=url, prefix=prefix, **options))
+
+
+def closed_port_url(password: str | None = None) -> str:
+    # A port nobody listens on: bound and closed again just now, connections are refused.
+    auth = f"user:{password}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{free_port()}/0"
+
+
+# -- conformance ----------------------------------------------------------------------
+
+
+async def test_conformance_suite(redis_url: str, redis_prefix: str) -> None:
+    await check_lock_provider(maker(redis_url, redis_prefix), ttl=0.3)
+
+
+async def test_conformance_suite_through_eval_fallback(
+    throwaway_redis: RedisProcess, redis_prefix: str
+) -> None:
+    """The suite again on a server whose script cache is flushed before each run."""
+    with throwaway_redis.client() as client:
+        client.script_flush()
+    await check_lock_provider(maker(throwaway_redis.url, redis_prefix), ttl=0.3)
+
+
+# -- imports stay light -----------------------------------------------------------------
+
+
+def test_importing_trio_sched_does_not_import_redis() -> None:
+    code = (
+        "import sys, trio_sched, trio_sched.locks, trio_sched.testing\n"
+        "assert 'redis' not in sys.modules, 'trio_sched imported redis'\n"
+        "import trio_sched.locks.redis\n"
+        "assert 'redis' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- one round trip per batch (L5) ---------------------------------------------------------
+
+
+@pytest.fixture
+def count_sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts what redis-py writes to sockets: one entry per request sent."""
+    sent: list[int] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(1)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def _commandstats(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+
+
+async def test_batch_is_one_round_trip(
+    throwaway_redis: RedisProcess, redis_prefix: str, count_sends: list[int]
+) -> None:
+    admin = throwaway_redis.client()
+    admin.ping()  # connect now: its handshake must not count below
+    async with provider(throwaway_redis.url, redis_prefix) as locks:
+        await locks.advance_watermarks({"wm": 500})
+        await locks.acquire_batch([AcquireRequest("warm", 5.0)])  # loads the script
+        requests = [AcquireRequest(f"k{i}", 5.0, "wm", 1000 + i) for i in range(200)]
+        requests += [AcquireRequest(f"old{i}", 5.0, "wm", 500 - i) for i in range(50)]
+        before_stats = _commandstats(admin)
+        sends_before = len(count_sends)
+        trips_before = locks.statistics().driver.round_trips
+        results = await locks.acquire_batch(requests)
+        sends = len(count_sends) - sends_before
+        after_stats = _commandstats(admin)
+        assert sends == 1
+        assert locks.statistics().driver.round_trips - trips_before == 1
+        delta = {k: v - before_stats.get(k, 0) for k, v in after_stats.items()}
+        delta = {k: v for k, v in delta.items() if v and k != "info"}
+        # One EVALSHA from the client; everything else ran inside it.
+        assert delta.pop("evalsha") == 1
+        assert delta.pop("set") == 250 - 50  # refused requests never try to SET
+        assert delta.pop("hget") == 250
+        assert delta.pop("incr") == 200
+        assert delta.pop("exists") == 200
+        assert delta.pop("time") == 1
+        assert delta == {}
+        assert [r is not None for r in results] == [True] * 200 + [False] * 50
+
+        sends_before = len(count_sends)
+        await locks.advance_watermarks({f"w{i}": i for i in range(300)})
+        assert len(count_sends) - sends_before == 1
+        sends_before = len(count_sends)
+        marks = await locks.get_watermarks([f"w{i}" for i in range(300)])
+        assert len(count_sends) - sends_before == 1
+        assert marks == {f"w{i}": i for i in range(1, 300)} | {"w0": 0}
+    admin.close()
+
+
+async def test_batch_statistics_and_duplicates(redis_url: str, redis_prefix: str) -> None:
+    async with provider(redis_url, redis_prefix) as locks:
+        await locks.advance_watermarks({"wm": 10})
+        held = await locks.acquire("held", 5.0)
+        assert held is not None
+        results = await locks.acquire_batch(
+            [
+                AcquireRequest("a", 5.0, "wm", 11),
+                AcquireRequest("a", 5.0, "wm", 12),  # same key again: taken above
+                AcquireRequest("held", 5.0),
+                AcquireRequest("b", 5.0, "wm", 10),  # at the watermark: refused
+            ]
+        )
+        granted = results[0]
+        assert granted is not None
+        assert results[1:] == [None, None, None]
+        assert granted.fencing_token > held.fencing_token
+        stats = locks.statistics()
+        assert (stats.acquires, stats.misses, stats.refused_by_watermark) == (2, 2, 1)
+        assert stats.last_fencing_token == granted.fencing_token
+
+
+# -- validation and redaction (R5) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        (f"redis://user:{SECRET}@127.0.0.1:6379/0", "redis://user:***@127.0.0.1:6379/0"),
+        (f"redis://:{SECRET}@localhost/2", "redis://:***@localhost/2"),
+        (f"rediss://u:{SECRET}@[::1]:6380", "rediss://u:***@[::1]:6380"),
+        (f"redis://localhost?password={SECRET}&db=1", "redis://localhost?password=***&db=1"),
+        ("redis://user:p%40ss%3Aword@host:1/0", "redis://user:***@host:1/0"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("unix:///tmp/redis.sock?db=3", "unix:///tmp/redis.sock?db=3"),
+    ],
+)
+def test_redact_url(url: str, redacted: str) -> None:
+    assert redact_url(url) == redacted
+
+
+def test_config_repr_and_errors_hide_the_password() -> None:
+    url = f"redis://user:{SECRET}@127.0.0.1:6379/0"
+    config = RedisLockProviderConfig(url=url)
+    assert config.url == url
+    for text in (repr(config), str(config), repr(RedisLockProvider(config))):
+        assert SECRET not in text
+        assert "user:***@127.0.0.1" in text
+    with pytest.raises(ValidationError) as info:
+        RedisLockProviderConfig(url=f"http://user:{SECRET}@127.0.0.1/0")
+    assert SECRET not in str(info.value)
+    assert info.value.field == "url"
+    with pytest.raises(ValidationError) as info:
+        RedisLockProviderConfig(url=f"redis://user:{SECRET}@127.0.0.1:notaport/0")
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prefix", ""),
+        ("operation_timeout", 0),
+        ("operation_timeout", float("inf")),
+        ("operation_timeout", True),
+        ("max_connections", 0),
+        ("url", ""),
+    ],
+)
+def test_config_validation(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        RedisLockProviderConfig(**{field: value})  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+async def test_bad_arguments_raise_before_any_io() -> None:
+    locks = provider(closed_port_url())
+    with pytest.raises(InvalidArgumentError):
+        await locks.acquire("", 1.0)
+    with pytest.raises(InvalidArgumentError):
+        await locks.acquire("k", 0)
+    with pytest.raises(InvalidArgumentError):
+        await locks.acquire_batch([AcquireRequest("k", 1.0, "wm", 2**60)])
+    with pytest.raises(InvalidArgumentError):
+        await locks.advance_watermarks({"wm": 1.5})  # type: ignore[dict-item]
+    assert locks.statistics().driver.round_trips == 0
+    await locks.aclose()
+
+
+async def test_unreachable_server_is_retryable_and_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = closed_port_url(password=SECRET)
+    async with provider(url, operation_timeout=1.0) as locks:
+        calls = [
+            lambda: locks.acquire("k", 1.0),
+            lambda: locks.acquire_batch([AcquireRequest("k", 1.0)]),
+            lambda: locks.get_watermarks(["wm"]),
+            lambda: locks.advance_watermarks({"wm": 1}),
+            locks.health_check,
+        ]
+        for call in calls:
+            # A liveness guard, not a timing claim: a refused connection must not hang.
+            with trio.fail_after(10), pytest.raises(RetryableError) as info:
+                await call()
+            assert isinstance(info.value.__cause__, redis.ConnectionError)
+            assert SECRET not in str(info.value)
+            assert "user:***@127.0.0.1" in str(info.value)
+        checker = lock_provider_health_checker("redis", locks, timeout=5.0)
+        result = await checker()
+        assert not result.healthy
+        assert result.error is not None
+        assert SECRET not in result.error
+        # Failed acquires run their compensation in the background; let it finish.
+        for _ in range(100):
+            stats = locks.statistics().driver
+            if stats.undos + stats.undo_failures >= 2:
+                break
+            await trio.sleep(0.01)
+        assert locks.statistics().driver.undo_failures >= 2
+    assert caplog.records, "the failed compensations were logged"
+    for record in caplog.records:
+        assert SECRET not in record.getMessage()
+
+
+async def test_wrong_password_is_not_retryable(throwaway_redis: RedisProcess) -> None:
+    guarded = RedisProcess(throwaway_redis.binary, password="the-right-one")
+    guarded.start()
+    try:
+        url = guarded.url.replace("the-right-one", SECRET)
+        async with provider(url) as locks:
+            with pytest.raises(SchedulerError) as info:
+                await locks.health_check()
+        async with provider(guarded.url) as locks:
+            await locks.health_check()  # the right password works
+    finally:
+        guarded.cleanup()
+    assert isinstance(info.value, InvalidArgumentError)
+    assert not isinstance(info.value, RetryableError)
+    assert SECRET not in str(info.value)
+
+
+async def test_foreign_data_under_the_prefix_is_a_conflict(
+    redis_url: str, redis_prefix: str
+) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(f"{redis_prefix}:watermarks", "not a hash")
+    async with provider(redis_url, redis_prefix) as locks:
+        with pytest.raises(SchedulerError, match="WRONGTYPE") as info:
+            await locks.advance_watermarks({"wm": 1})
+    assert type(info.value).__name__ == "ConflictError"
+    assert isinstance(info.value.__cause__, redis.ResponseError)
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+async def test_lock_stolen_after_ttl_expiry(redis_url: str, redis_prefix: str) -> None:
+    async with provider(redis_url, redis_prefix) as a, provider(redis_url, redis_prefix) as b:
+        old = await a.acquire("job", 0.2)
+        assert old is not None
+        await trio.sleep(0.35)
+        new = await b.acquire("job", 5.0)
+        assert new is not None
+        assert new.fencing_token > old.fencing_token
+        with pytest.raises(LeaseLostError):
+            await a.renew(old, 5.0)
+        assert not await a.release(old)
+        assert await a.acquire("job", 5.0) is None  # the thief still holds it
+        renewed = await b.renew(new, 5.0)
+        assert renewed.fencing_token == new.fencing_token
+        assert a.statistics().renewals_lost == 1
+        assert a.statistics().releases_missed == 1
+
+
+async def test_keys_live_under_the_prefix(redis_url: str, redis_prefix: str) -> None:
+    async with provider(redis_url, redis_prefix) as locks:
+        lease = await locks.acquire("x", 5.0)
+        assert lease is not None
+        await locks.advance_watermarks({"wm": 7})
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            keys = set(client.scan_iter(match=f"{redis_prefix}:*"))
+            assert keys == {
+                f"{redis_prefix}:lock:x",
+                f"{redis_prefix}:fencing",
+                f"{redis_prefix}:watermarks",
+            }
+            assert 0 < client.pttl(f"{redis_prefix}:lock:x") <= 5000
+            assert client.get(f"{redis_prefix}:lock:x") == lease.token
+    async with provider(redis_url, redis_prefix + "-other") as other:
+        assert await other.acquire("x", 1.0) is not None  # another prefix, another space
+        assert await other.get_watermarks(["wm"]) == {}
+        await other.release(dataclasses.replace(lease))  # not its key: no effect
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete(*client.scan_iter(match=f"{redis_prefix}-other:*"))
+        assert client.exists(f"{redis_prefix}:lock:x") == 1
+
+
+async def test_closed_provider_raises_closed_error(redis_url: str, redis_prefix: str) -> None:
+    locks = provider(redis_url, redis_prefix)
+    lease = await locks.acquire("k", 5.0)
+    assert lease is not None
+    await locks.aclose()
+    await locks.aclose()
+    calls = [
+        lambda: locks.acquire("k", 1.0),
+        lambda: locks.acquire_batch([]),
+        lambda: locks.acquire_batch([AcquireRequest("k", 1.0)]),
+        lambda: locks.renew(lease, 1.0),
+        lambda: locks.release(lease),
+        lambda: locks.get_watermarks([]),
+        lambda: locks.advance_watermarks({"wm": 1}),
+        locks.health_check,
+    ]
+    for call in calls:
+        with pytest.raises(ClosedError):
+            await call()
+    assert locks.statistics().closed
+    assert "closed" in repr(locks)
+
+
+# -- cancellation (RD5) and faults on a throwaway server --------------------------------------
+
+
+async def _wait_for(predicate: Callable[[], bool], what: str) -> None:
+    with trio.move_on_after(10):
+        # Polling: the counters are bumped by worker threads, which cannot set an Event.
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        return
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_cancelled_acquire_leaves_no_hidden_lock(
+    throwaway_redis: RedisProcess, redis_prefix: str, batch: bool
+) -> None:
+    async with provider(throwaway_redis.url, redis_prefix, operation_timeout=5.0) as locks:
+        await locks.health_check()  # connect and load nothing yet
+        throwaway_redis.pause()  # the command will sit in the server's socket buffer
+        try:
+            with trio.move_on_after(0.2) as scope:
+                if batch:
+                    await locks.acquire_batch([AcquireRequest("k", 30.0)])
+                else:
+                    await locks.acquire("k", 30.0)
+            assert scope.cancelled_caught
+            assert locks.statistics().driver.abandoned == 1
+        finally:
+            throwaway_redis.resume()  # well before the 5 s socket timeout
+        # The server now runs the abandoned acquire and the worker thread releases it.
+        await _wait_for(lambda: locks.statistics().driver.undos == 1, "the compensation")
+        with throwaway_redis.client() as client:
+            assert client.exists(f"{redis_prefix}:lock:k") == 0
+            assert int(client.get(f"{redis_prefix}:fencing") or 0) > 0  # it did run
+        assert await locks.acquire("k", 1.0) is not None
+
+
+async def test_stalled_server_times_out_within_operation_timeout(
+    throwaway_redis: RedisProcess, redis_prefix: str
+) -> None:
+    async with provider(throwaway_redis.url, redis_prefix, operation_timeout=0.3) as locks:
+        lease = await locks.acquire("k", 30.0)
+        assert lease is not None
+        throwaway_redis.pause()
+        try:
+            with trio.fail_after(5):  # liveness guard: the call must not hang
+                with pytest.raises(RetryableError, match="operation_timeout"):
+                    await locks.renew(lease, 30.0)
+                checker = lock_provider_health_checker("redis", locks, timeout=5.0)
+                result = await checker()
+            assert not result.healthy
+            assert locks.statistics().driver.timeouts == 2
+        finally:
+            throwaway_redis.resume()
+        await locks.renew(lease, 30.0)  # the server is back: the same lease still works
+
+
+async def test_server_killed_and_restarted(
+    throwaway_redis: RedisProcess, redis_prefix: str
+) -> None:
+    async with provider(throwaway_redis.url, redis_prefix, operation_timeout=1.0) as locks:
+        lease = await locks.acquire("k", 30.0)
+        assert lease is not None
+        throwaway_redis.stop()  # connections drop mid-way
+        with pytest.raises(RetryableError) as info:
+            await locks.renew(lease, 30.0)
+        assert isinstance(info.value.__cause__, redis.ConnectionError)
+        with pytest.raises(RetryableError):
+            await locks.acquire("k2", 30.0)
+        with pytest.raises(RetryableError):
+            await locks.health_check()
+        throwaway_redis.start()  # same port, empty: the data is gone
+        await locks.health_check()  # stale pooled connections are replaced
+        with pytest.raises(LeaseLostError):
+            await locks.renew(lease, 30.0)
+        again = await locks.acquire("k", 30.0)
+        assert again is not None
+        # RD7: the counter was lost with the data, yet fencing tokens still increase.
+        assert again.fencing_token > lease.fencing_token
