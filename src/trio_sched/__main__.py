@@ -153,7 +153,7 @@ def _print_fires(schedule: Schedule, after: datetime, count: int, indent: str = 
     printed, last = 0, after
     for last in islice(schedule.iter_after(after), count):
         note = _cli_cron.dst_note(schedule, last, shadow)
-        print(indent + _cli_cron.fire_line(schedule, last, note))
+        print(indent + _cli_cron.fire_line(last, note))
         printed += 1
     if printed == count:
         return 0

@@ -26,7 +26,10 @@ __all__ = [
     "dst_note",
     "error_lines",
     "fire_line",
+    "job_kind",
     "resolve_zone",
+    "shadow_of",
+    "zone_name",
 ]
 
 _MONTHS = (
@@ -58,8 +61,9 @@ _UNITS = {
     "day-of-week": ("day of the week", "days"),
 }
 _LABEL_WIDTH = 14
-# A gap longer than this between two fires is not searched for a DST transition: zones
-# change offset at most a few times a year, so within this span there is at most one.
+# A gap longer than this between two fires is not searched for a DST transition. Within
+# this span tzdata has at most one offset change, or a pair that cancels out (a DST that
+# lasted one week, Brazil 2000), which leaves both ends at one offset: no note then.
 _TRANSITION_SEARCH_SPAN = timedelta(days=20)
 _TINY = timedelta(microseconds=1)
 
@@ -122,7 +126,7 @@ def job_kind(schedule: Schedule) -> str:
     return "fixed" if schedule.fixed else "interval"
 
 
-def fire_line(schedule: Schedule, fire: datetime, note: str | None) -> str:
+def fire_line(fire: datetime, note: str | None) -> str:
     """One fire: ISO time with UTC offset, weekday, zone abbreviation, DST note if any."""
     line = f"{fire.isoformat(sep=' ')}  {fire:%a}  {fire.tzname()}"
     return f"{line}  <- {note}" if note else line
