@@ -35,6 +35,7 @@ __all__ = [
     "Action",
     "Decision",
     "decide",
+    "decide_on_time",
     "epoch_ms",
     "first_candidate",
     "from_epoch_ms",
@@ -139,6 +140,19 @@ class Decision:
     def late(self) -> bool:
         """Whether this decision handles a misfire (O6)."""
         return self.first_late is not None
+
+
+def decide_on_time(nominal: datetime, now: datetime, grace: float) -> Decision | None:
+    """The FIRE decision for `nominal` if it is on time, else ``None`` (call `decide`).
+
+    An on-time decision depends on nothing but `nominal`, `now` and `grace` (not on the
+    schedule or the policy), so callers may share it between every task due at the
+    same instant; `decide` returns an equal value in that case.
+    """
+    lateness = (now - nominal).total_seconds()
+    if 0 <= lateness <= grace:
+        return Decision(Action.FIRE, nominal, lateness)
+    return None
 
 
 def decide(

@@ -92,6 +92,7 @@ _WATERMARK_ATTEMPTS: Final = 5
 # Derived forms (epoch ms, ISO text) of recent nominal instants: every task due at the
 # same instant shares one entry.
 _NOMINAL_CACHE: Final = 4096
+_MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
 H_TASK: Final = "x-trio-sched-task"
 H_OCCURRENCE: Final = "x-trio-sched-occurrence"
 H_NOMINAL: Final = "x-trio-sched-nominal"
@@ -738,11 +739,19 @@ class Scheduler:
         now_ts = now.timestamp()
         grace = self._config.misfire_grace
         firing: list[_Park] = []
+        # Every park due at one nominal instant shares its on-time decision (the common
+        # case); late or early ones are decided one by one.
+        on_time: dict[datetime, _plan.Decision | None] = {}
         for park in due:
             if park.abandoned:
                 continue
             task = park.loop.task
-            decision = _plan.decide(task.cron, park.nominal, now, grace, task.policy)
+            nominal = park.nominal
+            decision = on_time.get(nominal, _MISSING)
+            if decision is _MISSING:
+                decision = on_time[nominal] = _plan.decide_on_time(nominal, now, grace)
+            if decision is None:
+                decision = _plan.decide(task.cron, nominal, now, grace, task.policy)
             if decision.action is _plan.Action.WAIT:
                 # Woke early by the wall clock: wait for the rest, measured just now.
                 deadline = trio.current_time() + (park.nominal_ts - now_ts)

@@ -102,10 +102,13 @@ def test_decide_properties(step: int, late_us: int, grace: float, fire_once: boo
     late_by = late_us / 10**6
     policy = MisfirePolicy.FIRE_ONCE if fire_once else MisfirePolicy.SKIP
     decision = decide(cron, nominal, now, grace, policy)
+    shared = _plan.decide_on_time(nominal, now, grace)
     if late_by <= grace:
         assert decision.action is Action.FIRE
         assert decision.nominal == nominal
+        assert shared == decision  # the shared on-time decision is the same value
         return
+    assert shared is None
     # The chosen occurrence is late, and the next one after it is not (P3).
     assert decision.first_late == nominal
     assert nominal <= decision.nominal
