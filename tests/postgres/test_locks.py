@@ -1,0 +1,406 @@
+"""`PostgresLockProvider` on a real server: conformance, SQL shape, schema, cleanup."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import trio
+
+from trio_sched import LeaseLostError, ValidationError
+from trio_sched.locks import AcquireRequest, LockLease, LockProvider, MemoryLockProvider
+from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
+from trio_sched.testing import check_lock_provider
+
+from ._helpers import sync_connect
+from .conftest import ProviderFactory, Tables
+
+
+async def test_conformance(make_provider: ProviderFactory) -> None:
+    @asynccontextmanager
+    async def make() -> AsyncIterator[LockProvider]:
+        async with make_provider() as provider:
+            yield provider
+
+    await check_lock_provider(make, ttl=0.4)
+
+
+def test_import_does_not_import_psycopg() -> None:
+    code = (
+        "import sys, trio_sched, trio_sched.locks, trio_sched.testing\n"
+        "assert 'psycopg' not in sys.modules, sorted(m for m in sys.modules if 'psycopg' in m)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- one statement per batch (L5), checked on the wire ---------------------------------------
+
+
+class WireTrace:
+    """libpq's protocol trace of every connection opened meanwhile, in one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def position(self) -> int:
+        return self.path.stat().st_size
+
+    def round_trips_since(self, position: int) -> tuple[int, list[str]]:
+        """Client messages ending a round trip (Sync, simple Query) after `position`."""
+        text = self.path.read_text()[position:]
+        sent = [line for line in text.splitlines() if line.startswith("F\t")]
+        ends = [line for line in sent if line.split("\t")[2].split(" ")[0] in ("Sync", "Query")]
+        return len(ends), sent
+
+
+@pytest.fixture
+def wire_trace(monkeypatch: pytest.MonkeyPatch) -> Iterator[WireTrace]:
+    original = psycopg.Connection.connect
+    with tempfile.NamedTemporaryFile("w+", suffix=".pgtrace") as trace:
+
+        def connect(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+            conn = original(*args, **kwargs)
+            conn.pgconn.trace(trace.fileno())
+            conn.pgconn.set_trace_flags(
+                psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+            )
+            return conn
+
+        monkeypatch.setattr(psycopg.Connection, "connect", connect)
+        yield WireTrace(Path(trace.name))
+
+
+async def test_batch_of_1000_is_one_round_trip(
+    make_provider: ProviderFactory, wire_trace: WireTrace
+) -> None:
+    async with make_provider(max_connections=1, cleanup_interval=None) as provider:
+        await provider.acquire(f"warm:{random.random()}", 1.0)  # connect, create schema
+        prefix = f"wire:{random.random()}"
+        mark = f"{prefix}:wm"
+        requests = [AcquireRequest(f"{prefix}:{i}", 5.0, mark, 1000 + i) for i in range(1000)]
+        before = wire_trace.position()
+        trips_before = provider.statistics().driver.round_trips
+        results = await provider.acquire_batch(requests)
+        trips, sent = wire_trace.round_trips_since(before)
+        assert trips == 1, sent
+        assert provider.statistics().driver.round_trips == trips_before + 1
+        leases = [lease for lease in results if lease is not None]
+        assert [lease.key for lease in leases] == [r.key for r in requests]
+        assert len({lease.fencing_token for lease in leases}) == 1000
+
+        before = wire_trace.position()
+        await provider.advance_watermarks({f"{prefix}:m{i}": i for i in range(1000)})
+        assert wire_trace.round_trips_since(before)[0] == 1
+        before = wire_trace.position()
+        got = await provider.get_watermarks([f"{prefix}:m{i}" for i in range(1000)])
+        assert wire_trace.round_trips_since(before)[0] == 1
+        assert got == {f"{prefix}:m{i}": i for i in range(1000)}
+
+        before = wire_trace.position()
+        assert await provider.acquire_batch([]) == []
+        await provider.advance_watermarks({})
+        assert wire_trace.round_trips_since(before)[0] == 0
+
+
+# -- batch semantics against the memory provider (the reference) -----------------------------
+
+
+async def _scenario(provider: LockProvider, seed: int, prefix: str) -> list[bool]:
+    """A random batch over a few keys, some held, some refused by watermarks."""
+    rng = random.Random(seed)
+    keys = [f"{prefix}:k{i}" for i in range(12)]
+    marks = [f"{prefix}:m{i}" for i in range(3)]
+    await provider.advance_watermarks({mark: rng.randrange(0, 10) for mark in marks[:2]})
+    for key in rng.sample(keys, 4):
+        assert await provider.acquire(key, 30.0) is not None
+    requests = [
+        AcquireRequest(
+            rng.choice(keys),
+            30.0,
+            rng.choice([None, *marks]),
+            rng.randrange(0, 12),
+        )
+        for _ in range(40)
+    ]
+    return [lease is not None for lease in await provider.acquire_batch(requests)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_batch_answers_match_memory_provider(
+    make_provider: ProviderFactory, seed: int
+) -> None:
+    memory = MemoryLockProvider()
+    want = await _scenario(memory, seed, "same")
+    async with make_provider() as provider:
+        got = await _scenario(provider, seed, f"diff:{random.random()}")
+    assert got == want
+
+
+async def test_duplicate_key_goes_to_first_request_not_refused(
+    make_provider: ProviderFactory,
+) -> None:
+    prefix = f"dup:{random.random()}"
+    async with make_provider() as provider:
+        await provider.advance_watermarks({f"{prefix}:wm": 100})
+        results = await provider.acquire_batch(
+            [
+                AcquireRequest(f"{prefix}:k", 5.0, f"{prefix}:wm", 50),  # refused
+                AcquireRequest(f"{prefix}:k", 5.0, f"{prefix}:wm", 150),  # takes the key
+                AcquireRequest(f"{prefix}:k", 5.0),  # taken above
+            ]
+        )
+    assert [r is not None for r in results] == [False, True, False]
+    assert provider.statistics().refused_by_watermark == 1
+
+
+async def test_concurrent_batches_in_shuffled_orders_grant_each_key_once(
+    make_provider: ProviderFactory,
+) -> None:
+    # Rows are inserted in key order whatever the request order, so these never deadlock.
+    keys = [f"shuffle:{random.random()}:{i}" for i in range(200)]
+    granted: list[LockLease] = []
+    async with make_provider() as a, make_provider() as b:
+
+        async def contender(i: int) -> None:
+            order = random.Random(i).sample(keys, len(keys))
+            provider = a if i % 2 else b
+            results = await provider.acquire_batch([AcquireRequest(k, 10.0) for k in order])
+            granted.extend(lease for lease in results if lease is not None)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(contender, i)
+    assert sorted(lease.key for lease in granted) == sorted(keys)
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+async def test_concurrent_schema_creation(postgres_url: str, tables: Tables) -> None:
+    table = tables.new()
+    providers = [
+        PostgresLockProvider(PostgresLockProviderConfig(url=postgres_url, table=table))
+        for _ in range(8)
+    ]
+    leases: list[LockLease | None] = []
+
+    async def first_use(provider: PostgresLockProvider) -> None:
+        leases.append(await provider.acquire("only-one", 10.0))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for provider in providers:
+                nursery.start_soon(first_use, provider)
+    finally:
+        for provider in providers:
+            await provider.aclose()
+    assert sum(lease is not None for lease in leases) == 1
+    with sync_connect(postgres_url) as conn:
+        found = conn.execute(
+            "SELECT relname FROM pg_class WHERE relname IN (%s, %s, %s)",
+            (table, table + "_watermarks", table + "_expires_at_idx"),
+        ).fetchall()
+    assert len(found) == 3
+
+
+async def test_tables_dropped_under_a_provider_are_created_again(
+    postgres_url: str, tables: Tables
+) -> None:
+    table = tables.new()
+    config = PostgresLockProviderConfig(url=postgres_url, table=table)
+    async with PostgresLockProvider(config) as provider:
+        assert await provider.acquire("k", 5.0) is not None
+        with sync_connect(postgres_url) as conn:
+            conn.execute(f'DROP TABLE "{table}", "{table}_watermarks"')
+        assert await provider.acquire("k", 5.0) is not None
+        await provider.advance_watermarks({"w": 1})
+        assert await provider.get_watermarks(["w"]) == {"w": 1}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "locks; DROP TABLE users",
+        'locks"; DROP TABLE users; --',
+        "locks--",
+        "a.b.c",
+        "",
+        ".locks",
+        "locks.",
+        "1locks",
+        "lock s",
+        "locks\x00",
+        "x" * 49,
+        "public.x" + "y" * 48,
+        "lócks",
+    ],
+)
+def test_table_name_validation_rejects(bad: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PostgresLockProviderConfig(table=bad)
+    assert isinstance(info.value, ValueError)
+
+
+async def test_schema_qualified_and_mixed_case_names(postgres_url: str, tables: Tables) -> None:
+    mixed = tables.new("MixedCase")
+    for table in (f"public.{tables.new()}", mixed):
+        config = PostgresLockProviderConfig(url=postgres_url, table=table)
+        async with PostgresLockProvider(config) as provider:
+            assert await provider.acquire("k", 5.0) is not None
+    with sync_connect(postgres_url) as conn:
+        # Quoted as an identifier: the case survives.
+        row = conn.execute("SELECT to_regclass(%s)", (f'"{mixed}"',)).fetchone()
+    assert row is not None
+    assert row[0] is not None
+
+
+async def test_hostile_keys_and_names_are_data(make_provider: ProviderFactory) -> None:
+    hostile = "'); DROP TABLE trio_sched_locks; --\"\\"
+    async with make_provider() as provider:
+        lease = await provider.acquire(hostile + str(random.random()), 5.0)
+        assert lease is not None
+        await provider.advance_watermarks({hostile: 7})
+        assert await provider.get_watermarks([hostile]) == {hostile: 7}
+        assert await provider.release(lease)
+
+
+# -- server clock, expiry, theft, cleanup --------------------------------------------------
+
+
+async def test_expiry_is_computed_on_the_server_clock(
+    make_provider: ProviderFactory, postgres_url: str, session_table: str
+) -> None:
+    key = f"clock:{random.random()}"
+    async with make_provider() as provider:
+        with sync_connect(postgres_url) as conn:
+            before = conn.execute("SELECT clock_timestamp()").fetchone()
+            lease = await provider.acquire(key, 100.0)
+            after = conn.execute("SELECT clock_timestamp()").fetchone()
+            stored = conn.execute(
+                f'SELECT expires_at FROM "{session_table}" WHERE key = %s', (key,)
+            ).fetchone()
+            assert lease is not None
+            assert before is not None
+            assert after is not None
+            assert stored is not None
+            # The lease reports exactly the stored expiry, and that is server time + TTL.
+            assert lease.expire_at == stored[0]
+            ttl = timedelta(seconds=100)
+            assert before[0] + ttl <= lease.expire_at <= after[0] + ttl
+
+            before = conn.execute("SELECT clock_timestamp()").fetchone()
+            renewed = await provider.renew(lease, 200.0)
+            after = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert before is not None
+            assert after is not None
+            ttl = timedelta(seconds=200)
+            assert before[0] + ttl <= renewed.expire_at <= after[0] + ttl
+
+
+async def test_lock_stolen_after_ttl_expiry(make_provider: ProviderFactory) -> None:
+    key = f"steal:{random.random()}"
+    async with make_provider() as a, make_provider() as b:
+        old = await a.acquire(key, 0.3)
+        assert old is not None
+        await trio.sleep(0.5)
+        new = await b.acquire(key, 10.0)
+        assert new is not None
+        assert new.fencing_token > old.fencing_token
+        with pytest.raises(LeaseLostError):
+            await a.renew(old, 10.0)
+        assert not await a.release(old)
+        assert await a.acquire(key, 10.0) is None  # b still holds it
+        assert a.statistics().renewals_lost == 1
+
+
+def _rows(url: str, table: str) -> int:
+    with sync_connect(url) as conn:
+        row = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_cleanup_removes_expired_rows_in_bounded_batches(
+    postgres_url: str, tables: Tables
+) -> None:
+    table = tables.new()
+    config = PostgresLockProviderConfig(
+        url=postgres_url, table=table, cleanup_interval=None, cleanup_grace=0, cleanup_batch=3
+    )
+    async with PostgresLockProvider(config) as provider:
+        for i in range(5):
+            assert await provider.acquire(f"short:{i}", 0.2) is not None
+        assert await provider.acquire("long", 60.0) is not None
+        assert await provider.cleanup_expired() == 0  # nothing expired yet
+        await trio.sleep(0.4)
+        assert _rows(postgres_url, table) == 6
+        assert await provider.cleanup_expired() == 3  # cleanup_batch bounds one statement
+        assert await provider.cleanup_expired() == 2
+        assert await provider.cleanup_expired() == 0
+        assert _rows(postgres_url, table) == 1  # the live lock stays
+        stats = provider.statistics()
+        assert (stats.cleanups, stats.cleaned_rows) == (4, 5)
+
+
+async def test_cleanup_grace_keeps_recently_expired_rows(postgres_url: str, tables: Tables) -> None:
+    table = tables.new()
+    config = PostgresLockProviderConfig(
+        url=postgres_url, table=table, cleanup_interval=None, cleanup_grace=60.0
+    )
+    async with PostgresLockProvider(config) as provider:
+        assert await provider.acquire("short", 0.1) is not None
+        await trio.sleep(0.3)
+        assert await provider.cleanup_expired() == 0
+        assert _rows(postgres_url, table) == 1
+
+
+async def test_amortised_cleanup_runs_before_acquires(postgres_url: str, tables: Tables) -> None:
+    table = tables.new()
+    config = PostgresLockProviderConfig(
+        url=postgres_url, table=table, cleanup_interval=0.2, cleanup_grace=0
+    )
+    async with PostgresLockProvider(config) as provider:
+        for i in range(4):
+            assert await provider.acquire(f"short:{i}", 0.1) is not None
+        cleanups = provider.statistics().cleanups
+        assert cleanups == 1  # the first acquire cleaned, the next ones were inside the interval
+        await trio.sleep(0.3)
+        assert await provider.acquire("trigger", 60.0) is not None
+        stats = provider.statistics()
+        assert stats.cleanups == 2
+        assert stats.cleaned_rows == 4
+        assert _rows(postgres_url, table) == 1
+
+
+def test_explain_cleanup_can_use_the_expires_at_index(postgres_url: str, tables: Tables) -> None:
+    table = tables.new()
+
+    async def create() -> None:
+        async with PostgresLockProvider(
+            PostgresLockProviderConfig(url=postgres_url, table=table)
+        ) as provider:
+            await provider.ensure_schema()
+
+    trio.run(create)
+    with sync_connect(postgres_url) as conn, conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = conn.execute(
+            f'EXPLAIN SELECT key FROM "{table}" WHERE expires_at < now() '
+            "ORDER BY expires_at LIMIT 10"
+        ).fetchall()
+    assert any(f"{table}_expires_at_idx" in row[0] for row in plan), plan
+
+
+def test_statistics_need_no_io() -> None:
+    provider = PostgresLockProvider(PostgresLockProviderConfig(url="postgresql://127.0.0.1:1/x"))
+    stats = provider.statistics()
+    assert (stats.acquires, stats.driver.round_trips, stats.schema_ready) == (0, 0, False)
