@@ -122,9 +122,12 @@ class _Loop:
     """Mutable state of one registered task's loop (counters feed `TaskStatistics`)."""
 
     __slots__ = (
+        "base_headers",
         "dispatch_scope",
         "errors",
+        "fire_once",
         "fired",
+        "idem_base",
         "in_flight",
         "last_counted_late",
         "last_fire",
@@ -139,11 +142,19 @@ class _Loop:
         "stopping",
         "task",
         "triggered",
+        "ttl",
         "wait_scope",
+        "wm_name",
     )
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, ttl: float, prefix: str) -> None:
         self.task = task
+        # Per-task constants of the hot path, computed once.
+        self.ttl = ttl
+        self.wm_name = _plan.watermark_name(prefix, task.name)
+        self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
+        self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
+        self.base_headers = {**task.headers, H_TASK: task.name, H_TRIGGER: "schedule"}
         self.stopping = False
         self.wait_scope: trio.CancelScope | None = None
         self.dispatch_scope: trio.CancelScope | None = None
@@ -409,7 +420,7 @@ class Scheduler:
         task.validate()
         if task.name in self._loops:
             raise ConflictError(f"task {task.name!r} is already registered")
-        loop = _Loop(task)
+        loop = _Loop(task, self._ttl(task), self._prefix)
         self._loops[task.name] = loop
         if self._state is _State.RUNNING:
             assert self._loop_nursery is not None
@@ -779,16 +790,14 @@ class Scheduler:
     async def _acquire_batch(self, parks: list[_Park]) -> None:
         """One ``acquire_batch`` for every occurrence due together (S2)."""
         requests = []
-        prefix = self._prefix
         for park in parks:
             decision = park.decision
             assert decision is not None
-            task = park.loop.task
             requests.append(
                 AcquireRequest(
                     key=park.key,
-                    ttl=self._ttl(task),
-                    watermark=f"{prefix}:{task.name}",
+                    ttl=park.loop.ttl,
+                    watermark=park.loop.wm_name,
                     nominal_ms=self._nominal(decision.nominal).ms,
                 )
             )
@@ -824,24 +833,46 @@ class Scheduler:
     async def _dispatch_occurrence(
         self, loop: _Loop, park: _Park, decision: _plan.Decision, lease: LockLease
     ) -> None:
+        # Hot path (one call per fire): per-task constants come from `loop`.
+        info = self._nominal(decision.nominal)
+        idem = f"{loop.idem_base}:{info.ms}"
+        headers = loop.base_headers.copy()
+        headers[H_OCCURRENCE] = park.key
+        headers[H_NOMINAL] = info.iso
+        headers[H_FENCING] = str(lease.fencing_token)
         task = loop.task
-        nominal = decision.nominal
-        info = self._nominal(nominal)
-        base = task.idempotency_key if task.idempotency_key is not None else task.name
-        idem = f"{base}:{info.ms}"
-        job = self._build_job(task, info, lease, park.key, idem, manual=False)
-        retry_until: float | None = None
-        if not decision.late and task.policy is not MisfirePolicy.FIRE_ONCE:
-            retry_until = park.nominal_ts + self._config.misfire_grace
+        job = Job(
+            id=_plan.job_id(idem),
+            name=task.effective_job_name,
+            queue=task.queue,
+            payload=task.payload,
+            headers=headers,
+            content_type=task.content_type,
+            tenant_id=task.tenant_id,
+            idempotency_key=idem,
+            run_at=info.utc,
+            created_at=self._wall_clock(),
+            fencing_token=lease.fencing_token,
+        )
         scope = loop.dispatch_scope
         assert scope is not None
         assert loop.nursery is not None
-        guard = self._arm_guard(lease, self._ttl(task), park.acquired_at, scope, loop.nursery)
+        guard = self._arm_guard(lease, loop.ttl, park.acquired_at, scope, loop.nursery)
         in_flight = loop.in_flight = _InFlight(decision, guard)
         self._in_flight += 1
         error: Exception | None = None
         try:
-            await self._enqueue_with_retry(job, retry_until)
+            try:
+                await self._jobs.enqueue(job)
+            except ConflictError:
+                pass  # already enqueued under this idempotency key: success
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                retry_until: float | None = None
+                if not (decision.late or loop.fire_once):
+                    retry_until = park.nominal_ts + self._config.misfire_grace
+                await self._enqueue_with_retry(job, retry_until, first_error=exc)
         except Exception as exc:
             error = exc
         finally:
@@ -879,7 +910,7 @@ class Scheduler:
         loop.fired += 1
         loop.last_fire = decision.nominal
         loop.last_lateness = decision.lateness
-        self._mark_dispatched(loop.task.name, self._nominal(decision.nominal).ms)
+        self._mark_dispatched(loop, self._nominal(decision.nominal).ms)
         self._emit(EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job)
 
     def _arm_guard(
@@ -951,9 +982,18 @@ class Scheduler:
         finally:
             self._in_flight -= 1
 
-    async def _enqueue_with_retry(self, job: Job, retry_until: float | None) -> None:
+    async def _enqueue_with_retry(
+        self, job: Job, retry_until: float | None, *, first_error: Exception | None = None
+    ) -> None:
+        """Enqueue, retrying transient errors (S5) until `retry_until` (wall time)."""
         backoff = self._config.retry_backoff
+        error = first_error
         while True:
+            if error is not None:
+                if retry_until is not None and self._wall_time() + backoff > retry_until:
+                    raise error
+                await self._timer.sleep_until(trio.current_time() + backoff)
+                backoff = min(backoff * 2, self._config.retry_backoff_max)
             try:
                 await self._jobs.enqueue(job)
                 return
@@ -962,10 +1002,7 @@ class Scheduler:
             except Exception as exc:
                 if not _is_transient(exc):
                     raise
-                if retry_until is not None and self._wall_time() + backoff > retry_until:
-                    raise
-            await self._timer.sleep_until(trio.current_time() + backoff)
-            backoff = min(backoff * 2, self._config.retry_backoff_max)
+                error = exc
 
     async def _renew(self, guard: _LeaseGuard) -> None:
         """The lease renewer of one dispatch (O5): renew every TTL/3 until done."""
@@ -1083,9 +1120,9 @@ class Scheduler:
             batch.error = exc
         batch.done.set()
 
-    def _mark_dispatched(self, task_name: str, ms: int) -> None:
-        name = _plan.watermark_name(self._prefix, task_name)
-        self._wm_owner[name] = task_name
+    def _mark_dispatched(self, loop: _Loop, ms: int) -> None:
+        name = loop.wm_name
+        self._wm_owner[name] = loop.task.name
         current = self._wm_pending.get(name)
         if current is None or ms > current:
             self._wm_pending[name] = ms
