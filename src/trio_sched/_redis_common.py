@@ -14,7 +14,10 @@ Rules:
   ``socket_timeout``/``socket_connect_timeout`` (so a worker thread never hangs), and the
   Trio side waits at most that long, waiting for a limiter slot included, then raises
   `RetryableError`. A call therefore returns within ``operation_timeout`` (plus
-  scheduling noise) whatever the server does.
+  scheduling noise) whatever the server does. The deadline is on Trio's clock, so under
+  `trio.testing.MockClock` with autojump it passes at once (a thread is idle time to
+  the autojump): run code using a driver on a real clock. One driver belongs to one
+  Trio run (its `trio.CapacityLimiter` does).
 - R3 Cancellation is prompt: threads run with ``abandon_on_cancel=True``. An abandoned
   thread (caller cancelled, or the Trio-side deadline of R2 passed) runs to its own
   socket timeout at most; it then runs the call's *undo* if it has one. An undo is a
@@ -168,8 +171,8 @@ class DriverStatistics:
 
     `round_trips` counts commands or scripts sent (one per call, plus a script's EVAL
     after a NOSCRIPT), `failures` calls that raised a mapped error, `timeouts` calls the
-    Trio-side deadline ended, `abandoned` calls given up (cancelled or timed out) while a
-    worker thread ran, `undos` compensations that ran and `undo_failures` those that
+    Trio-side deadline ended, `abandoned` calls given up (cancelled or timed out) before
+    their answer arrived, `undos` compensations that ran and `undo_failures` those that
     failed (their locks end by TTL). `in_flight` counts calls awaiting a worker thread.
     """
 
@@ -280,7 +283,8 @@ class RedisDriver:
         """Run ``fn(client)`` in a worker thread, bounded by ``operation_timeout`` (R2).
 
         A checkpoint. On cancellation the thread is abandoned and `undo` (if given) runs
-        once it finishes (R3). Raises mapped errors (R4) and `ClosedError` when closed.
+        once it finishes (R3). Raises mapped errors (R4), `ClosedError` when closed, and
+        any other exception of `fn` (a bug, not a driver error) unchanged.
         """
         self.check_open()
         flight = _Flight()

@@ -279,6 +279,7 @@ async def test_unreachable_server_is_retryable_and_redacted(
                 await call()
             assert isinstance(info.value.__cause__, redis.ConnectionError)
             assert SECRET not in str(info.value)
+            assert SECRET not in str(info.value.__cause__)
             assert "user:***@127.0.0.1" in str(info.value)
         checker = lock_provider_health_checker("redis", locks, timeout=5.0)
         result = await checker()
