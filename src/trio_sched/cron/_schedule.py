@@ -153,7 +153,8 @@ class Schedule:
         self._tod_last = hours[-1] * 3600 + minutes[-1] * 60 + seconds[-1]
         # Times of day as bitmasks: bit h*60+m of _mod_mask, bit s of _sec_mask. Finding
         # the next set bit is a shift and a bit trick; 1440 bits take ~200 bytes.
-        self._mod_mask = sum(1 << (h * 60 + m) for h in hours for m in minutes)
+        minute_mask = sum(1 << m for m in minutes)
+        self._mod_mask = sum(minute_mask << (h * 60) for h in hours)
         self._sec_mask = sum(1 << sec for sec in seconds)
         self._sec_first = seconds[0]
         self._sec_last = seconds[-1]

@@ -8,14 +8,15 @@ calculator only needs, for an instant `s`, its *segment*: the transition at or b
 
 Rules:
 - Z1 A transition is an instant T whose offset differs from the offset at T - 1 s.
-- Z2 Transitions are found per calendar year (UTC) by sampling the offset (weekly from
-  1970 on, daily before) and bisecting each change to the second, then cached per
-  zone. Two transitions closer than the sampling step that cancel each other out would
-  be missed; tzdata has none since 1970 (the closest modern pairs, DST paused for
-  Ramadan, are about a month apart).
-- Z3 Segment ends that are not real transitions (no transition within the next two
-  years) are harmless: the offset is the same on both sides, so nothing is skipped or
-  repeated there.
+- Z2 Transitions are found per calendar year (UTC) by sampling the offset every two
+  days and bisecting each change to the second, then cached per zone. Two transitions
+  less than two days apart that cancel each other out would be missed; the closest
+  such pairs in tzdata 2026 are about a week (166 h) apart (America/Cambridge_Bay 2000,
+  Brazil 2000, Asia/Gaza and Asia/Hebron from 2040).
+- Z3 Segments are cached per UTC year; a segment end at New Year that is not a real
+  transition is harmless (the offset is the same on both sides, so nothing is skipped
+  or repeated there). A segment start is always the last real transition (or, with
+  none in two years, the year start), so fold and gap information is never cut off.
 - Z4 Instants near the ends of the `datetime` range (years 1 and 9999) use the offset
   of the nearest representable instant.
 """
@@ -34,10 +35,10 @@ EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 EPOCH_MIN: Final = (date.min.toordinal() - EPOCH_ORDINAL) * 86400
 EPOCH_MAX: Final = (date.max.toordinal() - EPOCH_ORDINAL) * 86400 + 86399
 _FAR: Final = 2**62
-# Years from which offsets are sampled weekly rather than daily (rule Z2).
-_WEEKLY_FROM: Final = 1970
-# A window of cached segments grows up to this many years before it is rebuilt.
-_WINDOW_YEARS: Final = 60
+# Offsets are sampled every _STEP seconds (rule Z2).
+_STEP: Final = 2 * 86400
+# Cached years of segments per zone before the cache starts over.
+_MAX_CACHED_YEARS: Final = 2048
 _UTC_KEYS: Final = frozenset(
     {
         "UTC",
@@ -91,10 +92,10 @@ class Zone:
             self._fixed = 0
         # year -> ((instant, offset before, offset after), ...)
         self._years: dict[int, tuple[tuple[int, int, int], ...]] = {}
-        # (start, end, segment starts, segments): contiguous cached segments, replaced
-        # as a whole so that readers never see a half-built window.
-        self._window: tuple[int, int, tuple[int, ...], tuple[Segment, ...]] = (0, 0, (), ())
-        self._window_years = (0, -10)
+        # year -> (start, end, segment starts, segments); the last one used is kept in
+        # _last_year, replaced as a whole so that readers never see half an update.
+        self._segments: dict[int, tuple[int, int, tuple[int, ...], tuple[Segment, ...]]] = {}
+        self._last_year: tuple[int, int, tuple[int, ...], tuple[Segment, ...]] = (0, 0, (), ())
         self._lock = threading.Lock()
 
     def offset(self, s: int) -> int:
@@ -115,8 +116,7 @@ class Zone:
         if 1 <= year <= 9999:
             first = year_start(year)
             last = year_start(year + 1) - 1 if year < 9999 else EPOCH_MAX
-            step = 7 * 86400 if year >= _WEEKLY_FROM else 86400
-            points = [first - 1, *range(first, last, step), last]
+            points = [first - 1, *range(first, last, _STEP), last]
             offsets = [self.offset(p) for p in points]
             for i in range(len(points) - 1):
                 if offsets[i] == offsets[i + 1]:
@@ -137,34 +137,45 @@ class Zone:
         """The segment containing instant `s`."""
         if self._fixed is not None:
             return Segment(-_FAR, _FAR, self._fixed, self._fixed)
-        window = self._window
-        if window[0] <= s < window[1]:
-            return window[3][bisect.bisect_right(window[2], s) - 1]
-        with self._lock:
-            return self._extend(s)
+        last = self._last_year
+        if not last[0] <= s < last[1]:
+            last = self._year_segments(_year_of(s))
+            self._last_year = last
+        return last[3][bisect.bisect_right(last[2], s) - 1]
 
-    def _extend(self, s: int) -> Segment:
-        """Rebuild the window of cached segments so that it covers `s` with at least a
-        year on each side (so a fold or gap just before `s` is never cut off)."""
-        year = _year_of(s)
-        first, last = max(year - 1, 1), min(year + 1, 9999)
-        lo_year, hi_year = self._window_years
-        if lo_year <= last + 2 and first - 2 <= hi_year and hi_year - lo_year < _WINDOW_YEARS:
-            first, last = min(first, lo_year), max(last, hi_year)
-        begin = year_start(first) if first > 1 else -_FAR
-        end = year_start(last + 1) if last < 9999 else _FAR
-        offset = self.offset(begin)
-        segments = [Segment(begin, end, offset, self.offset(begin - 1))]
-        for y in range(first, last + 1):
-            for at, before, after in self._transitions(y):
-                if at == begin:
-                    segments[0] = Segment(begin, end, after, before)
-                    continue
-                segments[-1] = segments[-1]._replace(end=at)
-                segments.append(Segment(at, end, after, before))
-        self._window = (begin, end, tuple(seg.start for seg in segments), tuple(segments))
-        self._window_years = (first, last)
-        return segments[bisect.bisect_right(self._window[2], s) - 1]
+    def _year_segments(self, year: int) -> tuple[int, int, tuple[int, ...], tuple[Segment, ...]]:
+        """(year start, year end, segment starts, segments) covering one UTC year.
+
+        The first segment starts at the last real transition before the year (looked up
+        to two years back), so a fold or gap that began just before New Year keeps its
+        `before` offset (rule Z3). The last segment ends at the year's end.
+        """
+        cached = self._segments.get(year)
+        if cached is not None:
+            return cached
+        begin = year_start(year) if year > 1 else -_FAR
+        end = year_start(year + 1) if year < 9999 else _FAR
+        transitions = list(self._transitions(year))
+        if transitions and transitions[0][0] == begin:
+            start, before, offset = transitions.pop(0)
+        else:
+            start, before, offset = begin, self.offset(begin), self.offset(begin)
+            for back in (year - 1, year - 2):
+                earlier = self._transitions(back)
+                if earlier:
+                    start, before, offset = earlier[-1]
+                    break
+        segments: list[Segment] = []
+        for at, next_before, next_offset in transitions:
+            segments.append(Segment(start, at, offset, before))
+            start, before, offset = at, next_before, next_offset
+        segments.append(Segment(start, end, offset, before))
+        result = (begin, end, tuple(seg.start for seg in segments), tuple(segments))
+        with self._lock:
+            if len(self._segments) > _MAX_CACHED_YEARS:
+                self._segments.clear()
+            self._segments[year] = result
+        return result
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
