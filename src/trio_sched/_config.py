@@ -53,6 +53,10 @@ class Config:
       of a transient backend error (O7); the pause doubles each time.
     - ``clock_check_interval``: how often the timer compares the wall clock with Trio's
       clock to notice wall-clock jumps (suspend, NTP step) while occurrences sleep.
+    - ``timer_spin``: how long before a deadline the shared timer stops sleeping and
+      yields in a loop instead (rule R5 of `_timer`: Trio's sleeps round up to whole
+      milliseconds). Costs up to that much CPU per distinct wake-up instant; ``0``
+      disables it (wake-ups are then up to ~1 ms late).
     - ``on_event``: optional synchronous hook receiving every event (K3).
     """
 
@@ -65,6 +69,7 @@ class Config:
     retry_backoff: float = 0.05
     retry_backoff_max: float = 1.0
     clock_check_interval: float = 1.0
+    timer_spin: float = 0.0015
     on_event: Callable[[SchedulerEvent], object] | None = None
 
     def __post_init__(self) -> None:
@@ -74,6 +79,7 @@ class Config:
         _non_negative("misfire_grace", self.misfire_grace)
         _non_negative("retry_backoff", self.retry_backoff)
         _non_negative("retry_backoff_max", self.retry_backoff_max)
+        _non_negative("timer_spin", self.timer_spin)
         prefix = self.lock_key_prefix
         if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
             raise ValidationError(

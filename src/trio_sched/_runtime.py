@@ -383,6 +383,7 @@ class Scheduler:
             wall_time=self._wall_time,
             clock_check_interval=config.clock_check_interval,
             on_pass_end=self._process_due,
+            spin=config.timer_spin,
         )
         self._services: trio.Nursery | None = None
         self._loop_nursery: trio.Nursery | None = None

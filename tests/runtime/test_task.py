@@ -119,6 +119,7 @@ def test_config_defaults_and_validation() -> None:
         ("misfire_grace", math.nan),
         ("retry_backoff", -1),
         ("clock_check_interval", 0),
+        ("timer_spin", -0.001),
         ("lock_key_prefix", ""),
         ("lock_key_prefix", "a b"),
         ("wall_clock", 3),
