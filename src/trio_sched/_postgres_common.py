@@ -9,6 +9,10 @@ Rules:
   (``max_connections``). A small pool of our own keeps at most that many idle
   connections; each thread holds one connection for one call, in autocommit mode, so
   every statement is its own transaction and no connection is ever left inside one.
+  Before reuse a pooled connection is checked without a round trip (a zero-timeout poll
+  of its socket: an idle connection has nothing to read), so a connection the server
+  closed while idle is replaced instead of failing a caller; when one breaks in use, the
+  idle ones are dropped too.
 - P2 Every call is bounded by ``operation_timeout`` three times over: the Trio side
   waits at most that long (a limiter slot and connecting included) and then raises
   `RetryableError`; the server cancels any statement running longer
@@ -47,6 +51,7 @@ import logging
 import math
 import os
 import re
+import select
 import socket
 import threading
 import time
@@ -119,9 +124,11 @@ def redact_dsn(dsn: str) -> str:
     spelling of the password survives the substitution (an odd DSN), the whole DSN is
     withheld, since it cannot be shown safely.
     """
-    shown = _URL_USERINFO.sub(lambda m: f"{m['head']}:{_REDACTED}@", dsn, count=1)
-    shown = _URL_QUERY_PW.sub(lambda m: f"{m['head']}{_REDACTED}", shown)
-    shown = _KV_PW.sub(lambda m: f"{m['head']}{_REDACTED}", shown)
+    if _is_url(dsn):
+        shown = _URL_USERINFO.sub(lambda m: f"{m['head']}:{_REDACTED}@", dsn, count=1)
+        shown = _URL_QUERY_PW.sub(lambda m: f"{m['head']}{_REDACTED}", shown)
+    else:
+        shown = _KV_PW.sub(lambda m: f"{m['head']}{_REDACTED}", dsn)
     if any(secret in shown for secret in _secrets_of(dsn)):
         return "<postgres dsn withheld: it holds a password>"
     return shown
@@ -130,7 +137,8 @@ def redact_dsn(dsn: str) -> str:
 def _secrets_of(dsn: str) -> tuple[str, ...]:
     """Every spelling of the DSN's password(s): as written, decoded and re-quoted."""
     found: set[str] = set()
-    for pattern in (_URL_USERINFO, _URL_QUERY_PW, _KV_PW):
+    patterns = (_URL_USERINFO, _URL_QUERY_PW) if _is_url(dsn) else (_KV_PW,)
+    for pattern in patterns:
         for match in pattern.finditer(dsn):
             raw = match["pw"]
             if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
@@ -144,6 +152,10 @@ def _secrets_of(dsn: str) -> tuple[str, ...]:
     if isinstance(parsed, str):
         found.add(parsed)
     return tuple(sorted((s for s in found if s), key=len, reverse=True))
+
+
+def _is_url(dsn: str) -> bool:
+    return dsn.startswith(("postgresql://", "postgres://"))
 
 
 def check_dsn(dsn: object) -> str:
@@ -534,9 +546,16 @@ class PostgresDriver:
         return result
 
     def _checkout(self) -> Connection:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                pooled = self._idle.pop()
+            if _still_alive(pooled):
+                return pooled
+            # The server closed it while idle (restart, idle timeout, a dropped network):
+            # found without a round trip, so no caller fails for it.
+            pooled.close()
         conn = psycopg.Connection.connect(self._dsn, **self._connect_kwargs)
         try:
             with self._lock:
@@ -645,6 +664,23 @@ class PostgresDriver:
 def _ambiguous(exc: BaseException) -> bool:
     """Whether a statement that failed this way may still have committed (P3)."""
     return isinstance(exc, _Interrupted | psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def _still_alive(conn: Connection) -> bool:
+    """Whether an idle pooled connection is still usable, without a round trip.
+
+    An idle connection has nothing to read; if it has, the server closed it or sent an
+    error (shutdown), which ``consume_input`` turns into a bad status.
+    """
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if readable:
+            conn.pgconn.consume_input()
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return conn.pgconn.status == psycopg.pq.ConnStatus.OK
 
 
 def _shutdown_socket(conn: Connection) -> None:

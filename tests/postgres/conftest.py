@@ -15,6 +15,7 @@ loopback TCP proxy of their own in front of the server, never by touching the se
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import tempfile
@@ -75,7 +76,7 @@ def postgres_url() -> Iterator[str]:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
             warnings.simplefilter("ignore")
-            import pgserver  # type: ignore[import-untyped]
+            pgserver: Any = importlib.import_module("pgserver")
     except ImportError:
         pytest.fail(
             f"no Postgres server: {ENV} unset, nothing answers at {LOCAL_URL}, and pgserver "
