@@ -20,7 +20,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from itertools import islice
 from zoneinfo import ZoneInfo
 
@@ -87,6 +87,21 @@ def _number(token: str, names: tuple[str, ...], base: int) -> int:
     return names.index(upper) + base if upper in names else int(token)
 
 
+def _field_tables(case: Case) -> list[tuple[str, tuple[str, ...], int]]:
+    """(text, names, first value) of each field: for reading numbers and names alike."""
+    minute, hour, dom, month, dow = case.fields
+    out = [
+        (minute, (), 0),
+        (hour, (), 0),
+        (dom, (), 1),
+        (month, MONTH_NAMES, 1),
+        (dow, DAY_NAMES, 0),
+    ]
+    if case.gen.six_fields:
+        out.append((case.gen.field_texts[0], (), 0))
+    return out
+
+
 # ------------------------------------------------------------------ cronsim divergences
 
 
@@ -98,36 +113,54 @@ def cronsim_six_fields_no_dst_rule(case: Case) -> bool:
 
 
 def cronsim_start_in_second_pass(case: Case) -> bool:
-    """cronsim computes fixed jobs on naive wall times, so a start on the second pass
-    of a repeated hour is read as the first pass (fires already past come back); for
-    interval jobs its hour/minute rounding can land on the other pass. C9 compares in
-    UTC."""
+    """A start on the second pass of a repeated hour: cronsim computes fixed jobs on
+    naive wall times, so it reads the start as the first pass and a fire already past
+    comes back; for interval jobs its wall-time rounding can return a first-pass time,
+    again before the start. C9 compares in UTC."""
     local = utc(case.start).astimezone(case.tz)
     return local.fold == 1
 
 
-def cronsim_lord_howe_interval(case: Case) -> bool:
-    """cronsim steps interval jobs in whole hours when it rolls the hour, which lands
-    off the 30-minute Lord Howe transitions (it fires or skips the wrong half hour)."""
-    return case.tz.key == "Australia/Lord_Howe" and not case.fixed and bool(case.matched_changes())
+def cronsim_interval_change_off_the_hour(case: Case) -> bool:
+    """cronsim rolls the hour of an interval job in steps of 3600 s from minute 0, so
+    around an offset change that is not a whole hour away from the local hour grid
+    (Lord Howe's 30-minute shift, Chatham's change at 02:45) it skips repeated wall
+    times or fires the wrong half hour."""
+    return (
+        case.tz.key in ("Australia/Lord_Howe", "Pacific/Chatham")
+        and not case.fixed
+        and bool(case.matched_changes())
+    )
+
+
+def cronsim_interval_midnight_gap(case: Case) -> bool:
+    """When an interval job's search rolls onto a day whose midnight does not exist
+    (America/Santiago, America/Havana), cronsim builds the imaginary midnight and reports
+    the first real instant, 01:00, although hour 1 does not match. Found by these
+    tests."""
+    return not case.fixed and any(
+        tr.is_gap and tr.wall_range()[0].time() == time(0) for tr in case.changes()
+    )
 
 
 def cronsim_equal_range_with_step(case: Case) -> bool:
     """cronsim reads "A-A/S" as "A/S" (A through the field's maximum, step S: its range
     parser yields one value and the step code then treats it as a start); C2 says A-A
     is the single value A, and a step cannot add values to it. Found by these tests."""
-    return any(
-        m is not None and m[1].upper() == m[2].upper()
-        for text in case.gen.field_texts
-        for m in (re.fullmatch(r"([^-/]+)-([^-/]+)/\d+", e) for e in _elements(text))
-    )
+    for text, table, base in _field_tables(case):
+        for element in _elements(text):
+            m = re.fullmatch(r"([^-/]+)-([^-/]+)/\d+", element)
+            if m and _number(m[1], table, base) == _number(m[2], table, base):
+                return True
+    return False
 
 
 CRONSIM_DIVERGENCES: list[Callable[[Case], bool]] = [
     cronsim_equal_range_with_step,
     cronsim_six_fields_no_dst_rule,
     cronsim_start_in_second_pass,
-    cronsim_lord_howe_interval,
+    cronsim_interval_change_off_the_hour,
+    cronsim_interval_midnight_gap,
 ]
 
 # ------------------------------------------------------------------ croniter divergences
@@ -157,16 +190,8 @@ def croniter_nth_or_last_with_day_of_month_is_and(case: Case) -> bool:
 def croniter_equal_range_is_full_cycle(case: Case) -> bool:
     """croniter reads an explicit "A-A" range (also "JAN-JAN", "7-0") as the whole
     cycle; C2 says A-A is the single value A."""
-    names: list[tuple[str, tuple[str, ...], int, int]] = [
-        (case.fields[0], (), 0, 60),
-        (case.fields[1], (), 0, 24),
-        (case.fields[2], (), 1, 32),
-        (case.fields[3], MONTH_NAMES, 1, 13),
-        (case.fields[4], DAY_NAMES, 0, 7),
-    ]
-    if case.gen.six_fields:
-        names.append((case.gen.field_texts[0], (), 0, 60))
-    for text, table, base, modulo in names:
+    for text, table, base in _field_tables(case):
+        modulo = 7 if table is DAY_NAMES else 100  # day-of-week 7 is 0 to croniter
         for element in _elements(text):
             m = re.fullmatch(r"([^-/]+)-([^-/]+)(/\d+)?", element)
             if m and _number(m[1], table, base) % modulo == _number(m[2], table, base) % modulo:
@@ -191,6 +216,20 @@ def croniter_star_inside_list(case: Case) -> bool:
     which changes its day rule and DST handling; C6/C10 look at the text's first char."""
     texts = list(case.gen.field_texts)
     return any("," in t and "*" in _elements(t) for t in texts)
+
+
+def croniter_full_range_is_interval(case: Case) -> bool:
+    """croniter collapses a minute or hour field whose values cover the whole range
+    ("0-23", "0/1") into "*" and then treats the job as an interval job at DST
+    changes; C10 decides by the text (neither starts with '*': fixed). Found by these
+    tests."""
+    spec = case.gen.spec
+    assert spec is not None
+    minute, hour = case.fields[0], case.fields[1]
+    full = (not minute.startswith("*") and len(spec.minutes) == 60) or (
+        not hour.startswith("*") and len(spec.hours) == 24
+    )
+    return full and case.fixed and bool(case.matched_changes())
 
 
 def croniter_fixed_twice_in_fold(case: Case) -> bool:
@@ -219,6 +258,7 @@ CRONITER_DIVERGENCES: list[Callable[[Case], bool]] = [
     croniter_equal_range_is_full_cycle,
     croniter_day_of_week_step_stops_at_6,
     croniter_star_inside_list,
+    croniter_full_range_is_interval,
     croniter_fixed_twice_in_fold,
     croniter_gap_keeps_seconds,
     croniter_interval_gap_day,
@@ -342,9 +382,24 @@ WITNESSES = [
     (cronsim_start_in_second_pass, "30 2 * * *", BERLIN, "2021-10-31T02:10:00+01:00",
      ["2021-11-01T02:30:00+01:00", "2021-11-02T02:30:00+01:00"],
      ["2021-10-31T02:30:00+02:00", "2021-11-01T02:30:00+01:00"]),
-    (cronsim_lord_howe_interval, "30 * * * *", LH, "2021-04-04T00:45:00+11:00",
+    (cronsim_interval_change_off_the_hour, "30 * * * *", LH, "2021-04-04T00:45:00+11:00",
      ["2021-04-04T01:30:00+11:00", "2021-04-04T01:30:00+10:30"],
      ["2021-04-04T01:30:00+11:00", "2021-04-04T02:30:00+10:30"]),
+    (cronsim_start_in_second_pass, "* * 3 * * *", "Pacific/Chatham",
+     "2019-04-07T02:45:00+12:45",
+     ["2019-04-07T03:00:00+12:45", "2019-04-07T03:00:01+12:45"],
+     ["2019-04-07T03:00:00+13:45", "2019-04-07T03:00:01+13:45"]),
+    (cronsim_interval_change_off_the_hour, "* 2 * * *", "Pacific/Chatham",
+     "2019-04-07T03:44:58+13:45",
+     ["2019-04-07T02:45:00+12:45", "2019-04-07T02:46:00+12:45"],
+     ["2019-04-08T02:00:00+12:45", "2019-04-08T02:01:00+12:45"]),
+    (cronsim_interval_midnight_gap, "* 0 * * 0", "America/Santiago",
+     "2019-09-07T23:59:58-04:00",
+     ["2019-09-15T00:00:00-03:00", "2019-09-15T00:01:00-03:00"],
+     ["2019-09-08T01:00:00-03:00", "2019-09-15T00:00:00-03:00"]),
+    (croniter_full_range_is_interval, "0 0/1 * * *", LH, "2019-10-06T01:59:59+10:30",
+     ["2019-10-06T02:30:00+11:00", "2019-10-06T03:00:00+11:00"],
+     ["2019-10-06T03:00:00+11:00", "2019-10-06T04:00:00+11:00"]),
     (croniter_rejects_lw, "0 0 LW * *", UTC_Z, "2021-06-01T00:00:00+00:00",
      ["2021-06-30T00:00:00+00:00", "2021-07-30T00:00:00+00:00"], "CroniterNotAlphaError"),
     (croniter_rejects_mixed_nth, "0 0 * * 1,5#3", UTC_Z, "2021-06-01T00:00:00+00:00",
