@@ -314,6 +314,7 @@ class PostgresDriver:
         max_connections: int,
         what: str,
         application_name: str = "trio-sched",
+        synchronous_commit: bool = True,
     ) -> None:
         check_dsn(dsn)
         self.url = redact_dsn(dsn)
@@ -330,6 +331,7 @@ class PostgresDriver:
         if "application_name" not in params:
             self._connect_kwargs["application_name"] = application_name
         self._statement_timeout_ms = max(1, math.ceil(operation_timeout * 1000))
+        self._synchronous_commit = "on" if synchronous_commit else "off"
         # P2: the server's statement_timeout should answer first; the watchdog is for a
         # server (or network) that answers nothing at all.
         self._watchdog_after = operation_timeout + max(0.25, operation_timeout / 4)
@@ -562,8 +564,9 @@ class PostgresDriver:
                 self._connections_opened += 1
             # P2: the server cancels any statement of ours running longer than this.
             conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)",
-                (f"{self._statement_timeout_ms}ms",),
+                "SELECT set_config('statement_timeout', %s, false),"
+                " set_config('synchronous_commit', %s, false)",
+                (f"{self._statement_timeout_ms}ms", self._synchronous_commit),
             )
         except BaseException:
             conn.close()

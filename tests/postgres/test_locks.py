@@ -24,6 +24,8 @@ from trio_sched.testing import check_lock_provider
 from ._helpers import sync_connect
 from .conftest import ProviderFactory, Tables
 
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
 
 async def test_conformance(make_provider: ProviderFactory) -> None:
     @asynccontextmanager
@@ -404,3 +406,37 @@ def test_statistics_need_no_io() -> None:
     provider = PostgresLockProvider(PostgresLockProviderConfig(url="postgresql://127.0.0.1:1/x"))
     stats = provider.statistics()
     assert (stats.acquires, stats.driver.round_trips, stats.schema_ready) == (0, 0, False)
+
+
+@pytest.mark.parametrize(("durable", "shown"), [(True, "on"), (False, "off")])
+async def test_session_settings(make_provider: ProviderFactory, durable: bool, shown: str) -> None:
+    async with make_provider(synchronous_commit=durable, operation_timeout=2.5) as provider:
+
+        def settings(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+            return conn.execute(
+                "SELECT current_setting('synchronous_commit'),"
+                " current_setting('statement_timeout'), current_setting('application_name')"
+            ).fetchone()
+
+        got = await provider._driver.call(settings)
+    assert got == (shown, "2500ms", "trio-sched")
+
+
+async def test_benchmark_plumbing(
+    postgres_url: str, tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiny counts: this checks that the benchmark runs, never its numbers.
+    monkeypatch.syspath_prepend(PROJECT_ROOT)
+    from benchmarks import postgres_ops
+
+    rows = await postgres_ops.measure(postgres_url, tables.new(), 3, 1, True)
+    assert {name: len(samples) for name, samples in rows.items()} == {
+        "ping": 3,
+        "acquire": 3,
+        "renew": 3,
+        "release": 3,
+        "acquire_batch(1000)": 1,
+        "advance_wm(1000)": 1,
+        "1000 concurrent acquire": 3,
+        "raw acquire (no trio, no thread)": 3,
+    }

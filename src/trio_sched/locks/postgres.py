@@ -61,6 +61,12 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P6 of
   once, before its checkpoint, so it closes even when cancelled.
 - PG7 Watermark values and nominal instants are ints within Postgres' ``bigint``
   range; others raise `InvalidArgumentError`.
+- PG8 Durability: by default every statement waits for its commit to reach the disk
+  (Postgres' ``synchronous_commit``), which is most of an acquire's latency on a disk
+  with slow flushes. ``synchronous_commit=False`` stops waiting: a crash of the *server*
+  may then lose the lock and watermark changes of its last fraction of a second (up to
+  three ``wal_writer_delay``), which can let an occurrence fire twice after that crash.
+  The tables stay logged either way (an UNLOGGED table would lose every row on a crash).
 """
 
 from __future__ import annotations
@@ -124,6 +130,8 @@ class PostgresLockProviderConfig:
       for none (then only `PostgresLockProvider.cleanup_expired` cleans) (PG5).
     - ``cleanup_grace``: seconds a row stays after its expiry before cleanup deletes it.
     - ``cleanup_batch``: most rows one cleanup statement deletes.
+    - ``synchronous_commit``: wait for each commit's disk flush (PG8); ``False`` trades
+      durability across a server crash for latency.
     """
 
     url: str = "postgresql://127.0.0.1/test"
@@ -133,6 +141,7 @@ class PostgresLockProviderConfig:
     cleanup_interval: float | None = 30.0
     cleanup_grace: float = 60.0
     cleanup_batch: int = 1000
+    synchronous_commit: bool = True
 
     def __post_init__(self) -> None:
         check_dsn(self.url)
@@ -152,6 +161,11 @@ class PostgresLockProviderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name}: expected an int >= 1, got {value!r}", field=name)
+        if not isinstance(self.synchronous_commit, bool):
+            raise ValidationError(
+                f"synchronous_commit: expected a bool, got {self.synchronous_commit!r}",
+                field="synchronous_commit",
+            )
 
     def __repr__(self) -> str:
         return (
@@ -159,7 +173,8 @@ class PostgresLockProviderConfig:
             f"operation_timeout={self.operation_timeout!r}, "
             f"max_connections={self.max_connections!r}, "
             f"cleanup_interval={self.cleanup_interval!r}, "
-            f"cleanup_grace={self.cleanup_grace!r}, cleanup_batch={self.cleanup_batch!r})"
+            f"cleanup_grace={self.cleanup_grace!r}, cleanup_batch={self.cleanup_batch!r}, "
+            f"synchronous_commit={self.synchronous_commit!r})"
         )
 
     __str__ = __repr__
@@ -323,6 +338,7 @@ class PostgresLockProvider:
             operation_timeout=self._config.operation_timeout,
             max_connections=self._config.max_connections,
             what="postgres lock provider",
+            synchronous_commit=self._config.synchronous_commit,
         )
         self._schema_ready = False
         self._schema_lock = trio.Lock()
