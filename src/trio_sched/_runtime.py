@@ -462,7 +462,11 @@ class Scheduler:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until `stop` (then drain, S6) or until cancelled (hard stop, S6).
 
-        Reports started once every registered task's loop has been spawned.
+        Use ``await nursery.start(scheduler.run)`` (what `start` does); it reports
+        started once every registered task's loop has been spawned. Cancelled: every
+        loop and in-flight dispatch is cancelled, no lock is released (they end by
+        their TTL), pending watermarks get one shielded flush attempt and owned providers
+        are closed (shielded, bounded by ``dispatch_timeout``).
         """
         if self._state is _State.CLOSED:
             raise ClosedError("scheduler is closed; make a new Scheduler")
@@ -610,7 +614,8 @@ class Scheduler:
     async def measure_loop_lag(self) -> float:
         """How late (seconds) the shared timer serves an entry that is due now.
 
-        A checkpoint; raises `NotInitializedError` unless running.
+        A checkpoint; cancelling it leaves nothing behind. Raises
+        `NotInitializedError` unless running.
         """
         if self._state is not _State.RUNNING:
             raise NotInitializedError("scheduler is not running")

@@ -526,7 +526,9 @@ async def test_start_stop_lifecycle(autojump_clock: trio.testing.MockClock) -> N
         with pytest.raises(ConflictError):
             await scheduler.start(nursery)
         await trio.sleep(3)
+        stopped_at = trio.current_time()
         await scheduler.stop()
+        assert trio.current_time() == stopped_at  # parked loops are woken, not waited for
         assert scheduler.statistics().state == "closed"
         await scheduler.stop()  # idempotent
     assert len(jobs.jobs) == 3
@@ -549,3 +551,48 @@ async def test_hard_cancel_releases_nothing(autojump_clock: trio.testing.MockClo
     # The occurrence lock is still held (until its TTL): no other instance refires it.
     key = _plan.occurrence_key("trio_sched", "hourly", at(9, 0))
     assert await locks.acquire(key, 1.0) is None
+
+
+class SlowBatchLocks(WrappedLocks):
+    async def acquire_batch(self, requests):  # type: ignore[no-untyped-def]
+        leases = await self.inner.acquire_batch(requests)
+        await trio.sleep(5)  # the answer arrives late (a slow round trip)
+        return leases
+
+
+async def test_unregister_during_acquire_releases_the_unused_lease(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    inner = MemoryLockProvider()
+    locks = SlowBatchLocks(inner)
+    jobs = RecordingJobs()
+    async with open_scheduler(jobs=jobs, locks=locks, config=config(wall)) as scheduler:
+        scheduler.register(Task(name="hourly", schedule="0 * * * *"))
+        await trio.sleep(2)  # 09:00:01: the acquire batch for 09:00 is in flight
+        scheduler.unregister("hourly")
+        await trio.sleep(10)
+    assert jobs.jobs == []
+    # Nothing was dispatched, so the lease was released (S4): the key is free again.
+    key = _plan.occurrence_key("trio_sched", "hourly", at(9, 0))
+    assert await inner.acquire(key, 1.0) is not None
+
+
+async def test_two_instances_split_lock_misses(autojump_clock: trio.testing.MockClock) -> None:
+    locks = MemoryLockProvider()
+    jobs = RecordingJobs()
+    stats = []
+
+    async def instance() -> None:
+        wall = FakeWall(BASE)
+        async with open_scheduler(jobs=jobs, locks=locks, config=config(wall)) as scheduler:
+            scheduler.register(every_second())
+            await trio.sleep(10)
+            stats.append(scheduler.statistics().tasks["tick"])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(instance)
+        nursery.start_soon(instance)
+    assert len(jobs.jobs) == 10
+    assert sum(s.fired for s in stats) == 10
+    assert sum(s.lock_misses for s in stats) == 10  # the other instance found each held
