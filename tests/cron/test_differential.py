@@ -232,6 +232,18 @@ def croniter_full_range_is_interval(case: Case) -> bool:
     return full and case.fixed and bool(case.matched_changes())
 
 
+def croniter_interval_fold_off_the_hour(case: Case) -> bool:
+    """When a repeated half hour (Lord Howe) or an hour off the local hour grid
+    (Chatham, 02:45-03:45) begins while croniter searches from the first pass, it can
+    miss the second-pass fires of an interval job ("0-30 * * * *" from 01:58:59+11:00
+    skips 01:30+10:30); C10 fires both passes. Found by these tests."""
+    return (
+        case.tz.key in ("Australia/Lord_Howe", "Pacific/Chatham")
+        and not case.fixed
+        and any(not tr.is_gap for tr in case.matched_changes())
+    )
+
+
 def croniter_fixed_twice_in_fold(case: Case) -> bool:
     """croniter fires a fixed job on both passes of a repeated hour; C10 fires it on the
     first pass only."""
@@ -259,6 +271,7 @@ CRONITER_DIVERGENCES: list[Callable[[Case], bool]] = [
     croniter_day_of_week_step_stops_at_6,
     croniter_star_inside_list,
     croniter_full_range_is_interval,
+    croniter_interval_fold_off_the_hour,
     croniter_fixed_twice_in_fold,
     croniter_gap_keeps_seconds,
     croniter_interval_gap_day,
@@ -400,6 +413,9 @@ WITNESSES = [
     (croniter_full_range_is_interval, "0 0/1 * * *", LH, "2019-10-06T01:59:59+10:30",
      ["2019-10-06T02:30:00+11:00", "2019-10-06T03:00:00+11:00"],
      ["2019-10-06T03:00:00+11:00", "2019-10-06T04:00:00+11:00"]),
+    (croniter_interval_fold_off_the_hour, "0-30 * * * *", LH, "2019-04-07T01:58:59+11:00",
+     ["2019-04-07T01:30:00+10:30", "2019-04-07T02:00:00+10:30"],
+     ["2019-04-07T02:00:00+10:30", "2019-04-07T02:01:00+10:30"]),
     (croniter_rejects_lw, "0 0 LW * *", UTC_Z, "2021-06-01T00:00:00+00:00",
      ["2021-06-30T00:00:00+00:00", "2021-07-30T00:00:00+00:00"], "CroniterNotAlphaError"),
     (croniter_rejects_mixed_nth, "0 0 * * 1,5#3", UTC_Z, "2021-06-01T00:00:00+00:00",

@@ -401,3 +401,28 @@ def test_iterators_continue_past_month_and_year_ends() -> None:
 def test_schedule_reports_its_expression() -> None:
     assert parse("  @Hourly ").expression == "@Hourly"
     assert parse("0 9 * * MON-FRI").expression == "0 9 * * MON-FRI"
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "before"),
+    [
+        # No 29 February between 9997 and the end of datetime (year 9999) ...
+        ("0 0 29 2 *", datetime(9997, 1, 1, tzinfo=UTC), None),
+        # ... nor between the start of datetime (year 1) and 0003.
+        ("0 0 29 2 *", None, datetime(3, 1, 1, tzinfo=UTC)),
+        ("@every 1h", datetime(9999, 12, 31, 23, 30, tzinfo=UTC), None),
+    ],
+)
+def test_search_ends_with_an_error_not_a_loop(
+    expr: str, after: datetime | None, before: datetime | None
+) -> None:
+    """C7: a search that finds nothing raises (here: the datetime range runs out)."""
+    s = parse(expr)
+    if after is not None:
+        with pytest.raises(ValidationError):
+            s.next_after(after)
+        assert list(s.iter_after(after)) == []
+    if before is not None:
+        with pytest.raises(ValidationError):
+            s.prev_before(before)
+        assert list(s.iter_before(before)) == []
