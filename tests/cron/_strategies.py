@@ -33,6 +33,9 @@ ZONE_NAMES = (
     "Australia/Sydney",
 )
 DST_YEARS = (2019, 2020, 2021, 2022, 2023)
+# Sometimes elsewhere: old rules (1970s-90s) and years past 2037, where zoneinfo
+# extends the rules from the zone's POSIX TZ string.
+FAR_YEARS = (1975, 1996, 2037, 2038, 2046, 2099)
 
 MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -284,6 +287,8 @@ def any_exprs(plain: bool = False) -> st.SearchStrategy[GenExpr]:
 zones = st.sampled_from(ZONE_NAMES).map(ZoneInfo)
 
 _SPAN_START = datetime(DST_YEARS[0], 1, 1, tzinfo=UTC)
+_WIDE_START = datetime(1971, 1, 1, tzinfo=UTC)
+_WIDE_SECONDS = int((datetime(2100, 1, 1, tzinfo=UTC) - _WIDE_START).total_seconds())
 _SPAN_SECONDS = int((datetime(DST_YEARS[-1] + 1, 1, 1, tzinfo=UTC) - _SPAN_START).total_seconds())
 
 
@@ -298,8 +303,10 @@ def starts(draw: st.DrawFn, tz: ZoneInfo) -> datetime:
     if changes and draw(st.integers(0, 3)) > 0:
         tr = draw(st.sampled_from(changes))
         u = tr.at + timedelta(seconds=draw(st.integers(-36 * 3600, 36 * 3600)))
-    else:
+    elif draw(st.integers(0, 3)):
         u = _SPAN_START + timedelta(seconds=draw(st.integers(0, _SPAN_SECONDS)))
+    else:
+        u = _WIDE_START + timedelta(seconds=draw(st.integers(0, _WIDE_SECONDS)))
     if draw(st.integers(0, 3)) == 0:
         u += timedelta(microseconds=draw(st.integers(1, 999_999)))
     shape = draw(st.integers(0, 5))
@@ -357,7 +364,11 @@ def dst_cases(draw: st.DrawFn, plain: bool = False) -> tuple[GenExpr, ZoneInfo, 
     """An expression whose fields cover the wall times a DST change swallows or repeats,
     with a start a few hours before (or just after) that change."""
     tz = ZoneInfo(draw(st.sampled_from(_DST_ZONES)))
-    tr = draw(st.sampled_from([t for y in DST_YEARS for t in _transitions_in_year(tz.key, y)]))
+    years = DST_YEARS if draw(st.integers(0, 5)) else FAR_YEARS
+    changes = [t for y in years for t in _transitions_in_year(tz.key, y)]
+    if not changes:  # a zone without DST in those years
+        changes = [t for y in DST_YEARS for t in _transitions_in_year(tz.key, y)]
+    tr = draw(st.sampled_from(changes))
     low, high = tr.wall_range()
     inside = low + (high - low) * draw(st.sampled_from((0, 0.25, 0.5, 0.75)))
     six = draw(st.integers(0, 3)) == 0
