@@ -123,13 +123,13 @@ def cronsim_start_in_second_pass(case: Case) -> bool:
 
 def cronsim_interval_change_off_the_hour(case: Case) -> bool:
     """cronsim rolls the hour of an interval job in steps of 3600 s from minute 0, so
-    around an offset change that is not a whole hour away from the local hour grid
-    (Lord Howe's 30-minute shift, Chatham's change at 02:45) it skips repeated wall
-    times or fires the wrong half hour."""
+    once its search crosses an offset change that is not a whole hour on the local hour
+    grid (Lord Howe's 30-minute shift, Chatham's change at 02:45) it skips repeated wall
+    times or lands on the wrong half hour ("* 0 * * *" fires from 00:30)."""
     return (
         case.tz.key in ("Australia/Lord_Howe", "Pacific/Chatham")
         and not case.fixed
-        and bool(case.matched_changes())
+        and bool(case.changes())
     )
 
 
@@ -406,6 +406,9 @@ WITNESSES = [
      "2019-04-07T03:44:58+13:45",
      ["2019-04-07T02:45:00+12:45", "2019-04-07T02:46:00+12:45"],
      ["2019-04-08T02:00:00+12:45", "2019-04-08T02:01:00+12:45"]),
+    (cronsim_interval_change_off_the_hour, "* 0 * * *", LH, "2019-04-07T01:59:59+11:00",
+     ["2019-04-08T00:00:00+10:30", "2019-04-08T00:01:00+10:30"],
+     ["2019-04-08T00:30:00+10:30", "2019-04-08T00:31:00+10:30"]),
     (cronsim_interval_midnight_gap, "* 0 * * 0", "America/Santiago",
      "2019-09-07T23:59:58-04:00",
      ["2019-09-15T00:00:00-03:00", "2019-09-15T00:01:00-03:00"],
