@@ -245,6 +245,9 @@ class RedisDriver:
                 socket_connect_timeout=operation_timeout,
                 retry=Retry(NoBackoff(), 0),
                 decode_responses=True,
+                # RESP2: the default of redis-py < 8 and of every server version; one
+                # reply shape for our scripts whatever the installed redis-py.
+                protocol=2,
             )
         except (ValueError, TypeError) as exc:
             raise ValidationError(
@@ -311,7 +314,17 @@ class RedisDriver:
                 except trio.Cancelled:
                     self._abandon(flight, undo)
                     raise
-                except (rex.RedisError, OSError) as exc:
+                except ClosedError:
+                    raise
+                except Exception as exc:
+                    if self._closed:
+                        # `close` shut the socket under the thread: redis-py then fails
+                        # in many ways, some not RedisError (ValueError on a closed file).
+                        raise ClosedError(
+                            f"{self._what} ({self.url}) was closed during the call"
+                        ) from exc
+                    if not isinstance(exc, rex.RedisError | OSError):
+                        raise  # a bug, not a driver error
                     if undo is not None and isinstance(exc, _AMBIGUOUS):
                         self._undo_in_background(undo)
                     raise self.map_error(exc) from exc

@@ -473,3 +473,30 @@ async def test_server_killed_and_restarted(
         assert again is not None
         # RD7: the counter was lost with the data, yet fencing tokens still increase.
         assert again.fencing_token > lease.fencing_token
+
+
+async def test_aclose_ends_a_call_in_flight(
+    throwaway_redis: RedisProcess, redis_prefix: str
+) -> None:
+    async with provider(throwaway_redis.url, redis_prefix, operation_timeout=5.0) as locks:
+        await locks.health_check()
+        throwaway_redis.pause()
+        try:
+            outcome: list[BaseException] = []
+
+            async def acquire() -> None:
+                try:
+                    await locks.acquire("k", 30.0)
+                except SchedulerError as exc:
+                    outcome.append(exc)
+
+            with trio.fail_after(4):  # well before the 5 s socket timeout
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(acquire)
+                    await trio.sleep(0.1)
+                    await locks.aclose()
+        finally:
+            throwaway_redis.resume()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], ClosedError)
+        assert locks.statistics().driver.undos == 0  # nothing runs after close (R3)

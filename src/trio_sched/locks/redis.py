@@ -330,7 +330,7 @@ class RedisLockProvider:
             )
 
         reply = await self._driver.call(run, undo=self._undo([redis_key], [token]))
-        if reply is None:
+        if reply is None or reply is False:  # Lua false: nil (RESP2) or false (RESP3)
             self._misses += 1
             return None
         fencing, seconds, micros = _triple(reply)
@@ -411,7 +411,7 @@ class RedisLockProvider:
             return _RENEW.run(self._driver, client, [redis_key], [lease.token, ttl_ms])
 
         reply = await self._driver.call(run)
-        if reply is None:
+        if reply is None or reply is False:  # Lua false: nil (RESP2) or false (RESP3)
             self._renewals_lost += 1
             raise LeaseLostError(f"lease on {lease.key!r} was lost (expired or taken)")
         seconds, micros = _int_list(reply, 2)
