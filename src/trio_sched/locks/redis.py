@@ -21,7 +21,8 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol` and R1-R5 of
   GET-compare-DEL; a watermark advance is HGET-compare-HSET (``max``).
 - RD3 ``acquire_batch`` is ONE script call for the whole batch (one round trip, L5),
   with the watermark check of rule L4 inside it, so the batch is atomic as a whole. A key
-  named twice is granted to its first request only. ``advance_watermarks`` and
+  named twice is granted to its first request only. The requests travel as one JSON
+  argument (decoded by the script with cjson). ``advance_watermarks`` and
   ``get_watermarks`` are one round trip each; empty batches make none.
 - RD4 ``LockLease.expire_at`` is the server's ``TIME`` (read inside the script) plus the
   TTL: an estimate on the server's clock; expiry itself is decided by the server alone.
@@ -30,7 +31,8 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol` and R1-R5 of
   ``acquire``/``acquire_batch``: nothing hidden. The lock token is generated here, before
   the call, so when a call is cancelled, times out or loses its connection, the keys it
   may have taken are released by that token (compare-and-delete, safe whether or not
-  they were taken); if that release fails too, they end by their TTL.
+  they were taken). Best effort: when that release fails (server down, provider closed)
+  or overtakes a command still queued on the server, the keys end by their TTL.
   ``renew``: the expiry is either the old or the new one; the lease stays the caller's.
   ``release``: the key is either deleted or ends by its TTL.
   ``advance_watermarks``: applied wholly or not at all (one script); it only moves
