@@ -21,13 +21,14 @@ import trio
 
 from trio_sched import (
     ClosedError,
+    ConflictError,
     InvalidArgumentError,
     LeaseLostError,
     RetryableError,
     SchedulerError,
     ValidationError,
 )
-from trio_sched._redis_common import redact_url
+from trio_sched._redis_common import RedisDriver, redact_url
 from trio_sched.health import lock_provider_health_checker
 from trio_sched.locks import AcquireRequest, LockProvider
 from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
@@ -298,6 +299,36 @@ async def test_unreachable_server_is_retryable_and_redacted(
         assert SECRET not in record.getMessage()
 
 
+@pytest.mark.parametrize(
+    ("error", "mapped"),
+    [
+        (redis.ConnectionError("Error 111 connecting"), RetryableError),
+        (redis.TimeoutError("Timeout reading from socket"), RetryableError),
+        (redis.exceptions.BusyLoadingError("LOADING"), RetryableError),
+        (redis.exceptions.ReadOnlyError("READONLY You can't write"), RetryableError),
+        (redis.ResponseError("BUSY Redis is busy running a script"), RetryableError),
+        (redis.ResponseError("OOM command not allowed"), RetryableError),
+        (redis.ResponseError("MISCONF Redis is configured to save RDB"), RetryableError),
+        (ConnectionResetError(104, "Connection reset by peer"), RetryableError),
+        (redis.AuthenticationError("invalid username-password pair"), InvalidArgumentError),
+        (redis.exceptions.NoPermissionError("NOPERM no permissions"), InvalidArgumentError),
+        (redis.DataError("Invalid input of type"), InvalidArgumentError),
+        (redis.ResponseError("WRONGTYPE Operation against a key"), ConflictError),
+        (redis.ResponseError("ERR Error running script"), SchedulerError),
+    ],
+)
+def test_error_mapping(error: Exception, mapped: type[SchedulerError]) -> None:
+    driver = RedisDriver(
+        f"redis://u:{SECRET}@127.0.0.1:1/0", operation_timeout=1.0, max_connections=1, what="x"
+    )
+    result = driver.map_error(error)
+    assert type(result) is mapped
+    assert SECRET not in str(result)
+    assert "u:***@127.0.0.1:1" in str(result)
+    driver.close()
+    assert type(driver.map_error(error)) is ClosedError  # racing close: ClosedError
+
+
 async def test_wrong_password_is_not_retryable(throwaway_redis: RedisProcess) -> None:
     guarded = RedisProcess(throwaway_redis.binary, password="the-right-one")
     guarded.start()
@@ -323,7 +354,7 @@ async def test_foreign_data_under_the_prefix_is_a_conflict(
     async with provider(redis_url, redis_prefix) as locks:
         with pytest.raises(SchedulerError, match="WRONGTYPE") as info:
             await locks.advance_watermarks({"wm": 1})
-    assert type(info.value).__name__ == "ConflictError"
+    assert type(info.value) is ConflictError
     assert isinstance(info.value.__cause__, redis.ResponseError)
 
 
