@@ -122,13 +122,14 @@ def cronsim_start_in_second_pass(case: Case) -> bool:
 
 
 def cronsim_interval_change_off_the_hour(case: Case) -> bool:
-    """cronsim rolls the hour of an interval job in steps of 3600 s from minute 0, so
-    once its search crosses an offset change that is not a whole hour on the local hour
-    grid (Lord Howe's 30-minute shift, Chatham's change at 02:45) it skips repeated wall
-    times or lands on the wrong half hour ("* 0 * * *" fires from 00:30)."""
+    """cronsim rolls the hour in steps of 3600 s from minute 0 for the jobs it computes
+    on aware times (interval jobs, and every 6-field job), so once its search crosses an
+    offset change that is not a whole hour on the local hour grid (Lord Howe's 30-minute
+    shift, Chatham's change at 02:45) it skips repeated wall times or lands on the wrong
+    half hour ("* 0 * * *" fires from 00:30; "0 0 2 L * 0#1" misses 02:00)."""
     return (
         case.tz.key in ("Australia/Lord_Howe", "Pacific/Chatham")
-        and not case.fixed
+        and (not case.fixed or case.gen.six_fields)
         and bool(case.changes())
     )
 
@@ -409,6 +410,9 @@ WITNESSES = [
     (cronsim_interval_change_off_the_hour, "* 0 * * *", LH, "2019-04-07T01:59:59+11:00",
      ["2019-04-08T00:00:00+10:30", "2019-04-08T00:01:00+10:30"],
      ["2019-04-08T00:30:00+10:30", "2019-04-08T00:31:00+10:30"]),
+    (cronsim_interval_change_off_the_hour, "0 0 2 L * 0#1", LH, "2019-04-07T01:59:59+11:00",
+     ["2019-04-07T02:00:00+10:30", "2019-04-30T02:00:00+10:30"],
+     ["2019-04-30T02:00:00+10:30", "2019-05-05T02:00:00+10:30"]),
     (cronsim_interval_midnight_gap, "* 0 * * 0", "America/Santiago",
      "2019-09-07T23:59:58-04:00",
      ["2019-09-15T00:00:00-03:00", "2019-09-15T00:01:00-03:00"],
