@@ -33,16 +33,6 @@ MAX_SHIFT = timedelta(hours=2)
 # How far the model searches before giving up (the engine's cap is 50 years, C7).
 SEARCH_DAYS = 366 * 60
 
-FULL_RANGES = {
-    "second": (0, 59),
-    "minute": (0, 59),
-    "hour": (0, 23),
-    "day-of-month": (1, 31),
-    "month": (1, 12),
-    "day-of-week": (0, 7),
-}
-FIELD_NAMES = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
-
 
 @dataclass(frozen=True)
 class Spec:
