@@ -19,9 +19,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import final
+from typing import TYPE_CHECKING, final
 
-from trio_sched.jobs._job import Job
+if TYPE_CHECKING:  # only for annotations: importing the jobs package pulls in Trio
+    from trio_sched.jobs._job import Job
 
 __all__ = ["EventKind", "SchedulerEvent", "SchedulerStatistics", "TaskStatistics"]
 
