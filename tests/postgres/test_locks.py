@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -16,7 +17,8 @@ import psycopg
 import pytest
 import trio
 
-from trio_sched import LeaseLostError, ValidationError
+from trio_sched import LeaseLostError, SchedulerError, ValidationError
+from trio_sched._postgres_common import PostgresDriver
 from trio_sched.locks import AcquireRequest, LockLease, LockProvider, MemoryLockProvider
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
 from trio_sched.testing import check_lock_provider
@@ -25,6 +27,7 @@ from ._helpers import sync_connect
 from .conftest import ProviderFactory, Tables
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+BARRIER_TIMEOUT = 10.0
 
 
 async def test_conformance(make_provider: ProviderFactory) -> None:
@@ -187,16 +190,40 @@ async def test_concurrent_batches_in_shuffled_orders_grant_each_key_once(
 # -- schema ---------------------------------------------------------------------------------
 
 
-async def test_concurrent_schema_creation(postgres_url: str, tables: Tables) -> None:
-    table = tables.new()
+def _start_schema_creation_together(
+    monkeypatch: pytest.MonkeyPatch, parties: int, *, skip_lock: bool
+) -> None:
+    """Make the first DDL of `parties` providers start at the same instant.
+
+    Every provider's schema transaction waits on one barrier right before its advisory
+    lock. With ``skip_lock`` the lock itself is replaced by ``SELECT 1`` (a mutant).
+    """
+    barrier = threading.Barrier(parties)
+    original = PostgresDriver.execute
+
+    def execute(self: PostgresDriver, conn: Any, statement: Any, params: Any = None) -> Any:
+        if isinstance(statement, str) and "pg_advisory_xact_lock" in statement:
+            barrier.wait(timeout=BARRIER_TIMEOUT)
+            if skip_lock:
+                return original(self, conn, "SELECT 1")
+        return original(self, conn, statement, params)
+
+    monkeypatch.setattr(PostgresDriver, "execute", execute)
+
+
+async def _first_use_together(url: str, table: str, parties: int) -> list[object]:
+    """`parties` providers acquire one key of a table nobody created; their outcomes."""
     providers = [
-        PostgresLockProvider(PostgresLockProviderConfig(url=postgres_url, table=table))
-        for _ in range(8)
+        PostgresLockProvider(PostgresLockProviderConfig(url=url, table=table))
+        for _ in range(parties)
     ]
-    leases: list[LockLease | None] = []
+    outcomes: list[object] = []
 
     async def first_use(provider: PostgresLockProvider) -> None:
-        leases.append(await provider.acquire("only-one", 10.0))
+        try:
+            outcomes.append(await provider.acquire("only-one", 10.0))
+        except SchedulerError as exc:
+            outcomes.append(exc)
 
     try:
         async with trio.open_nursery() as nursery:
@@ -205,13 +232,38 @@ async def test_concurrent_schema_creation(postgres_url: str, tables: Tables) -> 
     finally:
         for provider in providers:
             await provider.aclose()
-    assert sum(lease is not None for lease in leases) == 1
+    return outcomes
+
+
+async def test_concurrent_schema_creation(
+    postgres_url: str, tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _start_schema_creation_together(monkeypatch, 8, skip_lock=False)
+    table = tables.new()
+    outcomes = await _first_use_together(postgres_url, table, 8)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert sum(isinstance(o, LockLease) for o in outcomes) == 1
     with sync_connect(postgres_url) as conn:
         found = conn.execute(
             "SELECT relname FROM pg_class WHERE relname IN (%s, %s, %s)",
             (table, table + "_watermarks", table + "_expires_at_idx"),
         ).fetchall()
     assert len(found) == 3
+
+
+async def test_schema_creation_races_without_the_advisory_lock(
+    postgres_url: str, tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The mutant: the same start, without the lock. Postgres' CREATE ... IF NOT EXISTS
+    # then fails on the catalog's unique indexes, which shows the test above can fail.
+    _start_schema_creation_together(monkeypatch, 8, skip_lock=True)
+    failures: list[object] = []
+    for _ in range(3):
+        outcomes = await _first_use_together(postgres_url, tables.new(), 8)
+        failures += [o for o in outcomes if isinstance(o, SchedulerError)]
+        if failures:
+            break
+    assert failures
 
 
 async def test_tables_dropped_under_a_provider_are_created_again(
