@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import json
 import math
+import pathlib
 
 import pytest
 import trio
@@ -103,3 +105,20 @@ async def test_real_time_smoke_each_occurrence_once() -> None:
     assert seen
     assert max(seen.values()) == 1
     assert {name for name, _ in seen} == {"seconds", "every"}
+
+
+@pytest.mark.slow
+def test_lateness_benchmark_plumbing(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Checks that the benchmark runs and records rows, never its numbers.
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parents[2]))
+    from benchmarks import runtime_lateness
+
+    output = tmp_path / "rows.json"
+    argv = ["--tasks", "5", "--bursts", "1", "--seconds-single", "1", "--json", str(output)]
+    assert runtime_lateness.main(argv) == 0
+    rows = json.loads(output.read_text())["rows"]
+    assert [row["scenario"] for row in rows] == ["1 task", "5 tasks", "floor: 5 x trio.sleep_until"]
+    assert rows[2]["fires"] == 5
+    assert "goal 1 task" in capsys.readouterr().out
