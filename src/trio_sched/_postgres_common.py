@@ -165,10 +165,15 @@ def check_dsn(dsn: object) -> str:
     try:
         conninfo_to_dict(dsn)
     except psycopg.Error:
-        # The driver's message quotes the DSN, password included (P5): not chained.
+        parsed = False
+    else:
+        parsed = True
+    if not parsed:
+        # The driver's message quotes the DSN, password included (P5): neither chained nor
+        # kept as context (this raise is outside the except block).
         raise ValidationError(
             f"url: cannot parse {redact_dsn(dsn)!r} as a Postgres URL or DSN", field="url"
-        ) from None
+        )
     return dsn
 
 
@@ -386,6 +391,8 @@ class PostgresDriver:
         """
         self.check_open()
         flight = _Flight()
+        failure: SchedulerError | None = None
+        cause: BaseException | None = None
         self._in_flight += 1
         try:
             with trio.move_on_after(self.operation_timeout) as deadline:
@@ -406,12 +413,14 @@ class PostgresDriver:
                 except Exception as exc:
                     if undo is not None and flight.sent and _ambiguous(exc):
                         self._undo_in_background(undo)
-                    mapped = self.map_error(exc)
-                    if self._leaks(exc):
-                        raise mapped from None  # P5: the driver's text holds the password
-                    raise mapped from exc
+                    failure = self.map_error(exc)
+                    # P5: a driver text holding the password is neither chained nor kept
+                    # as context (the raise below is outside the except block).
+                    cause = None if self._leaks(exc) else exc
         finally:
             self._in_flight -= 1
+        if failure is not None:
+            raise failure from cause
         # Only reached when the deadline cancelled the call.
         assert deadline.cancelled_caught
         with self._lock:

@@ -105,6 +105,7 @@ def test_invalid_dsn_message_withholds_the_password() -> None:
         PostgresLockProviderConfig(url=f"host=127.0.0.1 password={SECRET} port='unterminated")
     _no_secret(str(info.value), "".join(traceback.format_exception(info.value)))
     assert info.value.__cause__ is None
+    assert info.value.__context__ is None
 
 
 async def test_driver_text_holding_the_password_is_scrubbed_and_not_chained(
@@ -125,6 +126,7 @@ async def test_driver_text_holding_the_password_is_scrubbed_and_not_chained(
     _no_secret(str(info.value), "".join(traceback.format_exception(info.value)))
     assert "could not do it with password ***" in str(info.value)
     assert info.value.__cause__ is None
+    assert info.value.__context__ is None
 
 
 # -- unreachable and silent servers ------------------------------------------------------
@@ -138,10 +140,11 @@ async def test_unreachable_server_is_retryable_and_unhealthy() -> None:
         with trio.fail_after(BOUND):
             with pytest.raises(RetryableError):
                 await provider.health_check()
-            with pytest.raises(RetryableError):
+            with pytest.raises(RetryableError) as info:
                 await provider.acquire("k", 1.0)
             result = await lock_provider_health_checker("pg", provider, timeout=BOUND)()
         assert not result.healthy
+        assert isinstance(info.value.__cause__, psycopg.OperationalError)  # chained
         assert provider.statistics().driver.failures >= 2
 
 
