@@ -60,9 +60,15 @@ from dataclasses import dataclass
 from typing import Any, Final, LiteralString, TypeAlias, TypeVar, final
 from urllib.parse import quote, unquote
 
-import psycopg
-import psycopg.errors
 import trio
+
+try:
+    import psycopg
+    import psycopg.errors
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(
+        "the Postgres backends need psycopg 3: pip install 'trio-sched[postgres]'"
+    ) from exc
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 

@@ -79,10 +79,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, final
 
 import trio
-from psycopg import sql
 
 from trio_sched._errors import (
     InvalidArgumentError,
@@ -103,6 +102,11 @@ from trio_sched._postgres_common import (
     redact_dsn,
 )
 from trio_sched.locks._protocol import AcquireRequest, LockLease
+
+if TYPE_CHECKING:
+    # Only for annotations: the first psycopg import goes through _postgres_common,
+    # which says which extra to install when psycopg is missing.
+    from psycopg import sql
 
 __all__ = ["PostgresLockProvider", "PostgresLockProviderConfig", "PostgresLockStatistics"]
 
