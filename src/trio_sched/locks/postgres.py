@@ -22,13 +22,15 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P6 of
   its schema to exist. If the tables disappear, the next call creates them again.
 - PG2 Time is the server's alone: expiry is ``clock_timestamp() + ttl`` and a lock is
   held while ``expires_at > clock_timestamp()``, both read inside the statement that
-  decides. `LockLease.expire_at` is the stored ``expires_at``. The client's clock is
-  never read.
+  decides. `LockLease.expire_at` is the stored ``expires_at``. No client clock takes
+  part in expiry (the process's monotonic clock only paces the cleanup of PG5).
 - PG3 Fencing tokens come from the identity sequence of ``fencing_token`` (``CACHE 1``,
   so values are strictly increasing across sessions), drawn in the statement that takes
   the key: an insert draws it from the column default, a take-over of an expired row by
-  ``fencing_token = DEFAULT`` after the row is locked, so a key's next holder always has
-  a larger token than its last one.
+  ``fencing_token = DEFAULT`` after the row is locked, so a take-over always gets a
+  larger token than the row's last holder. (An insert after a release or cleanup draws
+  its token just before inserting; it could only be smaller than the previous holder's
+  if that one statement stalled between the two for the previous holder's whole lease.)
 - PG4 Acquire is ONE statement, ``INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE the
   existing row expired RETURNING ...``. Renew and release are one statement each and
   check the token and expiry (``WHERE key = .. AND token = .. AND expires_at >
@@ -224,7 +226,9 @@ class _Sql:
             "marks": table.identifier("_watermarks"),
             "expires_idx": table.local_identifier("_expires_at_idx"),
         }
-        self.advisory_key = advisory_key("trio_sched.locks.postgres", "schema", str(table))
+        # One key for every trio-sched schema creation in the database, whatever the
+        # table: ``x`` and ``public.x`` may name one table, and creations are rare and short.
+        self.advisory_key = advisory_key("trio_sched", "schema")
         self.create = [
             query(
                 "CREATE TABLE IF NOT EXISTS {locks} ("
