@@ -216,6 +216,8 @@ class _Park:
         "nominal",
         "nominal_ts",
         "phase",
+        "prepared",
+        "request",
         "trio_task",
     )
 
@@ -232,6 +234,26 @@ class _Park:
         self.lease: LockLease | None = None
         self.error: Exception | None = None
         self.acquired_at = 0.0
+        # Made while the loop waits, off the critical path of a burst; valid when the
+        # decision fires `nominal` itself (on time), rebuilt otherwise.
+        self.request: AcquireRequest | None = None
+        self.prepared: _Prepared | None = None
+
+
+@final
+class _Prepared:
+    """The parts of an occurrence's job that do not depend on its lease."""
+
+    __slots__ = ("headers", "idem", "info", "job_id")
+
+    def __init__(self, loop: _Loop, info: _Nominal, key: str) -> None:
+        self.info = info
+        self.idem = f"{loop.idem_base}:{info.ms}"
+        self.job_id = _plan.job_id(self.idem)
+        headers = loop.base_headers.copy()
+        headers[H_OCCURRENCE] = key
+        headers[H_NOMINAL] = info.iso
+        self.headers = headers
 
 
 @final
@@ -667,6 +689,7 @@ class Scheduler:
         while not loop.stopping:
             loop.next_fire = cursor.nominal
             park = _Park(loop, cursor.nominal)
+            self._prepare(park, cursor.nominal)
             retry_at, cursor.retry_at = cursor.retry_at, None
             loop.park = park
             await self._park(park, retry_at)
@@ -738,6 +761,16 @@ class Scheduler:
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
+    def _prepare(self, park: _Park, nominal: datetime) -> None:
+        """Lock request and lease-independent job parts of the occurrence at `nominal`."""
+        loop = park.loop
+        info = self._nominal(nominal)
+        park.key = f"{self._prefix}:{loop.task.name}:{info.ms}"
+        park.request = AcquireRequest(
+            key=park.key, ttl=loop.ttl, watermark=loop.wm_name, nominal_ms=info.ms
+        )
+        park.prepared = _Prepared(loop, info, park.key)
+
     def _park_group_due(self, nominal_ts: float) -> None:
         group = self._park_groups.pop(nominal_ts, ())
         self._due.extend(park for park in group if not park.abandoned)
@@ -781,7 +814,8 @@ class Scheduler:
             if decision.action is _plan.Action.SKIP:
                 self._wake(park)
             else:
-                park.key = f"{self._prefix}:{task.name}:{self._nominal(decision.nominal).ms}"
+                if decision.nominal != nominal:  # a misfire fires another occurrence
+                    self._prepare(park, decision.nominal)
                 park.phase = _Phase.ACQUIRING
                 firing.append(park)
         if firing:
@@ -795,18 +829,10 @@ class Scheduler:
 
     async def _acquire_batch(self, parks: list[_Park]) -> None:
         """One ``acquire_batch`` for every occurrence due together (S2)."""
-        requests = []
+        requests: list[AcquireRequest] = []
         for park in parks:
-            decision = park.decision
-            assert decision is not None
-            requests.append(
-                AcquireRequest(
-                    key=park.key,
-                    ttl=park.loop.ttl,
-                    watermark=park.loop.wm_name,
-                    nominal_ms=self._nominal(decision.nominal).ms,
-                )
-            )
+            assert park.request is not None
+            requests.append(park.request)
         started = trio.current_time()
         leases: list[LockLease | None]
         try:
@@ -839,24 +865,23 @@ class Scheduler:
     async def _dispatch_occurrence(
         self, loop: _Loop, park: _Park, decision: _plan.Decision, lease: LockLease
     ) -> None:
-        # Hot path (one call per fire): per-task constants come from `loop`.
-        info = self._nominal(decision.nominal)
-        idem = f"{loop.idem_base}:{info.ms}"
-        headers = loop.base_headers.copy()
-        headers[H_OCCURRENCE] = park.key
-        headers[H_NOMINAL] = info.iso
-        headers[H_FENCING] = str(lease.fencing_token)
+        # Hot path (one call per fire): everything lease-independent was prepared while
+        # the loop waited (`_prepare`), per-task constants come from `loop`.
+        prepared = park.prepared
+        assert prepared is not None
+        headers = prepared.headers
+        headers[H_FENCING] = str(lease.fencing_token)  # Job copies the headers
         task = loop.task
         job = Job(
-            id=_plan.job_id(idem),
+            id=prepared.job_id,
             name=task.effective_job_name,
             queue=task.queue,
             payload=task.payload,
             headers=headers,
             content_type=task.content_type,
             tenant_id=task.tenant_id,
-            idempotency_key=idem,
-            run_at=info.utc,
+            idempotency_key=prepared.idem,
+            run_at=prepared.info.utc,
             created_at=self._wall_clock(),
             fencing_token=lease.fencing_token,
         )
