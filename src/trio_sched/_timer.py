@@ -140,7 +140,11 @@ class TimerHeap:
     # -- the timer task ---------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The timer task: runs until cancelled. Start it with ``nursery.start``."""
+        """The timer task: runs until cancelled. Start it with ``nursery.start``.
+
+        Cancelling it stops all callbacks; parked `sleep_until` callers stay parked
+        until their own cancellation (the owner cancels both together).
+        """
         # R5: spin only on a real clock; a MockClock never advances while a task spins.
         spin = 0.0 if _is_mock_clock(trio.lowlevel.current_clock()) else self._spin
         self._active_spin = spin
