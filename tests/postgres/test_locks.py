@@ -394,7 +394,6 @@ async def test_cleanup_removes_expired_rows_in_bounded_batches(
         for i in range(5):
             assert await provider.acquire(f"short:{i}", 0.2) is not None
         assert await provider.acquire("long", 60.0) is not None
-        assert await provider.cleanup_expired() == 0  # nothing expired yet
         await trio.sleep(0.4)
         assert _rows(postgres_url, table) == 6
         assert await provider.cleanup_expired() == 3  # cleanup_batch bounds one statement
@@ -420,14 +419,15 @@ async def test_cleanup_grace_keeps_recently_expired_rows(postgres_url: str, tabl
 async def test_amortised_cleanup_runs_before_acquires(postgres_url: str, tables: Tables) -> None:
     table = tables.new()
     config = PostgresLockProviderConfig(
-        url=postgres_url, table=table, cleanup_interval=0.2, cleanup_grace=0
+        url=postgres_url, table=table, cleanup_interval=0.5, cleanup_grace=0
     )
     async with PostgresLockProvider(config) as provider:
+        await provider.ensure_schema()
         for i in range(4):
             assert await provider.acquire(f"short:{i}", 0.1) is not None
         cleanups = provider.statistics().cleanups
         assert cleanups == 1  # the first acquire cleaned, the next ones were inside the interval
-        await trio.sleep(0.3)
+        await trio.sleep(0.6)
         assert await provider.acquire("trigger", 60.0) is not None
         stats = provider.statistics()
         assert stats.cleanups == 2
