@@ -1,22 +1,42 @@
-"""Jobs runtimes: the `Job` value, the `JobsRuntime` interface and implementations.
+"""Jobs runtimes: the `Job` value, the `JobsRuntime` interface, implementations and
+the Trio worker.
 
-Only the interface and the in-process runtime are imported here. The Redis and
-Postgres runtimes live in ``trio_sched.jobs.redis`` and ``trio_sched.jobs.postgres``
-and are imported only by users who ask for them.
+Only the interface, the in-process runtime and the worker are imported here. The Redis
+and Postgres runtimes live in ``trio_sched.jobs.redis`` and ``trio_sched.jobs.postgres``
+and are imported only by users who ask for them (``import trio_sched.jobs`` never
+imports redis-py or psycopg).
 """
 
 from trio_sched.jobs._job import Job as Job
 from trio_sched.jobs._job import JobsRuntime as JobsRuntime
-from trio_sched.jobs.memory import JobHandler as JobHandler
+from trio_sched.jobs._worker import ConsumableJobs as ConsumableJobs
+from trio_sched.jobs._worker import DeadLetter as DeadLetter
+from trio_sched.jobs._worker import Delivery as Delivery
+from trio_sched.jobs._worker import FailOutcome as FailOutcome
+from trio_sched.jobs._worker import JobContext as JobContext
+from trio_sched.jobs._worker import JobHandler as JobHandler
+from trio_sched.jobs._worker import Worker as Worker
+from trio_sched.jobs._worker import WorkerStatistics as WorkerStatistics
+from trio_sched.jobs._worker import current_job as current_job
+from trio_sched.jobs._worker import open_worker as open_worker
 from trio_sched.jobs.memory import MemoryJobs as MemoryJobs
 from trio_sched.jobs.memory import MemoryJobsStatistics as MemoryJobsStatistics
 from trio_sched.jobs.memory import QueueStatistics as QueueStatistics
 
 __all__ = [
+    "ConsumableJobs",
+    "DeadLetter",
+    "Delivery",
+    "FailOutcome",
     "Job",
+    "JobContext",
     "JobHandler",
     "JobsRuntime",
     "MemoryJobs",
     "MemoryJobsStatistics",
     "QueueStatistics",
+    "Worker",
+    "WorkerStatistics",
+    "current_job",
+    "open_worker",
 ]

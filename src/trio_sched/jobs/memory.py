@@ -27,16 +27,32 @@ Rules:
   called, the remaining handlers are cancelled and still-buffered jobs are dropped
   (counted as ``dropped``).
 - J7 One `MemoryJobs` belongs to one Trio run; it is not thread-safe.
+- J8 Workers: `MemoryJobs` also implements `ConsumableJobs` (rules W1-W9 of
+  `trio_sched.jobs._worker`), so ``open_worker(MemoryJobs(), ...)`` works like it does
+  on Redis or Postgres. A queue is consumed either by a ``subscribe`` handler (push,
+  J2-J6) or by workers (``claim``), never both: mixing raises `ConflictError`. Worker
+  queues work whether or not the runtime was entered; handlers then run in the worker's
+  nursery and ``max_concurrency`` does not apply to them.
+- J9 On worker queues, ``run_at`` in the future delays delivery (measured on the wall
+  clock at claim time, then waited on Trio's clock, so tests can use `MockClock`), a
+  lease lasts ``visibility_timeout`` seconds, a failed job is retried up to
+  ``max_attempts`` and then kept in the queue's dead letters (``dead_letters`` /
+  ``redrive``). Leased jobs count as ``in_flight``, waiting ones as ``pending``; at close
+  both are dropped (counted as ``dropped``) and later protocol calls raise `ClosedError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
+import itertools
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Self, final
 
@@ -49,13 +65,11 @@ from trio_sched._errors import (
     RetryableError,
 )
 from trio_sched.jobs._job import Job
+from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome, JobHandler
 
 __all__ = ["JobHandler", "MemoryJobs", "MemoryJobsStatistics", "QueueStatistics"]
 
 logger = logging.getLogger(__name__)
-
-JobHandler = Callable[[Job], Awaitable[None]]
-"""An async callable that processes one job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,8 @@ class QueueStatistics:
     in_flight: int
     pending: int
     subscribed: bool
+    retried: int = 0
+    dead_lettered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +109,8 @@ class MemoryJobsStatistics:
     pending: int
     dropped: int
     queues: Mapping[str, QueueStatistics]
+    retried: int = 0
+    dead_lettered: int = 0
 
 
 @dataclass(slots=True)
@@ -104,6 +122,22 @@ class _Counters:
     handler_errors: int = 0
     in_flight: int = 0
     pending: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    """A job on a worker queue: `job` as enqueued, `tries` deliveries so far (J9)."""
+
+    job: Job
+    tries: int = 0
+
+
+@dataclass(slots=True)
+class _Lease:
+    item: _Item
+    deadline: float  # Trio clock
 
 
 @final
@@ -113,7 +147,8 @@ class MemoryJobs:
     ``max_concurrency`` bounds handlers running at once; ``dedupe_window`` the number of
     remembered idempotency keys; ``history`` the length of `enqueued`; ``max_pending``
     the number of buffered jobs; ``drain_timeout`` (seconds, may be ``math.inf``) how
-    long a normal exit waits for buffered and running handlers.
+    long a normal exit waits for buffered and running handlers. ``visibility_timeout``
+    and ``max_attempts`` apply to worker queues (J8, J9).
     """
 
     def __init__(
@@ -124,17 +159,34 @@ class MemoryJobs:
         history: int = 100_000,
         max_pending: int = 100_000,
         drain_timeout: float = 10.0,
+        visibility_timeout: float = 30.0,
+        max_attempts: int = 5,
     ) -> None:
         for name, value in (
             ("max_concurrency", max_concurrency),
             ("dedupe_window", dedupe_window),
             ("history", history),
             ("max_pending", max_pending),
+            ("max_attempts", max_attempts),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
         if not (drain_timeout >= 0 and not math.isnan(drain_timeout)):
             raise InvalidArgumentError(f"drain_timeout must be >= 0, got {drain_timeout!r}")
+        if isinstance(visibility_timeout, bool) or not (
+            isinstance(visibility_timeout, int | float) and visibility_timeout > 0
+        ):
+            raise InvalidArgumentError(
+                f"visibility_timeout must be > 0 seconds, got {visibility_timeout!r}"
+            )
+        self._visibility_timeout = float(visibility_timeout)
+        self._max_attempts = max_attempts
+        # Worker queues (J8, J9): due heap per queue, leases by receipt, dead letters.
+        self._worker_queues: set[str] = set()
+        self._waiting: dict[str, list[tuple[float, int, _Item]]] = {}
+        self._leases: dict[str, _Lease] = {}
+        self._dead: dict[str, dict[str, tuple[DeadLetter, Job]]] = {}
+        self._sequence = itertools.count()
         self._max_concurrency = max_concurrency
         self._limiter = trio.CapacityLimiter(max_concurrency)
         self._dedupe_window = dedupe_window
@@ -256,6 +308,7 @@ class MemoryJobs:
             self._notify()
         else:
             self._parked.setdefault(job.queue, deque()).append(job)
+            self._notify()  # a worker may be waiting in `claim`
 
     async def health_check(self) -> None:
         """Return while not closed; raise `ClosedError` after close. A checkpoint."""
@@ -272,6 +325,8 @@ class MemoryJobs:
             raise ClosedError("MemoryJobs is closed")
         if queue in self._handlers:
             raise ConflictError(f"queue {queue!r} already has a handler")
+        if queue in self._worker_queues:
+            raise ConflictError(f"queue {queue!r} is consumed by workers (rule J8)")
         self._handlers[queue] = handler
         self._counters_for(queue)
         parked = self._parked.pop(queue, None)
@@ -295,6 +350,8 @@ class MemoryJobs:
                 in_flight=c.in_flight,
                 pending=c.pending,
                 subscribed=name in self._handlers,
+                retried=c.retried,
+                dead_lettered=c.dead_lettered,
             )
             for name, c in self._counters.items()
         }
@@ -312,7 +369,179 @@ class MemoryJobs:
             pending=self._pending,
             dropped=self._dropped,
             queues=MappingProxyType(queues),
+            retried=sum(q.retried for q in values),
+            dead_lettered=sum(q.dead_lettered for q in values),
         )
+
+    # -- ConsumableJobs (rules J8, J9 and W1-W9) ----------------------------------------
+
+    @property
+    def visibility_timeout(self) -> float:
+        return self._visibility_timeout
+
+    @property
+    def max_attempts(self) -> int:
+        return self._max_attempts
+
+    async def claim(self, queues: Sequence[str], *, max_jobs: int, wait: float) -> list[Delivery]:
+        """Take up to `max_jobs` due jobs from `queues` (W1), waiting up to `wait` seconds
+        for one. A checkpoint; the take is atomic after the wait, so a cancelled claim
+        took nothing."""
+        if max_jobs < 1:
+            raise InvalidArgumentError(f"max_jobs must be >= 1, got {max_jobs!r}")
+        self._check_open()
+        for queue in queues:
+            if queue in self._handlers:
+                raise ConflictError(f"queue {queue!r} has a subscribe handler (rule J8)")
+        self._worker_queues.update(queues)
+        deadline = trio.current_time() + max(0.0, wait)
+        await trio.lowlevel.checkpoint()
+        while True:
+            self._check_open()
+            now = trio.current_time()
+            self._expire_leases(now)
+            taken: list[Delivery] = []
+            for queue in queues:
+                self._admit_parked(queue, now)
+                heap = self._waiting.get(queue)
+                while heap and heap[0][0] <= now and len(taken) < max_jobs:
+                    _, _, item = heapq.heappop(heap)
+                    taken.append(self._lease(item, now))
+            if taken or now >= deadline:
+                return taken
+            with trio.move_on_at(min(deadline, self._next_wake(queues))):
+                await self._changed.wait()
+
+    async def complete(self, delivery: Delivery) -> bool:
+        """Finish a leased job (W5); False when the lease is stale. A checkpoint."""
+        await trio.lowlevel.checkpoint()
+        lease = self._take_lease(delivery)
+        if lease is None:
+            return False
+        self._counters_for(delivery.job.queue).completed += 1
+        return True
+
+    async def fail(self, delivery: Delivery, *, error: str, retry_in: float | None) -> FailOutcome:
+        """Retry or dead-letter a leased job (W6). A checkpoint; atomic after it."""
+        await trio.lowlevel.checkpoint()
+        lease = self._take_lease(delivery)
+        if lease is None:
+            return "stale"
+        queue = delivery.job.queue
+        counters = self._counters_for(queue)
+        counters.handler_errors += 1
+        if retry_in is not None and delivery.job.attempt < self._max_attempts:
+            counters.retried += 1
+            self._push(lease.item, trio.current_time() + max(0.0, retry_in))
+            return "retried"
+        counters.dead_lettered += 1
+        letters = self._dead.setdefault(queue, {})
+        letter = DeadLetter(
+            id=f"{next(self._sequence)}",
+            job=delivery.job,
+            error=error,
+            failed_at=datetime.now(UTC),
+        )
+        letters[letter.id] = (letter, lease.item.job)
+        return "dead_lettered"
+
+    async def extend(self, delivery: Delivery) -> bool:
+        """Renew a lease for `visibility_timeout` (W7); False when lost. A checkpoint."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        lease = self._leases.get(delivery.receipt)
+        if lease is None:
+            return False
+        lease.deadline = trio.current_time() + self._visibility_timeout
+        return True
+
+    async def release(self, delivery: Delivery) -> None:
+        """Give a leased job back for immediate redelivery, its attempt not counted (W7).
+        A checkpoint; atomic after it."""
+        await trio.lowlevel.checkpoint()
+        lease = self._take_lease(delivery)
+        if lease is not None:
+            lease.item.tries -= 1
+            self._push(lease.item, trio.current_time())
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters of `queue`, oldest first, at most `limit` (W8). A checkpoint."""
+        await trio.lowlevel.checkpoint()
+        letters = self._dead.get(queue, {})
+        return [letter for letter, _ in itertools.islice(letters.values(), limit)]
+
+    async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Re-queue dead letters of `queue` (all when `ids` is None) with their enqueued
+        attempt (W8); returns how many. A checkpoint; atomic after it."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        letters = self._dead.get(queue, {})
+        chosen = list(letters) if ids is None else [i for i in ids if i in letters]
+        now = trio.current_time()
+        for letter_id in chosen:
+            _, job = letters.pop(letter_id)
+            self._push(_Item(job), now)
+        return len(chosen)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("MemoryJobs is closed")
+
+    def _admit_parked(self, queue: str, now: float) -> None:
+        """Move jobs enqueued to a worker queue into its due heap (J9)."""
+        parked = self._parked.pop(queue, None)
+        if not parked:
+            return
+        wall = datetime.now(UTC)
+        heap = self._waiting.setdefault(queue, [])
+        for job in parked:
+            delay = 0.0 if job.run_at is None else (job.run_at - wall).total_seconds()
+            heapq.heappush(heap, (now + max(0.0, delay), next(self._sequence), _Item(job)))
+
+    def _lease(self, item: _Item, now: float) -> Delivery:
+        item.tries += 1
+        receipt = f"{next(self._sequence)}"
+        self._leases[receipt] = _Lease(item, now + self._visibility_timeout)
+        counters = self._counters_for(item.job.queue)
+        counters.pending -= 1
+        counters.delivered += 1
+        counters.in_flight += 1
+        self._pending -= 1
+        job = dataclasses.replace(item.job, attempt=item.job.attempt + item.tries - 1)
+        return Delivery(job=job, receipt=receipt)
+
+    def _take_lease(self, delivery: Delivery) -> _Lease | None:
+        self._check_open()
+        lease = self._leases.pop(delivery.receipt, None)
+        if lease is not None:
+            self._counters_for(lease.item.job.queue).in_flight -= 1
+        return lease
+
+    def _push(self, item: _Item, due: float) -> None:
+        """Put `item` (back) on its worker queue, due at `due` (Trio clock)."""
+        heap = self._waiting.setdefault(item.job.queue, [])
+        heapq.heappush(heap, (due, next(self._sequence), item))
+        self._counters_for(item.job.queue).pending += 1
+        self._pending += 1
+        self._notify()
+
+    def _expire_leases(self, now: float) -> None:
+        """Redeliver jobs whose lease ran out (W2); the lost delivery counted a try."""
+        for receipt in [r for r, lease in self._leases.items() if lease.deadline <= now]:
+            lease = self._leases.pop(receipt)
+            self._counters_for(lease.item.job.queue).in_flight -= 1
+            self._push(lease.item, now)
+
+    def _next_wake(self, queues: Sequence[str]) -> float:
+        """When the next delayed job of `queues` or the next lease expiry is due."""
+        wake = math.inf
+        for queue in queues:
+            heap = self._waiting.get(queue)
+            if heap:
+                wake = min(wake, heap[0][0])
+        for lease in self._leases.values():
+            wake = min(wake, lease.deadline)
+        return wake
 
     # -- internals ------------------------------------------------------------------
 
@@ -364,6 +593,13 @@ class MemoryJobs:
             self._counters_for(job.queue).pending -= 1
         for queue, parked in self._parked.items():
             self._counters_for(queue).pending -= len(parked)
+        for queue, waiting in self._waiting.items():
+            self._counters_for(queue).pending -= len(waiting)
+        for lease in self._leases.values():
+            self._counters_for(lease.item.job.queue).in_flight -= 1
+            self._dropped += 1
+        self._waiting.clear()
+        self._leases.clear()
         self._dropped += self._pending
         self._pending = 0
         self._ready.clear()

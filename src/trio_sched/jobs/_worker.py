@@ -1,0 +1,570 @@
+"""Trio workers for jobs runtimes: `open_worker` and the `ConsumableJobs` protocol.
+
+A worker takes jobs from a runtime that implements `ConsumableJobs` (`MemoryJobs`,
+``RedisJobs``, later ``PostgresJobs``), runs the handler named by ``job.name`` and
+reports the outcome back. Code moves from embedded to Redis or Postgres by changing the
+runtime's constructor only.
+
+The protocol (what a runtime implements for the worker), rules W1-W9:
+- W1 ``claim(queues, max_jobs=, wait=)`` takes up to ``max_jobs`` due jobs from
+  ``queues`` and returns them as `Delivery` values; it waits at most about ``wait``
+  seconds when none is due (blocking read / notification, never a tight poll) and may
+  return an empty list. A claimed job is *leased* to this runtime object for
+  ``visibility_timeout`` seconds; nobody else gets it meanwhile.
+- W2 At-least-once: a lease that is neither completed, failed, released nor extended
+  within ``visibility_timeout`` expires, and the job is delivered again (to any worker).
+  That redelivery counts as an attempt, so a job that kills its worker every time is
+  dead-lettered after ``max_attempts`` like a failing one.
+- W3 ``Delivery.job.attempt`` is the attempt number of *this* delivery: the enqueued
+  ``attempt`` (normally 1) plus the number of earlier deliveries. Every other `Job`
+  field is exactly what was enqueued.
+- W4 Only due jobs are claimed: a job whose ``run_at`` lies in the future (wall clock)
+  waits until then; a retried job waits until its ``retry_in`` has passed.
+- W5 ``complete(delivery)`` removes the job for good and returns True; it returns False
+  (and changes nothing) when the lease is *stale* - the job was already completed,
+  failed or released through another delivery (after a lease expiry and redelivery).
+- W6 ``fail(delivery, error=, retry_in=)``: with ``retry_in`` not None and
+  ``delivery.job.attempt < max_attempts`` the job is delivered again after ``retry_in``
+  seconds (``"retried"``); otherwise it moves to the queue's dead letters with `error`
+  (``"dead_lettered"``). ``"stale"`` as in W5. The worker computes ``retry_in``
+  (exponential backoff); the runtime owns ``max_attempts``.
+- W7 ``extend(delivery)`` renews the lease for another ``visibility_timeout`` seconds
+  and returns True, or False when the lease was lost (expired and taken over, or
+  finished elsewhere). ``release(delivery)`` gives an unfinished job back for immediate
+  redelivery without counting its attempt (graceful shutdown); stale releases are no-ops.
+- W8 ``dead_letters(queue, limit=)`` lists dead letters oldest first;
+  ``redrive(queue, ids=None)`` re-queues the named dead letters (all when None) with
+  ``attempt`` reset to the enqueued value, and returns how many it re-queued.
+- W9 Every method is a checkpoint. A cancelled ``claim`` leaves nothing hidden: jobs it
+  took are either returned to the queue or redelivered after the visibility timeout
+  (W2); a cancelled ``complete``/``fail``/``extend``/``release`` either happened wholly
+  or not at all. After ``aclose`` they raise `ClosedError`.
+
+The worker, rules WK1-WK7:
+- WK1 One `Worker` owns one nursery; at most ``concurrency`` handlers run at once, and
+  it claims only as many jobs as it has free slots (no prefetch beyond that).
+- WK2 Handlers are looked up by ``job.name``. A name without a handler, a handler's
+  ``Exception`` and a handler timeout (``handler_timeout``) are failures: the job is
+  retried with exponential backoff (``retry_backoff * 2 ** (attempt - 1)``, capped at
+  ``max_retry_backoff``, with "equal jitter": between half and all of it) and
+  dead-lettered after ``max_attempts`` (W6). Nothing is dropped silently.
+- WK3 While a handler runs, its lease is extended every ``visibility_timeout / 3``
+  seconds. When an extension reports the lease lost, the handler is cancelled (the job
+  belongs to another delivery now) and the job is not acknowledged.
+- WK4 Per-job context: the handler gets the `Job` (``attempt``, ``headers``,
+  ``tenant_id``); `current_job()` returns the running job's `JobContext` from a
+  context variable, for code deeper in the call stack.
+- WK5 Graceful shutdown, when the ``async with`` block ends normally or `Worker.stop`
+  is called: stop claiming at once (a claim in progress is cancelled, W9), let in-flight
+  handlers finish for up to ``drain_timeout`` seconds, then cancel the rest and
+  `release` them (bounded by ``release_timeout``) so they are redelivered at once. When
+  the block raises, in-flight handlers are cancelled and released without draining.
+- WK6 Backend errors while claiming are logged and retried after ``error_backoff``
+  seconds; errors while acknowledging are logged and counted (``ack_errors``): the job is
+  then redelivered after its lease expires (at-least-once, never lost).
+- WK7 `BaseException` other than Trio's cancellation (KeyboardInterrupt, a bug in the
+  worker itself) propagates and ends the worker.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Literal, Protocol, Self, TypeVar, final, runtime_checkable
+
+import trio
+
+from trio_sched._errors import InvalidArgumentError
+from trio_sched.jobs._job import Job, JobsRuntime
+
+__all__ = [
+    "ConsumableJobs",
+    "DeadLetter",
+    "Delivery",
+    "FailOutcome",
+    "JobContext",
+    "JobHandler",
+    "Worker",
+    "WorkerStatistics",
+    "current_job",
+    "open_worker",
+]
+
+logger = logging.getLogger("trio_sched.jobs.worker")
+
+_T = TypeVar("_T")
+
+JobHandler = Callable[[Job], Awaitable[None]]
+"""An async callable that processes one job."""
+
+FailOutcome = Literal["retried", "dead_lettered", "stale"]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One claimed job (W1): `job` with its delivery `attempt` (W3) and the runtime's
+    opaque `receipt` naming this lease."""
+
+    job: Job
+    receipt: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job that exhausted its attempts (W6): `id` names it for `redrive`, `job` has
+    the last attempt's number, `error` the last failure, `failed_at` when (aware)."""
+
+    id: str
+    job: Job
+    error: str
+    failed_at: datetime
+
+
+@runtime_checkable
+class ConsumableJobs(JobsRuntime, Protocol):
+    """A jobs runtime workers can take from (rules W1-W9 above)."""
+
+    @property
+    def visibility_timeout(self) -> float: ...
+
+    async def claim(
+        self, queues: Sequence[str], *, max_jobs: int, wait: float
+    ) -> list[Delivery]: ...
+
+    async def complete(self, delivery: Delivery) -> bool: ...
+
+    async def fail(
+        self, delivery: Delivery, *, error: str, retry_in: float | None
+    ) -> FailOutcome: ...
+
+    async def extend(self, delivery: Delivery) -> bool: ...
+
+    async def release(self, delivery: Delivery) -> None: ...
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int: ...
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What `current_job` returns inside a handler (WK4)."""
+
+    job: Job
+    delivery: Delivery
+    worker: Worker
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.job.headers
+
+    @property
+    def tenant_id(self) -> str | None:
+        return self.job.tenant_id
+
+
+_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("trio_sched_job")
+
+
+def current_job() -> JobContext:
+    """The `JobContext` of the handler running in this task; `LookupError` outside one."""
+    return _current.get()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """A snapshot of a `Worker`'s counters.
+
+    `taken` jobs each end as `succeeded` or `failed` (then `retried`, `dead_lettered`
+    or stale), or `released` at shutdown, or `lease_lost`; `in_flight` are running now.
+    `timed_out` and `unknown_name` are failures by cause. `claim_errors` and
+    `ack_errors` count backend errors (WK6).
+    """
+
+    running: bool
+    stopping: bool
+    concurrency: int
+    taken: int
+    succeeded: int
+    failed: int
+    retried: int
+    dead_lettered: int
+    released: int
+    lease_lost: int
+    timed_out: int
+    unknown_name: int
+    claim_errors: int
+    ack_errors: int
+    in_flight: int
+
+
+class _UnknownJobName(Exception):
+    pass
+
+
+@final
+class Worker:
+    """A running worker (rules WK1-WK7); made by `open_worker`, used with ``async with``."""
+
+    def __init__(
+        self,
+        jobs: ConsumableJobs,
+        handlers: Mapping[str, JobHandler],
+        *,
+        queues: Sequence[str],
+        concurrency: int,
+        handler_timeout: float | None,
+        drain_timeout: float,
+        release_timeout: float,
+        poll_wait: float,
+        retry_backoff: float,
+        max_retry_backoff: float,
+        error_backoff: float,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if isinstance(queues, str) or not queues or not all(isinstance(q, str) for q in queues):
+            raise InvalidArgumentError(f"queues must be a non-empty list of str, got {queues!r}")
+        if handler_timeout is not None:
+            _check_seconds("handler_timeout", handler_timeout)
+        _check_seconds("poll_wait", poll_wait)
+        for name, value in (
+            ("drain_timeout", drain_timeout),
+            ("release_timeout", release_timeout),
+            ("retry_backoff", retry_backoff),
+            ("max_retry_backoff", max_retry_backoff),
+            ("error_backoff", error_backoff),
+        ):
+            _check_seconds(name, value, allow_zero=True)
+        self._jobs = jobs
+        self._handlers = dict(handlers)
+        self._queues = list(dict.fromkeys(queues))
+        self._concurrency = concurrency
+        self._handler_timeout = handler_timeout
+        self._drain_timeout = drain_timeout
+        self._release_timeout = release_timeout
+        self._poll_wait = poll_wait
+        self._retry_backoff = retry_backoff
+        self._max_retry_backoff = max_retry_backoff
+        self._error_backoff = error_backoff
+        self._nursery: trio.Nursery | None = None
+        self._claim_scope = trio.CancelScope()
+        self._stop_requested = trio.Event()
+        self._changed = trio.Event()
+        self._running_scopes: dict[int, trio.CancelScope] = {}
+        self._abandoning = False
+        self._entered = False
+        self._running = False
+        self._counts = dict.fromkeys(
+            (
+                "taken",
+                "succeeded",
+                "failed",
+                "retried",
+                "dead_lettered",
+                "released",
+                "lease_lost",
+                "timed_out",
+                "unknown_name",
+                "claim_errors",
+                "ack_errors",
+            ),
+            0,
+        )
+        self._in_flight = 0
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise RuntimeError("a Worker can be entered once")
+        self._entered = True
+        manager = trio.open_nursery()
+        self._nursery = await manager.__aenter__()
+        self._nursery_manager = manager
+        self._running = True
+        self._nursery.start_soon(self._claim_loop)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        manager = self._nursery_manager
+        if manager is None:  # pragma: no cover - only reachable by misuse
+            raise RuntimeError("__aexit__ without __aenter__")
+        try:
+            await self._shut_down(graceful=exc is None)
+        except BaseException as error:
+            # Cancelled while draining: let the nursery see it and finish the job.
+            exc_type, exc, tb = type(error), error, error.__traceback__
+        try:
+            return await manager.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # Our nursery wraps the block's own exception; give it back as raised.
+            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                raise exc from None
+            raise
+        finally:
+            self._running = False
+
+    def stop(self) -> None:
+        """Start a graceful shutdown (WK5) without leaving the block; not a checkpoint.
+
+        Leaving the ``async with`` block then waits for the drain.
+        """
+        self._stop_requested.set()
+        self._claim_scope.cancel()
+        self._notify()
+
+    @property
+    def queues(self) -> Sequence[str]:
+        return tuple(self._queues)
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(
+            running=self._running,
+            stopping=self._stop_requested.is_set(),
+            concurrency=self._concurrency,
+            in_flight=self._in_flight,
+            **self._counts,
+        )
+
+    async def wait_idle(self) -> None:
+        """Wait until no handler runs (in-flight count zero). A checkpoint."""
+        await trio.lowlevel.checkpoint()
+        while self._in_flight:
+            await self._changed.wait()
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _shut_down(self, *, graceful: bool) -> None:
+        self.stop()
+        if graceful:
+            with trio.move_on_after(self._drain_timeout, shield=True):
+                await self.wait_idle()
+        self._abandoning = True
+        for scope in list(self._running_scopes.values()):
+            scope.cancel()  # each run task then releases its job (shielded, bounded)
+
+    async def _claim_loop(self) -> None:
+        assert self._nursery is not None
+        start = 0
+        with self._claim_scope:
+            while True:
+                while self._in_flight >= self._concurrency:
+                    await self._changed.wait()
+                # Rotate the queue order so one busy queue does not starve the others.
+                queues = self._queues[start:] + self._queues[:start]
+                start = (start + 1) % len(self._queues)
+                try:
+                    deliveries = await self._jobs.claim(
+                        queues,
+                        max_jobs=self._concurrency - self._in_flight,
+                        wait=self._poll_wait,
+                    )
+                except Exception as exc:
+                    self._counts["claim_errors"] += 1
+                    logger.warning("claim from %s failed: %r", queues, exc)
+                    await trio.sleep(self._error_backoff)
+                    continue
+                for delivery in deliveries:
+                    self._counts["taken"] += 1
+                    self._in_flight += 1
+                    scope = trio.CancelScope()
+                    self._running_scopes[id(scope)] = scope
+                    self._nursery.start_soon(self._run, delivery, scope)
+
+    async def _run(self, delivery: Delivery, scope: trio.CancelScope) -> None:
+        try:
+            if self._abandoning:
+                scope.cancel()  # claimed while shutting down: give it straight back
+            await self._process(delivery, scope)
+        finally:
+            del self._running_scopes[id(scope)]
+            self._in_flight -= 1
+            self._notify()
+
+    async def _process(self, delivery: Delivery, scope: trio.CancelScope) -> None:
+        job = delivery.job
+        finished: list[str | None] = []  # the handler's outcome, once it returned
+        lost = trio.Event()
+        try:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._keep_lease, delivery, lost, nursery.cancel_scope)
+                    finished.append(await self._call_handler(delivery))
+                    nursery.cancel_scope.cancel()
+        except BaseException:
+            # An enclosing scope was cancelled too (the block raised, or the caller was
+            # cancelled): the Cancelled (a group of them, from the nursery) passes our
+            # scope, so give the job back here.
+            if not finished and not lost.is_set():
+                await self._release(delivery)
+            raise
+        if not finished:
+            if lost.is_set():
+                self._counts["lease_lost"] += 1
+                logger.warning("lease of job %r lost: another delivery owns it", job.id)
+            else:  # cancelled by the shutdown (WK5)
+                await self._release(delivery)
+            return
+        # A handler that returned is acknowledged even if shutdown began meanwhile.
+        error = finished[0]
+        if error is None:
+            self._counts["succeeded"] += 1
+            await self._ack(self._jobs.complete(delivery), job)
+            return
+        self._counts["failed"] += 1
+        retry_in = self._backoff(job.attempt)
+        outcome = await self._ack(self._jobs.fail(delivery, error=error, retry_in=retry_in), job)
+        if outcome == "retried":
+            self._counts["retried"] += 1
+        elif outcome == "dead_lettered":
+            self._counts["dead_lettered"] += 1
+            logger.warning("job %r dead-lettered after attempt %d: %s", job.id, job.attempt, error)
+
+    async def _call_handler(self, delivery: Delivery) -> str | None:
+        """Run the handler; the failure text, or None on success. Cancellation passes."""
+        job = delivery.job
+        handler = self._handlers.get(job.name)
+        if handler is None:
+            self._counts["unknown_name"] += 1
+            return f"no handler for job name {job.name!r} on this worker"
+        token = _current.set(JobContext(job=job, delivery=delivery, worker=self))
+        try:
+            timeout = math.inf if self._handler_timeout is None else self._handler_timeout
+            with trio.move_on_after(timeout) as deadline:
+                await handler(job)
+            if deadline.cancelled_caught:
+                self._counts["timed_out"] += 1
+                return f"handler timed out after {self._handler_timeout:g}s"
+            return None
+        except Exception as exc:
+            logger.warning(
+                "handler %r failed on job %r (attempt %d)",
+                job.name,
+                job.id,
+                job.attempt,
+                exc_info=True,
+            )
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            _current.reset(token)
+
+    async def _keep_lease(
+        self, delivery: Delivery, lost: trio.Event, handler_scope: trio.CancelScope
+    ) -> None:
+        interval = self._jobs.visibility_timeout / 3
+        if not math.isfinite(interval):
+            return
+        while True:
+            await trio.sleep(interval)
+            try:
+                kept = await self._jobs.extend(delivery)
+            except Exception as exc:
+                # Transient: the next try may work; the lease lasts 3 intervals.
+                logger.warning("extending the lease of job %r failed: %r", delivery.job.id, exc)
+                continue
+            if not kept:
+                lost.set()
+                handler_scope.cancel()
+                return
+
+    async def _release(self, delivery: Delivery) -> None:
+        with trio.move_on_after(self._release_timeout, shield=True):
+            try:
+                await self._jobs.release(delivery)
+            except Exception as exc:
+                self._counts["ack_errors"] += 1
+                logger.warning(
+                    "releasing job %r failed (redelivered after its lease expires): %r",
+                    delivery.job.id,
+                    exc,
+                )
+                return
+            self._counts["released"] += 1
+
+    async def _ack(self, call: Awaitable[_T], job: Job) -> _T | None:
+        try:
+            return await call
+        except Exception as exc:
+            self._counts["ack_errors"] += 1
+            logger.warning(
+                "reporting the outcome of job %r failed (redelivered after its lease expires): %r",
+                job.id,
+                exc,
+            )
+            return None
+
+    def _backoff(self, attempt: int) -> float:
+        full = min(self._max_retry_backoff, self._retry_backoff * 2.0 ** max(0, attempt - 1))
+        return full / 2 + random.uniform(0, full / 2)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+def open_worker(
+    jobs: ConsumableJobs,
+    handlers: Mapping[str, JobHandler],
+    *,
+    queues: Sequence[str],
+    concurrency: int = 8,
+    handler_timeout: float | None = None,
+    drain_timeout: float = 10.0,
+    release_timeout: float = 5.0,
+    poll_wait: float = 1.0,
+    retry_backoff: float = 1.0,
+    max_retry_backoff: float = 300.0,
+    error_backoff: float = 1.0,
+) -> Worker:
+    """A worker taking jobs from `queues` of `jobs` and running `handlers` by job name.
+
+    Use as ``async with open_worker(jobs, {"name": handler}, queues=["default"]) as w:``;
+    the worker runs for the duration of the block (rules WK1-WK7). ``handler_timeout``
+    bounds each handler (None: unbounded); ``drain_timeout`` how long a graceful exit
+    waits for in-flight handlers; ``release_timeout`` each release at shutdown;
+    ``poll_wait`` how long one claim waits for work; ``retry_backoff`` and
+    ``max_retry_backoff`` the retry delays (WK2); ``error_backoff`` the pause after a
+    failed claim. Entering is a checkpoint; leaving waits as WK5 says.
+    """
+    return Worker(
+        jobs,
+        handlers,
+        queues=queues,
+        concurrency=concurrency,
+        handler_timeout=handler_timeout,
+        drain_timeout=drain_timeout,
+        release_timeout=release_timeout,
+        poll_wait=poll_wait,
+        retry_backoff=retry_backoff,
+        max_retry_backoff=max_retry_backoff,
+        error_backoff=error_backoff,
+    )
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidArgumentError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value!r}")
