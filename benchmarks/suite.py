@@ -1,0 +1,1051 @@
+"""The benchmark suite: trio-sched side by side with APScheduler 4 and the floor.
+
+Run from the project root:  python -m benchmarks suite --quick   (or --full)
+
+Rules (what is measured; every figure comes from the same run as its comparison):
+- B1 Lateness = wall clock (``time.time()``) at a recording point minus the occurrence's
+  nominal instant. Ours: "enqueued" is recorded first thing in a `JobsRuntime` wrapper
+  around `MemoryJobs` when the scheduler calls ``enqueue`` (nominal = ``job.run_at``);
+  "started" is recorded first thing in the `MemoryJobs` handler subscribed to the queue.
+  APScheduler: see rule A3 of `benchmarks._apscheduler` (``data_store.add_job`` and the
+  first line of the job function). Both sides run handlers with the same concurrency
+  bound (``--concurrency``, 100).
+- B2 A scenario is N tasks (1, 100, 1,000, 10,000) firing every second on the whole
+  second (``* * * * * *``; APScheduler ``CronTrigger(second="*")`` with a whole-second
+  start time). Only bursts whose nominal instant lies in the measured window (starting at
+  least 0.5 s after every loop was started) count; each burst is a group of fires with
+  one nominal instant. Per scenario: p50/p90/p99/max over all fires, and the lateness of
+  the LAST fire of each burst (p50 and max over bursts); also how many fires were
+  missing or duplicated (none expected).
+- B3 APScheduler at 10,000 tasks cannot finish a burst within a second (it takes
+  seconds), so its 10,000 scenario fires every ``--aps-big-period`` seconds instead.
+- B4 Floor: N Trio tasks in ``trio.sleep_until`` on one deadline (a wall-clock target
+  0.2 s ahead, mapped to Trio's clock once), lateness of each wake-up; and ``time.sleep``
+  to a wall-clock target in the main thread.
+- B5 CPU per fire = ``time.process_time()`` (all threads of the process, so the Redis
+  and Postgres worker threads count) over the measured window, divided by the fires in
+  it; the window includes the idle time between bursts. Idle CPU = process time over an
+  idle stretch with N registered tasks that do not fire, per second.
+- B6 Memory per idle schedule: in a fresh subprocess, ``tracemalloc`` traced bytes after
+  registering N tasks that do not fire and letting their loops park (scheduler
+  running), minus before, over N. Registration time: constructing and registering N
+  tasks on a scheduler that is not started (ours: ``Task(...)`` + ``register``;
+  APScheduler: ``add_schedule``), timed without tracemalloc; ours also reports the start
+  (spawning N loops until they are parked).
+- B7 Multi-instance: 3 scheduler processes on one Redis prefix (or one Postgres table)
+  with the same N tasks, started together; per occurrence in the window: which process
+  enqueued it (exactly one expected), its lateness; per process: lock misses and the
+  duration of each ``acquire_batch`` call, compared with a single-instance run.
+- B8 Cron next-fire throughput is `benchmarks.cron_throughput`, run as it is.
+- B9 Nothing is asserted; the suite records JSON (machine, load average, versions,
+  exact command) under ``benchmarks/results/``, prints a table and the goals of issue 5
+  as met/MISSED, and draws the plot (`benchmarks._plot`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import secrets
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import trio_sched
+from trio_sched import Config, Scheduler, Task
+from trio_sched.jobs import Job, MemoryJobs
+from trio_sched.locks import AcquireRequest, LockLease, MemoryLockProvider
+
+from . import _apscheduler
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = (1, 100, 1_000, 10_000)
+BACKENDS = ("memory", "redis", "postgres")
+EVERY_SECOND = "* * * * * *"
+NEVER_DURING_RUN = "0 0 0 1 1 *"  # January 1st, 00:00:00 UTC
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str
+    sizes: tuple[int, ...]
+    backends: tuple[str, ...]
+    bursts: int
+    aps_bursts_big: int
+    aps_big_period: int
+    floor_bursts: int
+    time_sleep_samples: int
+    idle_tasks: int
+    idle_seconds: float
+    memory_sizes: tuple[int, ...]
+    multi_tasks: int
+    multi_bursts: int
+    concurrency: int
+    apscheduler: bool
+    cron: bool
+    multi: bool
+
+
+QUICK = dict(
+    bursts=5,
+    aps_bursts_big=2,
+    aps_big_period=12,
+    floor_bursts=5,
+    time_sleep_samples=50,
+    idle_tasks=10_000,
+    idle_seconds=1.0,
+    memory_sizes=(10_000, 100_000),
+    multi_tasks=1_000,
+    multi_bursts=5,
+)
+FULL = dict(
+    bursts=20,
+    aps_bursts_big=5,
+    aps_big_period=15,
+    floor_bursts=20,
+    time_sleep_samples=500,
+    idle_tasks=10_000,
+    idle_seconds=5.0,
+    memory_sizes=(10_000, 100_000),
+    multi_tasks=1_000,
+    multi_bursts=15,
+)
+
+
+# -- statistics -------------------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-quantile (nearest rank) of `values`; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def summarize(
+    pairs: Sequence[tuple[float, float]], window: tuple[float, float], expected: int
+) -> dict[str, Any]:
+    """Lateness statistics (ms) of (wall, nominal) pairs with nominal inside `window`."""
+    lo, hi = window
+    bursts: dict[float, list[float]] = {}
+    for wall, nominal in pairs:
+        if lo - 1e-6 <= nominal <= hi + 1e-6:
+            bursts.setdefault(nominal, []).append((wall - nominal) * 1000.0)
+    values = [v for burst in bursts.values() for v in burst]
+    lasts = [max(burst) for _, burst in sorted(bursts.items())]
+    counts = [len(burst) for burst in bursts.values()]
+    return {
+        "fires": len(values),
+        "bursts": len(bursts),
+        "expected_per_burst": expected,
+        "incomplete_bursts": sum(1 for c in counts if c < expected),
+        "excess_fires": sum(max(0, c - expected) for c in counts),
+        "p50_ms": pct(values, 0.50),
+        "p90_ms": pct(values, 0.90),
+        "p99_ms": pct(values, 0.99),
+        "max_ms": max(values) if values else math.nan,
+        "last_p50_ms": statistics.median(lasts) if lasts else math.nan,
+        "last_max_ms": max(lasts) if lasts else math.nan,
+        "last_per_burst_ms": lasts,
+        "_values": values,  # removed before writing; the plot gets a sample
+    }
+
+
+def _sample(values: Sequence[float], k: int = 2000) -> list[float]:
+    if len(values) <= k:
+        return [round(v, 4) for v in values]
+    ordered = sorted(values)
+    return [round(ordered[int(i * (len(ordered) - 1) / (k - 1))], 4) for i in range(k)]
+
+
+# -- our scheduler ------------------------------------------------------------------------
+
+
+class RecordingJobs:
+    """`MemoryJobs` behind a wrapper noting the wall time of every ``enqueue`` call."""
+
+    def __init__(self, inner: MemoryJobs) -> None:
+        self.inner = inner
+        self.enqueued: list[tuple[float, float]] = []
+        self.started: list[tuple[float, float]] = []
+        self.names: list[str] = []
+        self.keep_names = False
+
+    async def enqueue(self, job: Job) -> None:
+        now = time.time()
+        assert job.run_at is not None
+        self.enqueued.append((now, job.run_at.timestamp()))
+        if self.keep_names:
+            self.names.append(job.name)
+        await self.inner.enqueue(job)
+
+    async def handler(self, job: Job) -> None:
+        now = time.time()
+        assert job.run_at is not None
+        self.started.append((now, job.run_at.timestamp()))
+
+    async def health_check(self) -> None:
+        await self.inner.health_check()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class TimedLocks:
+    """A `LockProvider` wrapper timing every ``acquire_batch`` call (multi-instance)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.batches: list[tuple[float, int, int]] = []  # (seconds, requested, granted)
+
+    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
+        began = time.perf_counter()
+        result = await self.inner.acquire_batch(requests)
+        granted = sum(1 for lease in result if lease is not None)
+        self.batches.append((time.perf_counter() - began, len(requests), granted))
+        return list(result)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _new_jobs(concurrency: int) -> MemoryJobs:
+    return MemoryJobs(
+        max_concurrency=concurrency, history=1, dedupe_window=1_000_000, max_pending=1_000_000
+    )
+
+
+@dataclass
+class Servers:
+    redis_url: str | None
+    postgres_url: str | None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class Backend:
+    """Makes lock providers of one kind with a fresh namespace, and cleans up."""
+
+    def __init__(self, kind: str, servers: Servers, namespace: str | None = None) -> None:
+        self.kind = kind
+        self.servers = servers
+        self.namespace = namespace or f"bench_{secrets.token_hex(4)}"
+
+    def make(self) -> Any:
+        if self.kind == "memory":
+            return MemoryLockProvider()
+        if self.kind == "redis":
+            from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
+
+            assert self.servers.redis_url is not None
+            return RedisLockProvider(
+                RedisLockProviderConfig(url=self.servers.redis_url, prefix=self.namespace)
+            )
+        if self.kind == "postgres":
+            from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
+
+            assert self.servers.postgres_url is not None
+            return PostgresLockProvider(
+                PostgresLockProviderConfig(url=self.servers.postgres_url, table=self.namespace)
+            )
+        raise ValueError(self.kind)
+
+    async def warm(self, locks: Any) -> None:
+        if self.kind == "postgres":
+            await locks.ensure_schema()
+        await locks.health_check()
+        await locks.get_watermarks(["warm"])
+
+    def cleanup(self) -> None:
+        if self.kind == "redis":
+            import redis
+
+            assert self.servers.redis_url is not None
+            client = redis.Redis.from_url(self.servers.redis_url)
+            try:
+                keys = list(client.scan_iter(match=f"{self.namespace}:*", count=5000))
+                for i in range(0, len(keys), 5000):
+                    client.delete(*keys[i : i + 5000])
+            finally:
+                client.close()
+        elif self.kind == "postgres":
+            import psycopg
+            from psycopg import sql
+
+            assert self.servers.postgres_url is not None
+            with psycopg.connect(self.servers.postgres_url, autocommit=True) as conn:
+                for name in (self.namespace + "_watermarks", self.namespace):
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+async def _until_wall(target: float) -> None:
+    delay = target - time.time()
+    if delay > 0:
+        await trio.sleep(delay)
+
+
+async def _wait_complete(
+    records: list[tuple[float, float]], nominal: float, n: int, timeout: float
+) -> None:
+    deadline = trio.current_time() + timeout
+    while trio.current_time() < deadline:
+        if sum(1 for _, nom in records[-n:] if nom == nominal) >= n:
+            return
+        await trio.sleep(0.02)
+
+
+async def _all_parked(scheduler: Scheduler, n: int, timeout: float) -> None:
+    """Wait until every loop knows its next fire (it is parked on the timer)."""
+    deadline = trio.current_time() + timeout
+    while trio.current_time() < deadline:
+        stats = scheduler.statistics()
+        if sum(1 for t in stats.tasks.values() if t.next_fire is not None) >= n:
+            return
+        await trio.sleep(0.01)
+
+
+async def run_ours(backend: Backend, n: int, bursts: int, concurrency: int) -> dict[str, Any]:
+    """One lateness scenario of our scheduler (rules B1, B2, B5)."""
+    jobs = RecordingJobs(_new_jobs(concurrency))
+    locks = backend.make()
+    try:
+        await backend.warm(locks)
+        async with jobs.inner:
+            jobs.inner.subscribe("default", jobs.handler)
+            scheduler = Scheduler(jobs=jobs, locks=locks, config=Config())
+            began = time.perf_counter()
+            for i in range(n):
+                scheduler.register(Task(name=f"t{i}", schedule=EVERY_SECOND))
+            register_s = time.perf_counter() - began
+            async with trio.open_nursery() as nursery:
+                await nursery.start(scheduler.run)
+                await _all_parked(scheduler, n, 30.0)
+                first = math.ceil(time.time() + 0.5)
+                last = first + bursts - 1
+                await _until_wall(first - 0.1)
+                cpu0 = time.process_time()
+                await _until_wall(last + 0.05)
+                await _wait_complete(jobs.enqueued, float(last), n, 30.0)
+                await _wait_complete(jobs.started, float(last), n, 30.0)
+                cpu = time.process_time() - cpu0
+                stats = scheduler.statistics()
+                scheduler.stop_nowait()
+    finally:
+        await locks.aclose()
+        backend.cleanup()
+    window = (float(first), float(last))
+    enq = summarize(jobs.enqueued, window, n)
+    started = summarize(jobs.started, window, n)
+    return {
+        "impl": f"trio-sched/{backend.kind}",
+        "tasks": n,
+        "period_s": 1,
+        "register_s": register_s,
+        "cpu_s": cpu,
+        "cpu_us_per_fire": cpu / enq["fires"] * 1e6 if enq["fires"] else math.nan,
+        "lock_misses": sum(t.lock_misses for t in stats.tasks.values()),
+        "errors": sum(t.errors for t in stats.tasks.values()),
+        "timer_lag_max_ms": (stats.timer_lag_max or 0.0) * 1000,
+        "enqueued": enq,
+        "started": started,
+    }
+
+
+async def run_aps(n: int, bursts: int, period: int, concurrency: int) -> dict[str, Any]:
+    """The same scenario on APScheduler 4 (rules A1-A3, B3)."""
+    box: dict[str, float] = {}
+
+    async def settle() -> None:
+        now = time.time()
+        first = (math.floor(now / period) + 1) * period
+        if first - now < 0.5:
+            first += period
+        box["first"] = first
+        await _until_wall(first - 0.1)
+
+    # run_bursts sleeps bursts * period after settle(), then drains the last burst.
+    run = await _apscheduler.run_bursts(n, bursts, period, concurrency, settle)
+    first = box["first"]
+    window = (first, first + (bursts - 1) * period)
+    enq = summarize(run.records.enqueued, window, n)
+    started = summarize(run.records.started, window, n)
+    return {
+        "impl": "apscheduler4/memory",
+        "tasks": n,
+        "period_s": period,
+        "register_s": run.register_s,
+        "cpu_s": run.cpu_s,
+        "cpu_us_per_fire": run.cpu_s / enq["fires"] * 1e6 if enq["fires"] else math.nan,
+        "enqueued": enq,
+        "started": started,
+    }
+
+
+# -- the floor ----------------------------------------------------------------------------
+
+
+async def floor_trio(n: int, bursts: int) -> dict[str, Any]:
+    pairs: list[tuple[float, float]] = []
+    cpu0 = time.process_time()
+    for _ in range(bursts):
+        target = time.time() + 0.2
+        deadline = trio.current_time() + (target - time.time())
+
+        async def sleeper(deadline: float = deadline, target: float = target) -> None:
+            await trio.sleep_until(deadline)
+            pairs.append((time.time(), target))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(sleeper)
+    cpu = time.process_time() - cpu0
+    targets = [t for _, t in pairs]
+    summary = summarize(pairs, (min(targets), max(targets)), n)
+    return {
+        "impl": "floor/trio.sleep_until",
+        "tasks": n,
+        "cpu_s": cpu,
+        "enqueued": summary,
+    }
+
+
+def floor_time_sleep(samples: int) -> dict[str, Any]:
+    pairs: list[tuple[float, float]] = []
+    for _ in range(samples):
+        target = time.time() + 0.01
+        time.sleep(max(0.0, target - time.time()))
+        pairs.append((time.time(), target))
+    summary = summarize(pairs, (pairs[0][1], pairs[-1][1]), 1)
+    return {"impl": "floor/time.sleep", "tasks": 1, "enqueued": summary}
+
+
+# -- idle CPU and memory --------------------------------------------------------------------
+
+
+async def idle_cpu_ours(n: int, seconds: float) -> float:
+    jobs = RecordingJobs(_new_jobs(100))
+    scheduler = Scheduler(jobs=jobs, locks=MemoryLockProvider(), config=Config())
+    for i in range(n):
+        scheduler.register(Task(name=f"t{i}", schedule=NEVER_DURING_RUN))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        await _all_parked(scheduler, n, 30.0)
+        await trio.sleep(0.2)
+        cpu0 = time.process_time()
+        await trio.sleep(seconds)
+        cpu = time.process_time() - cpu0
+        scheduler.stop_nowait()
+    return cpu
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def memory_ours(n: int) -> dict[str, Any]:
+    """Rule B6 for our scheduler (run in a fresh process)."""
+    # Registration and start, timed, without tracemalloc; RSS delta as a second view.
+    gc.collect()
+    rss0 = _rss()
+    scheduler = Scheduler(jobs=RecordingJobs(_new_jobs(100)), locks=MemoryLockProvider())
+    began = time.perf_counter()
+    for i in range(n):
+        scheduler.register(Task(name=f"t{i}", schedule=NEVER_DURING_RUN))
+    register_s = time.perf_counter() - began
+    async with trio.open_nursery() as nursery:
+        began = time.perf_counter()
+        await nursery.start(scheduler.run)
+        await _all_parked(scheduler, n, 120.0)
+        start_s = time.perf_counter() - began
+        gc.collect()
+        rss1 = _rss()
+        scheduler.stop_nowait()
+    del scheduler
+    gc.collect()
+    # Memory with tracemalloc, on a fresh scheduler.
+    tracemalloc.start()
+    try:
+        scheduler = Scheduler(jobs=RecordingJobs(_new_jobs(100)), locks=MemoryLockProvider())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run)
+            await trio.sleep(0.1)
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(n):
+                scheduler.register(Task(name=f"t{i}", schedule=NEVER_DURING_RUN))
+            await _all_parked(scheduler, n, 300.0)
+            await trio.sleep(0.1)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+            top = tracemalloc.take_snapshot().statistics("lineno")[:12]
+            scheduler.stop_nowait()
+    finally:
+        tracemalloc.stop()
+    return {
+        "bytes_per_schedule": (after - before) / n,
+        "rss_bytes_per_schedule": (rss1 - rss0) / n,
+        "register_s": register_s,
+        "register_us_per_schedule": register_s / n * 1e6,
+        "start_s": start_s,
+        "top_allocations": [
+            f"{s.traceback[0].filename.rsplit('/', 2)[-1]}:{s.traceback[0].lineno} "
+            f"{s.size / n:.0f} B/task"
+            for s in top
+        ],
+    }
+
+
+# -- multi-instance -------------------------------------------------------------------------
+
+
+async def multi_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One of the 3 scheduler processes of rule B7."""
+    servers = Servers(spec.get("redis_url"), spec.get("postgres_url"))
+    backend = Backend(spec["backend"], servers, spec["namespace"])
+    locks = TimedLocks(backend.make())
+    jobs = RecordingJobs(_new_jobs(100))
+    jobs.keep_names = True
+    n, start_at, end_at = spec["tasks"], spec["start_at"], spec["end_at"]
+    try:
+        await backend.warm(locks.inner)
+        scheduler = Scheduler(jobs=jobs, locks=locks, config=Config())
+        for i in range(n):
+            scheduler.register(Task(name=f"t{i}", schedule=EVERY_SECOND))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run)
+            await _until_wall(start_at - 0.1)
+            cpu0 = time.process_time()
+            await _until_wall(end_at)
+            cpu = time.process_time() - cpu0
+            stats = scheduler.statistics()
+            scheduler.stop_nowait()
+    finally:
+        await locks.inner.aclose()
+    return {
+        "pid": os.getpid(),
+        "enqueued": [
+            (name, wall, nominal)
+            for name, (wall, nominal) in zip(jobs.names, jobs.enqueued, strict=True)
+            if start_at <= nominal <= end_at
+        ],
+        "batches": locks.batches,
+        "lock_misses": sum(t.lock_misses for t in stats.tasks.values()),
+        "errors": sum(t.errors for t in stats.tasks.values()),
+        "cpu_s": cpu,
+    }
+
+
+def run_multi(kind: str, servers: Servers, n: int, bursts: int, instances: int) -> dict[str, Any]:
+    backend = Backend(kind, servers)
+    start_at = math.ceil(time.time() + 4.0 + n / 5000)
+    end_at = start_at + bursts - 1 + 0.5
+    spec = {
+        "backend": kind,
+        "namespace": backend.namespace,
+        "redis_url": servers.redis_url,
+        "postgres_url": servers.postgres_url,
+        "tasks": n,
+        "start_at": start_at,
+        "end_at": end_at,
+    }
+    procs = [_spawn_worker("multi", spec) for _ in range(instances)]
+    try:
+        outputs = [_collect(p) for p in procs]
+    finally:
+        backend.cleanup()
+    winners: dict[tuple[str, float], list[tuple[int, float]]] = {}
+    for index, out in enumerate(outputs):
+        for name, wall, nominal in out["enqueued"]:
+            winners.setdefault((name, nominal), []).append((index, wall))
+    nominals = sorted({nominal for _, nominal in winners})
+    nominals = [x for x in nominals if start_at <= x <= start_at + bursts - 1]
+    expected = {(f"t{i}", x) for i in range(n) for x in nominals}
+    pairs = [(min(w for _, w in v), nominal) for (_, nominal), v in winners.items()]
+    duplicates = sum(len(v) - 1 for v in winners.values())
+    missing = len(expected - set(winners))
+    per_instance = []
+    for index, out in enumerate(outputs):
+        durations = [d * 1000 for d, _, _ in out["batches"]]
+        per_instance.append(
+            {
+                "occurrences_won": sum(
+                    1 for v in winners.values() if any(i == index for i, _ in v)
+                ),
+                "lock_misses": out["lock_misses"],
+                "errors": out["errors"],
+                "acquire_batch_calls": len(durations),
+                "acquire_batch_p50_ms": pct(durations, 0.5),
+                "acquire_batch_max_ms": max(durations) if durations else math.nan,
+                "acquire_batch_total_ms": sum(durations),
+                "cpu_s": out["cpu_s"],
+            }
+        )
+    summary = summarize(pairs, (float(start_at), float(start_at + bursts - 1)), n)
+    return {
+        "impl": f"trio-sched/{kind} x{instances} processes",
+        "tasks": n,
+        "instances": instances,
+        "duplicates": duplicates,
+        "missing": missing,
+        "enqueued": summary,
+        "per_instance": per_instance,
+        "lost_acquires_total": sum(p["lock_misses"] for p in per_instance),
+    }
+
+
+def _spawn_worker(kind: str, spec: dict[str, Any]) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks", "suite-worker", kind, json.dumps(spec)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _collect(proc: subprocess.Popen[str], timeout: float = 600.0) -> Any:
+    out, _ = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed with exit code {proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def worker_main(argv: Sequence[str]) -> int:
+    """Entry of ``python -m benchmarks suite-worker KIND SPEC`` (a subprocess)."""
+    kind, spec = argv[0], json.loads(argv[1])
+    if kind == "multi":
+        result = trio.run(multi_worker, spec)
+    elif kind == "memory-ours":
+        result = trio.run(memory_ours, spec["tasks"])
+    elif kind == "memory-aps":
+        result = trio.run(_apscheduler.memory_per_schedule, spec["tasks"])
+    else:
+        raise SystemExit(f"unknown worker {kind!r}")
+    print(json.dumps(result))
+    return 0
+
+
+# -- servers --------------------------------------------------------------------------------
+
+
+def find_servers(redis_url: str | None, postgres_url: str | None) -> Servers:
+    servers = Servers(None, None)
+    redis_url = redis_url or os.environ.get("TRIO_SCHED_REDIS_URL", "redis://127.0.0.1:6379/0")
+    postgres_url = postgres_url or os.environ.get(
+        "TRIO_SCHED_POSTGRES_URL", "postgresql://127.0.0.1:5432/test"
+    )
+    try:
+        from urllib.parse import urlsplit
+
+        import redis
+
+        parts = urlsplit(redis_url)
+        if parts.scheme != "unix" and parts.hostname not in LOOPBACK:
+            servers.notes["redis"] = "refused: not a loopback URL"
+        else:
+            client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+            try:
+                version = client.info("server")["redis_version"]
+                servers.redis_url = redis_url
+                servers.notes["redis"] = f"redis {version}"
+            finally:
+                client.close()
+    except Exception as exc:  # report, do not hide: the table says why it is missing
+        servers.notes["redis"] = f"unavailable: {type(exc).__name__}: {exc}"
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        hosts = str(conninfo_to_dict(postgres_url).get("host") or "")
+        if any(h not in LOOPBACK and not h.startswith("/") for h in hosts.split(",") if h):
+            servers.notes["postgres"] = "refused: not a loopback host"
+        else:
+            with psycopg.connect(postgres_url, connect_timeout=2) as conn:
+                version = conn.info.parameter_status("server_version") or "?"
+            servers.postgres_url = postgres_url
+            servers.notes["postgres"] = f"postgres {version}"
+    except Exception as exc:
+        servers.notes["postgres"] = f"unavailable: {type(exc).__name__}: {exc}"
+    return servers
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version,
+    }
+
+
+def versions() -> dict[str, str | None]:
+    names = ("trio", "anyio", "apscheduler", "redis", "psycopg", "cronsim", "croniter")
+    found: dict[str, str | None] = {name: _version(name) for name in names}
+    found["trio_sched"] = trio_sched.__version__
+    found["python"] = platform.python_version()
+    return found
+
+
+class Suite:
+    def __init__(self, settings: Settings, servers: Servers, log: Callable[[str], None]) -> None:
+        self.s = settings
+        self.servers = servers
+        self.log = log
+        self.lateness: list[dict[str, Any]] = []
+        self.floor: list[dict[str, Any]] = []
+        self.skipped: list[str] = []
+
+    def backends(self) -> list[str]:
+        usable = []
+        for kind in self.s.backends:
+            if kind == "redis" and self.servers.redis_url is None:
+                self.skipped.append(f"redis backend: {self.servers.notes.get('redis')}")
+            elif kind == "postgres" and self.servers.postgres_url is None:
+                self.skipped.append(f"postgres backend: {self.servers.notes.get('postgres')}")
+            else:
+                usable.append(kind)
+        return usable
+
+    async def lateness_runs(self) -> None:
+        s = self.s
+        for kind in self.backends():
+            for n in s.sizes:
+                self.log(f"  trio-sched/{kind}: {n} tasks x {s.bursts} bursts")
+                row = await run_ours(Backend(kind, self.servers), n, s.bursts, s.concurrency)
+                self.lateness.append(row)
+        if s.apscheduler:
+            for n in s.sizes:
+                big = n >= 10_000
+                period = s.aps_big_period if big else 1
+                bursts = s.aps_bursts_big if big else s.bursts
+                self.log(f"  apscheduler4: {n} tasks x {bursts} bursts every {period} s")
+                self.lateness.append(await run_aps(n, bursts, period, s.concurrency))
+        for n in s.sizes:
+            self.log(f"  floor: {n} x trio.sleep_until, {s.floor_bursts} bursts")
+            self.floor.append(await floor_trio(n, s.floor_bursts))
+        self.floor.append(floor_time_sleep(s.time_sleep_samples))
+
+    async def idle(self) -> dict[str, Any]:
+        n, seconds = self.s.idle_tasks, self.s.idle_seconds
+        self.log(f"  idle CPU: {n} registered tasks, {seconds} s")
+        result: dict[str, Any] = {"tasks": n, "seconds": seconds}
+        ours = await idle_cpu_ours(n, seconds)
+        result["trio-sched"] = {"cpu_s": ours, "cpu_ms_per_s": ours / seconds * 1000}
+        if self.s.apscheduler:
+            theirs = await _apscheduler.idle_cpu(n, seconds)
+            result["apscheduler4"] = {"cpu_s": theirs, "cpu_ms_per_s": theirs / seconds * 1000}
+        return result
+
+
+def memory_runs(settings: Settings, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    rows = []
+    for n in settings.memory_sizes:
+        log(f"  memory: {n} idle schedules (subprocess)")
+        row: dict[str, Any] = {"tasks": n}
+        row["trio-sched"] = _collect(_spawn_worker("memory-ours", {"tasks": n}))
+        if settings.apscheduler:
+            row["apscheduler4"] = _collect(_spawn_worker("memory-aps", {"tasks": n}))
+        rows.append(row)
+    return rows
+
+
+def _find(rows: Sequence[dict[str, Any]], impl: str, n: int) -> dict[str, Any] | None:
+    return next((r for r in rows if r["impl"] == impl and r["tasks"] == n), None)
+
+
+def goals(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 5's goals, judged on this run's numbers (None: not measured)."""
+    rows = record["lateness"]
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, limit: float, unit: str, theirs: Any = None) -> None:
+        met = None if value is None or math.isnan(value) else value <= limit
+        row = {"goal": name, "value": value, "limit": limit, "unit": unit, "met": met}
+        row["apscheduler4"] = theirs
+        out.append(row)
+
+    def get(impl: str, n: int, key: str, phase: str = "enqueued") -> float | None:
+        row = _find(rows, impl, n)
+        return None if row is None else row[phase][key]
+
+    ours, aps = "trio-sched/memory", "apscheduler4/memory"
+    add("1 task: p50 lateness (enqueued)", get(ours, 1, "p50_ms"), 1.0, "ms",
+        get(aps, 1, "p50_ms"))  # fmt: skip
+    add("1 task: p99 lateness (enqueued)", get(ours, 1, "p99_ms"), 2.0, "ms",
+        get(aps, 1, "p99_ms"))  # fmt: skip
+    add("1,000 due together: last enqueued, p50 over bursts", get(ours, 1000, "last_p50_ms"),
+        15.0, "ms", get(aps, 1000, "last_p50_ms"))  # fmt: skip
+    add("10,000 due together: all enqueued (max over bursts)",
+        get(ours, 10000, "last_max_ms"), 250.0, "ms", get(aps, 10000, "last_max_ms"))  # fmt: skip
+    cpu = _find(rows, ours, 1000)
+    cpu_aps = _find(rows, aps, 1000)
+    add("CPU per fire (1,000 tasks, memory)", cpu["cpu_us_per_fire"] if cpu else None, 40.0,
+        "us", cpu_aps["cpu_us_per_fire"] if cpu_aps else None)  # fmt: skip
+    for mem in record.get("memory", []):
+        theirs = mem.get("apscheduler4", {}).get("bytes_per_schedule")
+        add(f"memory per idle schedule ({mem['tasks']:,} tasks)",
+            mem["trio-sched"]["bytes_per_schedule"], 1536.0, "B", theirs)  # fmt: skip
+    return out
+
+
+def _fmt(v: Any, width: int = 9, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return f"{'-':>{width}}"
+    return f"{v:>{width}.{digits}f}"
+
+
+def table(record: dict[str, Any]) -> str:
+    lines = []
+    head = (
+        f"{'implementation':<26}{'tasks':>7}{'fires':>7}{'p50':>9}{'p90':>9}{'p99':>9}"
+        f"{'max':>9}{'last p50':>10}{'last max':>10}{'start p50':>10}{'start p99':>10}"
+        f"{'CPU us/f':>9}"
+    )
+    lines.append("lateness in ms (enqueued unless noted; 'start' = handler started)")
+    lines.append(head)
+    lines.append("-" * len(head))
+    for row in record["lateness"] + record["floor"] + record.get("multi", []):
+        e = row["enqueued"]
+        st = row.get("started") or {}
+        lines.append(
+            f"{row['impl']:<26}{row['tasks']:>7}{e['fires']:>7}{_fmt(e['p50_ms'])}"
+            f"{_fmt(e['p90_ms'])}{_fmt(e['p99_ms'])}{_fmt(e['max_ms'])}"
+            f"{_fmt(e['last_p50_ms'], 10)}{_fmt(e['last_max_ms'], 10)}"
+            f"{_fmt(st.get('p50_ms'), 10)}{_fmt(st.get('p99_ms'), 10)}"
+            f"{_fmt(row.get('cpu_us_per_fire'), 9, 1)}"
+        )
+    for multi in record.get("multi", []):
+        lines.append(
+            f"{multi['impl']}: {multi['tasks']} tasks, duplicates {multi['duplicates']}, "
+            f"missing {multi['missing']}, lost acquires {multi['lost_acquires_total']}, "
+            "acquire_batch p50 ms per instance "
+            + ", ".join(_fmt(p["acquire_batch_p50_ms"], 0) for p in multi["per_instance"])
+        )
+    idle = record.get("idle_cpu")
+    if idle:
+        lines.append(
+            f"idle CPU, {idle['tasks']:,} registered tasks: trio-sched "
+            f"{idle['trio-sched']['cpu_ms_per_s']:.2f} ms/s"
+            + (
+                f", apscheduler4 {idle['apscheduler4']['cpu_ms_per_s']:.2f} ms/s"
+                if "apscheduler4" in idle
+                else ""
+            )
+        )
+    for mem in record.get("memory", []):
+        ours = mem["trio-sched"]
+        theirs = mem.get("apscheduler4")
+        text = (
+            f"memory per idle schedule, {mem['tasks']:,} tasks: trio-sched "
+            f"{ours['bytes_per_schedule']:.0f} B (RSS {ours['rss_bytes_per_schedule']:.0f} B), "
+            f"register {ours['register_us_per_schedule']:.1f} us/task, "
+            f"start {ours['start_s']:.2f} s"
+        )
+        if theirs:
+            text += (
+                f"; apscheduler4 {theirs['bytes_per_schedule']:.0f} B, register "
+                f"{theirs['register_us_per_schedule']:.1f} us/schedule"
+            )
+        lines.append(text)
+    lines.append("goals of issue 5 (this run):")
+    for g in record["goals"]:
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[g["met"]]
+        theirs = g["apscheduler4"]
+        lines.append(
+            f"  {g['goal']}: {_fmt(g['value'], 0)} {g['unit']} (goal <= {g['limit']:g}) "
+            f"{verdict}; apscheduler4: {_fmt(theirs, 0)} {g['unit']}"
+        )
+    for note in record["skipped"]:
+        lines.append(f"NOT MEASURED: {note}")
+    return "\n".join(lines)
+
+
+def _strip(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        for phase in ("enqueued", "started"):
+            if phase in row:
+                values = row[phase].pop("_values", [])
+                row[phase]["sample_ms"] = _sample(values)
+
+
+def run(settings: Settings, servers: Servers, output: Path, plot: Path | None) -> dict[str, Any]:
+    log = print
+    load_before = os.getloadavg()
+    began = time.perf_counter()
+    record: dict[str, Any] = {
+        "benchmark": "suite",
+        "mode": settings.mode,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(sys.orig_argv),
+        "cwd": os.getcwd(),
+        "machine": machine_info(),
+        "versions": versions(),
+        "servers": servers.notes,
+        "settings": {k: v for k, v in settings.__dict__.items()},
+        "load_average_before": load_before,
+    }
+    suite = Suite(settings, servers, log)
+    if settings.apscheduler and not _apscheduler.available():
+        suite.skipped.append("APScheduler 4 side: apscheduler is not installed (bench extra)")
+        settings = Settings(**{**settings.__dict__, "apscheduler": False})
+        suite.s = settings
+    log("lateness scenarios:")
+
+    async def lateness_and_idle() -> dict[str, Any]:
+        await suite.lateness_runs()
+        return await suite.idle()
+
+    record["idle_cpu"] = trio.run(lateness_and_idle)
+    record["lateness"] = suite.lateness
+    record["floor"] = suite.floor
+    record["memory"] = memory_runs(settings, log)
+    record["multi"] = []
+    if settings.multi:
+        for kind in ("redis", "postgres"):
+            url = servers.redis_url if kind == "redis" else servers.postgres_url
+            if url is None:
+                suite.skipped.append(f"multi-instance on {kind}: {servers.notes.get(kind)}")
+                continue
+            log(f"  multi-instance: 3 processes on {kind}, {settings.multi_tasks} tasks")
+            record["multi"].append(
+                run_multi(kind, servers, settings.multi_tasks, settings.multi_bursts, 3)
+            )
+    if settings.cron:
+        log("cron next-fire throughput (benchmarks.cron_throughput):")
+        from . import cron_throughput
+
+        cron_out = output.with_name(output.stem + "_cron.json")
+        cron_throughput.main(["--quick", "--output", str(cron_out)] if settings.mode == "quick"
+                             else ["--output", str(cron_out)])  # fmt: skip
+        cron = json.loads(cron_out.read_text())
+        record["cron_throughput"] = {"command": cron["command"], "results": cron["results"]}
+    record["skipped"] = suite.skipped
+    record["goals"] = goals(record)
+    record["load_average_after"] = os.getloadavg()
+    record["duration_s"] = time.perf_counter() - began
+    _strip(record["lateness"])
+    _strip(record["floor"])
+    _strip(record["multi"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=1) + "\n")
+    print(table(record))
+    print(
+        f"load average before {tuple(round(x, 2) for x in load_before)}, after "
+        f"{tuple(round(x, 2) for x in record['load_average_after'])}; "
+        f"{record['duration_s']:.0f} s; wrote {output}"
+    )
+    if plot is not None:
+        try:
+            from . import _plot
+        except ImportError as exc:
+            print(f"no plot: {exc} (install the bench extra for matplotlib)")
+        else:
+            _plot.plot(record, plot)
+            print(f"wrote {plot}")
+    return record
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    base: dict[str, Any] = dict(FULL if args.full else QUICK)
+    sizes = tuple(args.sizes) if args.sizes else SIZES
+    backends = tuple(args.backends) if args.backends else BACKENDS
+    if args.bursts:
+        base["bursts"] = args.bursts
+        base["floor_bursts"] = args.bursts
+        base["multi_bursts"] = args.bursts
+    if args.memory_sizes:
+        base["memory_sizes"] = tuple(args.memory_sizes)
+    if args.idle_tasks:
+        base["idle_tasks"] = args.idle_tasks
+    if args.idle_seconds:
+        base["idle_seconds"] = args.idle_seconds
+    if args.multi_tasks:
+        base["multi_tasks"] = args.multi_tasks
+    if args.time_sleep_samples:
+        base["time_sleep_samples"] = args.time_sleep_samples
+    return Settings(
+        mode="full" if args.full else "quick",
+        sizes=sizes,
+        backends=backends,
+        concurrency=args.concurrency,
+        apscheduler=not args.no_apscheduler,
+        cron=not args.no_cron,
+        multi=not args.no_multi,
+        **base,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks suite",
+        description="trio-sched vs APScheduler 4 vs the floor: lateness, CPU, memory.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="under 3 minutes (default)")
+    mode.add_argument("--full", action="store_true", help="more bursts and longer stretches")
+    parser.add_argument("--sizes", type=int, nargs="+", help="tasks due together (1 100 ...)")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS)
+    parser.add_argument("--bursts", type=int, help="bursts per scenario")
+    parser.add_argument("--memory-sizes", type=int, nargs="*")
+    parser.add_argument("--idle-tasks", type=int)
+    parser.add_argument("--idle-seconds", type=float)
+    parser.add_argument("--multi-tasks", type=int)
+    parser.add_argument("--time-sleep-samples", type=int)
+    parser.add_argument("--concurrency", type=int, default=100, help="handlers at once, both")
+    parser.add_argument("--no-apscheduler", action="store_true", help="our side and floor only")
+    parser.add_argument("--no-cron", action="store_true", help="skip cron throughput")
+    parser.add_argument("--no-multi", action="store_true", help="skip multi-instance")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--postgres-url")
+    parser.add_argument("--output", type=Path, help="JSON (default benchmarks/results/...)")
+    parser.add_argument("--plot", type=Path, help="PNG (default next to the JSON)")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    settings = settings_from(args)
+    output = args.output or RESULTS / f"suite_{settings.mode}.json"
+    plot = None if args.no_plot else (args.plot or output.with_suffix(".png"))
+    servers = find_servers(args.redis_url, args.postgres_url)
+    run(settings, servers, output, plot)
+    return 0
+
+
+# Re-exported for the smoke test.
+__all__ = ["Settings", "main", "pct", "summarize", "worker_main"]
