@@ -19,9 +19,10 @@ Rules:
 - R4 `TimerHeap.sleep_until` parks the calling task on the heap. It is a checkpoint;
   when cancelled, the entry is removed and nothing else changes.
 - R5 Precision: Trio's I/O wait (epoll) rounds a sleep's timeout up to whole
-  milliseconds. On a real clock the timer sleeps until ``spin`` seconds before the
-  earliest deadline and yields in a loop for the rest (at most ``spin`` of CPU per
-  distinct wake-up instant), so due entries run within microseconds. Under
+  milliseconds. On a real clock, when the earliest entry is wall-anchored (an
+  occurrence), the timer sleeps until ``spin`` seconds before it and yields in a loop
+  for the rest (at most ``spin`` of CPU per distinct occurrence instant), so due
+  occurrences run within microseconds. Other entries are served at Trio's precision. Under
   `trio.testing.MockClock` it never spins (a spinning task would stop autojump).
 """
 
@@ -157,10 +158,13 @@ class TimerHeap:
                 heapq.heappop(heap)
                 self._cancelled -= 1
             deadline = heap[0][0] if heap else math.inf
-            if spin and deadline - trio.current_time() <= spin:
+            # Only wall-anchored entries (occurrences) are worth spinning for; renewals,
+            # retries and timeouts tolerate Trio's millisecond rounding.
+            early = spin if heap and heap[0][2].wall_time is not None else 0.0
+            if early and deadline - trio.current_time() <= early:
                 await trio.lowlevel.checkpoint()
                 continue
-            with trio.CancelScope(deadline=deadline - spin) as scope:
+            with trio.CancelScope(deadline=deadline - early) as scope:
                 self._sleep_scope = scope
                 await trio.sleep_forever()
             self._sleep_scope = None
@@ -195,9 +199,10 @@ class TimerHeap:
             heap = self._heap
         heapq.heappush(heap, (handle.deadline, next(self._seq), handle))
         scope = self._sleep_scope
-        if scope is not None and handle.deadline - self._active_spin < scope.deadline:
+        early = self._active_spin if handle.wall_time is not None else 0.0
+        if scope is not None and handle.deadline - early < scope.deadline:
             # Wake the timer earlier; changing an active scope's deadline is allowed.
-            scope.deadline = handle.deadline - self._active_spin
+            scope.deadline = handle.deadline - early
         return handle
 
     def _compact(self) -> None:
