@@ -294,3 +294,30 @@ async def test_stop_ends_claiming_and_drains(autojump_clock: trio.testing.MockCl
         await trio.sleep(5)
     assert done == ["job-1"]
     assert jobs.statistics().pending == 1
+
+
+async def test_lost_lease_cancels_the_handler(autojump_clock: trio.testing.MockClock) -> None:
+    # The lease moves on while the handler runs (here: the handler gives its own job
+    # back, as another delivery finishing it would): the next extension reports it lost,
+    # the handler is cancelled and the job is not acknowledged by this delivery (WK3).
+    jobs = MemoryJobs(visibility_timeout=3.0)
+    runs: list[int] = []
+    cancelled: list[bool] = []
+
+    async def work(job: Job) -> None:
+        runs.append(job.attempt)
+        if len(runs) == 1:
+            await jobs.release(current_job().delivery)
+            try:
+                await trio.sleep(100)
+            except trio.Cancelled:
+                cancelled.append(True)
+                raise
+
+    await jobs.enqueue(_job(1))
+    async with open_worker(jobs, {"work": work}, queues=["q"], concurrency=1) as worker:
+        await _until(lambda: worker.statistics().succeeded == 1)
+    assert cancelled == [True]
+    assert worker.statistics().lease_lost == 1
+    assert runs == [1, 1]
+    assert jobs.statistics().completed == 1

@@ -213,8 +213,16 @@ class WorkerStatistics:
     in_flight: int
 
 
-class _UnknownJobName(Exception):
-    pass
+class _Running:
+    """One handler in flight: its delivery, cancel scope and lease state."""
+
+    __slots__ = ("delivery", "handling", "lost", "scope")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.scope = trio.CancelScope()
+        self.handling = True  # the handler has not returned yet: keep its lease
+        self.lost = False
 
 
 @final
@@ -266,7 +274,8 @@ class Worker:
         self._claim_scope = trio.CancelScope()
         self._stop_requested = trio.Event()
         self._changed = trio.Event()
-        self._running_scopes: dict[int, trio.CancelScope] = {}
+        self._handling: dict[int, _Running] = {}
+        self._keeper_scope = trio.CancelScope()
         self._abandoning = False
         self._entered = False
         self._running = False
@@ -300,6 +309,7 @@ class Worker:
         self._nursery_manager = manager
         self._running = True
         self._nursery.start_soon(self._claim_loop)
+        self._nursery.start_soon(self._keep_leases)
         return self
 
     async def __aexit__(
@@ -362,8 +372,9 @@ class Worker:
             with trio.move_on_after(self._drain_timeout, shield=True):
                 await self.wait_idle()
         self._abandoning = True
-        for scope in list(self._running_scopes.values()):
-            scope.cancel()  # each run task then releases its job (shielded, bounded)
+        for running in list(self._handling.values()):
+            running.scope.cancel()  # each run task then releases its job (shielded)
+        self._maybe_stop_keeper()
 
     async def _claim_loop(self) -> None:
         assert self._nursery is not None
@@ -389,39 +400,38 @@ class Worker:
                 for delivery in deliveries:
                     self._counts["taken"] += 1
                     self._in_flight += 1
-                    scope = trio.CancelScope()
-                    self._running_scopes[id(scope)] = scope
-                    self._nursery.start_soon(self._run, delivery, scope)
+                    running = _Running(delivery)
+                    self._handling[id(running)] = running
+                    self._nursery.start_soon(self._run, running)
 
-    async def _run(self, delivery: Delivery, scope: trio.CancelScope) -> None:
+    async def _run(self, running: _Running) -> None:
         try:
             if self._abandoning:
-                scope.cancel()  # claimed while shutting down: give it straight back
-            await self._process(delivery, scope)
+                running.scope.cancel()  # claimed while shutting down: give it back
+            await self._process(running)
         finally:
-            del self._running_scopes[id(scope)]
+            del self._handling[id(running)]
             self._in_flight -= 1
             self._notify()
+            self._maybe_stop_keeper()
 
-    async def _process(self, delivery: Delivery, scope: trio.CancelScope) -> None:
+    async def _process(self, running: _Running) -> None:
+        delivery = running.delivery
         job = delivery.job
         finished: list[str | None] = []  # the handler's outcome, once it returned
-        lost = trio.Event()
         try:
-            with scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._keep_lease, delivery, lost, nursery.cancel_scope)
-                    finished.append(await self._call_handler(delivery))
-                    nursery.cancel_scope.cancel()
+            with running.scope:
+                finished.append(await self._call_handler(delivery))
         except BaseException:
             # An enclosing scope was cancelled too (the block raised, or the caller was
-            # cancelled): the Cancelled (a group of them, from the nursery) passes our
-            # scope, so give the job back here.
-            if not finished and not lost.is_set():
+            # cancelled): the Cancelled passes our scope, so give the job back here.
+            if not finished and not running.lost:
                 await self._release(delivery)
             raise
+        finally:
+            running.handling = False
         if not finished:
-            if lost.is_set():
+            if running.lost:
                 self._counts["lease_lost"] += 1
                 logger.warning("lease of job %r lost: another delivery owns it", job.id)
             else:  # cancelled by the shutdown (WK5)
@@ -470,24 +480,37 @@ class Worker:
         finally:
             _current.reset(token)
 
-    async def _keep_lease(
-        self, delivery: Delivery, lost: trio.Event, handler_scope: trio.CancelScope
-    ) -> None:
+    async def _keep_leases(self) -> None:
+        """One task for all leases (WK3): every ``visibility_timeout / 3`` seconds,
+        extend each running handler's lease, concurrently."""
         interval = self._jobs.visibility_timeout / 3
         if not math.isfinite(interval):
             return
-        while True:
-            await trio.sleep(interval)
-            try:
-                kept = await self._jobs.extend(delivery)
-            except Exception as exc:
-                # Transient: the next try may work; the lease lasts 3 intervals.
-                logger.warning("extending the lease of job %r failed: %r", delivery.job.id, exc)
-                continue
-            if not kept:
-                lost.set()
-                handler_scope.cancel()
-                return
+        with self._keeper_scope:
+            while True:
+                await trio.sleep(interval)
+                due = [r for r in self._handling.values() if r.handling]
+                if due:
+                    async with trio.open_nursery() as nursery:
+                        for running in due:
+                            nursery.start_soon(self._extend, running)
+
+    async def _extend(self, running: _Running) -> None:
+        try:
+            kept = await self._jobs.extend(running.delivery)
+        except Exception as exc:
+            # Transient: the next round may work; the lease lasts three rounds.
+            logger.warning("extending the lease of job %r failed: %r", running.delivery.job.id, exc)
+            return
+        if not kept and running.handling:
+            running.lost = True
+            running.scope.cancel()
+
+    def _maybe_stop_keeper(self) -> None:
+        # The keeper runs until shutdown began and the last handler is gone: a graceful
+        # drain still needs its leases kept.
+        if self._stop_requested.is_set() and not self._in_flight:
+            self._keeper_scope.cancel()
 
     async def _release(self, delivery: Delivery) -> None:
         with trio.move_on_after(self._release_timeout, shield=True):
