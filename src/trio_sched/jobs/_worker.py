@@ -49,8 +49,9 @@ The worker, rules WK1-WK7:
   ``max_retry_backoff``, with "equal jitter": between half and all of it) and
   dead-lettered after ``max_attempts`` (W6). Nothing is dropped silently.
 - WK3 While a handler runs, its lease is extended every ``visibility_timeout / 3``
-  seconds. When an extension reports the lease lost, the handler is cancelled (the job
-  belongs to another delivery now) and the job is not acknowledged.
+  seconds, by one keeper task for all running handlers (not a task per job). When an
+  extension reports the lease lost, the handler is cancelled (the job belongs to another
+  delivery now) and the job is not acknowledged.
 - WK4 Per-job context: the handler gets the `Job` (``attempt``, ``headers``,
   ``tenant_id``); `current_job()` returns the running job's `JobContext` from a
   context variable, for code deeper in the call stack.

@@ -78,7 +78,9 @@ class QueueStatistics:
 
     `delivered` counts jobs handed to the handler; each then ends as `completed` or
     `handler_errors` (or is cancelled at close). `pending` are accepted jobs not yet
-    handed over (buffered).
+    handed over (buffered). On worker queues (J8) `delivered` counts claims, a failure
+    reported by a worker counts in `handler_errors` and then in `retried` or
+    `dead_lettered`.
     """
 
     enqueued: int
