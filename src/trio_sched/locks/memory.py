@@ -98,6 +98,7 @@ class MemoryLockProvider:
         self._watermarks: dict[str, int] = {}
         self._sweep_at = _MIN_SWEEP_SIZE
         self._fencing = 0
+        self._token_prefix = secrets.token_hex(8) + "-"
         self._closed = False
         self._acquires = 0
         self._misses = 0
@@ -140,6 +141,7 @@ class MemoryLockProvider:
             now = self._now()
             self._maybe_sweep(now)
             results: list[LockLease | None] = []
+            expire_at: dict[float, datetime] = {}
             for request in requests:
                 if request.watermark is not None:
                     mark = self._watermarks.get(request.watermark)
@@ -147,7 +149,7 @@ class MemoryLockProvider:
                         self._refused += 1
                         results.append(None)
                         continue
-                results.append(self._try_take(request.key, request.ttl, now))
+                results.append(self._try_take(request.key, request.ttl, now, expire_at))
             return results
 
     async def renew(self, lease: LockLease, ttl: float) -> LockLease:
@@ -261,18 +263,26 @@ class MemoryLockProvider:
 
     # -- internals (all called with self._mutex held) ---------------------------------
 
-    def _try_take(self, key: str, ttl: float, now: float) -> LockLease | None:
+    def _try_take(
+        self, key: str, ttl: float, now: float, expire_at: dict[float, datetime] | None = None
+    ) -> LockLease | None:
+        """Take `key` if free. `expire_at` caches wall-clock expiries per TTL within one
+        batch: the wall clock is read once per batch, not once per lease."""
         entry = self._entries.get(key)
         if entry is not None and entry.expires > now:
             self._misses += 1
             return None
         self._fencing += 1
-        token = secrets.token_hex(16)
+        # Tokens need uniqueness, not secrecy: a random per-provider prefix and the
+        # fencing counter are unique and cost far less than a random token per lease.
+        token = f"{self._token_prefix}{self._fencing:x}"
         self._entries[key] = _Entry(token=token, expires=now + ttl, fencing_token=self._fencing)
         self._acquires += 1
-        return LockLease(
-            key=key, token=token, expire_at=self._expire_at(ttl), fencing_token=self._fencing
-        )
+        if expire_at is None:
+            wall = self._expire_at(ttl)
+        else:
+            wall = expire_at.get(ttl) or expire_at.setdefault(ttl, self._expire_at(ttl))
+        return LockLease(key=key, token=token, expire_at=wall, fencing_token=self._fencing)
 
     def _maybe_sweep(self, now: float) -> None:
         if len(self._entries) < self._sweep_at:
