@@ -16,12 +16,15 @@ TTLs and timeouts are ``float`` seconds, as everywhere in Trio.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["AcquireRequest", "LockLease", "LockProvider"]
+from trio_sched._errors import InvalidArgumentError
+
+__all__ = ["AcquireRequest", "LockLease", "LockProvider", "check_key", "check_ttl"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +106,20 @@ class LockProvider(Protocol):
     async def aclose(self) -> None:
         """Release client resources. Idempotent."""
         ...
+
+
+def check_key(key: object) -> None:
+    """Raise `InvalidArgumentError` unless `key` is a non-empty str (every provider)."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"lock key must be a non-empty str, got {key!r}")
+
+
+def check_ttl(ttl: object) -> float:
+    """Return `ttl` if it is a finite number of seconds > 0, else raise
+    `InvalidArgumentError` (every provider)."""
+    # bool is an int; a TTL of True seconds is certainly a bug.
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise InvalidArgumentError(f"ttl must be a number of seconds, got {ttl!r}")
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+    return ttl

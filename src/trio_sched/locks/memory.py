@@ -27,7 +27,6 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol`):
 
 from __future__ import annotations
 
-import math
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +37,7 @@ from typing import NamedTuple, final
 import trio
 
 from trio_sched._errors import ClosedError, InvalidArgumentError, LeaseLostError
-from trio_sched.locks._protocol import AcquireRequest, LockLease
+from trio_sched.locks._protocol import AcquireRequest, LockLease, check_key, check_ttl
 
 __all__ = ["MemoryLockProvider", "MemoryLockStatistics"]
 
@@ -115,8 +114,8 @@ class MemoryLockProvider:
 
         A checkpoint before the atomic decision: cancelled means not taken (rule M2).
         """
-        _check_key(key)
-        _check_ttl(ttl)
+        check_key(key)
+        check_ttl(ttl)
         await trio.lowlevel.checkpoint()
         with self._mutex:
             self._check_open()
@@ -133,8 +132,8 @@ class MemoryLockProvider:
         twice in one batch is granted to the first request only.
         """
         for request in requests:
-            _check_key(request.key)
-            _check_ttl(request.ttl)
+            check_key(request.key)
+            check_ttl(request.ttl)
         await trio.lowlevel.checkpoint()
         with self._mutex:
             self._check_open()
@@ -159,7 +158,7 @@ class MemoryLockProvider:
         another token holds it. A checkpoint before the atomic decision: a cancelled
         renew changed nothing (the old expiry stands).
         """
-        _check_ttl(ttl)
+        check_ttl(ttl)
         await trio.lowlevel.checkpoint()
         with self._mutex:
             self._check_open()
@@ -319,16 +318,3 @@ class MemoryLockProvider:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _check_key(key: str) -> None:
-    if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(f"lock key must be a non-empty str, got {key!r}")
-
-
-def _check_ttl(ttl: float) -> None:
-    # bool is an int; a TTL of True seconds is certainly a bug.
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise InvalidArgumentError(f"ttl must be a number of seconds, got {ttl!r}")
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")

@@ -103,7 +103,7 @@ from trio_sched._postgres_common import (
     query,
     redact_dsn,
 )
-from trio_sched.locks._protocol import AcquireRequest, LockLease
+from trio_sched.locks._protocol import AcquireRequest, LockLease, check_key, check_ttl
 
 if TYPE_CHECKING:
     # Only for annotations: the first psycopg import goes through _postgres_common,
@@ -393,8 +393,8 @@ class PostgresLockProvider:
         cancelled, timed-out or disconnected call leaves no hidden lock: the key is
         released by this call's token (PG6).
         """
-        _check_key(key)
-        _check_ttl(ttl)
+        check_key(key)
+        check_ttl(ttl)
         token = secrets.token_hex(16)
         params = {"key": key, "token": token, "ttl": float(ttl)}
         await self._maybe_cleanup()
@@ -425,8 +425,8 @@ class PostgresLockProvider:
         marks: list[str | None] = []
         nominals: list[int] = []
         for request in requests:
-            _check_key(request.key)
-            _check_ttl(request.ttl)
+            check_key(request.key)
+            check_ttl(request.ttl)
             if request.watermark is not None and not isinstance(request.watermark, str):
                 raise InvalidArgumentError(
                     f"watermark must be a str or None, got {request.watermark!r}"
@@ -483,7 +483,7 @@ class PostgresLockProvider:
         another token holds it. One statement. A checkpoint; a cancelled renew may or may
         not have extended the expiry, the lease stays the caller's either way (PG6).
         """
-        _check_ttl(ttl)
+        check_ttl(ttl)
         params = {"key": lease.key, "token": lease.token, "ttl": float(ttl)}
 
         def run(conn: Connection) -> tuple[Any, ...] | None:
@@ -701,19 +701,6 @@ class _Release:
         deleted = self._driver.execute(conn, self._statement, params).rowcount
         if deleted:
             _log.debug("released %d lock(s) of an abandoned or failed acquire", deleted)
-
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(f"lock key must be a non-empty str, got {key!r}")
-
-
-def _check_ttl(ttl: object) -> None:
-    # bool is an int; a TTL of True seconds is certainly a bug.
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise InvalidArgumentError(f"ttl must be a number of seconds, got {ttl!r}")
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
 
 
 def _bigint(what: str, value: object) -> int:

@@ -77,7 +77,7 @@ from trio_sched._redis_common import (
     check_timeout,
     redact_url,
 )
-from trio_sched.locks._protocol import AcquireRequest, LockLease
+from trio_sched.locks._protocol import AcquireRequest, LockLease, check_key, check_ttl
 
 __all__ = ["RedisLockProvider", "RedisLockProviderConfig", "RedisLockStatistics"]
 
@@ -321,7 +321,7 @@ class RedisLockProvider:
         One round trip (RD2). A checkpoint; a cancelled, timed-out or disconnected call
         leaves no hidden lock: the key is released by this call's token (RD5).
         """
-        _check_key(key)
+        check_key(key)
         ttl_ms = _ttl_ms(ttl)
         token = secrets.token_hex(16)
         redis_key = self._lock_prefix + key
@@ -353,7 +353,7 @@ class RedisLockProvider:
         keys = [self._fencing_key, self._watermark_key]
         rows: list[tuple[str, str, int, str, str]] = []
         for request in requests:
-            _check_key(request.key)
+            check_key(request.key)
             token = secrets.token_hex(16)
             tokens.append(token)
             keys.append(self._lock_prefix + request.key)
@@ -549,19 +549,9 @@ class _Release:
             _log.debug("released %s lock(s) of an abandoned or failed acquire", deleted)
 
 
-def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(f"lock key must be a non-empty str, got {key!r}")
-
-
 def _ttl_ms(ttl: object) -> str:
     """TTL seconds as whole milliseconds for PX, rounded up (never 0)."""
-    # bool is an int; a TTL of True seconds is certainly a bug.
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise InvalidArgumentError(f"ttl must be a number of seconds, got {ttl!r}")
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
-    return str(max(1, math.ceil(ttl * 1000)))
+    return str(max(1, math.ceil(check_ttl(ttl) * 1000)))
 
 
 def _exact_int(what: str, value: object) -> str:
