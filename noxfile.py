@@ -29,8 +29,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "benchmarks.cron_throughput", *session.posargs)
+    """The benchmark suite in quick mode (vs APScheduler 4 and the floor), then cron
+    throughput. Redis and Postgres: TRIO_SCHED_REDIS_URL / TRIO_SCHED_POSTGRES_URL or the
+    local servers; the suite says which backend it could not measure."""
+    session.install("-e", ".[test,bench,redis,postgres]")
+    session.run("python", "-m", "benchmarks", "suite", "--quick", *session.posargs)
+    session.run("python", "-m", "benchmarks", "cron")
 
 
 @nox.session(python="3.11")
