@@ -573,6 +573,16 @@ class PostgresDriver:
             # The server closed it while idle (restart, idle timeout, a dropped network):
             # found without a round trip, so no caller fails for it.
             pooled.close()
+        return self._connect()
+
+    def open_dedicated(self) -> Connection:
+        """A new connection outside the pool, with this driver's settings (P1, P2), for a
+        caller that keeps it for itself (a LISTEN connection). Blocking: call it in a
+        worker thread. The caller owns it and closes it; `close` does not."""
+        self.check_open()
+        return self._connect()
+
+    def _connect(self) -> Connection:
         conn = psycopg.Connection.connect(self._dsn, **self._connect_kwargs)
         try:
             with self._lock:

@@ -1,0 +1,1164 @@
+"""`PostgresJobs`: a durable jobs runtime on PostgreSQL (``trio-sched[postgres]``).
+
+Importing this module imports psycopg 3; ``import trio_sched.jobs`` never does::
+
+    from trio_sched.jobs import open_worker
+    from trio_sched.jobs.postgres import PostgresJobs, PostgresJobsConfig
+
+    jobs = PostgresJobs(PostgresJobsConfig(url="postgresql://127.0.0.1/test"))
+    async with jobs, open_worker(jobs, {"build_report": build_report}, queues=["default"]):
+        ...
+
+It implements `JobsRuntime` (enqueue) and `ConsumableJobs` (rules W1-W9 of
+`trio_sched.jobs._worker`) with the driver of `trio_sched._postgres_common` (rules
+P1-P6: sync psycopg in worker threads, operation timeouts, error mapping, DSN
+redaction, quoted table names).
+
+Rules:
+- PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
+  advisory lock every trio-sched schema creation takes, with ``IF NOT EXISTS`` only
+  (idempotent, safe when several processes start together): one table ``<table>``
+  holding every job as enqueued (``id`` primary key, ``queue``, ``name``, ``payload
+  bytea``, ``headers jsonb``, ``content_type``, ``tenant_id``, ``idempotency_key``
+  UNIQUE and nullable, ``run_at``, ``created_at``, ``fencing_token``, ``attempt``) plus
+  its delivery state: ``state`` (``ready``, ``leased``, ``dead`` or ``done``), ``tries``
+  (deliveries so far), ``lease_token``, ``leased_until``, ``available_at``,
+  ``last_error``, ``failed_at``, ``dead_attempt``, ``enqueued_at``, ``finished_at``.
+  Dead letters are rows in state ``dead``. Indexes: ``<table>_due_idx`` on ``(queue,
+  available_at)`` for ready and leased rows (the claim), ``<table>_dead_idx`` and
+  ``<table>_done_idx``. If the table disappears, the next call creates it again.
+- PJ2 ``available_at`` is the instant a row may next be claimed: ``run_at`` (or the
+  enqueue instant) for a new job, ``clock_timestamp() + retry_in`` for a retry, and for
+  a leased row its ``leased_until``. So one index and one condition, ``state IN
+  ('ready', 'leased') AND available_at <= clock_timestamp()``, find both due jobs and
+  expired leases (redelivery, W2). Every time is the server's clock, read in the
+  statement that decides; the client's wall clock only converts ``run_at``.
+- PJ3 ``enqueue`` is ONE statement, ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: a
+  job whose idempotency key or id is already stored is not inserted and raises
+  `ConflictError` (the scheduler counts that as success). A lost reply is harmless:
+  repeating the enqueue raises `ConflictError`. Completed jobs with an idempotency key
+  stay as ``done`` rows (payload cleared) for ``dedupe_retention`` seconds, so a
+  re-fire of the same occurrence is still refused; jobs without a key are deleted on
+  completion. Old ``done`` rows are deleted in batches at most once per
+  ``cleanup_interval`` (amortised before an enqueue, ``SKIP LOCKED``) and on demand.
+- PJ4 ``claim`` is ONE statement: ``SELECT ... FOR UPDATE SKIP LOCKED`` of up to
+  ``max_jobs`` due rows, which it leases (``state = 'leased'``, ``tries + 1``, a fresh
+  random ``lease_token`` per call, ``leased_until = clock_timestamp() +
+  visibility_timeout``). The delivered ``attempt`` is the enqueued one plus ``tries -
+  1`` (W3). An expired lease whose next attempt would exceed ``max_attempts`` is
+  dead-lettered by that statement instead of delivered, so a job that kills its worker
+  every time ends in the dead letters (W2). A claim cancelled, timed out or cut off
+  after sending its statement gives its rows back by their token (the P3 undo: ready
+  again, try un-counted); when even that fails they are redelivered after the lease.
+- PJ5 Waiting (W1): when nothing is due, ``claim`` waits up to ``wait`` seconds, but
+  never past the next ``available_at`` of its queues (a delayed job or retry becoming
+  due, a lease expiring) nor longer than ``poll_interval`` (the fallback poll for a
+  missed notification), then claims again. It waits on a dedicated LISTEN connection
+  (``listen=True``): enqueue, retry, release and redrive send ``NOTIFY`` on the
+  table's channel with the queue as payload, in the statement that makes the job
+  available, so an idle worker wakes at once. The listening connection holds no worker
+  thread: Trio waits for its socket to become readable. Any notification on the channel
+  wakes every waiting claim (they re-run their claim statement). A broken listening
+  connection is dropped and reopened by the next claim; meanwhile claims poll.
+- PJ6 ``complete``/``fail``/``extend``/``release`` are one statement each, checked by
+  job id and lease token while the row is leased: a row leased again by another claim
+  (or finished) has another token, so the call is stale (W5) and changes nothing.
+  ``fail`` retries (``state = 'ready'``, ``available_at = clock_timestamp() +
+  retry_in``) or dead-letters; ``release`` makes the row ready now and un-counts its
+  try; ``extend`` moves ``leased_until`` on while the token matches. ``redrive`` makes
+  dead rows ready with ``tries = 0`` (W8: the enqueued attempt again).
+- PJ7 Every method is a checkpoint and changes all or nothing (one statement each,
+  autocommit). ``aclose`` closes the pool and the listening connection at once, before
+  its checkpoint, and is idempotent; leased rows stay leased and are redelivered after
+  their lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, final
+
+import trio
+
+from trio_sched._errors import (
+    ConflictError,
+    InvalidArgumentError,
+    NotInitializedError,
+    SchedulerError,
+    ValidationError,
+)
+from trio_sched._postgres_common import (
+    Connection,
+    PostgresDriver,
+    PostgresDriverStatistics,
+    TableName,
+    advisory_key,
+    check_dsn,
+    check_timeout,
+    query,
+    redact_dsn,
+)
+from trio_sched.jobs._job import Job
+from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
+
+if TYPE_CHECKING:
+    # Only for annotations: the first psycopg import goes through _postgres_common,
+    # which says which extra to install when psycopg is missing.
+    from psycopg import sql
+
+__all__ = [
+    "PostgresJobs",
+    "PostgresJobsConfig",
+    "PostgresJobsStatistics",
+    "PostgresQueueStatistics",
+]
+
+_log = logging.getLogger("trio_sched.jobs.postgres")
+
+T = TypeVar("T")
+
+_BIGINT_MIN: Final = -(2**63)
+_BIGINT_MAX: Final = 2**63 - 1
+# The job columns, in the order `_job_from_row` reads them.
+_JOB_COLUMNS: Final = (
+    "id, name, queue, payload, headers, content_type, tenant_id, idempotency_key,"
+    " run_at, created_at, fencing_token, attempt"
+)
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostgresJobsConfig:
+    """Where and how a `PostgresJobs` talks to Postgres.
+
+    - ``url``: a libpq URL or ``key=value`` DSN, shown redacted everywhere (P5).
+    - ``table``: the jobs table, ``name`` or ``schema.name`` (P6, PJ1).
+    - ``visibility_timeout``: seconds a claimed job stays leased without an ``extend``
+      before it is redelivered (W2). ``max_attempts``: deliveries before dead-lettering.
+    - ``operation_timeout`` and ``max_connections``: as for the lock provider (P1, P2).
+      The listening connection is one more, outside ``max_connections``.
+    - ``listen``: wake waiting claims with LISTEN/NOTIFY (PJ5); ``False`` polls only.
+    - ``poll_interval``: longest single wait of a claim before it looks again even
+      without a notification (the fallback poll, PJ5).
+    - ``dedupe_retention``: seconds a completed job's idempotency key is remembered.
+    - ``cleanup_interval``: seconds between amortised cleanups of old ``done`` rows,
+      ``None`` for none (then only `PostgresJobs.cleanup_done`); ``cleanup_batch`` the
+      most rows one cleanup deletes (PJ3).
+    - ``synchronous_commit``: wait for each commit's disk flush (as for the locks).
+    """
+
+    url: str = "postgresql://127.0.0.1/test"
+    table: str = "trio_sched_jobs"
+    visibility_timeout: float = 30.0
+    max_attempts: int = 5
+    operation_timeout: float = 3.0
+    max_connections: int = 8
+    listen: bool = True
+    poll_interval: float = 5.0
+    dedupe_retention: float = 7 * 24 * 3600.0
+    cleanup_interval: float | None = 60.0
+    cleanup_batch: int = 1000
+    synchronous_commit: bool = True
+
+    def __post_init__(self) -> None:
+        check_dsn(self.url)
+        TableName.parse(self.table)
+        for name in ("visibility_timeout", "operation_timeout", "poll_interval"):
+            check_timeout(name, getattr(self, name))
+        check_timeout("dedupe_retention", self.dedupe_retention)
+        if self.cleanup_interval is not None:
+            check_timeout("cleanup_interval", self.cleanup_interval)
+        for name in ("max_attempts", "max_connections", "cleanup_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(f"{name}: expected an int >= 1, got {value!r}", field=name)
+        for name in ("listen", "synchronous_commit"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValidationError(f"{name}: expected a bool", field=name)
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresJobsConfig(url={redact_dsn(self.url)!r}, table={self.table!r}, "
+            f"visibility_timeout={self.visibility_timeout!r}, "
+            f"max_attempts={self.max_attempts!r}, "
+            f"operation_timeout={self.operation_timeout!r}, listen={self.listen!r}, "
+            f"poll_interval={self.poll_interval!r})"
+        )
+
+    __str__ = __repr__
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PostgresJobsStatistics:
+    """This client's counters (not the server's totals; see
+    `PostgresJobs.queue_statistics`).
+
+    `claimed` counts deliveries, `expired_dead_lettered` expired leases with no attempt
+    left (PJ4), `stale` acknowledgements of leases that had moved on, `leases_lost`
+    extends that found the lease gone. `notifications` counts NOTIFY messages the
+    listening connection received, `listen_errors` its failures (then claims poll).
+    `driver`: round trips, failures, undos and connections (P1-P3).
+    """
+
+    enqueued: int
+    delayed: int
+    duplicates: int
+    claimed: int
+    completed: int
+    retried: int
+    dead_lettered: int
+    expired_dead_lettered: int
+    released: int
+    stale: int
+    extended: int
+    leases_lost: int
+    redriven: int
+    cleaned_rows: int
+    notifications: int
+    listen_errors: int
+    listening: bool
+    schema_ready: bool
+    closed: bool
+    driver: PostgresDriverStatistics
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PostgresQueueStatistics:
+    """What the table holds for one queue: `ready` rows due now, `delayed` ready rows
+    due later, `leased` rows (delivered, not finished; expired leases included), `dead`
+    letters and `done` rows kept for dedupe (PJ3)."""
+
+    ready: int
+    delayed: int
+    leased: int
+    dead: int
+    done: int
+
+
+@dataclass(slots=True)
+class _Counters:
+    enqueued: int = 0
+    delayed: int = 0
+    duplicates: int = 0
+    claimed: int = 0
+    completed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    expired_dead_lettered: int = 0
+    released: int = 0
+    stale: int = 0
+    extended: int = 0
+    leases_lost: int = 0
+    redriven: int = 0
+    cleaned_rows: int = 0
+
+
+@final
+class _Sql:
+    """The runtime's statements, with its table names quoted as identifiers (P6)."""
+
+    def __init__(self, table: TableName) -> None:
+        ids = {
+            "jobs": table.identifier(),
+            "due_idx": table.local_identifier("_due_idx"),
+            "dead_idx": table.local_identifier("_dead_idx"),
+            "done_idx": table.local_identifier("_done_idx"),
+        }
+        # The lock provider's key: one for every trio-sched schema creation (PJ1).
+        self.advisory_key = advisory_key("trio_sched", "schema")
+        self.create = [
+            query(
+                "CREATE TABLE IF NOT EXISTS {jobs} ("
+                " id text PRIMARY KEY,"
+                " queue text NOT NULL,"
+                " name text NOT NULL,"
+                " payload bytea NOT NULL,"
+                " headers jsonb NOT NULL,"
+                " content_type text NOT NULL,"
+                " tenant_id text,"
+                " idempotency_key text UNIQUE,"
+                " run_at timestamptz,"
+                " created_at timestamptz,"
+                " fencing_token bigint,"
+                " attempt integer NOT NULL,"
+                " tries integer NOT NULL DEFAULT 0,"
+                " state text NOT NULL DEFAULT 'ready'"
+                " CHECK (state IN ('ready', 'leased', 'dead', 'done')),"
+                " lease_token text,"
+                " leased_until timestamptz,"
+                " available_at timestamptz NOT NULL,"
+                " enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+                " last_error text,"
+                " failed_at timestamptz,"
+                " dead_attempt integer,"
+                " finished_at timestamptz)",
+                **ids,
+            ),
+            query(
+                "CREATE INDEX IF NOT EXISTS {due_idx} ON {jobs} (queue, available_at)"
+                " WHERE state IN ('ready', 'leased')",
+                **ids,
+            ),
+            query(
+                "CREATE INDEX IF NOT EXISTS {dead_idx} ON {jobs} (queue, failed_at)"
+                " WHERE state = 'dead'",
+                **ids,
+            ),
+            query(
+                "CREATE INDEX IF NOT EXISTS {done_idx} ON {jobs} (finished_at)"
+                " WHERE state = 'done'",
+                **ids,
+            ),
+        ]
+        # PJ3: one statement; the NOTIFY is sent when the insert commits.
+        self.enqueue = query(
+            "WITH ins AS ("
+            " INSERT INTO {jobs} (id, queue, name, payload, headers, content_type, tenant_id,"
+            " idempotency_key, run_at, created_at, fencing_token, attempt, available_at)"
+            " VALUES (%(id)s, %(queue)s, %(name)s, %(payload)s, %(headers)s::jsonb,"
+            " %(content_type)s, %(tenant_id)s, %(key)s, %(run_at)s, %(created_at)s,"
+            " %(fencing)s, %(attempt)s, GREATEST(clock_timestamp(),"
+            " COALESCE(%(run_at)s::timestamptz, '-infinity')))"
+            " ON CONFLICT DO NOTHING"
+            " RETURNING queue, available_at"
+            ")"
+            " SELECT available_at > clock_timestamp(), pg_notify(%(channel)s, queue)::text"
+            " FROM ins",
+            **ids,
+        )
+        self.holder = query(
+            "SELECT id FROM {jobs} WHERE id = %(id)s OR idempotency_key = %(key)s LIMIT 1",
+            **ids,
+        )
+        # PJ4: one statement; rows locked by another claim are skipped, never waited for.
+        self.claim = query(
+            "WITH now AS (SELECT clock_timestamp() AS t),"
+            " picked AS ("
+            " SELECT j.id, j.state, j.attempt + j.tries > %(max)s AS spent"
+            " FROM {jobs} AS j, now"
+            " WHERE j.queue = ANY(%(queues)s::text[]) AND j.state IN ('ready', 'leased')"
+            " AND j.available_at <= now.t"
+            " ORDER BY j.available_at LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED"
+            "), dead AS ("
+            " UPDATE {jobs} AS j SET state = 'dead', lease_token = NULL, leased_until = NULL,"
+            " failed_at = now.t, dead_attempt = j.attempt + j.tries - 1,"
+            " last_error = 'lease expired on attempt ' || (j.attempt + j.tries - 1)"
+            " || ' (worker lost or stuck); no attempts left'"
+            " FROM picked AS p, now WHERE j.id = p.id AND p.state = 'leased' AND p.spent"
+            " RETURNING j.id"
+            "), taken AS ("
+            " UPDATE {jobs} AS j SET state = 'leased', tries = j.tries + 1,"
+            " lease_token = %(token)s,"
+            " leased_until = now.t + %(vt)s * interval '1 second',"
+            " available_at = now.t + %(vt)s * interval '1 second'"
+            " FROM picked AS p, now"
+            " WHERE j.id = p.id AND NOT (p.state = 'leased' AND p.spent)"
+            " RETURNING j.id, j.name, j.queue, j.payload, j.headers, j.content_type,"
+            " j.tenant_id, j.idempotency_key, j.run_at, j.created_at, j.fencing_token,"
+            " j.attempt, j.tries, j.available_at"
+            ")"
+            " (SELECT id, name, queue, payload, headers, content_type, tenant_id,"
+            " idempotency_key, run_at, created_at, fencing_token, attempt, tries"
+            " FROM taken ORDER BY available_at, id)"
+            # A count of expired leases dead-lettered, as one marker row (name NULL).
+            " UNION ALL (SELECT count(*)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+            " NULL, NULL, NULL, NULL, NULL FROM dead HAVING count(*) > 0)",
+            **ids,
+        )
+        # PJ5: seconds until the next row of these queues becomes claimable.
+        self.next_due = query(
+            "SELECT extract(epoch FROM min(available_at) - clock_timestamp())::float8"
+            " FROM {jobs}"
+            " WHERE queue = ANY(%(queues)s::text[]) AND state IN ('ready', 'leased')",
+            **ids,
+        )
+        # The undo of a claim (PJ4): rows still leased by the abandoned call's token.
+        self.give_back = query(
+            "WITH back AS ("
+            " UPDATE {jobs} SET state = 'ready', tries = tries - 1, lease_token = NULL,"
+            " leased_until = NULL, available_at = clock_timestamp()"
+            " WHERE lease_token = %(token)s AND state = 'leased'"
+            " RETURNING queue"
+            ")"
+            " SELECT pg_notify(%(channel)s, queue)::text FROM back",
+            **ids,
+        )
+        # PJ6: a job with an idempotency key stays as a `done` row for dedupe (PJ3).
+        self.complete = query(
+            "WITH gone AS ("
+            " DELETE FROM {jobs} WHERE id = %(id)s AND lease_token = %(token)s"
+            " AND state = 'leased' AND idempotency_key IS NULL RETURNING 1"
+            "), kept AS ("
+            " UPDATE {jobs} SET state = 'done', payload = ''::bytea, lease_token = NULL,"
+            " leased_until = NULL, finished_at = clock_timestamp()"
+            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'"
+            " AND idempotency_key IS NOT NULL RETURNING 1"
+            ")"
+            " SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM kept)",
+            **ids,
+        )
+        self.retry = query(
+            "WITH u AS ("
+            " UPDATE {jobs} SET state = 'ready', lease_token = NULL, leased_until = NULL,"
+            " available_at = clock_timestamp() + %(delay)s * interval '1 second',"
+            " last_error = %(error)s"
+            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'"
+            " RETURNING queue"
+            ")"
+            " SELECT pg_notify(%(channel)s, queue)::text FROM u",
+            **ids,
+        )
+        self.bury = query(
+            "UPDATE {jobs} SET state = 'dead', lease_token = NULL, leased_until = NULL,"
+            " last_error = %(error)s, failed_at = clock_timestamp(), dead_attempt = %(attempt)s"
+            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'",
+            **ids,
+        )
+        self.extend = query(
+            "UPDATE {jobs} SET"
+            " leased_until = clock_timestamp() + %(vt)s * interval '1 second',"
+            " available_at = clock_timestamp() + %(vt)s * interval '1 second'"
+            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'",
+            **ids,
+        )
+        self.release = query(
+            "WITH u AS ("
+            " UPDATE {jobs} SET state = 'ready', tries = tries - 1, lease_token = NULL,"
+            " leased_until = NULL, available_at = clock_timestamp()"
+            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'"
+            " RETURNING queue"
+            ")"
+            " SELECT pg_notify(%(channel)s, queue)::text FROM u",
+            **ids,
+        )
+        self.dead_letters = query(
+            f"SELECT {_JOB_COLUMNS}, dead_attempt, last_error, failed_at FROM {{jobs}}"
+            " WHERE queue = %(queue)s AND state = 'dead'"
+            " ORDER BY failed_at, id LIMIT %(limit)s",
+            **ids,
+        )
+        self.redrive = query(
+            "WITH u AS ("
+            " UPDATE {jobs} SET state = 'ready', tries = 0, available_at = clock_timestamp(),"
+            " last_error = NULL, failed_at = NULL, dead_attempt = NULL"
+            " WHERE queue = %(queue)s AND state = 'dead'"
+            " AND (%(all)s OR id = ANY(%(ids)s::text[]))"
+            " RETURNING queue"
+            ")"
+            " SELECT pg_notify(%(channel)s, queue)::text FROM u",
+            **ids,
+        )
+        self.get = query(
+            f"SELECT {_JOB_COLUMNS} FROM {{jobs}}"
+            " WHERE id = %(id)s AND state IN ('ready', 'leased')",
+            **ids,
+        )
+        self.queue_stats = query(
+            "SELECT"
+            " count(*) FILTER (WHERE state = 'ready' AND available_at <= clock_timestamp()),"
+            " count(*) FILTER (WHERE state = 'ready' AND available_at > clock_timestamp()),"
+            " count(*) FILTER (WHERE state = 'leased'),"
+            " count(*) FILTER (WHERE state = 'dead'),"
+            " count(*) FILTER (WHERE state = 'done')"
+            " FROM {jobs} WHERE queue = %(queue)s",
+            **ids,
+        )
+        # PJ3: walks the done index, skips rows another session has locked.
+        self.cleanup = query(
+            "DELETE FROM {jobs} AS j USING ("
+            " SELECT id FROM {jobs} WHERE state = 'done'"
+            " AND finished_at < clock_timestamp() - %(keep)s * interval '1 second'"
+            " ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+            ") AS old WHERE j.id = old.id AND j.state = 'done'",
+            **ids,
+        )
+
+
+@final
+class PostgresJobs:
+    """A `JobsRuntime` and `ConsumableJobs` on one Postgres table (rules PJ1-PJ7).
+
+    Construction does no I/O; the first call connects and creates the schema. Also an
+    async context manager that closes the runtime on exit. A runtime belongs to the
+    Trio run that uses it (its limiter, lock and listener are Trio objects).
+    """
+
+    def __init__(self, config: PostgresJobsConfig | None = None) -> None:
+        self._config = config if config is not None else PostgresJobsConfig()
+        self._table = TableName.parse(self._config.table)
+        self._sql = _Sql(self._table)
+        self._driver = PostgresDriver(
+            self._config.url,
+            operation_timeout=self._config.operation_timeout,
+            max_connections=self._config.max_connections,
+            what="postgres jobs runtime",
+            synchronous_commit=self._config.synchronous_commit,
+        )
+        # A channel name is an identifier (at most 63 bytes): derived from the table name.
+        digest = hashlib.blake2b(str(self._table).encode(), digest_size=10).hexdigest()
+        self._channel = f"trio_sched_jobs_{digest}"
+        self._listener = _Listener(self._driver, self._channel)
+        self._schema_ready = False
+        self._schema_lock = trio.Lock()
+        interval = self._config.cleanup_interval
+        self._next_cleanup = -math.inf if interval is not None else math.inf
+        self._counters = _Counters()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._driver.closed else "open"
+        return f"<PostgresJobs {self._driver.url} table={str(self._table)!r} {state}>"
+
+    @property
+    def config(self) -> PostgresJobsConfig:
+        return self._config
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel of this runtime's table (PJ5)."""
+        return self._channel
+
+    @property
+    def visibility_timeout(self) -> float:
+        return self._config.visibility_timeout
+
+    @property
+    def max_attempts(self) -> int:
+        return self._config.max_attempts
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- JobsRuntime ----------------------------------------------------------------
+
+    async def enqueue(self, job: Job) -> None:
+        """Store and queue `job` (PJ3): one statement, which also sends the NOTIFY.
+
+        Raises `ConflictError` when its idempotency key or its id is already stored
+        (the scheduler counts that as success). A checkpoint; a cancelled enqueue either
+        stored the job or not, and repeating it is safe either way.
+        """
+        if not isinstance(job, Job):
+            raise InvalidArgumentError(f"enqueue expects a Job, got {type(job).__name__}")
+        _check_queue(job.queue)
+        for name in ("run_at", "created_at"):
+            value = getattr(job, name)
+            if value is not None and value.utcoffset() is None:
+                raise InvalidArgumentError(f"{name} must be an aware datetime, got {value!r}")
+        if job.fencing_token is not None:
+            _bigint("fencing_token", job.fencing_token)
+        params = {
+            "id": job.id,
+            "queue": job.queue,
+            "name": job.name,
+            "payload": bytes(job.payload),
+            "headers": json.dumps(dict(job.headers)),
+            "content_type": job.content_type,
+            "tenant_id": job.tenant_id,
+            "key": job.idempotency_key,
+            "run_at": job.run_at,
+            "created_at": job.created_at,
+            "fencing": job.fencing_token,
+            "attempt": job.attempt,
+            "channel": self._channel,
+        }
+        await self._maybe_cleanup()
+
+        def run(conn: Connection) -> tuple[bool | None, str | None]:
+            row = self._driver.execute(conn, self._sql.enqueue, params).fetchone()
+            if row is not None:
+                return bool(row[0]), None
+            # Not inserted: name the holder for the message (a second, read-only query).
+            held = self._driver.execute(
+                conn, self._sql.holder, {"id": job.id, "key": job.idempotency_key}
+            ).fetchone()
+            return None, None if held is None else str(held[0])
+
+        delayed, holder = await self._call(run)
+        if delayed is None:
+            self._counters.duplicates += 1
+            if holder == job.id:
+                raise ConflictError(f"a job with id {job.id!r} is already stored")
+            raise ConflictError(
+                f"duplicate idempotency key {job.idempotency_key!r}: job {holder!r} has it"
+            )
+        self._counters.enqueued += 1
+        if delayed:
+            self._counters.delayed += 1
+
+    async def health_check(self) -> None:
+        """``SELECT 1`` within ``operation_timeout``. A checkpoint; changes nothing and
+        does not create the schema."""
+
+        def run(conn: Connection) -> None:
+            self._driver.execute(conn, "SELECT 1").fetchone()
+
+        await self._driver.call(run)
+
+    async def aclose(self) -> None:
+        """Close the pool and the listening connection; idempotent, closes even when
+        cancelled (PJ7). Leased jobs stay leased on the server and are redelivered
+        after their lease; use a worker's graceful shutdown to release them first."""
+        self._driver.close()
+        self._listener.close()
+        await trio.lowlevel.checkpoint()
+
+    # -- ConsumableJobs -----------------------------------------------------------------
+
+    async def claim(self, queues: Sequence[str], *, max_jobs: int, wait: float) -> list[Delivery]:
+        """Take up to `max_jobs` due jobs from `queues` (W1, PJ4), waiting up to `wait`
+        seconds for one (PJ5). A checkpoint; a cancelled claim gives back what its
+        statement took (PJ4) and leaves nothing else behind."""
+        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
+            raise InvalidArgumentError(f"max_jobs must be an int >= 1, got {max_jobs!r}")
+        if isinstance(queues, str):
+            raise InvalidArgumentError("queues must be a sequence of queue names, not a str")
+        names = [_check_queue(q) for q in dict.fromkeys(queues)]
+        if not names:
+            raise InvalidArgumentError("claim needs at least one queue")
+        wait = max(0.0, float(wait))
+        deadline = trio.current_time() + wait
+        while True:
+            seen = self._listener.generation
+            listening = wait > 0 and self._config.listen and await self._listener.ensure()
+            deliveries, next_due = await self._claim_once(names, max_jobs, want_next=wait > 0)
+            now = trio.current_time()
+            if deliveries or now >= deadline:
+                return deliveries
+            until = min(deadline, now + self._config.poll_interval)
+            if next_due is not None:
+                # A small margin: the row is claimable once the server's clock passed it.
+                until = min(until, now + max(0.0, next_due) + 0.002)
+            if listening:
+                await self._listener.wait(seen, until)
+            else:
+                await trio.sleep_until(until)
+
+    async def complete(self, delivery: Delivery) -> bool:
+        """Finish the job for good (W5, PJ6); False when the lease is stale. One
+        statement: a cancelled call happened wholly or not at all."""
+        params = {"id": delivery.job.id, "token": delivery.receipt}
+
+        def run(conn: Connection) -> int:
+            row = self._driver.execute(conn, self._sql.complete, params).fetchone()
+            return 0 if row is None else int(row[0])
+
+        if not await self._call(run):
+            self._counters.stale += 1
+            return False
+        self._counters.completed += 1
+        return True
+
+    async def fail(self, delivery: Delivery, *, error: str, retry_in: float | None) -> FailOutcome:
+        """Retry after `retry_in` seconds or dead-letter (W6, PJ6). One statement: a
+        cancelled call happened wholly or not at all."""
+        job = delivery.job
+        retry = retry_in is not None and job.attempt < self._config.max_attempts
+        params: dict[str, Any] = {
+            "id": job.id,
+            "token": delivery.receipt,
+            "error": str(error),
+            "channel": self._channel,
+        }
+        if retry:
+            params["delay"] = max(0.0, float(retry_in or 0.0))
+        else:
+            params["attempt"] = job.attempt
+
+        def run(conn: Connection) -> int:
+            if retry:
+                return len(self._driver.execute(conn, self._sql.retry, params).fetchall())
+            return self._driver.execute(conn, self._sql.bury, params).rowcount
+
+        if not await self._call(run):
+            self._counters.stale += 1
+            return "stale"
+        if retry:
+            self._counters.retried += 1
+            return "retried"
+        self._counters.dead_lettered += 1
+        return "dead_lettered"
+
+    async def extend(self, delivery: Delivery) -> bool:
+        """Renew the lease for ``visibility_timeout`` (W7, PJ6); False when lost. One
+        statement; a cancelled call left the old or the new expiry."""
+        params = {
+            "id": delivery.job.id,
+            "token": delivery.receipt,
+            "vt": float(self._config.visibility_timeout),
+        }
+
+        def run(conn: Connection) -> int:
+            return self._driver.execute(conn, self._sql.extend, params).rowcount
+
+        if not await self._call(run):
+            self._counters.leases_lost += 1
+            return False
+        self._counters.extended += 1
+        return True
+
+    async def release(self, delivery: Delivery) -> None:
+        """Give the job back for immediate redelivery, its try un-counted (W7, PJ6); a
+        stale release changes nothing. One statement: wholly or not at all."""
+        params = {"id": delivery.job.id, "token": delivery.receipt, "channel": self._channel}
+
+        def run(conn: Connection) -> int:
+            return len(self._driver.execute(conn, self._sql.release, params).fetchall())
+
+        if await self._call(run):
+            self._counters.released += 1
+        else:
+            self._counters.stale += 1
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters of `queue`, oldest first (W8): one SELECT. A checkpoint."""
+        _check_queue(queue)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidArgumentError(f"limit must be an int >= 0, got {limit!r}")
+        params = {"queue": queue, "limit": limit}
+
+        def run(conn: Connection) -> list[tuple[Any, ...]]:
+            return self._driver.execute(conn, self._sql.dead_letters, params).fetchall()
+
+        letters: list[DeadLetter] = []
+        for row in await self._call(run):
+            job = _job_from_row(row)
+            attempt, error, failed_at = row[12], row[13], row[14]
+            letters.append(
+                DeadLetter(
+                    id=job.id,
+                    job=dataclasses.replace(job, attempt=int(attempt)),
+                    error=str(error),
+                    failed_at=_utc(failed_at),
+                )
+            )
+        return letters
+
+    async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Re-queue dead letters of `queue` (all when `ids` is None) with their enqueued
+        attempt (W8, PJ6); returns how many. One statement: all of them or none."""
+        _check_queue(queue)
+        if ids is not None and not ids:
+            await self._checkpoint_open()
+            return 0
+        params = {
+            "queue": queue,
+            "all": ids is None,
+            "ids": [] if ids is None else [str(i) for i in ids],
+            "channel": self._channel,
+        }
+
+        def run(conn: Connection) -> int:
+            return len(self._driver.execute(conn, self._sql.redrive, params).fetchall())
+
+        moved = await self._call(run)
+        self._counters.redriven += moved
+        return moved
+
+    # -- extras -----------------------------------------------------------------------
+
+    async def ensure_schema(self) -> None:
+        """Create the table and its indexes now if they do not exist (PJ1); idempotent.
+
+        Every other call does this on first use; call it at deployment time to surface
+        permission problems early. A checkpoint; a cancelled call created all or nothing
+        (one transaction).
+        """
+        async with self._schema_lock:
+            if self._schema_ready:
+                await self._checkpoint_open()
+                return
+
+            def run(conn: Connection) -> None:
+                with conn.transaction():
+                    self._driver.execute(
+                        conn, "SELECT pg_advisory_xact_lock(%s)", (self._sql.advisory_key,)
+                    )
+                    for statement in self._sql.create:
+                        self._driver.execute(conn, statement)
+                self._schema_ready = True
+
+            await self._driver.call(run)
+
+    async def get(self, job_id: str) -> Job | None:
+        """The stored job with `job_id` as enqueued while it is waiting or leased, or
+        None once it completed or was dead-lettered. One SELECT; a checkpoint."""
+
+        def run(conn: Connection) -> tuple[Any, ...] | None:
+            return self._driver.execute(conn, self._sql.get, {"id": job_id}).fetchone()
+
+        row = await self._call(run)
+        return None if row is None else _job_from_row(row)
+
+    async def queue_statistics(self, queue: str) -> PostgresQueueStatistics:
+        """What the table holds for `queue` (one SELECT). A checkpoint."""
+        _check_queue(queue)
+
+        def run(conn: Connection) -> tuple[Any, ...] | None:
+            return self._driver.execute(conn, self._sql.queue_stats, {"queue": queue}).fetchone()
+
+        row = await self._call(run)
+        assert row is not None  # an aggregate always returns one row
+        ready, delayed, leased, dead, done = (int(v) for v in row)
+        return PostgresQueueStatistics(
+            ready=ready, delayed=delayed, leased=leased, dead=dead, done=done
+        )
+
+    async def cleanup_done(self) -> int:
+        """Delete up to ``cleanup_batch`` ``done`` rows finished more than
+        ``dedupe_retention`` seconds ago (PJ3); returns how many. One statement."""
+        params = {
+            "keep": float(self._config.dedupe_retention),
+            "limit": self._config.cleanup_batch,
+        }
+
+        def run(conn: Connection) -> int:
+            return self._driver.execute(conn, self._sql.cleanup, params).rowcount
+
+        deleted = max(0, await self._call(run))
+        self._counters.cleaned_rows += deleted
+        return deleted
+
+    def statistics(self) -> PostgresJobsStatistics:
+        """A snapshot of this client's counters (no I/O)."""
+        c = self._counters
+        return PostgresJobsStatistics(
+            enqueued=c.enqueued,
+            delayed=c.delayed,
+            duplicates=c.duplicates,
+            claimed=c.claimed,
+            completed=c.completed,
+            retried=c.retried,
+            dead_lettered=c.dead_lettered,
+            expired_dead_lettered=c.expired_dead_lettered,
+            released=c.released,
+            stale=c.stale,
+            extended=c.extended,
+            leases_lost=c.leases_lost,
+            redriven=c.redriven,
+            cleaned_rows=c.cleaned_rows,
+            notifications=self._listener.notifications,
+            listen_errors=self._listener.errors,
+            listening=self._listener.connected,
+            schema_ready=self._schema_ready,
+            closed=self._driver.closed,
+            driver=self._driver.statistics(),
+        )
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _claim_once(
+        self, queues: list[str], max_jobs: int, *, want_next: bool
+    ) -> tuple[list[Delivery], float | None]:
+        token = secrets.token_hex(16)
+        params = {
+            "queues": queues,
+            "limit": max_jobs,
+            "max": self._config.max_attempts,
+            "token": token,
+            "vt": float(self._config.visibility_timeout),
+        }
+
+        def run(conn: Connection) -> tuple[list[tuple[Any, ...]], float | None]:
+            rows = self._driver.execute(conn, self._sql.claim, params).fetchall()
+            if any(row[1] is not None for row in rows) or not want_next:
+                return rows, None
+            due = self._driver.execute(conn, self._sql.next_due, {"queues": queues}).fetchone()
+            return rows, None if due is None or due[0] is None else float(due[0])
+
+        undo = _GiveBack(self._driver, self._sql.give_back, token, self._channel)
+        rows, next_due = await self._call(run, undo=undo)
+        deliveries: list[Delivery] = []
+        for row in rows:
+            if row[1] is None:  # the marker row: expired leases dead-lettered (PJ4)
+                self._counters.expired_dead_lettered += int(row[0])
+                continue
+            job = _job_from_row(row)
+            delivered = dataclasses.replace(job, attempt=job.attempt + int(row[12]) - 1)
+            deliveries.append(Delivery(job=delivered, receipt=token))
+        self._counters.claimed += len(deliveries)
+        return deliveries, next_due
+
+    async def _call(
+        self, fn: Callable[[Connection], T], *, undo: Callable[[Connection], None] | None = None
+    ) -> T:
+        """``self._driver.call`` after creating the schema if needed (PJ1)."""
+        if not self._schema_ready:
+            await self.ensure_schema()
+        try:
+            return await self._driver.call(fn, undo=undo)
+        except NotInitializedError:
+            # The table was dropped under us. The statement failed, so it did nothing:
+            # create it again and retry once.
+            self._schema_ready = False
+            await self.ensure_schema()
+            return await self._driver.call(fn, undo=undo)
+
+    async def _checkpoint_open(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self._driver.check_open()
+
+    async def _maybe_cleanup(self) -> None:
+        """The amortised cleanup of PJ3, before an enqueue; never raises a driver error."""
+        now = time.monotonic()
+        if now < self._next_cleanup:
+            return
+        interval = self._config.cleanup_interval
+        assert interval is not None  # otherwise _next_cleanup is +inf
+        self._next_cleanup = now + interval
+        try:
+            await self.cleanup_done()
+        except SchedulerError as exc:
+            self._driver.check_open()
+            _log.warning("cleanup of %s failed (will retry): %s", self._table, exc)
+
+
+@final
+class _GiveBack:
+    """The undo of an abandoned claim (P3, PJ4): make the rows this call's token leased
+    ready again, their try un-counted. Runs in a worker thread; token-checked, so it
+    never touches a row another claim holds."""
+
+    __slots__ = ("_channel", "_driver", "_statement", "_token")
+
+    def __init__(
+        self, driver: PostgresDriver, statement: sql.Composed, token: str, channel: str
+    ) -> None:
+        self._driver = driver
+        self._statement = statement
+        self._token = token
+        self._channel = channel
+
+    def __call__(self, conn: Connection) -> None:
+        # The token names this one claim call's rows; a row leased again since has
+        # another token and is not touched.
+        params = {"token": self._token, "channel": self._channel}
+        back = len(self._driver.execute(conn, self._statement, params).fetchall())
+        if back:
+            _log.debug("gave back %d job(s) of an abandoned or failed claim", back)
+
+
+@final
+class _Listener:
+    """The dedicated LISTEN connection of one runtime (PJ5).
+
+    Trio waits for its socket to become readable (no worker thread is held); one waiting
+    claim at a time reads, the others wait on an event. `generation` counts reads that
+    brought notifications, so a claim that saw generation ``g`` before its claim
+    statement knows a notification arrived since once it is larger.
+    """
+
+    def __init__(self, driver: PostgresDriver, channel: str) -> None:
+        self._driver = driver
+        self._channel = channel
+        self._conn: Connection | None = None
+        self._connecting = trio.Lock()
+        self._changed = trio.Event()
+        self._reading = False
+        self._closed = False
+        self._retry_at = -math.inf
+        self.generation = 0
+        self.notifications = 0
+        self.errors = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def ensure(self) -> bool:
+        """Open the connection and LISTEN if not yet done; True when listening. Never
+        raises a driver error: after a failure, claims poll for a while and retry."""
+        if self._conn is not None:
+            return True
+        if self._closed or trio.current_time() < self._retry_at:
+            return False
+        async with self._connecting:
+            if self.connected:  # another claim connected while we waited for the lock
+                return True
+            box = _ConnectBox()
+            try:
+                conn = await trio.to_thread.run_sync(self._open, box, abandon_on_cancel=True)
+            except trio.Cancelled:
+                box.abandon()
+                raise
+            except Exception as exc:
+                self.errors += 1
+                self._retry_at = trio.current_time() + min(5.0, self._driver.operation_timeout)
+                _log.warning(
+                    "LISTEN connection failed, polling meanwhile: %s",
+                    self._driver.map_error(exc),
+                )
+                return False
+            if self.closed:  # aclose ran while we connected
+                conn.close()
+                return False
+            self._conn = conn
+            return True
+
+    def _open(self, box: _ConnectBox) -> Connection:
+        conn = self._driver.open_dedicated()
+        try:
+            conn.execute(query("LISTEN {channel}", channel=_identifier(self._channel)))
+        except BaseException:
+            conn.close()
+            raise
+        box.deliver(conn)
+        return conn
+
+    async def wait(self, seen: int, until: float) -> None:
+        """Wait until a notification arrived after generation `seen`, the connection
+        broke, or Trio's clock reaches `until`. A checkpoint; cancelling it leaves
+        nothing behind (unread notifications stay in the socket for the next reader)."""
+        await trio.lowlevel.checkpoint()
+        with trio.move_on_at(until):
+            while self.generation == seen and self._conn is not None:
+                if self._reading:
+                    await self._changed.wait()
+                    continue
+                conn = self._conn
+                self._reading = True
+                try:
+                    await trio.lowlevel.wait_readable(conn.pgconn.socket)
+                    self._drain(conn)
+                except trio.ClosedResourceError:
+                    return  # closed under us (aclose)
+                finally:
+                    self._reading = False
+                    # Wake the other waiters: one of them reads next, or all re-claim.
+                    self._changed.set()
+                    self._changed = trio.Event()
+
+    def _drain(self, conn: Connection) -> None:
+        """Read what arrived, without blocking (libpq's socket is non-blocking)."""
+        try:
+            conn.pgconn.consume_input()
+            count = 0
+            while conn.pgconn.notifies() is not None:
+                count += 1
+        except Exception as exc:
+            self.errors += 1
+            _log.warning("LISTEN connection broke, reconnecting: %s", self._driver.map_error(exc))
+            self._drop()
+            self.generation += 1  # let waiting claims look again at once
+            return
+        if count:
+            self.notifications += count
+            self.generation += 1
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # Wakes a reader in wait_readable with ClosedResourceError before the close.
+            with contextlib.suppress(Exception):
+                trio.lowlevel.notify_closing(conn.pgconn.socket)
+            conn.close()
+
+    def close(self) -> None:
+        """Close the connection now (not a checkpoint); idempotent."""
+        self._closed = True
+        self._drop()
+        self._changed.set()
+
+
+@final
+class _ConnectBox:
+    """Hand-over of a LISTEN connection opened in a worker thread whose caller may be
+    cancelled: whoever comes second (thread or abandoning caller) closes it."""
+
+    __slots__ = ("_abandoned", "_conn", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._conn: Connection | None = None
+
+    def deliver(self, conn: Connection) -> None:
+        with self._lock:
+            if not self._abandoned:
+                self._conn = conn
+                return
+        conn.close()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _identifier(name: str) -> sql.Identifier:
+    from psycopg import sql as _sql
+
+    return _sql.Identifier(name)
+
+
+def _job_from_row(row: tuple[Any, ...]) -> Job:
+    try:
+        headers = row[4]
+        if isinstance(headers, str):
+            headers = json.loads(headers)
+        return Job(
+            id=str(row[0]),
+            name=str(row[1]),
+            queue=str(row[2]),
+            payload=bytes(row[3]),
+            headers={str(k): str(v) for k, v in headers.items()},
+            content_type=str(row[5]),
+            tenant_id=row[6],
+            idempotency_key=row[7],
+            run_at=None if row[8] is None else _utc(row[8]),
+            created_at=None if row[9] is None else _utc(row[9]),
+            fencing_token=None if row[10] is None else int(row[10]),
+            attempt=int(row[11]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SchedulerError(f"a stored job is not in the expected format: {exc}") from exc
+
+
+def _utc(value: object) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise SchedulerError(f"postgres jobs runtime: expected a timestamptz, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _check_queue(queue: object) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise InvalidArgumentError(f"queue must be a non-empty str, got {queue!r}")
+    return queue
+
+
+def _bigint(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{what} must be an int, got {value!r}")
+    if not _BIGINT_MIN <= value <= _BIGINT_MAX:
+        raise InvalidArgumentError(f"{what} is outside Postgres' bigint range: {value!r}")
+    return value
