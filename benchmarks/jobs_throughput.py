@@ -2,10 +2,15 @@
 
 Run from the project root::
 
-    python -m benchmarks.jobs_throughput --backend memory|redis [--n N] [--url URL]
+    python -m benchmarks.jobs_throughput --backend memory|redis|postgres [--n N] [--url URL]
 
 Redis: ``--url``, else ``TRIO_SCHED_REDIS_URL``, else redis://127.0.0.1:6379/0 (loopback
 only); keys live under a fresh random prefix, deleted at the end.
+Postgres: ``--url``, else ``TRIO_SCHED_POSTGRES_URL``, else
+postgresql://127.0.0.1:5432/test (loopback or a Unix socket only); the jobs live in a
+fresh random table, dropped at the end. Default durability (``synchronous_commit`` on:
+each enqueue and acknowledgement waits for its WAL flush); ``--no-synchronous-commit``
+measures without that wait.
 
 What is measured (wall time on `time.perf_counter`, inside one `trio.run`):
 - enqueue serial:      N ``enqueue`` calls one after another (each with an idempotency
@@ -38,12 +43,19 @@ import trio
 from trio_sched.jobs import ConsumableJobs, Job, MemoryJobs, open_worker
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_URL = "postgresql://127.0.0.1:5432/test"
 
 
 @asynccontextmanager
-async def _runtime(backend: str, url: str, prefix: str) -> AsyncIterator[ConsumableJobs]:
+async def _runtime(
+    backend: str, url: str, prefix: str, synchronous_commit: bool = True
+) -> AsyncIterator[ConsumableJobs]:
     if backend == "memory":
         yield MemoryJobs(max_pending=10_000_000, dedupe_window=10_000_000)
+        return
+    if backend == "postgres":
+        async with _postgres_runtime(url, synchronous_commit) as jobs:
+            yield jobs
         return
     import redis
 
@@ -59,6 +71,25 @@ async def _runtime(backend: str, url: str, prefix: str) -> AsyncIterator[Consuma
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@asynccontextmanager
+async def _postgres_runtime(url: str, synchronous_commit: bool) -> AsyncIterator[ConsumableJobs]:
+    import psycopg
+    from psycopg import sql
+
+    from trio_sched.jobs.postgres import PostgresJobs, PostgresJobsConfig
+
+    table = f"trio_sched_bench_jobs_{secrets.token_hex(4)}"
+    config = PostgresJobsConfig(
+        url=url, table=table, max_connections=16, synchronous_commit=synchronous_commit
+    )
+    try:
+        async with PostgresJobs(config) as jobs:
+            yield jobs
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 
 def _jobs(n: int, queue: str, tag: str) -> list[Job]:
@@ -114,7 +145,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         print(f"{name:<20} {n:>7} jobs {seconds:8.3f} s {n / seconds:>10,.0f} jobs/s")
 
     n = args.n
-    async with _runtime(args.backend, args.url, prefix) as jobs:
+    async with _runtime(args.backend, args.url, prefix, args.synchronous_commit) as jobs:
         q1, q2, q3 = "bench-serial", "bench-concurrent", "bench-e2e"
         serial = _jobs(n, q1, "s")
 
@@ -146,22 +177,56 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "n": n,
             "concurrency": args.concurrency,
             "enqueuers": args.enqueuers,
-            "url": args.url if args.backend == "redis" else None,
+            "synchronous_commit": args.synchronous_commit if args.backend == "postgres" else None,
+            "url": _shown_url(args) if args.backend != "memory" else None,
         },
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "results": rows,
     }
 
 
+def _shown_url(args: argparse.Namespace) -> str:
+    if args.backend == "postgres":
+        from trio_sched._postgres_common import redact_dsn
+
+        return redact_dsn(args.url)
+    return str(args.url)
+
+
+def _is_loopback_postgres(url: str) -> bool:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(url)
+    hosts = [h for h in str(params.get("host", "")).split(",") if h]
+    addrs = [h for h in str(params.get("hostaddr", "")).split(",") if h]
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    return all(h in loopback or h.startswith("/") for h in hosts) and all(
+        a in loopback for a in addrs
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--backend", choices=("memory", "redis", "postgres"), default="memory")
     parser.add_argument("--n", type=int, default=None, help="jobs per row")
     parser.add_argument("--concurrency", type=int, default=32, help="worker handlers")
     parser.add_argument("--enqueuers", type=int, default=16, help="concurrent enqueuers")
-    parser.add_argument("--url", default=os.environ.get("TRIO_SCHED_REDIS_URL", DEFAULT_URL))
+    parser.add_argument("--url", default=None, help="server URL (redis or postgres)")
+    parser.add_argument(
+        "--no-synchronous-commit",
+        dest="synchronous_commit",
+        action="store_false",
+        help="postgres: do not wait for each commit's WAL flush",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write results as JSON")
     args = parser.parse_args(argv)
+    if args.url is None:
+        if args.backend == "postgres":
+            args.url = os.environ.get("TRIO_SCHED_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+        else:
+            args.url = os.environ.get("TRIO_SCHED_REDIS_URL", DEFAULT_URL)
+    if args.backend == "postgres" and not _is_loopback_postgres(args.url):
+        parser.error("only loopback (or Unix socket) Postgres URLs are accepted")
     if args.n is None:
         args.n = 20_000 if args.backend == "memory" else 5_000
     if args.backend == "redis" and urlsplit(args.url).hostname not in ("127.0.0.1", "::1"):
