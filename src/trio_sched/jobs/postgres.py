@@ -348,7 +348,7 @@ class _Sql:
         self.claim = query(
             "WITH now AS (SELECT clock_timestamp() AS t),"
             " picked AS ("
-            " SELECT j.id, j.state, j.attempt + j.tries > %(max)s AS spent"
+            " SELECT j.id, j.state, j.available_at AS due, j.attempt + j.tries > %(max)s AS spent"
             " FROM {jobs} AS j, now"
             " WHERE j.queue = ANY(%(queues)s::text[]) AND j.state IN ('ready', 'leased')"
             " AND j.available_at <= now.t"
@@ -369,11 +369,11 @@ class _Sql:
             " WHERE j.id = p.id AND NOT (p.state = 'leased' AND p.spent)"
             " RETURNING j.id, j.name, j.queue, j.payload, j.headers, j.content_type,"
             " j.tenant_id, j.idempotency_key, j.run_at, j.created_at, j.fencing_token,"
-            " j.attempt, j.tries, j.available_at"
+            " j.attempt, j.tries, p.due"
             ")"
             " (SELECT id, name, queue, payload, headers, content_type, tenant_id,"
             " idempotency_key, run_at, created_at, fencing_token, attempt, tries"
-            " FROM taken ORDER BY available_at, id)"
+            " FROM taken ORDER BY due, id)"
             # A count of expired leases dead-lettered, as one marker row (name NULL).
             " UNION ALL (SELECT count(*)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
             " NULL, NULL, NULL, NULL, NULL FROM dead HAVING count(*) > 0)",
@@ -648,8 +648,10 @@ class PostgresJobs:
                 return deliveries
             until = min(deadline, now + self._config.poll_interval)
             if next_due is not None:
-                # A small margin: the row is claimable once the server's clock passed it.
-                until = min(until, now + max(0.0, next_due) + 0.002)
+                # A due row we did not get is locked by another session's claim right
+                # now (SKIP LOCKED): look again shortly rather than spin. A row due later
+                # is claimable once the server's clock passed it: a small margin.
+                until = min(until, now + (next_due if next_due > 0 else 0.05) + 0.002)
             if listening:
                 await self._listener.wait(seen, until)
             else:
