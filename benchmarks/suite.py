@@ -13,6 +13,8 @@ Rules (what is measured; every figure comes from the same run as its comparison)
   ours records the enqueue and drops the job after one checkpoint (as `MemoryJobs`
   makes); APScheduler runs in its "scheduler" role (jobs are added to its store, never
   run). The goals of issue 5 are judged on the scheduler alone (ours, "no handlers").
+  Full mode adds a diagnostic row with the garbage collector disabled in the window
+  ("gc off"), which shows what Python's collections cost during bursts.
 - B2 A scenario is N tasks (1, 100, 1,000, 10,000) firing every second on the whole
   second (``* * * * * *``; APScheduler ``CronTrigger(second="*")`` with a whole-second
   start time). Only bursts whose nominal instant lies in the measured window (starting at
@@ -94,6 +96,7 @@ class Settings:
     backends: tuple[str, ...]
     server_sizes: tuple[int, ...]
     bare_sizes: tuple[int, ...]
+    gc_off_sizes: tuple[int, ...]
     aps_bare_sizes: tuple[int, ...]
     bursts: int
     aps_bursts_big: int
@@ -114,6 +117,7 @@ class Settings:
 QUICK = dict(
     server_sizes=(1, 1_000, 10_000),
     bare_sizes=(1_000, 10_000),
+    gc_off_sizes=(),
     aps_bare_sizes=(1_000,),
     bursts=5,
     aps_bursts_big=2,
@@ -129,6 +133,7 @@ QUICK = dict(
 FULL = dict(
     server_sizes=SIZES,
     bare_sizes=(1, 100, 1_000, 10_000),
+    gc_off_sizes=(1_000, 10_000),
     aps_bare_sizes=(1_000, 10_000),
     bursts=20,
     aps_bursts_big=5,
@@ -342,12 +347,20 @@ async def _all_parked(scheduler: Scheduler, n: int, timeout: float) -> None:
 
 
 async def run_ours(
-    backend: Backend, n: int, bursts: int, concurrency: int, *, handlers: bool = True
+    backend: Backend,
+    n: int,
+    bursts: int,
+    concurrency: int,
+    *,
+    handlers: bool = True,
+    gc_off: bool = False,
 ) -> dict[str, Any]:
     """One lateness scenario of our scheduler (rules B1, B2, B5).
 
     ``handlers=False`` records each enqueue and drops the job after one checkpoint, so
     nothing but the scheduler runs during a burst ("started" is then not measured).
+    ``gc_off=True`` (a diagnostic, not a configuration we recommend) disables Python's
+    garbage collector during the measured window, to show what collections cost.
     """
     jobs = RecordingJobs(_new_jobs(concurrency))
     jobs.sink = not handlers
@@ -369,12 +382,15 @@ async def run_ours(
                 first = math.ceil(time.time() + 0.5)
                 last = first + bursts - 1
                 await _until_wall(first - 0.1)
+                if gc_off:
+                    gc.disable()
                 cpu0 = time.process_time()
                 await _until_wall(last + 0.05)
                 await _wait_complete(jobs.enqueued, float(last), n, 30.0)
                 if handlers:
                     await _wait_complete(jobs.started, float(last), n, 30.0)
                 cpu = time.process_time() - cpu0
+                gc.enable()
                 stats = scheduler.statistics()
                 scheduler.stop_nowait()
     finally:
@@ -384,7 +400,9 @@ async def run_ours(
     batch_ms = [d * 1000 for d, _, _ in locks.batches]
     enq = summarize(jobs.enqueued, window, n)
     row: dict[str, Any] = {
-        "impl": f"trio-sched/{backend.kind}" + ("" if handlers else " (no handlers)"),
+        "impl": f"trio-sched/{backend.kind}"
+        + ("" if handlers else " (no handlers)")
+        + (" (gc off)" if gc_off else ""),
         "tasks": n,
         "period_s": 1,
         "handlers": handlers,
@@ -806,6 +824,13 @@ class Suite:
                 backend = Backend("memory", self.servers)
                 row = await run_ours(backend, n, s.bursts, s.concurrency, handlers=False)
                 self.lateness.append(row)
+            for n in s.gc_off_sizes:
+                self.log(f"  diagnostic, gc off: {n} tasks x {s.bursts} bursts, no handlers")
+                backend = Backend("memory", self.servers)
+                row = await run_ours(
+                    backend, n, s.bursts, s.concurrency, handlers=False, gc_off=True
+                )
+                self.lateness.append(row)
         if s.apscheduler:
             runs = [(n, True) for n in s.sizes] + [(n, False) for n in s.aps_bare_sizes]
             for n, handlers in runs:
@@ -1093,6 +1118,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.sizes:  # the other size lists follow the sizes asked for
         base["server_sizes"] = sizes
         base["bare_sizes"] = tuple(n for n in sizes if n >= 1_000)
+        base["gc_off_sizes"] = ()
         base["aps_bare_sizes"] = tuple(n for n in sizes if n == 1_000)
     backends = tuple(args.backends) if args.backends else BACKENDS
     if args.bursts:
