@@ -3,7 +3,8 @@
 Commands: ``suite`` (``--quick`` / ``--full``, see `benchmarks.suite`), ``cron``
 (`benchmarks.cron_throughput`), ``lateness`` (`benchmarks.runtime_lateness`),
 ``redis-ops`` and ``postgres-ops`` (per-operation latency of the lock providers),
-``plot RESULTS.json OUT.png`` (redraw a suite plot). ``suite-worker`` is internal (the
+``plot RESULTS.json OUT.png`` (redraw a suite plot), ``table RESULTS.json`` (the suite's
+results as Markdown tables). ``suite-worker`` is internal (the
 suite's subprocesses).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("suite", "cron", "lateness", "redis-ops", "postgres-ops", "plot")
+COMMANDS = ("suite", "cron", "lateness", "redis-ops", "postgres-ops", "plot", "table")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks import _plot
 
         _plot.plot(json.loads(Path(rest[0]).read_text()), Path(rest[1]))
+        return 0
+    if command == "table":
+        import json
+        from pathlib import Path
+
+        from benchmarks import suite
+
+        print(suite.markdown(json.loads(Path(rest[0]).read_text())))
         return 0
     print(f"unknown command {command!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
     return 2

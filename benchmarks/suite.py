@@ -1027,6 +1027,41 @@ def table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _md(v: Any, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def markdown(record: dict[str, Any]) -> str:
+    """The results as Markdown tables (for docs/benchmarks.md)."""
+    out = [
+        "| implementation | tasks | fires | p50 | p90 | p99 | max | last p50 | last max "
+        "| started p50 | started p99 | CPU us/fire |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in record["lateness"] + record["floor"] + record.get("multi", []):
+        e, st = row["enqueued"], row.get("started") or {}
+        out.append(
+            f"| {row['impl']} | {row['tasks']:,} | {e['fires']:,} | {_md(e['p50_ms'], 2)} "
+            f"| {_md(e['p90_ms'], 2)} | {_md(e['p99_ms'], 2)} | {_md(e['max_ms'], 2)} "
+            f"| {_md(e['last_p50_ms'], 2)} | {_md(e['last_max_ms'], 2)} "
+            f"| {_md(st.get('p50_ms'), 2)} | {_md(st.get('p99_ms'), 2)} "
+            f"| {_md(row.get('cpu_us_per_fire'))} |"
+        )
+    out += ["", "| goal | judged on | value | goal | met | with handlers | APScheduler 4 "
+            "| APScheduler 4, scheduler role |", "|---|---|--:|--:|---|--:|--:|--:|"]  # fmt: skip
+    for g in record["goals"]:
+        verdict = {True: "met", False: "**missed**", None: "not measured"}[g["met"]]
+        unit = g["unit"]
+        out.append(
+            f"| {g['goal']} | {g['row'] or '-'} | {_md(g['value'])} {unit} "
+            f"| <= {g['limit']:g} {unit} | {verdict} | {_md(g['ours_with_handlers'])} "
+            f"| {_md(g['apscheduler4'])} | {_md(g['apscheduler4_scheduler_role'])} |"
+        )
+    return "\n".join(out)
+
+
 def _strip(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         for phase in ("enqueued", "started"):
