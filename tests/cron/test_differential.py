@@ -212,10 +212,12 @@ def croniter_day_of_week_step_stops_at_6(case: Case) -> bool:
 
 
 def croniter_star_inside_list(case: Case) -> bool:
-    """A bare "*" inside a list ("1,*") turns croniter's expanded field into a star,
-    which changes its day rule and DST handling; C6/C10 look at the text's first char."""
+    """A "*" element inside a list ("1,*", "0,*/1", "31,*/2") makes croniter read the
+    field by its expanded values (a full range counts as a star), which changes its
+    day rule and DST handling; C6/C10 look at the text's first char. Witness:
+    "0 2 31,*/2 * 0,*/1" (OR by C6: every day; croniter ANDs: odd days only)."""
     texts = list(case.gen.field_texts)
-    return any("," in t and "*" in _elements(t) for t in texts)
+    return any("," in t and any(e.startswith("*") for e in _elements(t)) for t in texts)
 
 
 def croniter_full_range_is_interval(case: Case) -> bool:
@@ -438,6 +440,9 @@ WITNESSES = [
     (croniter_star_inside_list, "0 0 1,* * MON", UTC_Z, "2021-06-01T00:00:00+00:00",
      ["2021-06-02T00:00:00+00:00", "2021-06-03T00:00:00+00:00"],
      ["2021-06-07T00:00:00+00:00", "2021-06-14T00:00:00+00:00"]),
+    (croniter_star_inside_list, "0 2 31,*/2 * 0,*/1", UTC_Z, "2021-06-01T03:00:00+00:00",
+     ["2021-06-02T02:00:00+00:00", "2021-06-03T02:00:00+00:00"],
+     ["2021-06-03T02:00:00+00:00", "2021-06-05T02:00:00+00:00"]),
     (croniter_fixed_twice_in_fold, "30 2 * * *", BERLIN, "2021-10-31T00:00:00+02:00",
      ["2021-10-31T02:30:00+02:00", "2021-11-01T02:30:00+01:00"],
      ["2021-10-31T02:30:00+02:00", "2021-10-31T02:30:00+01:00"]),
