@@ -53,6 +53,9 @@ class Records:
 
     enqueued: list[tuple[float, float]] = field(default_factory=list)
     started: list[tuple[float, float]] = field(default_factory=list)
+    # Fires per nominal instant, to know when a burst is complete.
+    enqueued_by: dict[float, int] = field(default_factory=dict)
+    started_by: dict[float, int] = field(default_factory=dict)
 
 
 def _recording_store(records: Records) -> Any:
@@ -65,7 +68,9 @@ def _recording_store(records: Records) -> Any:
             now = time.time()
             fire = job.scheduled_fire_time
             if fire is not None:
-                records.enqueued.append((now, fire.timestamp()))
+                nominal = fire.timestamp()
+                records.enqueued.append((now, nominal))
+                records.enqueued_by[nominal] = records.enqueued_by.get(nominal, 0) + 1
             await super().add_job(job)
 
     return RecordingDataStore()
@@ -78,7 +83,9 @@ def _job_function(records: Records) -> Callable[[], Any]:
         now = time.time()
         fire = current_job.get().scheduled_fire_time
         if fire is not None:
-            records.started.append((now, fire.timestamp()))
+            nominal = fire.timestamp()
+            records.started.append((now, nominal))
+            records.started_by[nominal] = records.started_by.get(nominal, 0) + 1
 
     return bench_job
 
@@ -157,23 +164,25 @@ async def run_bursts(
         await scheduler.start_in_background()
         await settle()
         cpu0, wall0 = time.process_time(), time.perf_counter()
+        # CPU over exactly `bursts` periods (as on our side), then let the last burst
+        # finish (APScheduler may take seconds for large bursts).
         await trio.sleep(bursts * period_s)
-        # Let the last burst drain (APScheduler may take seconds for large bursts).
-        await _drain(records, n, period_s, handlers)
         cpu1, wall1 = time.process_time(), time.perf_counter()
+        await _drain(records, n, period_s, handlers)
         await scheduler.stop()
         await scheduler.wait_until_stopped()
     return BurstRun(records, register_s, cpu1 - cpu0, wall1 - wall0, period_s)
 
 
 async def _drain(records: Records, n: int, period_s: int, handlers: bool) -> None:
+    """Wait until the latest burst seen is complete (enqueued, and started if handled)."""
     deadline = trio.current_time() + max(2.0, 3.0 * period_s)
     while trio.current_time() < deadline:
-        last = records.enqueued[-1][1] if records.enqueued else None
+        last = max(records.enqueued_by, default=None)
         if last is not None:
-            done_started = sum(1 for _, nominal in records.started[-n:] if nominal == last)
-            done_enqueued = sum(1 for _, nominal in records.enqueued[-n:] if nominal == last)
-            if (done_started >= n or not handlers) and done_enqueued >= n:
+            done_enqueued = records.enqueued_by[last] >= n
+            done_started = not handlers or records.started_by.get(last, 0) >= n
+            if done_enqueued and done_started:
                 return
         await trio.sleep(0.05)
 

@@ -208,11 +208,16 @@ class RecordingJobs:
         self.names: list[str] = []
         self.keep_names = False
         self.sink = False  # record and drop (no handlers, rule B1)
+        # Fires per nominal instant, to know when a burst is complete.
+        self.enqueued_by: dict[float, int] = {}
+        self.started_by: dict[float, int] = {}
 
     async def enqueue(self, job: Job) -> None:
         now = time.time()
         assert job.run_at is not None
-        self.enqueued.append((now, job.run_at.timestamp()))
+        nominal = job.run_at.timestamp()
+        self.enqueued.append((now, nominal))
+        self.enqueued_by[nominal] = self.enqueued_by.get(nominal, 0) + 1
         if self.keep_names:
             self.names.append(job.name)
         if self.sink:
@@ -225,7 +230,9 @@ class RecordingJobs:
     async def handler(self, job: Job) -> None:
         now = time.time()
         assert job.run_at is not None
-        self.started.append((now, job.run_at.timestamp()))
+        nominal = job.run_at.timestamp()
+        self.started.append((now, nominal))
+        self.started_by[nominal] = self.started_by.get(nominal, 0) + 1
 
     async def health_check(self) -> None:
         await self.inner.health_check()
@@ -326,13 +333,10 @@ async def _until_wall(target: float) -> None:
         await trio.sleep(delay)
 
 
-async def _wait_complete(
-    records: list[tuple[float, float]], nominal: float, n: int, timeout: float
-) -> None:
+async def _wait_complete(counts: dict[float, int], nominal: float, n: int, timeout: float) -> None:
+    """Wait until `n` fires of the burst at `nominal` were recorded (or `timeout`)."""
     deadline = trio.current_time() + timeout
-    while trio.current_time() < deadline:
-        if sum(1 for _, nom in records[-n:] if nom == nominal) >= n:
-            return
+    while trio.current_time() < deadline and counts.get(nominal, 0) < n:
         await trio.sleep(0.02)
 
 
@@ -385,11 +389,12 @@ async def run_ours(
                 if gc_off:
                     gc.disable()
                 cpu0 = time.process_time()
-                await _until_wall(last + 0.05)
-                await _wait_complete(jobs.enqueued, float(last), n, 30.0)
-                if handlers:
-                    await _wait_complete(jobs.started, float(last), n, 30.0)
+                # CPU over exactly `bursts` periods (steady state: each burst's work).
+                await _until_wall(last + 0.9)
                 cpu = time.process_time() - cpu0
+                await _wait_complete(jobs.enqueued_by, float(last), n, 30.0)
+                if handlers:
+                    await _wait_complete(jobs.started_by, float(last), n, 30.0)
                 gc.enable()
                 stats = scheduler.statistics()
                 scheduler.stop_nowait()
