@@ -23,6 +23,7 @@ from trio_sched._plan import epoch_ms, from_epoch_ms
 from trio_sched.jobs import Job
 
 QUEUES = ("e2e-a", "e2e-b")
+CONCURRENCY = 4  # handlers per worker process
 
 # Several tasks due every second on two queues, one every two seconds, one under the
 # fire_once misfire policy. Payload, headers and tenant make the field check (X3) bite.

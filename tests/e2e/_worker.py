@@ -37,10 +37,9 @@ from multiprocess._child import write_status
 from trio_sched.jobs import Job, open_worker
 from trio_sched.jobs.redis import RedisJobs, RedisJobsConfig
 
-from ._common import JOB_NAMES, QUEUES, handled_key, job_fields
+from ._common import CONCURRENCY, JOB_NAMES, QUEUES, handled_key, job_fields
 
 HANG_AFTER = 20.0  # EW1: seconds past the lifetime before the stack dump and exit
-CONCURRENCY = 4
 
 
 async def main(args: argparse.Namespace) -> None:

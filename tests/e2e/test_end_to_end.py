@@ -15,18 +15,21 @@ are stopped with SIGTERM (graceful). Then:
   dead-letter stream and job hash is empty: nothing is left to deliver again.
 - Each occurrence handled exactly once: one handler record per accepted key, at
   attempt 1 (no worker died, so at-least-once delivery has no reason to repeat), by one
-  of the two workers, with every `Job` field as the scheduler enqueued it, and never
+  of the two workers, with every `Job` field as the scheduler enqueued it (and name,
+  queue, payload, headers, tenant and content type as its `Task` says), and never
   before its nominal instant (W4: the +1 s scheduler enqueues ~1 s early, so its jobs
   go through the delayed set).
 - Every occurrence handled: every nominal occurrence of every task inside the window
   all three schedulers covered (own wall clocks, 1 s margins) has a handler record.
 - The run was real: the schedulers competed for locks, both workers handled jobs,
-  their counters show no failure, retry, lost lease or release, and both stopped on
-  the signal with exit status 0.
+  neither ran more than ``concurrency`` handlers at once, their counters show no
+  failure, retry, lost lease or release, and both stopped on the signal with exit
+  status 0.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -45,7 +48,7 @@ import trio
 from multiprocess.test_exactly_once import Child, kill_all, wait_done, wait_running, window
 from trio_sched.jobs.redis import RedisJobs, RedisJobsConfig
 
-from ._common import QUEUES, enqueues_key, expected, handled_key
+from ._common import CONCURRENCY, QUEUES, TASKS, enqueues_key, expected, handled_key
 
 TESTS = Path(__file__).resolve().parents[1]
 SCHEDULER_SECONDS = 20.0
@@ -208,8 +211,18 @@ def test_schedulers_and_workers_handle_each_occurrence_once(
         k: n for k, n in handled_keys.items() if n > 1
     }
     assert set(handled_keys) == set(by_key)
+    tasks = {task.name: task for task in TASKS}
     for r in handled:
         assert r["job"] == by_key[r["job"]["idempotency_key"]], r
+        task, job = tasks[r["job"]["headers"]["x-trio-sched-task"]], r["job"]
+        assert (job["name"], job["queue"], job["content_type"], job["tenant_id"]) == (
+            task.effective_job_name,
+            task.queue,
+            task.content_type,
+            task.tenant_id,
+        ), r
+        assert base64.b64decode(job["payload"]) == task.payload, r
+        assert task.headers.items() <= job["headers"].items(), r
         assert r["attempt"] == 1, r
         assert r["pid"] in worker_pids, r
         assert r["started_ms"] >= r["job"]["run_at_ms"], r
@@ -229,6 +242,7 @@ def test_schedulers_and_workers_handle_each_occurrence_once(
     for child, status in zip(workers, worker_status, strict=True):
         w = status["worker"]
         assert status["stopped_by"] == "signal", (child.label, status)
+        assert 0 < status["most_running"] <= CONCURRENCY, (child.label, status)
         assert w["succeeded"] > 0, (child.label, w)
         bad = (
             *("failed", "retried", "dead_lettered", "released", "lease_lost", "timed_out"),
@@ -250,10 +264,13 @@ def test_schedulers_and_workers_handle_each_occurrence_once(
         for r in handled
     )
     wins = Counter(skew_of[r["pid"]] for r in accepted)
+    wins_in_window = Counter(
+        skew_of[r["pid"]] for r in accepted if lo <= r["job"]["run_at_ms"] <= hi
+    )
     print(
         f"\ne2e: {elapsed:.1f} s; window {(hi - lo) / 1000:.1f} s, {len(want)} occurrences in"
         f" it, {len(accepted)} enqueued, {len(handled)} handled; lock misses {lock_misses};"
-        f" enqueues by skew {sorted(wins.items())};"
+        f" enqueues by skew {sorted(wins.items())}, in the window {sorted(wins_in_window.items())};"
         f" handled by worker {[s['worker']['succeeded'] for s in worker_status]},"
         f" most running at once {[s['most_running'] for s in worker_status]};"
         f" pickup ms p50 {statistics.median(pickup):.0f} max {pickup[-1]:.0f};"
