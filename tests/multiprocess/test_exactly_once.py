@@ -251,10 +251,17 @@ def run_scenario(
         check_statuses(completed)
         assert contention(completed) > 0
         if kill_at:
-            fired_by = Counter(r["pid"] for r in records)
-            # The kill hit a process that was dispatching, and the restarted one took part.
-            assert fired_by[children[2].proc.pid] > 0, fired_by
-            assert fired_by[children[3].proc.pid] > 0, fired_by
+            # The restarted process took part: it dispatched or found occurrences held.
+            again_status = children[3].status()
+            assert again_status is not None
+            assert sum(t["fired"] + t["lock_misses"] for t in again_status["tasks"].values())
+            if skews[2] > max(skews[:2]):
+                # Its clock is ahead: it reaches every occurrence first, so the kill hit
+                # the process doing the dispatching, and restarted it leads again. (With
+                # equal clocks who wins is a race, possibly always the same process.)
+                fired_by = Counter(r["pid"] for r in records)
+                assert fired_by[children[2].proc.pid] > 0, fired_by
+                assert fired_by[children[3].proc.pid] > 0, fired_by
         return missing, dropped
     finally:
         kill_all(children)
