@@ -366,6 +366,7 @@ async def run_ours(
     ``gc_off=True`` (a diagnostic, not a configuration we recommend) disables Python's
     garbage collector during the measured window, to show what collections cost.
     """
+    gc.collect()  # every scenario starts without the previous one's garbage
     jobs = RecordingJobs(_new_jobs(concurrency))
     jobs.sink = not handlers
     locks = TimedLocks(backend.make())
@@ -440,6 +441,7 @@ async def run_aps(
     ``handlers=False`` runs it in the "scheduler" role: jobs are added, never run.
     """
     box: dict[str, float] = {}
+    gc.collect()  # every scenario starts without the previous one's garbage
 
     async def settle() -> None:
         now = time.time()
@@ -473,6 +475,7 @@ async def run_aps(
 
 
 async def floor_trio(n: int, bursts: int) -> dict[str, Any]:
+    gc.collect()
     pairs: list[tuple[float, float]] = []
     cpu0 = time.process_time()
     for _ in range(bursts):
