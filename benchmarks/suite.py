@@ -1067,6 +1067,55 @@ def markdown(record: dict[str, Any]) -> str:
             f"| <= {g['limit']:g} {unit} | {verdict} | {_md(g['ours_with_handlers'])} "
             f"| {_md(g['apscheduler4'])} | {_md(g['apscheduler4_scheduler_role'])} |"
         )
+    out += ["", "| idle schedules | ours B/schedule (tracemalloc) | ours RSS B/schedule "
+            "| ours register us/task | ours start s | APScheduler 4 B/schedule "
+            "| APScheduler 4 add_schedule us |", "|--:|--:|--:|--:|--:|--:|--:|"]  # fmt: skip
+    for mem in record.get("memory", []):
+        ours, theirs = mem["trio-sched"], mem.get("apscheduler4") or {}
+        out.append(
+            f"| {mem['tasks']:,} | {_md(ours['bytes_per_schedule'], 0)} "
+            f"| {_md(ours['rss_bytes_per_schedule'], 0)} "
+            f"| {_md(ours['register_us_per_schedule'])} | {_md(ours['start_s'], 2)} "
+            f"| {_md(theirs.get('bytes_per_schedule'), 0)} "
+            f"| {_md(theirs.get('register_us_per_schedule'))} |"
+        )
+    idle = record.get("idle_cpu")
+    if idle:
+        theirs = idle.get("apscheduler4", {}).get("cpu_ms_per_s")
+        out += ["", f"Idle CPU with {idle['tasks']:,} registered tasks: trio-sched "
+                f"{_md(idle['trio-sched']['cpu_ms_per_s'], 2)} ms/s, APScheduler 4 "
+                f"{_md(theirs, 2)} ms/s."]  # fmt: skip
+    multi = record.get("multi", [])
+    if multi:
+        out += ["", "| multi-instance | tasks | duplicates | missing | lost acquires "
+                "| acquire_batch p50 ms per instance | occurrences won per instance |",
+                "|---|--:|--:|--:|--:|---|---|"]  # fmt: skip
+        for m in multi:
+            per = m["per_instance"]
+            out.append(
+                f"| {m['impl']} | {m['tasks']:,} | {m['duplicates']} | {m['missing']} "
+                f"| {m['lost_acquires_total']:,} "
+                f"| {', '.join(_md(p['acquire_batch_p50_ms']) for p in per)} "
+                f"| {', '.join(str(p['occurrences_won']) for p in per)} |"
+            )
+    shares = [
+        f"{row['impl']} {row['tasks']:,}: {_md(row['acquire_batch_p50_ms'])} / "
+        f"{_md(row['acquire_batch_max_ms'])} ms"
+        for row in record["lateness"]
+        if row.get("acquire_batch_calls") and row["tasks"] >= 1000
+    ]
+    if shares:
+        out += ["", "`acquire_batch` per burst, p50 / max: " + "; ".join(shares) + "."]
+    cron = record.get("cron_throughput")
+    if cron:
+        out += ["", "| cron mode | expression | ours fires/s | cronsim | croniter | vs cronsim "
+                "| vs croniter |", "|---|---|--:|--:|--:|--:|--:|"]  # fmt: skip
+        for row in cron["results"]:
+            out.append(
+                f"| {row['mode']} | `{row['expression']}` | {row['ours_ops_per_s']:,} "
+                f"| {row['cronsim_ops_per_s']:,} | {row['croniter_ops_per_s']:,} "
+                f"| {row['ours_vs_cronsim']:.2f}x | {row['ours_vs_croniter']:.2f}x |"
+            )
     return "\n".join(out)
 
 
