@@ -24,7 +24,8 @@ Rules:
   at TTL/3 (a child task per dispatch would cost ~100 us each); it renews every TTL/3
   and, when a renewal is rejected or the lease would expire unconfirmed, cancels the
   dispatch scope and records ``lease_lost``. `Scheduler.trigger` runs its dispatch in a
-  scope of its own.
+  scope of its own. After its enqueue returns, a dispatch yields once (shielded) before
+  its bookkeeping, so the loops of a burst all enqueue first.
 - S4 Locks are never released after a dispatch was attempted (O3): the key stays until
   its TTL. The only release is of a lease acquired for a loop that was cancelled before
   it could dispatch (stop/unregister while its batch was in flight): nothing was
@@ -909,6 +910,11 @@ class Scheduler:
         finally:
             guard.finish()
             self._in_flight -= 1
+        # Yield once before the bookkeeping (counters, watermark, event, next occurrence):
+        # in a burst every loop then enqueues before any loop does its bookkeeping, which
+        # halves the time to the burst's last enqueue at no extra CPU (S3). Shielded: the
+        # outcome is decided, a cancellation now must not turn it into a failure.
+        await trio.lowlevel.cancel_shielded_checkpoint()
         # Not cancelled: the dispatch ended by itself (success or error).
         loop.in_flight = None
         self._finish_dispatch(loop, in_flight, job, error)
