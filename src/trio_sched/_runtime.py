@@ -47,6 +47,15 @@ Rules:
   `Scheduler.run` from outside is a hard stop: in-flight dispatches are cancelled, locks
   stay until their TTL, pending watermarks get one shielded flush attempt bounded by
   ``dispatch_timeout``.
+- S7 Watermarks and skewed clocks: an instance whose clock runs ahead can move a task's
+  watermark past an occurrence that the on-time instances have not reached yet and
+  nobody dispatched (it started, restarted or misfired past it). So an occurrence
+  reached on time is refused by the watermark only when it lies at least
+  ``lock_ttl - misfire_grace`` below it (``AcquireRequest.watermark_slack_ms``); closer
+  ones are decided by their lock, which a dispatching instance took less than that
+  long ago and still holds. Late occurrences (misfires, catch-up after a restart) are
+  refused by the watermark outright. Exactly once therefore holds while the clocks of
+  instances differ by less than ``lock_ttl - misfire_grace``.
 """
 
 from __future__ import annotations
@@ -140,6 +149,7 @@ class _Loop:
         "nursery",
         "park",
         "skipped",
+        "slack_ms",
         "stopping",
         "task",
         "triggered",
@@ -148,10 +158,12 @@ class _Loop:
         "wm_name",
     )
 
-    def __init__(self, task: Task, ttl: float, prefix: str) -> None:
+    def __init__(self, task: Task, ttl: float, prefix: str, grace: float) -> None:
         self.task = task
         # Per-task constants of the hot path, computed once.
         self.ttl = ttl
+        # S7: an on-time occurrence this close below the watermark is left to its lock.
+        self.slack_ms = max(0, int((ttl - grace) * 1000))
         self.wm_name = _plan.watermark_name(prefix, task.name)
         self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
         self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
@@ -444,7 +456,7 @@ class Scheduler:
         task.validate()
         if task.name in self._loops:
             raise ConflictError(f"task {task.name!r} is already registered")
-        loop = _Loop(task, self._ttl(task), self._prefix)
+        loop = _Loop(task, self._ttl(task), self._prefix, self._config.misfire_grace)
         self._loops[task.name] = loop
         if self._state is _State.RUNNING:
             assert self._loop_nursery is not None
@@ -762,13 +774,20 @@ class Scheduler:
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
-    def _prepare(self, park: _Park, nominal: datetime) -> None:
-        """Lock request and lease-independent job parts of the occurrence at `nominal`."""
+    def _prepare(self, park: _Park, nominal: datetime, *, late: bool = False) -> None:
+        """Lock request and lease-independent job parts of the occurrence at `nominal`.
+
+        The request carries the watermark slack of rule S7 unless the occurrence is late.
+        """
         loop = park.loop
         info = self._nominal(nominal)
         park.key = f"{self._prefix}:{loop.task.name}:{info.ms}"
         park.request = AcquireRequest(
-            key=park.key, ttl=loop.ttl, watermark=loop.wm_name, nominal_ms=info.ms
+            key=park.key,
+            ttl=loop.ttl,
+            watermark=loop.wm_name,
+            nominal_ms=info.ms,
+            watermark_slack_ms=0 if late else loop.slack_ms,
         )
         park.prepared = _Prepared(loop, info, park.key)
 
@@ -815,8 +834,8 @@ class Scheduler:
             if decision.action is _plan.Action.SKIP:
                 self._wake(park)
             else:
-                if decision.nominal != nominal:  # a misfire fires another occurrence
-                    self._prepare(park, decision.nominal)
+                if decision.late:  # a misfire: maybe another occurrence, no slack (S7)
+                    self._prepare(park, decision.nominal, late=True)
                 park.phase = _Phase.ACQUIRING
                 firing.append(park)
         if firing:

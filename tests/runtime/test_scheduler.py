@@ -263,6 +263,40 @@ async def test_instances_sharing_locks_fire_each_occurrence_once_despite_skew(
     assert len(expected) > 40
 
 
+@pytest.mark.parametrize("policy", ["skip", "fire_once"])
+@pytest.mark.parametrize("fast_restarts", [False, True])
+async def test_a_fast_clock_joining_or_restarting_loses_no_occurrence(
+    autojump_clock: trio.testing.MockClock, policy: str, fast_restarts: bool
+) -> None:
+    """S7: an instance 2 s ahead starts (or restarts) after the others; it begins (or
+    misfires) past occurrences the on-time instances have not reached, and its
+    watermark moves past them. They must still fire, once each."""
+    ttl = 10.0
+    locks = MemoryLockProvider()
+    jobs = RecordingJobs()
+    task = every_second("shared", lock_ttl=ttl, misfire_policy=policy)
+
+    async def instance(skew: float, start: float, stop: float) -> None:
+        await trio.sleep(start)
+        wall = FakeWall(BASE, skew=skew)
+        wall.t0 -= start  # one real timeline for every instance
+        async with open_scheduler(jobs=jobs, locks=locks, config=config(wall)) as scheduler:
+            scheduler.register(task)
+            await trio.sleep(stop - start)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(instance, 0.0, 0.0, 30.0)
+        nursery.start_soon(instance, -1.0, 0.0, 30.0)
+        if fast_restarts:
+            nursery.start_soon(instance, 2.0, 0.0, 8.3)  # killed (hard stop) ...
+        nursery.start_soon(instance, 2.0, 10.3, 30.0)  # ... and (re)started
+    nominals = jobs.nominals()
+    assert len(nominals) == len(set(nominals))
+    # Every occurrence the on-time instances cover, start to stop, fired once.
+    expected = {BASE.replace(microsecond=0) + timedelta(seconds=i) for i in range(2, 28)}
+    assert expected <= set(nominals), sorted(expected - set(nominals))
+
+
 async def test_trigger_outcomes(autojump_clock: trio.testing.MockClock) -> None:
     wall = FakeWall(BASE)
     jobs = RecordingJobs()

@@ -6,8 +6,10 @@ Rules:
   the provider's whole key space (never reused, never decreasing).
 - L3 ``renew`` and ``release`` only act when the lease's ``token`` still owns the key.
 - L4 A watermark is a per-name integer (epoch milliseconds of the last dispatched
-  occurrence) that only moves forward. An occurrence at or before its task's
-  watermark is never acquired again (``acquire_batch`` refuses it).
+  occurrence) that only moves forward. ``acquire_batch`` refuses an occurrence at or
+  before its task's watermark, unless the request's ``watermark_slack_ms`` says the
+  occurrence is recent enough for its lock alone to decide: a request is refused when
+  ``nominal_ms <= watermark`` and ``watermark - nominal_ms >= watermark_slack_ms``.
 - L5 ``acquire_batch`` and ``advance_watermarks`` do their whole batch in one backend
   round trip (DESIGN 4.5).
 
@@ -24,7 +26,14 @@ from typing import Protocol, runtime_checkable
 
 from trio_sched._errors import InvalidArgumentError
 
-__all__ = ["AcquireRequest", "LockLease", "LockProvider", "check_key", "check_ttl"]
+__all__ = [
+    "AcquireRequest",
+    "LockLease",
+    "LockProvider",
+    "check_key",
+    "check_ttl",
+    "refused_by_watermark",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +57,20 @@ class AcquireRequest:
 
     `watermark` names the watermark to check (usually ``{prefix}:{task}``) and
     `nominal_ms` is the occurrence's nominal instant in epoch milliseconds: the
-    request is refused when ``nominal_ms <= watermark`` (rule L4). `watermark` may be
-    ``None`` for locks that have no watermark (manual triggers).
+    request is refused when ``nominal_ms <= watermark`` and ``watermark - nominal_ms >=
+    watermark_slack_ms`` (rule L4). With the default slack of 0 every occurrence at or
+    before the watermark is refused. The scheduler sends a slack for occurrences it
+    reaches on time: an instance whose clock runs ahead may have moved the watermark
+    past an occurrence nobody dispatched yet, and such a recent occurrence is still
+    protected by its lock (held until its TTL once taken). `watermark` may be ``None``
+    for locks that have no watermark (manual triggers).
     """
 
     key: str
     ttl: float
     watermark: str | None = None
     nominal_ms: int = 0
+    watermark_slack_ms: int = 0
 
 
 @runtime_checkable
@@ -123,3 +138,13 @@ def check_ttl(ttl: object) -> float:
     if not (math.isfinite(ttl) and ttl > 0):
         raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
     return ttl
+
+
+def refused_by_watermark(request: AcquireRequest, mark: int | None) -> bool:
+    """Rule L4 for one request, given its watermark's current value (None: never set)."""
+    return (
+        request.watermark is not None
+        and mark is not None
+        and request.nominal_ms <= mark
+        and mark - request.nominal_ms >= request.watermark_slack_ms
+    )

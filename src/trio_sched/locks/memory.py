@@ -37,7 +37,13 @@ from typing import NamedTuple, final
 import trio
 
 from trio_sched._errors import ClosedError, InvalidArgumentError, LeaseLostError
-from trio_sched.locks._protocol import AcquireRequest, LockLease, check_key, check_ttl
+from trio_sched.locks._protocol import (
+    AcquireRequest,
+    LockLease,
+    check_key,
+    check_ttl,
+    refused_by_watermark,
+)
 
 __all__ = ["MemoryLockProvider", "MemoryLockStatistics"]
 
@@ -126,7 +132,7 @@ class MemoryLockProvider:
     async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
         """Acquire many keys at once; result ``i`` answers request ``i``.
 
-        ``None`` means held, or refused because ``nominal_ms <= watermark`` (rule L4).
+        ``None`` means held, or refused by its watermark (rule L4).
         The whole batch is decided under one lock acquisition after one checkpoint, so a
         cancelled call took nothing and no other caller sees half a batch. A key named
         twice in one batch is granted to the first request only.
@@ -142,12 +148,12 @@ class MemoryLockProvider:
             results: list[LockLease | None] = []
             expire_at: dict[float, datetime] = {}
             for request in requests:
-                if request.watermark is not None:
-                    mark = self._watermarks.get(request.watermark)
-                    if mark is not None and request.nominal_ms <= mark:
-                        self._refused += 1
-                        results.append(None)
-                        continue
+                if request.watermark is not None and refused_by_watermark(
+                    request, self._watermarks.get(request.watermark)
+                ):
+                    self._refused += 1
+                    results.append(None)
+                    continue
                 results.append(self._try_take(request.key, request.ttl, now, expire_at))
             return results
 

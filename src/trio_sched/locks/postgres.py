@@ -259,10 +259,11 @@ class _Sql:
         self.acquire_batch = query(
             "WITH req AS ("
             " SELECT r.key, r.token, r.ttl, r.ord,"
-            " (r.mark IS NOT NULL AND w.value IS NOT NULL AND r.nominal <= w.value) AS refused"
+            " (r.mark IS NOT NULL AND w.value IS NOT NULL AND r.nominal <= w.value"
+            " AND w.value - r.nominal >= r.slack) AS refused"
             " FROM unnest(%(keys)s::text[], %(tokens)s::text[], %(ttls)s::float8[],"
-            " %(marks)s::text[], %(nominals)s::int8[])"
-            " WITH ORDINALITY AS r(key, token, ttl, mark, nominal, ord)"
+            " %(marks)s::text[], %(nominals)s::int8[], %(slacks)s::int8[])"
+            " WITH ORDINALITY AS r(key, token, ttl, mark, nominal, slack, ord)"
             " LEFT JOIN {marks} AS w ON w.name = r.mark"
             "), eligible AS ("
             " SELECT DISTINCT ON (key) key, token, ttl FROM req WHERE NOT refused"
@@ -414,7 +415,7 @@ class PostgresLockProvider:
     async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
         """Acquire many keys in ONE statement; result ``i`` answers request ``i``.
 
-        ``None`` means held, or refused because ``nominal_ms <= watermark`` (rule L4),
+        ``None`` means held, or refused by its watermark (rule L4),
         decided in the same statement (PG4). A key named twice goes to its first request
         not refused by its watermark. A checkpoint; cancellation leaves no hidden lock
         (PG6). An empty batch makes no round trip.
@@ -424,6 +425,7 @@ class PostgresLockProvider:
         ttls: list[float] = []
         marks: list[str | None] = []
         nominals: list[int] = []
+        slacks: list[int] = []
         for request in requests:
             check_key(request.key)
             check_ttl(request.ttl)
@@ -436,6 +438,7 @@ class PostgresLockProvider:
             ttls.append(float(request.ttl))
             marks.append(request.watermark)
             nominals.append(_bigint("nominal_ms", request.nominal_ms))
+            slacks.append(_bigint("watermark_slack_ms", request.watermark_slack_ms))
         if not requests:
             await self._checkpoint_open()
             return []
@@ -445,6 +448,7 @@ class PostgresLockProvider:
             "ttls": ttls,
             "marks": marks,
             "nominals": nominals,
+            "slacks": slacks,
         }
         await self._maybe_cleanup()
 

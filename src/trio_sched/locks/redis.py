@@ -114,8 +114,8 @@ return {fencing, now[1], now[2]}
 
 # KEYS: fencing counter, watermark hash, lock 1..n.
 # ARGV[1]: a JSON array of n requests [token, ttl ms, has watermark (0/1), watermark
-# name, nominal ms], numbers as strings (one argument instead of 5n: redis-py packs each
-# argument in Python, which cost more than the script itself).
+# name, nominal ms, watermark slack ms], numbers as strings (one argument instead of 6n:
+# redis-py packs each argument in Python, which cost more than the script itself).
 # Reply: n answers (fencing token > 0, 0 = held, -1 = refused by watermark), then the
 # server's TIME as two more items (seconds, microseconds). Grants get consecutive
 # fencing tokens from one INCRBY, in request order.
@@ -131,7 +131,8 @@ for i = 1, n do
   local refused = false
   if r[3] == 1 then
     local mark = redis.call('HGET', KEYS[2], r[4])
-    if mark and tonumber(r[5]) <= tonumber(mark) then
+    if mark and tonumber(r[5]) <= tonumber(mark)
+        and tonumber(mark) - tonumber(r[5]) >= tonumber(r[6]) then
       refused = true
     end
   end
@@ -345,27 +346,28 @@ class RedisLockProvider:
     async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
         """Acquire many keys in ONE round trip; result ``i`` answers request ``i``.
 
-        ``None`` means held, or refused because ``nominal_ms <= watermark`` (rule L4),
+        ``None`` means held, or refused by its watermark (rule L4),
         decided inside the same script (RD3). A checkpoint; cancellation leaves no hidden
         lock (RD5). An empty batch makes no round trip.
         """
         tokens: list[str] = []
         keys = [self._fencing_key, self._watermark_key]
-        rows: list[tuple[str, str, int, str, str]] = []
+        rows: list[tuple[str, str, int, str, str, str]] = []
         for request in requests:
             check_key(request.key)
             token = secrets.token_hex(16)
             tokens.append(token)
             keys.append(self._lock_prefix + request.key)
             if request.watermark is None:
-                rows.append((token, _ttl_ms(request.ttl), 0, "", "0"))
+                rows.append((token, _ttl_ms(request.ttl), 0, "", "0", "0"))
             else:
                 if not isinstance(request.watermark, str):
                     raise InvalidArgumentError(
                         f"watermark must be a str or None, got {request.watermark!r}"
                     )
                 nominal = _exact_int("nominal_ms", request.nominal_ms)
-                rows.append((token, _ttl_ms(request.ttl), 1, request.watermark, nominal))
+                slack = _exact_int("watermark_slack_ms", request.watermark_slack_ms)
+                rows.append((token, _ttl_ms(request.ttl), 1, request.watermark, nominal, slack))
         args = [json.dumps(rows, separators=(",", ":"))]
         if not requests:
             await self._checkpoint_open()

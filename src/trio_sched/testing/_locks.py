@@ -317,7 +317,7 @@ async def _batch(ctx: _Ctx) -> None:
     held = ctx.key("batch-held")
     held_lease = _lease_shape(check, await ctx.b.acquire(held, ctx.ttl * 4), held)
     ctx.saw(check, held_lease)
-    free, at_mark, below, plain, unknown = (ctx.key("batch") for _ in range(5))
+    free, at_mark, below, plain, unknown, recent, old = (ctx.key("batch") for _ in range(7))
     requests = [
         AcquireRequest(free, ctx.ttl * 4, mark, 2000),  # granted
         AcquireRequest(held, ctx.ttl * 4),  # held by b
@@ -326,8 +326,12 @@ async def _batch(ctx: _Ctx) -> None:
         AcquireRequest(plain, ctx.ttl * 4),  # no watermark: granted
         AcquireRequest(unknown, ctx.ttl * 4, unknown_mark, 0),  # never-set mark: granted
         AcquireRequest(free, ctx.ttl * 4, mark, 3000),  # same key again: taken above
+        # Rule L4's slack: 1000 - 996 = 4 < 5, recent enough for the lock alone: granted.
+        AcquireRequest(recent, ctx.ttl * 4, mark, 996, watermark_slack_ms=5),
+        # 1000 - 995 = 5 >= 5: refused, as without a slack.
+        AcquireRequest(old, ctx.ttl * 4, mark, 995, watermark_slack_ms=5),
     ]
-    granted = [True, False, False, False, True, True, False]
+    granted = [True, False, False, False, True, True, False, True, False]
     results = await ctx.a.acquire_batch(requests)
     expect(
         len(results) == len(requests),
@@ -363,7 +367,7 @@ async def _batch(ctx: _Ctx) -> None:
     )
     ctx.fencing.append(max(tokens))
     # Refusals take nothing, and a batch does not move watermarks.
-    for key in (at_mark, below):
+    for key in (at_mark, below, old):
         after = await ctx.b.acquire(key, ctx.ttl * 4)
         if after is None:
             fail(_SUITE, check, f"watermark-refused key {key!r} was left locked")
