@@ -231,6 +231,31 @@ async def test_expired_lease_is_redelivered(autojump_clock: trio.testing.MockClo
     assert await jobs.complete(again) is True
 
 
+async def test_a_job_whose_leases_keep_expiring_is_dead_lettered_unrun(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # W2/WK2: a job that kills its worker every time (simulated: claimed, never
+    # finished, max_attempts times) must end in the dead letters, not loop forever.
+    jobs = MemoryJobs(visibility_timeout=5.0, max_attempts=3)
+    await jobs.enqueue(_job(1))
+    for attempt in (1, 2, 3):
+        (lost,) = await jobs.claim(["q"], max_jobs=1, wait=10.0)
+        assert lost.job.attempt == attempt
+    ran: list[int] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job.attempt)
+
+    async with open_worker(jobs, {"work": handler}, queues=["q"]) as worker:
+        with trio.move_on_after(120):  # virtual seconds: ample for one claim
+            await _until(lambda: worker.statistics().dead_lettered == 1)
+    assert ran == []  # attempt 4 > max_attempts: not run again
+    assert worker.statistics().exhausted == 1
+    (letter,) = await jobs.dead_letters("q")
+    assert letter.job.id == "job-1"
+    assert "exceeds max_attempts=3" in letter.error
+
+
 async def test_long_handler_keeps_its_lease(autojump_clock: trio.testing.MockClock) -> None:
     jobs = MemoryJobs(visibility_timeout=3.0)
     attempts: list[int] = []

@@ -1,7 +1,7 @@
 """Trio workers for jobs runtimes: `open_worker` and the `ConsumableJobs` protocol.
 
 A worker takes jobs from a runtime that implements `ConsumableJobs` (`MemoryJobs`,
-``RedisJobs``, later ``PostgresJobs``), runs the handler named by ``job.name`` and
+``RedisJobs``, ``PostgresJobs``), runs the handler named by ``job.name`` and
 reports the outcome back. Code moves from embedded to Redis or Postgres by changing the
 runtime's constructor only.
 
@@ -14,7 +14,9 @@ The protocol (what a runtime implements for the worker), rules W1-W9:
 - W2 At-least-once: a lease that is neither completed, failed, released nor extended
   within ``visibility_timeout`` expires, and the job is delivered again (to any worker).
   That redelivery counts as an attempt, so a job that kills its worker every time is
-  dead-lettered after ``max_attempts`` like a failing one.
+  dead-lettered after ``max_attempts`` like a failing one (a runtime may do it when
+  claiming; the worker dead-letters a delivery whose attempt exceeds ``max_attempts``
+  without running it, WK2).
 - W3 ``Delivery.job.attempt`` is the attempt number of *this* delivery: the enqueued
   ``attempt`` (normally 1) plus the number of earlier deliveries. Every other `Job`
   field is exactly what was enqueued.
@@ -47,7 +49,9 @@ The worker, rules WK1-WK7:
   ``Exception`` and a handler timeout (``handler_timeout``) are failures: the job is
   retried with exponential backoff (``retry_backoff * 2 ** (attempt - 1)``, capped at
   ``max_retry_backoff``, with "equal jitter": between half and all of it) and
-  dead-lettered after ``max_attempts`` (W6). Nothing is dropped silently.
+  dead-lettered after ``max_attempts`` (W6). A delivery whose attempt already exceeds
+  ``max_attempts`` (its earlier leases expired: W2) is a failure without running the
+  handler. Nothing is dropped silently.
 - WK3 While a handler runs, its lease is extended every ``visibility_timeout / 3``
   seconds, by one keeper task for all running handlers (not a task per job). When an
   extension reports the lease lost, the handler is cancelled (the job belongs to another
@@ -137,6 +141,9 @@ class ConsumableJobs(JobsRuntime, Protocol):
     @property
     def visibility_timeout(self) -> float: ...
 
+    @property
+    def max_attempts(self) -> int: ...
+
     async def claim(
         self, queues: Sequence[str], *, max_jobs: int, wait: float
     ) -> list[Delivery]: ...
@@ -193,7 +200,8 @@ class WorkerStatistics:
 
     `taken` jobs each end as `succeeded` or `failed` (then `retried`, `dead_lettered`
     or stale), or `released` at shutdown, or `lease_lost`; `in_flight` are running now.
-    `timed_out` and `unknown_name` are failures by cause. `claim_errors` and
+    `timed_out`, `unknown_name` and `exhausted` (a delivery past ``max_attempts`` after
+    expired leases, not run: W2) are failures by cause. `claim_errors` and
     `ack_errors` count backend errors (WK6).
     """
 
@@ -209,6 +217,7 @@ class WorkerStatistics:
     lease_lost: int
     timed_out: int
     unknown_name: int
+    exhausted: int
     claim_errors: int
     ack_errors: int
     in_flight: int
@@ -291,6 +300,7 @@ class Worker:
                 "lease_lost",
                 "timed_out",
                 "unknown_name",
+                "exhausted",
                 "claim_errors",
                 "ack_errors",
             ),
@@ -456,6 +466,14 @@ class Worker:
     async def _call_handler(self, delivery: Delivery) -> str | None:
         """Run the handler; the failure text, or None on success. Cancellation passes."""
         job = delivery.job
+        if job.attempt > self._jobs.max_attempts:
+            # W2: earlier deliveries expired unfinished (their workers died). Running the
+            # job again could kill this worker too: dead-letter it without running it.
+            self._counts["exhausted"] += 1
+            return (
+                f"attempt {job.attempt} exceeds max_attempts={self._jobs.max_attempts}: "
+                "earlier deliveries expired unfinished (did the handler kill its worker?)"
+            )
         handler = self._handlers.get(job.name)
         if handler is None:
             self._counts["unknown_name"] += 1
