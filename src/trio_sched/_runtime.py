@@ -1235,9 +1235,15 @@ class Scheduler:
 
     def _note_misfire(self, loop: _Loop, decision: _plan.Decision) -> None:
         first = decision.first_late
-        if first is None or first == loop.last_counted_late:
-            return  # a retry of a misfire already counted
-        loop.last_counted_late = first
+        if first is None:
+            return
+        covered = loop.last_counted_late
+        if covered is not None and first <= covered:
+            # A retry of a misfire already counted (O7: the loop retries the latest late
+            # occurrence, which is late again): the same misfire, now reaching further.
+            loop.last_counted_late = max(covered, decision.nominal)
+            return
+        loop.last_counted_late = decision.nominal
         loop.misfired += 1
         lateness = decision.lateness + (decision.nominal - first).total_seconds()
         self._config.logger.warning(

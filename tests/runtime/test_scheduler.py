@@ -480,6 +480,31 @@ async def test_outage_past_the_grace_window_follows_the_policy(
     assert stats.misfired == 1
 
 
+async def test_one_outage_spanning_many_occurrences_is_one_misfire(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # fire_once retries the latest late occurrence through an outage of several
+    # seconds; the latest late one moves on every second, yet it is one misfire.
+    wall = FakeWall(at(8, 59, 59))
+    locks = WrappedLocks(MemoryLockProvider())
+    locks.batch_error, locks.batch_failures = OSError("connection refused"), 12
+    jobs = RecordingJobs()
+    events: list[SchedulerEvent] = []
+    cfg = config(
+        wall, retry_backoff=0.5, retry_backoff_max=0.5, misfire_grace=1.0, on_event=events.append
+    )
+    async with open_scheduler(jobs=jobs, locks=locks, config=cfg) as scheduler:
+        scheduler.register(every_second("tick", misfire_policy="fire_once"))
+        await trio.sleep(20)
+        stats = scheduler.statistics().tasks["tick"]
+    missed = [e for e in events if e.kind is EventKind.MISSED]
+    assert len(missed) == 1, missed
+    assert stats.misfired == 1
+    nominals = jobs.nominals()
+    assert len(nominals) == len(set(nominals))
+    assert len(nominals) > 10  # on schedule again after the outage
+
+
 async def test_non_transient_errors_move_on(autojump_clock: trio.testing.MockClock) -> None:
     wall = FakeWall(at(8, 59, 59))
     locks = WrappedLocks(MemoryLockProvider())
