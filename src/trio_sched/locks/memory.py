@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple, final
+from typing import Final, final
 
 import trio
 
@@ -51,10 +51,13 @@ __all__ = ["MemoryLockProvider", "MemoryLockStatistics"]
 _MIN_SWEEP_SIZE = 1024
 
 
-class _Entry(NamedTuple):
-    token: str
-    expires: float  # on the provider's clock
-    fencing_token: int
+# An entry is a plain (token, expires on the provider's clock, fencing token) tuple: the
+# garbage collector stops tracking plain tuples of atoms, not NamedTuples, and a busy
+# provider holds one entry per occurrence for a whole TTL.
+_Entry = tuple[str, float, int]
+_TOKEN: Final = 0
+_EXPIRES: Final = 1
+_FENCING: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,18 +173,18 @@ class MemoryLockProvider:
             self._check_open()
             now = self._now()
             entry = self._entries.get(lease.key)
-            if entry is None or entry.token != lease.token or entry.expires <= now:
+            if entry is None or entry[_TOKEN] != lease.token or entry[_EXPIRES] <= now:
                 self._renewals_lost += 1
-                if entry is not None and entry.expires <= now:
+                if entry is not None and entry[_EXPIRES] <= now:
                     del self._entries[lease.key]
                 raise LeaseLostError(f"lease on {lease.key!r} was lost (expired or taken)")
-            self._entries[lease.key] = entry._replace(expires=now + ttl)
+            self._entries[lease.key] = (entry[_TOKEN], now + ttl, entry[_FENCING])
             self._renewals += 1
             return LockLease(
                 key=lease.key,
                 token=lease.token,
                 expire_at=self._expire_at(ttl),
-                fencing_token=entry.fencing_token,
+                fencing_token=entry[_FENCING],
             )
 
     async def release(self, lease: LockLease) -> bool:
@@ -195,7 +198,7 @@ class MemoryLockProvider:
             self._check_open()
             now = self._now()
             entry = self._entries.get(lease.key)
-            if entry is None or entry.token != lease.token or entry.expires <= now:
+            if entry is None or entry[_TOKEN] != lease.token or entry[_EXPIRES] <= now:
                 self._releases_missed += 1
                 return False
             del self._entries[lease.key]
@@ -250,7 +253,7 @@ class MemoryLockProvider:
         """
         with self._mutex:
             now = self._now()
-            held = sum(1 for entry in self._entries.values() if entry.expires > now)
+            held = sum(1 for entry in self._entries.values() if entry[_EXPIRES] > now)
             return MemoryLockStatistics(
                 held_locks=held,
                 stored_keys=len(self._entries),
@@ -274,14 +277,14 @@ class MemoryLockProvider:
         """Take `key` if free. `expire_at` caches wall-clock expiries per TTL within one
         batch: the wall clock is read once per batch, not once per lease."""
         entry = self._entries.get(key)
-        if entry is not None and entry.expires > now:
+        if entry is not None and entry[_EXPIRES] > now:
             self._misses += 1
             return None
         self._fencing += 1
         # Tokens need uniqueness, not secrecy: a random per-provider prefix and the
         # fencing counter are unique and cost far less than a random token per lease.
         token = f"{self._token_prefix}{self._fencing:x}"
-        self._entries[key] = _Entry(token=token, expires=now + ttl, fencing_token=self._fencing)
+        self._entries[key] = (token, now + ttl, self._fencing)
         self._acquires += 1
         if expire_at is None:
             wall = self._expire_at(ttl)
@@ -292,7 +295,7 @@ class MemoryLockProvider:
     def _maybe_sweep(self, now: float) -> None:
         if len(self._entries) < self._sweep_at:
             return
-        self._entries = {k: e for k, e in self._entries.items() if e.expires > now}
+        self._entries = {k: e for k, e in self._entries.items() if e[_EXPIRES] > now}
         self._sweep_at = max(_MIN_SWEEP_SIZE, 2 * len(self._entries))
 
     def _now(self) -> float:
