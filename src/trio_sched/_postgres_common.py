@@ -55,7 +55,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, LiteralString, TypeAlias, TypeVar, final
 from urllib.parse import quote, unquote
@@ -382,6 +382,26 @@ class PostgresDriver:
         with self._lock:
             self._round_trips += 1
         return conn.execute(statement, params)
+
+    async def create_schema(
+        self,
+        key: int,
+        statements: Sequence[sql.Composed | LiteralString],
+        on_done: Callable[[], None],
+    ) -> None:
+        """Run `statements` in one transaction under ``pg_advisory_xact_lock(key)``, so
+        instances starting together create a schema once; `on_done` runs in the thread
+        after the commit (even when the caller was cancelled meanwhile). A checkpoint;
+        a cancelled call created all or nothing."""
+
+        def run(conn: Connection) -> None:
+            with conn.transaction():
+                self.execute(conn, "SELECT pg_advisory_xact_lock(%s)", (key,))
+                for statement in statements:
+                    self.execute(conn, statement)
+            on_done()
+
+        await self.call(run)
 
     async def call(
         self,

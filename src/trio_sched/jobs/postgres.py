@@ -791,17 +791,12 @@ class PostgresJobs:
             if self._schema_ready:
                 await self._checkpoint_open()
                 return
+            await self._driver.create_schema(
+                self._sql.advisory_key, self._sql.create, self._mark_schema_ready
+            )
 
-            def run(conn: Connection) -> None:
-                with conn.transaction():
-                    self._driver.execute(
-                        conn, "SELECT pg_advisory_xact_lock(%s)", (self._sql.advisory_key,)
-                    )
-                    for statement in self._sql.create:
-                        self._driver.execute(conn, statement)
-                self._schema_ready = True
-
-            await self._driver.call(run)
+    def _mark_schema_ready(self) -> None:
+        self._schema_ready = True
 
     async def get(self, job_id: str) -> Job | None:
         """The stored job with `job_id` as enqueued while it is waiting or leased, or
