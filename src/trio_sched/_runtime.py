@@ -56,6 +56,12 @@ Rules:
   long ago and still holds. Late occurrences (misfires, catch-up after a restart) are
   refused by the watermark outright. Exactly once therefore holds while the clocks of
   instances differ by less than ``lock_ttl - misfire_grace``.
+- S8 Dormant loops: a loop whose next occurrence is more than 5 s away (wall clock)
+  ends its Trio task (nursery, scopes, coroutine frames) and leaves one entry on the
+  shared timer that starts it again 2 s before the occurrence; its cursor stays on the
+  task's record, so it resumes exactly where it was. An idle schedule then costs a
+  record and a timer entry instead of a parked Trio task. Stop and unregister cancel the
+  entry; a wall-clock jump moves it like any wall-anchored entry.
 """
 
 from __future__ import annotations
@@ -96,6 +102,10 @@ from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
 __all__ = ["Scheduler", "open_scheduler"]
 
 _TRANSIENT: Final = (RetryableError, OSError)
+# S8: a loop whose next occurrence is more than _DORMANT_AFTER seconds away (wall clock)
+# ends its Trio task and is started again _WAKE_AHEAD seconds before the occurrence.
+_DORMANT_AFTER: Final = 5.0
+_WAKE_AHEAD: Final = 2.0
 # Bounded attempts for a watermark flush: the occurrence locks still protect for their
 # TTL if it fails, and an endless retry would hold up stop().
 _WATERMARK_ATTEMPTS: Final = 5
@@ -133,7 +143,9 @@ class _Loop:
 
     __slots__ = (
         "base_headers",
+        "cursor",
         "dispatch_scope",
+        "dormant",
         "errors",
         "fire_once",
         "fired",
@@ -148,6 +160,7 @@ class _Loop:
         "next_fire",
         "nursery",
         "park",
+        "scheduler",
         "skipped",
         "slack_ms",
         "stopping",
@@ -158,7 +171,10 @@ class _Loop:
         "wm_name",
     )
 
-    def __init__(self, task: Task, ttl: float, prefix: str, grace: float) -> None:
+    def __init__(
+        self, scheduler: Scheduler, task: Task, ttl: float, prefix: str, grace: float
+    ) -> None:
+        self.scheduler = scheduler
         self.task = task
         # Per-task constants of the hot path, computed once.
         self.ttl = ttl
@@ -169,6 +185,9 @@ class _Loop:
         self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
         self.base_headers = {**task.headers, H_TASK: task.name, H_TRIGGER: "schedule"}
         self.stopping = False
+        # S8: where the loop is (kept while it is dormant) and its wake-up entry.
+        self.cursor: _Cursor | None = None
+        self.dormant: TimerHandle | None = None
         self.wait_scope: trio.CancelScope | None = None
         self.dispatch_scope: trio.CancelScope | None = None
         self.park: _Park | None = None
@@ -181,9 +200,16 @@ class _Loop:
         self.fired = self.triggered = self.skipped = self.misfired = 0
         self.lock_misses = self.lease_losses = self.errors = 0
 
+    def wake(self) -> None:
+        """Timer callback of a dormant loop (S8): start its Trio task again."""
+        self.scheduler._wake_dormant(self)
+
     def stop(self) -> None:
         """Stop waiting at once (S6); a dispatch in flight is left to finish."""
         self.stopping = True
+        if self.dormant is not None:
+            self.dormant.cancel()
+            self.dormant = None
         if self.wait_scope is not None:
             self.wait_scope.cancel()
         park = self.park
@@ -456,7 +482,7 @@ class Scheduler:
         task.validate()
         if task.name in self._loops:
             raise ConflictError(f"task {task.name!r} is already registered")
-        loop = _Loop(task, self._ttl(task), self._prefix, self._config.misfire_grace)
+        loop = _Loop(self, task, self._ttl(task), self._prefix, self._config.misfire_grace)
         self._loops[task.name] = loop
         if self._state is _State.RUNNING:
             assert self._loop_nursery is not None
@@ -668,7 +694,10 @@ class Scheduler:
         try:
             async with trio.open_nursery() as nursery:
                 loop.nursery = nursery
-                await self._loop_body(loop)
+                try:
+                    await self._loop_body(loop)
+                finally:
+                    loop.nursery = None  # a dormant loop keeps no Trio objects alive (S8)
                 nursery.cancel_scope.cancel()  # renewers of finished dispatches, if any
         except Exception as exc:
             # A bug or an impossible schedule: report, keep the other tasks running.
@@ -676,14 +705,16 @@ class Scheduler:
             self._report_error(loop, None, exc)
 
     async def _loop_body(self, loop: _Loop) -> None:
-        mark = await self._startup_watermark(loop)
-        if loop.stopping:
-            return
-        cursor = _Cursor(
-            _plan.first_candidate(loop.task.cron, self._wall_clock(), mark),
-            self._config.retry_backoff,
-        )
-        while not loop.stopping:
+        cursor = loop.cursor
+        if cursor is None:  # first start; a loop woken from dormancy (S8) keeps its cursor
+            mark = await self._startup_watermark(loop)
+            if loop.stopping:
+                return
+            cursor = loop.cursor = _Cursor(
+                _plan.first_candidate(loop.task.cron, self._wall_clock(), mark),
+                self._config.retry_backoff,
+            )
+        while not loop.stopping and loop.dormant is None:
             # One dispatch scope serves every dispatch of this loop until one of them is
             # cancelled (lease lost, timeout); then a fresh scope is made (S3). Nothing
             # but a dispatch in flight is ever cancelled through it.
@@ -701,6 +732,8 @@ class Scheduler:
         cron = task.cron
         while not loop.stopping:
             loop.next_fire = cursor.nominal
+            if cursor.retry_at is None and self._go_dormant(loop, cursor.nominal):
+                return
             park = _Park(loop, cursor.nominal)
             self._prepare(park, cursor.nominal)
             retry_at, cursor.retry_at = cursor.retry_at, None
@@ -790,6 +823,22 @@ class Scheduler:
             watermark_slack_ms=0 if late else loop.slack_ms,
         )
         park.prepared = _Prepared(loop, info, park.key)
+
+    def _go_dormant(self, loop: _Loop, nominal: datetime) -> bool:
+        """S8: if `nominal` is far off, end the loop's Trio task and leave a timer entry
+        that starts it again shortly before; returns whether it did."""
+        nominal_ts = nominal.timestamp()
+        if nominal_ts - self._wall_time() <= _DORMANT_AFTER:
+            return False
+        # A bound method of the loop: the smallest callable that knows its loop.
+        loop.dormant = self._timer.call_at_wall(nominal_ts - _WAKE_AHEAD, loop.wake)
+        return True
+
+    def _wake_dormant(self, loop: _Loop) -> None:
+        loop.dormant = None
+        if loop.stopping or self._state is not _State.RUNNING or self._loop_nursery is None:
+            return
+        self._loop_nursery.start_soon(self._run_loop, loop, name=f"trio_sched:{loop.task.name}")
 
     def _park_group_due(self, nominal_ts: float) -> None:
         group = self._park_groups.pop(nominal_ts, ())
