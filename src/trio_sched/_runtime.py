@@ -260,10 +260,10 @@ class _Park:
         "trio_task",
     )
 
-    def __init__(self, loop: _Loop, nominal: datetime) -> None:
+    def __init__(self, loop: _Loop, nominal: datetime, nominal_ts: float) -> None:
         self.loop = loop
         self.nominal = nominal
-        self.nominal_ts = nominal.timestamp()
+        self.nominal_ts = nominal_ts
         self.trio_task: trio.lowlevel.Task | None = None
         self.handle: TimerHandle | None = None
         self.phase = _Phase.TIMER
@@ -732,9 +732,10 @@ class Scheduler:
         cron = task.cron
         while not loop.stopping:
             loop.next_fire = cursor.nominal
-            if cursor.retry_at is None and self._go_dormant(loop, cursor.nominal):
+            nominal_ts = cursor.nominal.timestamp()
+            if cursor.retry_at is None and self._go_dormant(loop, nominal_ts):
                 return
-            park = _Park(loop, cursor.nominal)
+            park = _Park(loop, cursor.nominal, nominal_ts)
             self._prepare(park, cursor.nominal)
             retry_at, cursor.retry_at = cursor.retry_at, None
             loop.park = park
@@ -824,11 +825,12 @@ class Scheduler:
         )
         park.prepared = _Prepared(loop, info, park.key)
 
-    def _go_dormant(self, loop: _Loop, nominal: datetime) -> bool:
-        """S8: if `nominal` is far off, end the loop's Trio task and leave a timer entry
-        that starts it again shortly before; returns whether it did."""
-        nominal_ts = nominal.timestamp()
-        if nominal_ts - self._wall_time() <= _DORMANT_AFTER:
+    def _go_dormant(self, loop: _Loop, nominal_ts: float) -> bool:
+        """S8: if the occurrence at `nominal_ts` (epoch seconds) is far off, end the
+        loop's Trio task and leave a timer entry that starts it again shortly before;
+        returns whether it did. Reads the wall clock through the timer's cached offset
+        (a heuristic distance: no wall-clock read per occurrence)."""
+        if nominal_ts - (trio.current_time() + self._timer.wall_offset()) <= _DORMANT_AFTER:
             return False
         # A bound method of the loop: the smallest callable that knows its loop.
         loop.dormant = self._timer.call_at_wall(nominal_ts - _WAKE_AHEAD, loop.wake)
