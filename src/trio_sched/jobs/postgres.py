@@ -87,11 +87,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import trio
 
+from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     ConflictError,
     InvalidArgumentError,
@@ -489,7 +489,7 @@ class _Sql:
 
 
 @final
-class PostgresJobs:
+class PostgresJobs(ClosesOnExit):
     """A `JobsRuntime` and `ConsumableJobs` on one Postgres table (rules PJ1-PJ7).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
@@ -538,17 +538,6 @@ class PostgresJobs:
     @property
     def max_attempts(self) -> int:
         return self._config.max_attempts
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- JobsRuntime ----------------------------------------------------------------
 

@@ -61,12 +61,12 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Final, Self, final
+from typing import Final, final
 
 import redis
 import trio
 
+from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     ConflictError,
     InvalidArgumentError,
@@ -417,7 +417,7 @@ class _Taken:
 
 
 @final
-class RedisJobs:
+class RedisJobs(ClosesOnExit):
     """A `JobsRuntime` and `ConsumableJobs` on Redis Streams (rules RJ1-RJ6).
 
     Construction does no I/O; the first call connects. An async context manager that
@@ -460,17 +460,6 @@ class RedisJobs:
     @property
     def max_attempts(self) -> int:
         return self._config.max_attempts
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- JobsRuntime ----------------------------------------------------------------
 

@@ -80,11 +80,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import trio
 
+from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     InvalidArgumentError,
     LeaseLostError,
@@ -330,7 +330,7 @@ class _Sql:
 
 
 @final
-class PostgresLockProvider:
+class PostgresLockProvider(ClosesOnExit):
     """A `LockProvider` on one Postgres database (rules PG1-PG7 above, P1-P6).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
@@ -373,17 +373,6 @@ class PostgresLockProvider:
     @property
     def config(self) -> PostgresLockProviderConfig:
         return self._config
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- LockProvider ---------------------------------------------------------------
 

@@ -57,12 +57,12 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Final, Self, final
+from typing import Final, final
 
 import redis
 import trio
 
+from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     InvalidArgumentError,
     LeaseLostError,
@@ -267,7 +267,7 @@ class RedisLockStatistics:
 
 
 @final
-class RedisLockProvider:
+class RedisLockProvider(ClosesOnExit):
     """A `LockProvider` on one Redis server (rules RD1-RD7 above, R1-R5 of the driver).
 
     Construction does no I/O; the first call connects. Also an async context manager
@@ -302,17 +302,6 @@ class RedisLockProvider:
     @property
     def config(self) -> RedisLockProviderConfig:
         return self._config
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- LockProvider ---------------------------------------------------------------
 
