@@ -33,8 +33,8 @@ from typing import Any
 import redis
 import trio
 
-from multiprocess._child import write_status
-from trio_sched import Config, ConflictError, EventKind, SchedulerEvent, open_scheduler
+from multiprocess._child import run_scheduler, write_status
+from trio_sched import Config, ConflictError, EventKind, SchedulerEvent
 from trio_sched._plan import epoch_ms
 from trio_sched.jobs import Job
 from trio_sched.jobs.redis import RedisJobs, RedisJobsConfig
@@ -98,25 +98,7 @@ async def main(args: argparse.Namespace) -> None:
 
     config = Config(wall_clock=wall_clock, lock_key_prefix="e2e", on_event=on_event)
     status: dict[str, Any] = {"pid": os.getpid(), "skew": args.skew}
-    async with open_scheduler(jobs=jobs, locks=locks, config=config, close_providers=True) as s:
-        for task in TASKS:
-            s.register(task)
-        status["started_wall"] = wall_clock().timestamp()
-        write_status(args.status, status)
-        await trio.sleep(args.seconds)
-        status["stopped_wall"] = wall_clock().timestamp()
-        stats = s.statistics()
-    status["tasks"] = {
-        name: {
-            "fired": t.fired,
-            "lock_misses": t.lock_misses,
-            "skipped": t.skipped,
-            "misfired": t.misfired,
-            "errors": t.errors,
-            "lease_losses": t.lease_losses,
-        }
-        for name, t in stats.tasks.items()
-    }
+    await run_scheduler(jobs, locks, config, TASKS, args.seconds, args.status, status)
     counters = inner.statistics()
     status["runtime"] = {"enqueued": counters.enqueued, "duplicates": counters.duplicates}
     status["errors"] = errors

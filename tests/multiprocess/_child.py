@@ -36,6 +36,7 @@ import faulthandler
 import json
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ import trio
 
 from trio_sched import Config, EventKind, MisfirePolicy, SchedulerEvent, Task, open_scheduler
 from trio_sched._plan import epoch_ms
-from trio_sched.jobs import Job
+from trio_sched.jobs import Job, JobsRuntime
+from trio_sched.locks import LockProvider
 
 HANG_AFTER = 20.0  # M1: seconds past the run time before the stack dump and exit
 
@@ -122,6 +124,40 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
     tmp.replace(path)  # M5: the parent never reads a half-written file
 
 
+async def run_scheduler(
+    jobs: JobsRuntime,
+    locks: LockProvider,
+    config: Config,
+    tasks: Sequence[Task],
+    seconds: float,
+    status_path: Path,
+    status: dict[str, Any],
+) -> None:
+    """Run a scheduler with `tasks` for `seconds` (closing the providers), writing
+    `status` with its start time once running, then adding the stop time and per-task
+    counters (the caller writes the final status)."""
+    wall_clock = config.wall_clock
+    async with open_scheduler(jobs=jobs, locks=locks, config=config, close_providers=True) as s:
+        for task in tasks:
+            s.register(task)
+        status["started_wall"] = wall_clock().timestamp()
+        write_status(status_path, status)
+        await trio.sleep(seconds)
+        status["stopped_wall"] = wall_clock().timestamp()
+        stats = s.statistics()
+    status["tasks"] = {
+        name: {
+            "fired": t.fired,
+            "lock_misses": t.lock_misses,
+            "skipped": t.skipped,
+            "misfired": t.misfired,
+            "errors": t.errors,
+            "lease_losses": t.lease_losses,
+        }
+        for name, t in stats.tasks.items()
+    }
+
+
 async def main(args: argparse.Namespace) -> None:
     skew = timedelta(seconds=args.skew)
 
@@ -163,25 +199,7 @@ async def main(args: argparse.Namespace) -> None:
 
     config = Config(wall_clock=wall_clock, lock_key_prefix="mp", on_event=on_event)
     status: dict[str, Any] = {"pid": os.getpid(), "skew": args.skew}
-    async with open_scheduler(jobs=jobs, locks=locks, config=config, close_providers=True) as s:
-        for task in TASKS:
-            s.register(task)
-        status["started_wall"] = wall_clock().timestamp()
-        write_status(args.status, status)
-        await trio.sleep(args.seconds)
-        status["stopped_wall"] = wall_clock().timestamp()
-        stats = s.statistics()
-    status["tasks"] = {
-        name: {
-            "fired": t.fired,
-            "lock_misses": t.lock_misses,
-            "skipped": t.skipped,
-            "misfired": t.misfired,
-            "errors": t.errors,
-            "lease_losses": t.lease_losses,
-        }
-        for name, t in stats.tasks.items()
-    }
+    await run_scheduler(jobs, locks, config, TASKS, args.seconds, args.status, status)
     status["errors"] = errors
     status["misfires"] = misfires
     status["exited_wall"] = wall_clock().timestamp()
