@@ -402,6 +402,9 @@ async def test_notify_wakes_an_idle_worker(make_jobs: MakeJobs) -> None:
         await trio.sleep(0.2)  # let the claim settle into its wait on the empty queue
         await producer.enqueue(_job(1))
         await _until(lambda: handled == ["job-1"])
+        # Settle again: a claim still running when job 2 arrives would find it by its
+        # query, and the second NOTIFY would wake nobody (that made this test flaky).
+        await trio.sleep(0.2)
         await producer.enqueue(_job(2))  # and again, on the same listening connection
         await _until(lambda: handled == ["job-1", "job-2"])
     assert worker_jobs.statistics().notifications >= 2
