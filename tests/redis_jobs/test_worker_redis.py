@@ -296,3 +296,31 @@ async def test_closed_runtime_refuses(make_jobs: MakeJobs) -> None:
     await jobs.aclose()
     with pytest.raises(ClosedError):
         await jobs.claim(["q"], max_jobs=1, wait=0)
+
+
+async def test_a_blocking_claim_over_several_queues_takes_at_most_max_jobs(
+    make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # W1: XREADGROUP's COUNT is per stream, so a blocking read over two queues could
+    # return twice max_jobs (seen as 5 handlers on a worker with concurrency 4). Force the
+    # blocking path: the first script reports nothing due although both queues hold jobs.
+    import trio_sched.jobs.redis as redis_jobs
+
+    jobs = make_jobs()
+    assert await jobs.claim(["a", "b"], max_jobs=1, wait=0) == []  # creates the groups
+    for i in range(3):
+        await jobs.enqueue(_job(i, queue="a"))
+        await jobs.enqueue(_job(10 + i, queue="b"))
+
+    class NothingDue:
+        def run(self, *args: object) -> list[object]:
+            return [-1]
+
+    monkeypatch.setattr(redis_jobs, "_CLAIM", NothingDue())
+    taken = await jobs.claim(["a", "b"], max_jobs=2, wait=1.0)
+    assert len(taken) == 2
+    monkeypatch.undo()
+    rest = await jobs.claim(["a", "b"], max_jobs=10, wait=0)
+    ids = sorted(d.job.id for d in [*taken, *rest])
+    assert ids == sorted([f"job-{i}" for i in (0, 1, 2, 10, 11, 12)])  # none lost or doubled
+    assert all(d.job.attempt == 1 for d in [*taken, *rest])  # given back uncounted

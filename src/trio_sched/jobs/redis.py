@@ -562,13 +562,23 @@ class RedisJobs(ClosesOnExit):
             got = client.xreadgroup(
                 group, consumer, dict.fromkeys(streams, ">"), count=max_jobs, block=block_ms
             )
-            triples: list[str] = []
             for stream, entries in _pairs(got or []):
-                qi = streams.index(_str(stream)) + 1
                 for entry, fields in _pairs(entries):
-                    job_id = _fields(fields)["job"]
-                    read.entries.append((_str(stream), _str(entry), job_id, False))
-                    triples += (str(qi), _str(entry), job_id)
+                    read.entries.append((_str(stream), _str(entry), _fields(fields)["job"], False))
+            # XREADGROUP's COUNT is per stream: with several queues it can return more
+            # than max_jobs entries. Keep max_jobs (W1) and give the rest back now.
+            extra = read.entries[max_jobs:]
+            read.entries = read.entries[:max_jobs]
+            for stream, entry, job_id, _ in extra:
+                _RELEASE.run(
+                    self._driver,
+                    client,
+                    [stream, self._data, self._tries],
+                    [group, entry, job_id, "0"],
+                )
+            triples: list[str] = []
+            for stream, entry, job_id, _ in read.entries:
+                triples += (str(streams.index(stream) + 1), entry, job_id)
             if not triples:
                 return []
             accepted = _ACCEPT.run(
