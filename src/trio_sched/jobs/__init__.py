@@ -7,6 +7,7 @@ and are imported only by users who ask for them (``import trio_sched.jobs`` neve
 imports redis-py or psycopg).
 """
 
+from trio_sched.jobs._job import BatchJobsRuntime as BatchJobsRuntime
 from trio_sched.jobs._job import Job as Job
 from trio_sched.jobs._job import JobsRuntime as JobsRuntime
 from trio_sched.jobs._worker import ConsumableJobs as ConsumableJobs
@@ -24,6 +25,7 @@ from trio_sched.jobs.memory import MemoryJobsStatistics as MemoryJobsStatistics
 from trio_sched.jobs.memory import QueueStatistics as QueueStatistics
 
 __all__ = [
+    "BatchJobsRuntime",
     "ConsumableJobs",
     "DeadLetter",
     "Delivery",

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Job", "JobsRuntime"]
+__all__ = ["BatchJobsRuntime", "Job", "JobsRuntime"]
 
 
 def _freeze(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -56,3 +56,27 @@ class JobsRuntime(Protocol):
     async def health_check(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BatchJobsRuntime(JobsRuntime, Protocol):
+    """A `JobsRuntime` that also accepts many jobs in one call (optional capability).
+
+    The scheduler enqueues every occurrence of one burst with one ``enqueue_many`` call
+    when its runtime has the method (rule S9 of the runtime), instead of one ``enqueue``
+    per occurrence. Contract (checked by `trio_sched.testing.check_jobs_runtime`):
+
+    - It returns one entry per job, in order: ``None`` when the job was accepted,
+      a `ConflictError` when its idempotency key (or id) is already enqueued (the job is
+      not enqueued again, as ``enqueue`` would raise), or the exception that ``enqueue``
+      would have raised for that job alone (for example `RetryableError` for a full
+      buffer). Jobs are accepted in order; a duplicate inside one call is a conflict.
+    - It raises, instead of returning, only for what concerns the whole call (closed,
+      connection lost, timeout, an argument that is not a `Job`); the caller may then
+      enqueue the jobs again, since idempotency keys make repeating safe.
+    - It is a checkpoint, also for an empty sequence. Cancelled, any subset of the jobs
+      may have been accepted (each at most once, by its idempotency key); the
+      implementation documents whether it is all-or-nothing.
+    """
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]: ...

@@ -288,15 +288,44 @@ class MemoryJobs:
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise ClosedError("MemoryJobs is closed")
+        error = self._accept(job)
+        if error is not None:
+            raise error
+        self._notify()
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        """Accept `jobs` in order (`BatchJobsRuntime`); never waits for a handler.
+
+        One checkpoint, then each job is decided as `enqueue` would decide it alone: the
+        entry is ``None`` (accepted), `ConflictError` (remembered idempotency key,
+        including a duplicate earlier in the same call) or `RetryableError` (buffer
+        full). Raises `ClosedError` after close and `InvalidArgumentError` when an item
+        is not a `Job` (then nothing is accepted). A cancelled call accepted nothing.
+        """
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise InvalidArgumentError(
+                    f"enqueue_many expects Jobs, got {type(job).__name__}"
+                )
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise ClosedError("MemoryJobs is closed")
+        accept = self._accept
+        results = [accept(job) for job in jobs]
+        self._notify()
+        return results
+
+    def _accept(self, job: Job) -> Exception | None:
+        """Decide one job (J2-J4); the caller notifies consumers."""
         counters = self._counters_for(job.queue)
         key = job.idempotency_key
         if key is not None and key in self._seen:
             counters.duplicates += 1
-            raise ConflictError(
+            return ConflictError(
                 f"duplicate idempotency key {key!r}: job {self._seen[key]!r} has it"
             )
         if self._pending >= self._max_pending:
-            raise RetryableError(f"MemoryJobs buffer is full ({self._max_pending} jobs pending)")
+            return RetryableError(f"MemoryJobs buffer is full ({self._max_pending} jobs pending)")
         if key is not None:
             self._seen[key] = job.id
             if len(self._seen) > self._dedupe_window:
@@ -307,10 +336,9 @@ class MemoryJobs:
         self._pending += 1
         if job.queue in self._handlers:
             self._ready.append(job)
-            self._notify()
         else:
             self._parked.setdefault(job.queue, deque()).append(job)
-            self._notify()  # a worker may be waiting in `claim`
+        return None
 
     async def health_check(self) -> None:
         """Return while not closed; raise `ClosedError` after close. A checkpoint."""
