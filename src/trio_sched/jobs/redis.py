@@ -9,9 +9,10 @@ Importing this module imports redis-py; ``import trio_sched.jobs`` never does::
     async with jobs, open_worker(jobs, {"build_report": build_report}, queues=["default"]):
         ...
 
-It implements `JobsRuntime` (enqueue) and `ConsumableJobs` (rules W1-W9 of
-`trio_sched.jobs._worker`) with the driver of `trio_sched._redis_common` (rules R1-R5:
-sync redis-py in worker threads, operation timeouts, error mapping, URL redaction).
+It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
+`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
+`trio_sched._redis_common` (rules R1-R5: sync redis-py in worker threads, operation
+timeouts, error mapping, URL redaction).
 
 Rules:
 - RJ1 Keys, all under ``{prefix}:jobs:``: ``data`` (hash: job id -> the job as enqueued,
@@ -26,7 +27,10 @@ Rules:
   PX`` of the dedupe key (a duplicate raises `ConflictError`, which the scheduler counts
   as success), then store the job and ``XADD`` it - or ``ZADD`` it to ``delayed`` when
   ``run_at`` lies in the future. A lost reply is harmless: repeating the enqueue raises
-  `ConflictError` (by key, or by job id), so no undo is needed.
+  `ConflictError` (by key, or by job id), so no undo is needed. ``enqueue_many`` runs
+  the same script once per job, in order, in non-transactional pipelines of
+  ``_ENQUEUE_CHUNK`` jobs (one round trip each; all in one worker-thread call): every
+  job is decided exactly as ``enqueue`` decides it, and the batch is not atomic.
 - RJ3 ``claim`` runs one script that, per queue: creates the group if missing, moves
   due delayed jobs to the stream, reclaims entries idle for ``visibility_timeout``
   (``XAUTOCLAIM``: the lease of a dead worker), then reads new entries
@@ -54,22 +58,26 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, final
 
 import redis
+import redis.exceptions as rex
 import trio
 
 from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     ConflictError,
     InvalidArgumentError,
+    RetryableError,
     SchedulerError,
     ValidationError,
 )
@@ -118,6 +126,14 @@ redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
 return {1}
 """
 )
+
+# enqueue_many: jobs per pipeline (one round trip). Large enough that the round trip is
+# noise next to the scripts' own work, small enough that a 10,000-job burst does not
+# build one multi-megabyte request and reply.
+_ENQUEUE_CHUNK: Final = 500
+# Each pipeline starts with SCRIPT LOAD, so its EVALSHAs find the script (a pipeline
+# cannot fall back to EVAL per command as `RedisScript.run` does).
+_ENQUEUE_SHA: Final = hashlib.sha1(_ENQUEUE.source.encode(), usedforsecurity=False).hexdigest()
 
 # Delivering one entry: shared by the claim and accept scripts. An entry whose job is
 # gone (finished through another delivery, redriven under a new entry) is dropped.
@@ -472,28 +488,76 @@ class RedisJobs(ClosesOnExit):
         """
         if not isinstance(job, Job):
             raise InvalidArgumentError(f"enqueue expects a Job, got {type(job).__name__}")
-        body = _encode(job)
-        key = job.idempotency_key
-        dedupe = self._base + f"dedupe:{key}" if key is not None else self._data
-        due = "" if job.run_at is None else str(_epoch_ms(job.run_at))
-        keys = [self._data, self._stream(job.queue), self._delayed(job.queue), dedupe]
-        retention = str(max(1, round(self._config.dedupe_retention * 1000)))
-        args = [job.id, body, "1" if key is not None else "0", retention, due]
+        keys, args = self._enqueue_call(job)
 
         def run(client: redis.Redis) -> object:
             return _ENQUEUE.run(self._driver, client, keys, args)
 
-        reply = _list(await self._driver.call(run))
-        code = _int(reply[0])
-        if code == 0:
-            self._counters.duplicates += 1
-            raise ConflictError(f"duplicate idempotency key {key!r}: job {_str(reply[1])!r} has it")
-        if code < 0:
-            self._counters.duplicates += 1
-            raise ConflictError(f"a job with id {job.id!r} is already stored")
-        self._counters.enqueued += 1
-        if code == 2:
-            self._counters.delayed += 1
+        error = self._enqueue_outcome(job, await self._driver.call(run))
+        if error is not None:
+            raise error
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        """Store and queue `jobs` in order (`BatchJobsRuntime`, RJ2): one worker-thread
+        call, one pipelined round trip per ``_ENQUEUE_CHUNK`` jobs.
+
+        Each job is decided by the script of `enqueue`, so the entries are what
+        `enqueue` would raise for that job alone: ``None`` (stored), `ConflictError`
+        (its idempotency key or id is already stored, also by an earlier job of the
+        same call), `InvalidArgumentError` (a naive ``run_at``, a bad queue name: not
+        sent), `RetryableError` (a transient server state for that script, such as
+        OOM, or the script cache flushed during the call: enqueue it again) or another
+        mapped server error. Raises `InvalidArgumentError` when an item is not a `Job`
+        (nothing is sent), and what `enqueue` raises for the whole call: `ClosedError`,
+        `RetryableError` for a lost connection or for no answer within
+        ``operation_timeout`` (which bounds the whole call, every chunk included).
+
+        Not atomic: a chunk's jobs are stored as its pipeline runs. Raised or
+        cancelled, any prefix of the jobs may have been stored (no chunk is sent after
+        the caller gave up; the chunk in flight runs to its end on the server), and
+        enqueuing them all again is safe: the stored ones come back as `ConflictError`.
+        A checkpoint, also for an empty sequence.
+        """
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise InvalidArgumentError(f"enqueue_many expects Jobs, got {type(job).__name__}")
+        results: list[Exception | None] = [None] * len(jobs)
+        calls: list[tuple[int, list[str], list[str]]] = []
+        for index, job in enumerate(jobs):
+            try:
+                keys, args = self._enqueue_call(job)
+            except InvalidArgumentError as exc:
+                results[index] = exc
+                continue
+            calls.append((index, keys, args))
+        if not calls:
+            await trio.lowlevel.checkpoint()
+            self._driver.check_open()
+            return results
+        # Set once the caller stopped waiting: the abandoned thread sends no more chunks.
+        gone = threading.Event()
+
+        def run(client: redis.Redis) -> list[object]:
+            replies: list[object] = []
+            for start in range(0, len(calls), _ENQUEUE_CHUNK):
+                if gone.is_set():
+                    break
+                pipe = client.pipeline(transaction=False)
+                pipe.script_load(_ENQUEUE.source)
+                for _, keys, args in calls[start : start + _ENQUEUE_CHUNK]:
+                    pipe.evalsha(_ENQUEUE_SHA, len(keys), *keys, *args)
+                self._driver.count_round_trip()
+                # Per-command errors come back in place; a connection error raises.
+                replies += pipe.execute(raise_on_error=False)[1:]
+            return replies
+
+        try:
+            replies = await self._driver.call(run)
+        finally:
+            gone.set()
+        for (index, _, _), reply in zip(calls, replies, strict=True):
+            results[index] = self._enqueue_outcome(jobs[index], reply)
+        return results
 
     async def health_check(self) -> None:
         """PING within ``operation_timeout``. A checkpoint; changes nothing."""
@@ -784,6 +848,46 @@ class RedisJobs(ClosesOnExit):
 
     def _dead(self, queue: str) -> str:
         return f"{self._base}dead:{_check_queue(queue)}"
+
+    def _enqueue_call(self, job: Job) -> tuple[list[str], list[str]]:
+        """The keys and arguments of `_ENQUEUE` for `job`; `InvalidArgumentError` for a
+        job that cannot be stored (a bad queue name, a naive ``run_at``)."""
+        body = _encode(job)
+        key = job.idempotency_key
+        dedupe = self._base + f"dedupe:{key}" if key is not None else self._data
+        due = "" if job.run_at is None else str(_epoch_ms(job.run_at))
+        keys = [self._data, self._stream(job.queue), self._delayed(job.queue), dedupe]
+        retention = str(max(1, round(self._config.dedupe_retention * 1000)))
+        return keys, [job.id, body, "1" if key is not None else "0", retention, due]
+
+    def _enqueue_outcome(self, job: Job, reply: object) -> Exception | None:
+        """Count `_ENQUEUE`'s reply for `job`; the error `enqueue` raises, or None."""
+        if isinstance(reply, rex.NoScriptError):
+            # enqueue_many only: the cache was flushed between its SCRIPT LOAD and this
+            # job's EVALSHA. Nothing ran for the job.
+            error = RetryableError(
+                f"redis jobs runtime ({self._driver.url}): the script cache was flushed "
+                f"during enqueue_many; job {job.id!r} was not enqueued"
+            )
+            error.__cause__ = reply
+            return error
+        if isinstance(reply, Exception):
+            mapped = self._driver.map_error(reply)
+            mapped.__cause__ = reply
+            return mapped
+        reply = _list(reply)
+        code = _int(reply[0])
+        if code == 0:
+            self._counters.duplicates += 1
+            key, holder = job.idempotency_key, _str(reply[1])
+            return ConflictError(f"duplicate idempotency key {key!r}: job {holder!r} has it")
+        if code < 0:
+            self._counters.duplicates += 1
+            return ConflictError(f"a job with id {job.id!r} is already stored")
+        self._counters.enqueued += 1
+        if code == 2:
+            self._counters.delayed += 1
+        return None
 
     def _deliveries(self, items: list[object]) -> list[Delivery]:
         out: list[Delivery] = []
