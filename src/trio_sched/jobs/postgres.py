@@ -9,10 +9,10 @@ Importing this module imports psycopg 3; ``import trio_sched.jobs`` never does::
     async with jobs, open_worker(jobs, {"build_report": build_report}, queues=["default"]):
         ...
 
-It implements `JobsRuntime` (enqueue) and `ConsumableJobs` (rules W1-W9 of
-`trio_sched.jobs._worker`) with the driver of `trio_sched._postgres_common` (rules
-P1-P6: sync psycopg in worker threads, operation timeouts, error mapping, DSN
-redaction, quoted table names).
+It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
+`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
+`trio_sched._postgres_common` (rules P1-P6: sync psycopg in worker threads, operation
+timeouts, error mapping, DSN redaction, quoted table names).
 
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
@@ -41,6 +41,13 @@ Rules:
   re-fire of the same occurrence is still refused; jobs without a key are deleted on
   completion. Old ``done`` rows are deleted in batches at most once per
   ``cleanup_interval`` (amortised before an enqueue, ``SKIP LOCKED``) and on demand.
+  ``enqueue_many`` inserts a whole batch in ONE transaction: ``INSERT ... SELECT FROM
+  unnest(<one array per column>) ON CONFLICT DO NOTHING RETURNING id``, one statement
+  per ``_ENQUEUE_CHUNK`` rows, one NOTIFY per queue. Rows go in sorted by idempotency
+  key (then id), so two batches racing for the same keys wait for each other instead of
+  deadlocking; a job whose id or key repeats one earlier in the batch goes into a later
+  statement, so the earlier job is tried first and the later one is the conflict
+  (exactly as one ``enqueue`` per job, in order, would decide).
 - PJ4 ``claim`` is ONE statement: ``SELECT ... FOR UPDATE SKIP LOCKED`` of up to
   ``max_jobs`` due rows, which it leases (``state = 'leased'``, ``tries + 1``, a fresh
   random ``lease_token`` per call, ``leased_until = clock_timestamp() +
@@ -68,9 +75,9 @@ Rules:
   try; ``extend`` moves ``leased_until`` on while the token matches. ``redrive`` makes
   dead rows ready with ``tries = 0`` (W8: the enqueued attempt again).
 - PJ7 Every method is a checkpoint and changes all or nothing (one statement each,
-  autocommit). ``aclose`` closes the pool and the listening connection at once, before
-  its checkpoint, and is idempotent; leased rows stay leased and are redelivered after
-  their lease.
+  autocommit; the statements of ``enqueue_many`` share one transaction). ``aclose``
+  closes the pool and the listening connection at once, before its checkpoint, and is
+  idempotent; leased rows stay leased and are redelivered after their lease.
 """
 
 from __future__ import annotations
@@ -131,6 +138,11 @@ T = TypeVar("T")
 
 _BIGINT_MIN: Final = -(2**63)
 _BIGINT_MAX: Final = 2**63 - 1
+_INT_MIN: Final = -(2**31)
+_INT_MAX: Final = 2**31 - 1
+# enqueue_many: rows per INSERT statement. One transaction holds them all; chunks keep
+# each statement (and its parameters) small next to ``statement_timeout``.
+_ENQUEUE_CHUNK: Final = 1000
 # The job columns, in the order `_job_from_row` reads them.
 _JOB_COLUMNS: Final = (
     "id, name, queue, payload, headers, content_type, tenant_id, idempotency_key,"
@@ -344,6 +356,40 @@ class _Sql:
             "SELECT id FROM {jobs} WHERE id = %(id)s OR idempotency_key = %(key)s LIMIT 1",
             **ids,
         )
+        # PJ3, enqueue_many: one array per column, inserted in array order (the caller
+        # sorts them); one NOTIFY per queue, sent when the transaction commits.
+        self.enqueue_many = query(
+            "WITH ins AS ("
+            " INSERT INTO {jobs} (id, queue, name, payload, headers, content_type, tenant_id,"
+            " idempotency_key, run_at, created_at, fencing_token, attempt, available_at)"
+            " SELECT s.id, s.queue, s.name, s.payload, s.headers::jsonb, s.content_type,"
+            " s.tenant_id, s.key, s.run_at, s.created_at, s.fencing, s.attempt,"
+            " GREATEST(clock_timestamp(), COALESCE(s.run_at, '-infinity'))"
+            " FROM unnest(%(ids)s::text[], %(queues)s::text[], %(names)s::text[],"
+            " %(payloads)s::bytea[], %(headers)s::text[], %(content_types)s::text[],"
+            " %(tenants)s::text[], %(keys)s::text[], %(run_ats)s::timestamptz[],"
+            " %(created_ats)s::timestamptz[], %(fencings)s::int8[], %(attempts)s::int4[])"
+            " WITH ORDINALITY AS s(id, queue, name, payload, headers, content_type,"
+            " tenant_id, key, run_at, created_at, fencing, attempt, ord)"
+            " ORDER BY s.ord"
+            " ON CONFLICT DO NOTHING"
+            " RETURNING id, queue, available_at"
+            "), woken AS ("
+            " SELECT count(pg_notify(%(channel)s, q.queue)) FROM (SELECT DISTINCT queue FROM ins)"
+            " AS q"
+            ")"
+            " SELECT ins.id, ins.available_at > clock_timestamp() FROM ins, woken",
+            **ids,
+        )
+        # The holder of each refused job of a batch, by id first (as `holder`); a NULL
+        # id or key is not looked up.
+        self.holders = query(
+            "SELECT h.ord, COALESCE("
+            " (SELECT j.id FROM {jobs} AS j WHERE j.id = h.id),"
+            " (SELECT j.id FROM {jobs} AS j WHERE j.idempotency_key = h.key))"
+            " FROM unnest(%(ids)s::text[], %(keys)s::text[]) WITH ORDINALITY AS h(id, key, ord)",
+            **ids,
+        )
         # PJ4: one statement; rows locked by another claim are skipped, never waited for.
         self.claim = query(
             "WITH now AS (SELECT clock_timestamp() AS t),"
@@ -490,7 +536,8 @@ class _Sql:
 
 @final
 class PostgresJobs(ClosesOnExit):
-    """A `JobsRuntime` and `ConsumableJobs` on one Postgres table (rules PJ1-PJ7).
+    """A `JobsRuntime`, `BatchJobsRuntime` and `ConsumableJobs` on one Postgres table
+    (rules PJ1-PJ7).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
     async context manager that closes the runtime on exit. A runtime belongs to the
@@ -550,13 +597,7 @@ class PostgresJobs(ClosesOnExit):
         """
         if not isinstance(job, Job):
             raise InvalidArgumentError(f"enqueue expects a Job, got {type(job).__name__}")
-        _check_queue(job.queue)
-        for name in ("run_at", "created_at"):
-            value = getattr(job, name)
-            if value is not None and value.utcoffset() is None:
-                raise InvalidArgumentError(f"{name} must be an aware datetime, got {value!r}")
-        if job.fencing_token is not None:
-            _bigint("fencing_token", job.fencing_token)
+        _check_job(job)
         params = {
             "id": job.id,
             "queue": job.queue,
@@ -595,6 +636,89 @@ class PostgresJobs(ClosesOnExit):
         self._counters.enqueued += 1
         if delayed:
             self._counters.delayed += 1
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        """Store and queue `jobs` in order (`BatchJobsRuntime`, PJ3): one transaction,
+        one ``INSERT ... SELECT FROM unnest(...)`` per ``_ENQUEUE_CHUNK`` rows, one
+        NOTIFY per queue, and one more read-only statement naming the holders when some
+        jobs were refused.
+
+        The entries are what `enqueue` would raise for each job alone, in call order:
+        ``None`` (stored), `ConflictError` (its idempotency key or id is already stored,
+        also by an earlier job of the same call; same messages as `enqueue`) or
+        `InvalidArgumentError` (a job Postgres cannot store as it is: a naive datetime,
+        a bad queue name, a NUL character, a number out of range; never sent). Raises
+        `InvalidArgumentError` when an item is not a `Job`, and what `enqueue` raises
+        for the whole call: `ClosedError`, `RetryableError` (connection, timeout: each
+        statement is bounded by ``operation_timeout``, the whole call too).
+
+        All or nothing: the rows commit together, so a raised or cancelled call stored
+        all of its jobs or none. Raised, usually none (a reply lost after the commit
+        leaves all); cancelled, none when the statements were not sent yet, else the
+        abandoned worker thread runs the transaction to its end. Enqueuing them all
+        again is safe either way (the stored ones come back as `ConflictError`). A
+        checkpoint, also for an empty sequence.
+        """
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise InvalidArgumentError(f"enqueue_many expects Jobs, got {type(job).__name__}")
+        results: list[Exception | None] = [None] * len(jobs)
+        valid: list[tuple[int, Job]] = []
+        for index, job in enumerate(jobs):
+            try:
+                _check_job(job)
+            except InvalidArgumentError as exc:
+                results[index] = exc
+                continue
+            valid.append((index, job))
+        if not valid:
+            await self._checkpoint_open()
+            return results
+        chunks = _enqueue_chunks(valid)
+        statements = [self._enqueue_many_params(chunk) for chunk in chunks]
+        await self._maybe_cleanup()
+
+        def run(conn: Connection) -> tuple[dict[int, bool], dict[int, str | None]]:
+            replies: list[list[tuple[Any, ...]]] = []
+            with conn.transaction() if len(statements) > 1 else contextlib.nullcontext():
+                for params in statements:
+                    cursor = self._driver.execute(conn, self._sql.enqueue_many, params)
+                    replies.append(cursor.fetchall())
+            stored: dict[int, bool] = {}  # index -> delayed
+            for chunk, rows in zip(chunks, replies, strict=True):
+                # Ids are distinct within a chunk (`_enqueue_chunks`).
+                delayed_by_id = {str(row[0]): bool(row[1]) for row in rows}
+                for index, job in chunk:
+                    if job.id in delayed_by_id:
+                        stored[index] = delayed_by_id[job.id]
+            holders, lookup = _batch_holders(valid, stored)
+            if lookup:
+                # Refused for a row stored before the call: name it (read-only).
+                params = {
+                    "ids": [job_id for _, job_id, _ in lookup],
+                    "keys": [key for _, _, key in lookup],
+                }
+                found = self._driver.execute(conn, self._sql.holders, params).fetchall()
+                for ord_, holder in found:
+                    holders[lookup[int(ord_) - 1][0]] = None if holder is None else str(holder)
+            return stored, holders
+
+        stored, holders = await self._call(run)
+        for index, job in valid:
+            if index in stored:
+                self._counters.enqueued += 1
+                if stored[index]:
+                    self._counters.delayed += 1
+                continue
+            self._counters.duplicates += 1
+            holder = holders.get(index)
+            if holder == job.id:
+                results[index] = ConflictError(f"a job with id {job.id!r} is already stored")
+            else:
+                results[index] = ConflictError(
+                    f"duplicate idempotency key {job.idempotency_key!r}: job {holder!r} has it"
+                )
+        return results
 
     async def health_check(self) -> None:
         """``SELECT 1`` within ``operation_timeout``. A checkpoint; changes nothing and
@@ -886,6 +1010,25 @@ class PostgresJobs(ClosesOnExit):
         self._counters.claimed += len(deliveries)
         return deliveries, next_due
 
+    def _enqueue_many_params(self, chunk: list[tuple[int, Job]]) -> dict[str, Any]:
+        """The arrays of one ``enqueue_many`` statement, a row per job in `chunk`."""
+        batch = [job for _, job in chunk]
+        return {
+            "ids": [job.id for job in batch],
+            "queues": [job.queue for job in batch],
+            "names": [job.name for job in batch],
+            "payloads": [bytes(job.payload) for job in batch],
+            "headers": [json.dumps(dict(job.headers)) for job in batch],
+            "content_types": [job.content_type for job in batch],
+            "tenants": [job.tenant_id for job in batch],
+            "keys": [job.idempotency_key for job in batch],
+            "run_ats": [job.run_at for job in batch],
+            "created_ats": [job.created_at for job in batch],
+            "fencings": [job.fencing_token for job in batch],
+            "attempts": [job.attempt for job in batch],
+            "channel": self._channel,
+        }
+
     async def _call(
         self, fn: Callable[[Connection], T], *, undo: Callable[[Connection], None] | None = None
     ) -> T:
@@ -1140,6 +1283,125 @@ def _check_queue(queue: object) -> str:
     if not isinstance(queue, str) or not queue:
         raise InvalidArgumentError(f"queue must be a non-empty str, got {queue!r}")
     return queue
+
+
+def _check_job(job: Job) -> None:
+    """Refuse, before any statement, a job Postgres cannot store as it is (PJ3): the
+    driver would otherwise fail the whole statement, and with it a whole batch."""
+    _check_queue(job.queue)
+    for name in ("id", "name", "content_type", "tenant_id", "idempotency_key"):
+        value = getattr(job, name)
+        if value is not None or name in ("id", "name", "content_type"):
+            _check_text(name, value)
+    for header, value in job.headers.items():
+        _check_text("header name", header)
+        _check_text(f"header {header!r}", value)
+    if not isinstance(job.payload, bytes | bytearray | memoryview):
+        raise InvalidArgumentError(f"payload must be bytes, got {type(job.payload).__name__}")
+    for name in ("run_at", "created_at"):
+        value = getattr(job, name)
+        if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
+            raise InvalidArgumentError(f"{name} must be an aware datetime, got {value!r}")
+    if job.fencing_token is not None:
+        _bigint("fencing_token", job.fencing_token)
+    attempt = job.attempt
+    if isinstance(attempt, bool) or not isinstance(attempt, int):
+        raise InvalidArgumentError(f"attempt must be an int, got {attempt!r}")
+    if not _INT_MIN <= attempt <= _INT_MAX:
+        raise InvalidArgumentError(f"attempt is outside Postgres' integer range: {attempt!r}")
+
+
+def _check_text(what: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a str, got {value!r}")
+    if "\x00" in value:
+        raise InvalidArgumentError(f"{what} contains a NUL character, which Postgres refuses")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"{what} is not valid Unicode: {value!r}") from None
+
+
+def _enqueue_chunks(jobs: list[tuple[int, Job]]) -> list[list[tuple[int, Job]]]:
+    """The statements of one ``enqueue_many`` (PJ3), as (call index, job) chunks.
+
+    A job whose id or idempotency key repeats one of an earlier job of the batch goes
+    one round later than it, so the earlier job is decided first, as with one enqueue
+    per job in order. Jobs of one round have distinct ids and keys, so their order
+    inside the round changes no outcome: each round is sorted by key, then id (the
+    order every batch locks index entries in: no deadlock between racing batches), and
+    cut into chunks of ``_ENQUEUE_CHUNK``.
+    """
+    round_of_id: dict[str, int] = {}
+    round_of_key: dict[str, int] = {}
+    rounds: list[list[tuple[int, Job]]] = []
+    for item in jobs:
+        job = item[1]
+        key = job.idempotency_key
+        after = round_of_id.get(job.id, -1)
+        if key is not None:
+            after = max(after, round_of_key.get(key, -1))
+        number = after + 1
+        round_of_id[job.id] = number
+        if key is not None:
+            round_of_key[key] = number
+        if number == len(rounds):
+            rounds.append([])
+        rounds[number].append(item)
+    chunks: list[list[tuple[int, Job]]] = []
+    for batch in rounds:
+        batch.sort(key=_insert_order)
+        chunks += (batch[i : i + _ENQUEUE_CHUNK] for i in range(0, len(batch), _ENQUEUE_CHUNK))
+    return chunks
+
+
+def _batch_holders(
+    jobs: list[tuple[int, Job]], stored: dict[int, bool]
+) -> tuple[dict[int, str | None], list[tuple[int, str | None, str | None]]]:
+    """Who holds the id or key of each refused job of a batch, when it was decided.
+
+    A job refused for an earlier job of the batch gets that job's id. Otherwise the
+    holder is a row stored before the call; a later job of the batch may since have
+    stored a row with the same id or key (the refused job's twin), which the lookup
+    must skip: no older row can hold what that twin could store. Returns the holders
+    known here and, for the others, (index, id or None, key or None) to look up.
+    """
+    by_id: dict[str, int] = {}  # id -> index of the batch job that stored it
+    by_key: dict[str, tuple[int, str]] = {}  # key -> (index, id) of that job
+    for index, job in jobs:
+        if index in stored:
+            by_id[job.id] = index
+            if job.idempotency_key is not None:
+                by_key[job.idempotency_key] = (index, job.id)
+    holders: dict[int, str | None] = {}
+    lookup: list[tuple[int, str | None, str | None]] = []
+    for index, job in jobs:
+        if index in stored:
+            continue
+        key = job.idempotency_key
+        twin_by_id = by_id.get(job.id)
+        twin_by_key = None if key is None else by_key.get(key)
+        if twin_by_id is not None and twin_by_id < index:
+            holders[index] = job.id
+        elif twin_by_key is not None and twin_by_key[0] < index:
+            holders[index] = twin_by_key[1]
+        else:
+            # A twin stored later took an id or key no older row held: skip it.
+            lookup.append(
+                (
+                    index,
+                    job.id if twin_by_id is None else None,
+                    key if twin_by_key is None else None,
+                )
+            )
+    return holders, lookup
+
+
+def _insert_order(item: tuple[int, Job]) -> tuple[bool, str, str]:
+    job = item[1]
+    key = job.idempotency_key
+    return key is None, key or "", job.id
 
 
 def _bigint(what: str, value: object) -> int:
