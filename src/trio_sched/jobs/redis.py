@@ -434,7 +434,8 @@ class _Taken:
 
 @final
 class RedisJobs(ClosesOnExit):
-    """A `JobsRuntime` and `ConsumableJobs` on Redis Streams (rules RJ1-RJ6).
+    """A `JobsRuntime`, `BatchJobsRuntime` and `ConsumableJobs` on Redis Streams (rules
+    RJ1-RJ6).
 
     Construction does no I/O; the first call connects. An async context manager that
     closes the client on exit.
