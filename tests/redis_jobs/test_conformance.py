@@ -3,13 +3,14 @@ runtime with a deliberate bug (it must fail)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
 
-from trio_sched.jobs import Job, MemoryJobs
+from trio_sched import ConflictError
+from trio_sched.jobs import BatchJobsRuntime, Job, MemoryJobs
 from trio_sched.jobs.redis import RedisJobs
 from trio_sched.testing import CheckFailed, check_jobs_runtime
 
@@ -25,13 +26,26 @@ async def _read_back_memory(jobs: MemoryJobs, job_id: str) -> Job | None:
     return next((job for job in jobs.enqueued if job.id == job_id), None)
 
 
-async def test_redis_jobs_conform(make_jobs: MakeJobs) -> None:
+async def test_redis_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    # RedisJobs has enqueue_many, so the suite must run its batch checks on it (rule S5).
+    assert isinstance(make_jobs(), BatchJobsRuntime)
+    batches: list[int] = []
+    real = RedisJobs.enqueue_many
+
+    async def counted(self: RedisJobs, jobs: Sequence[Job]) -> list[Exception | None]:
+        batches.append(len(jobs))
+        return await real(self, jobs)
+
+    monkeypatch.setattr(RedisJobs, "enqueue_many", counted)
+
     @asynccontextmanager
     async def make() -> AsyncIterator[RedisJobs]:
         async with make_jobs() as jobs:
             yield jobs
 
     await check_jobs_runtime(make, read_back=_read_back_redis, concurrency=20)
+    assert 0 in batches  # the empty batch, among others
+    assert len(batches) >= 5
 
 
 async def test_memory_jobs_conform() -> None:
@@ -67,4 +81,38 @@ async def test_suite_rejects_a_runtime_without_dedupe(make_jobs: MakeJobs) -> No
         return await runtime.inner.get(job_id)
 
     with pytest.raises(CheckFailed):
+        await check_jobs_runtime(make, read_back=read_back)
+
+
+class _BatchHidesConflicts:
+    """A RedisJobs whose enqueue_many reports refused duplicates as accepted."""
+
+    def __init__(self, inner: RedisJobs) -> None:
+        self.inner = inner
+
+    async def enqueue(self, job: Job) -> None:
+        await self.inner.enqueue(job)
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        results = await self.inner.enqueue_many(jobs)
+        return [None if isinstance(r, ConflictError) else r for r in results]
+
+    async def health_check(self) -> None:
+        await self.inner.health_check()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_suite_rejects_a_batch_hiding_conflicts(make_jobs: MakeJobs) -> None:
+    @asynccontextmanager
+    async def make() -> AsyncIterator[_BatchHidesConflicts]:
+        jobs = make_jobs()
+        yield _BatchHidesConflicts(jobs)
+        await jobs.aclose()
+
+    async def read_back(runtime: _BatchHidesConflicts, job_id: str) -> Job | None:
+        return await runtime.inner.get(job_id)
+
+    with pytest.raises(CheckFailed, match=r"^check_jobs_runtime \[batch-dedupe\]: entry 0 "):
         await check_jobs_runtime(make, read_back=read_back)

@@ -21,8 +21,8 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from trio_sched import ClosedError, ConflictError, LeaseLostError
-from trio_sched.jobs import Job, MemoryJobs
+from trio_sched import ClosedError, ConflictError, InvalidArgumentError, LeaseLostError
+from trio_sched.jobs import BatchJobsRuntime, Job, MemoryJobs
 from trio_sched.locks import AcquireRequest, LockLease, LockProvider, MemoryLockProvider
 from trio_sched.testing import CheckFailed, check_jobs_runtime, check_lock_provider
 
@@ -130,8 +130,20 @@ async def _read_back(jobs: MemoryJobs, job_id: str) -> Job | None:
     return next((job for job in jobs.enqueued if job.id == job_id), None)
 
 
-async def test_jobs_suite_memory_running() -> None:
+async def test_jobs_suite_memory_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    # MemoryJobs has enqueue_many, so the suite must run its batch checks (rule S5).
+    assert isinstance(MemoryJobs(), BatchJobsRuntime)
+    batches: list[int] = []
+    real = MemoryJobs.enqueue_many
+
+    async def counted(self: MemoryJobs, jobs: Sequence[Job]) -> list[Exception | None]:
+        batches.append(len(jobs))
+        return await real(self, jobs)
+
+    monkeypatch.setattr(MemoryJobs, "enqueue_many", counted)
     await check_jobs_runtime(MemoryJobs, read_back=_read_back)
+    assert 0 in batches  # the empty batch, among others
+    assert len(batches) >= 5
 
 
 async def test_jobs_suite_memory_with_subscriber(autojump_clock: trio.testing.MockClock) -> None:
@@ -378,9 +390,47 @@ async def _mutant_read_back(runtime: _JobsMutant, job_id: str) -> Job | None:
     return runtime.jobs.get(job_id)
 
 
+class _BatchMutant(_JobsMutant):
+    """A `_JobsMutant` with ``enqueue_many`` (a `BatchJobsRuntime`), with one
+    switchable batch bug."""
+
+    calls = 0
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        _BatchMutant.calls += 1
+        if self.bug != "batch-accepts-non-jobs" and not all(isinstance(j, Job) for j in jobs):
+            raise InvalidArgumentError("not a Job")
+        if self.bug == "batch-empty-no-checkpoint" and not jobs:
+            return []
+        await trio.lowlevel.checkpoint()
+        if self.bug != "batch-close-ignored" and self.closed:
+            raise ClosedError("closed")
+        known = set(self.keys)  # the keys before the call
+        results: list[Exception | None] = []
+        for job in jobs:
+            key = job.idempotency_key
+            seen = key in (known if self.bug == "batch-in-call-duplicates" else self.keys)
+            if key is not None and seen and self.bug != "batch-no-dedupe":
+                if self.bug == "batch-raises-on-conflict":
+                    raise ConflictError(key)
+                results.append(ConflictError(key))
+                continue
+            if key is not None:
+                self.keys.add(key)
+            if self.bug != "batch-drops-last" or job is not jobs[-1]:
+                self.jobs[job.id] = job
+            results.append(None)
+        if self.bug == "batch-results-reversed":
+            results.reverse()
+        return results
+
+
 async def test_jobs_suite_accepts_the_unbroken_mutant_base() -> None:
-    # The reference double without a bug passes: the failures below come from the bugs.
+    # The reference doubles without a bug pass: the failures below come from the bugs.
     await check_jobs_runtime(lambda: _JobsMutant("none"), read_back=_mutant_read_back)
+    before = _BatchMutant.calls
+    await check_jobs_runtime(lambda: _BatchMutant("none"), read_back=_mutant_read_back)
+    assert _BatchMutant.calls > before  # the batch checks ran (rule S5)
 
 
 @pytest.mark.parametrize(
@@ -398,4 +448,23 @@ async def test_jobs_suite_accepts_the_unbroken_mutant_base() -> None:
 async def test_jobs_suite_rejects_mutant(bug: str, check: str) -> None:
     with pytest.raises(AssertionError) as info:
         await check_jobs_runtime(lambda: _JobsMutant(bug), read_back=_mutant_read_back)
+    assert str(info.value).startswith(f"check_jobs_runtime [{check}]: "), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("bug", "check"),
+    [
+        ("batch-drops-last", "batch-stores"),
+        ("batch-no-dedupe", "batch-dedupe"),
+        ("batch-results-reversed", "batch-dedupe"),
+        ("batch-raises-on-conflict", "batch-dedupe"),
+        ("batch-in-call-duplicates", "batch-duplicate-in-call"),
+        ("batch-empty-no-checkpoint", "batch-empty"),
+        ("batch-accepts-non-jobs", "batch-not-a-job"),
+        ("batch-close-ignored", "aclose"),
+    ],
+)
+async def test_jobs_suite_rejects_batch_mutant(bug: str, check: str) -> None:
+    with pytest.raises(AssertionError) as info:
+        await check_jobs_runtime(lambda: _BatchMutant(bug), read_back=_mutant_read_back)
     assert str(info.value).startswith(f"check_jobs_runtime [{check}]: "), str(info.value)

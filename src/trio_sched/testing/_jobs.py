@@ -1,16 +1,24 @@
 """`check_jobs_runtime`: the conformance suite every `JobsRuntime` runs.
 
 Rules of the suite:
-- S1 It enqueues only through `JobsRuntime.enqueue` and reads jobs back only through
-  the ``read_back`` callable the caller supplies (the protocol has no read method: a
-  Redis runtime reads its stream, a Postgres runtime its table, `MemoryJobs` its
-  ``enqueued`` record). ``read_back(runtime, job_id)`` returns the stored job as a
-  worker would receive it, or ``None`` when no job with that id was stored.
+- S1 It enqueues only through `JobsRuntime.enqueue` (and `BatchJobsRuntime.enqueue_many`
+  when the runtime has it, rule S5) and reads jobs back only through the ``read_back``
+  callable the caller supplies (the protocol has no read method: a Redis runtime reads
+  its stream, a Postgres runtime its table, `MemoryJobs` its ``enqueued`` record).
+  ``read_back(runtime, job_id)`` returns the stored job as a worker would receive it,
+  or ``None`` when no job with that id was stored.
 - S2 Job ids, idempotency keys and the queue name carry a fresh random prefix, so
   reruns and parallel runs against one server never collide.
 - S3 ``make()`` is called twice (one runtime for the checks, one to close). It needs no
   handler or worker: the suite only checks what ``enqueue`` accepts and stores.
 - S4 Each failure raises `AssertionError` (a `CheckFailed`) naming the check.
+- S5 ``enqueue_many`` is an optional capability: the ``batch-*`` checks (and the
+  ``enqueue_many`` part of ``aclose``) run only when the runtime is a `BatchJobsRuntime`
+  (``isinstance``), and are skipped silently otherwise. A runtime with the method is
+  held to the contract of `BatchJobsRuntime`: one entry per job, in order; ``None`` for
+  a stored job, `ConflictError` for a known idempotency key, also one repeated inside
+  the call; ``[]`` for no jobs (a checkpoint); `InvalidArgumentError` raised for an item
+  that is not a `Job`; `ClosedError` after close.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
 import trio
+import trio.testing
 
-from trio_sched._errors import ClosedError, ConflictError
-from trio_sched.jobs._job import Job, JobsRuntime
+from trio_sched._errors import ClosedError, ConflictError, InvalidArgumentError
+from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
 from trio_sched.testing._check import expect, fail, run_check, unique_prefix
 
 __all__ = ["check_jobs_runtime"]
@@ -71,6 +80,12 @@ async def check_jobs_runtime(
     stored job by id (rule S1); `queue` overrides the random queue name; `concurrency`
     is the number of racing enqueues. Raises `AssertionError` naming the failed check.
 
+    When the runtime is also a `BatchJobsRuntime`, ``enqueue_many`` is checked too
+    (stores each job faithfully, aligned results, conflicts by key before and inside
+    the call, empty batch, non-`Job` item, after close). A runtime without
+    ``enqueue_many`` skips those checks silently: that is right only because the
+    capability is optional (rule S5), so passing says nothing about batches then.
+
     How to run it for a new backend (with pytest-trio)::
 
         async def read_back(runtime: MyJobs, job_id: str) -> Job | None:
@@ -89,7 +104,10 @@ async def check_jobs_runtime(
             queue=queue if queue is not None else f"{prefix}:queue",
             concurrency=concurrency,
         )
-        for name, check in _CHECKS:
+        checks = _CHECKS
+        if isinstance(runtime, BatchJobsRuntime):
+            checks += _BATCH_CHECKS
+        for name, check in checks:
             await run_check(_SUITE, name, functools.partial(check, ctx))
 
 
@@ -233,7 +251,150 @@ async def _aclose(ctx: _Ctx[R]) -> None:
             pass
         else:
             fail(_SUITE, check, "enqueue on a closed runtime did not raise ClosedError")
+        if isinstance(other, BatchJobsRuntime):  # rule S5
+            try:
+                await other.enqueue_many([ctx.job("closed-batch")])
+            except ClosedError:
+                pass
+            else:
+                fail(_SUITE, check, "enqueue_many on a closed runtime did not raise ClosedError")
     await ctx.runtime.health_check()  # closing one runtime leaves the others working
+
+
+# -- enqueue_many (rule S5: only for a BatchJobsRuntime) -------------------------------
+
+
+def _batch_runtime(ctx: _Ctx[R], check: str) -> BatchJobsRuntime:
+    runtime = ctx.runtime
+    if not isinstance(runtime, BatchJobsRuntime):  # the suite runs these checks only then
+        fail(_SUITE, check, "the runtime has no enqueue_many")
+    return runtime
+
+
+async def _enqueue_many(
+    ctx: _Ctx[R], check: str, jobs: list[Job], want: list[type[Exception] | None]
+) -> None:
+    """Enqueue `jobs` in one call and check the entries: None, or an instance of the
+    class in `want`."""
+    results = await _batch_runtime(ctx, check).enqueue_many(jobs)
+    expect(
+        isinstance(results, list) and len(results) == len(jobs),
+        _SUITE,
+        check,
+        f"enqueue_many of {len(jobs)} jobs must return a list of {len(jobs)} entries, "
+        f"got {results!r}",
+    )
+    for index, (result, wanted) in enumerate(zip(results, want, strict=True)):
+        ok = result is None if wanted is None else isinstance(result, wanted)
+        expect(
+            ok,
+            _SUITE,
+            check,
+            f"entry {index} (job {jobs[index].id!r}): want "
+            f"{'None' if wanted is None else wanted.__name__}, got {result!r}",
+        )
+
+
+async def _expect_stored(ctx: _Ctx[R], check: str, job: Job) -> None:
+    got = await ctx.read_back(ctx.runtime, job.id)
+    if got is None:
+        fail(_SUITE, check, f"job {job.id!r} accepted by enqueue_many was not stored")
+    # A naive datetime never equals an aware one, so this also catches a lost offset.
+    changed = [
+        f.name for f in dataclasses.fields(Job) if getattr(job, f.name) != getattr(got, f.name)
+    ]
+    expect(
+        not changed,
+        _SUITE,
+        check,
+        f"job {job.id!r} stored by enqueue_many changed in {changed}: {job!r} -> {got!r}",
+    )
+
+
+async def _expect_not_stored(ctx: _Ctx[R], check: str, job: Job, why: str) -> None:
+    expect(
+        await ctx.read_back(ctx.runtime, job.id) is None,
+        _SUITE,
+        check,
+        f"job {job.id!r} was stored although {why}",
+    )
+
+
+async def _batch_stores(ctx: _Ctx[R]) -> None:
+    check = "batch-stores"
+    jobs = [
+        ctx.job(
+            "batch",
+            payload=b'{"batch": true}\x00\xff',
+            headers={"x-trio-sched-task": "check-batch", "x-unicode": "grüße ☃"},
+            content_type="application/octet-stream",
+            tenant_id="tenant-ä",
+            idempotency_key=ctx.ikey("batch"),
+            run_at=datetime(2026, 3, 29, 1, 0, 0, 250_000, tzinfo=UTC),
+            created_at=datetime(2026, 3, 29, 2, 59, 1, tzinfo=timezone(timedelta(hours=2))),
+            fencing_token=7,
+            attempt=2,
+        ),
+        ctx.job("batch"),  # defaults, no key
+        *(ctx.job("batch", idempotency_key=ctx.ikey("batch")) for _ in range(3)),
+    ]
+    await _enqueue_many(ctx, check, jobs, [None] * len(jobs))
+    for job in jobs:
+        await _expect_stored(ctx, check, job)
+
+
+async def _batch_dedupe(ctx: _Ctx[R]) -> None:
+    check = "batch-dedupe"
+    key = ctx.ikey("batch-dedupe")
+    earlier = ctx.job("batch-dedupe", idempotency_key=key)
+    await ctx.runtime.enqueue(earlier)
+    again = ctx.job("batch-dedupe", idempotency_key=key)
+    fresh = [
+        ctx.job("batch-dedupe", idempotency_key=ctx.ikey("batch-dedupe")),
+        ctx.job("batch-nokey"),
+    ]
+    await _enqueue_many(ctx, check, [again, *fresh], [ConflictError, None, None])
+    await _expect_not_stored(ctx, check, again, "its idempotency key was enqueued before")
+    await _expect_stored(ctx, check, earlier)
+    for job in fresh:
+        await _expect_stored(ctx, check, job)
+
+
+async def _batch_duplicate_in_call(ctx: _Ctx[R]) -> None:
+    check = "batch-duplicate-in-call"
+    key = ctx.ikey("batch-twice")
+    first, second = (ctx.job("batch-twice", idempotency_key=key) for _ in range(2))
+    other = ctx.job("batch-twice", idempotency_key=ctx.ikey("batch-twice"))
+    await _enqueue_many(ctx, check, [first, other, second], [None, None, ConflictError])
+    await _expect_not_stored(ctx, check, second, "an earlier job of the call had its key")
+    await _expect_stored(ctx, check, first)
+    await _expect_stored(ctx, check, other)
+
+
+async def _batch_empty(ctx: _Ctx[R]) -> None:
+    check = "batch-empty"
+    runtime = _batch_runtime(ctx, check)
+    try:
+        with trio.testing.assert_checkpoints():
+            results = await runtime.enqueue_many([])
+    except AssertionError:
+        fail(_SUITE, check, "enqueue_many([]) is not a checkpoint")
+    expect(results == [], _SUITE, check, f"enqueue_many([]) must return [], got {results!r}")
+
+
+async def _batch_not_a_job(ctx: _Ctx[R]) -> None:
+    check = "batch-not-a-job"
+    items: list[Any] = [ctx.job("batch-bad"), {"id": "not a Job"}]
+    try:
+        await _batch_runtime(ctx, check).enqueue_many(items)
+    except InvalidArgumentError:
+        pass
+    else:
+        fail(
+            _SUITE,
+            check,
+            "enqueue_many with an item that is not a Job did not raise InvalidArgumentError",
+        )
 
 
 _CHECKS: tuple[tuple[str, Callable[[_Ctx[R]], Awaitable[None]]], ...] = (
@@ -243,4 +404,12 @@ _CHECKS: tuple[tuple[str, Callable[[_Ctx[R]], Awaitable[None]]], ...] = (
     ("no-key", _no_key_no_dedupe),
     ("race-duplicates", _race_duplicates),
     ("aclose", _aclose),
+)
+
+_BATCH_CHECKS: tuple[tuple[str, Callable[[_Ctx[R]], Awaitable[None]]], ...] = (
+    ("batch-stores", _batch_stores),
+    ("batch-dedupe", _batch_dedupe),
+    ("batch-duplicate-in-call", _batch_duplicate_in_call),
+    ("batch-empty", _batch_empty),
+    ("batch-not-a-job", _batch_not_a_job),
 )
