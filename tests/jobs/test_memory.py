@@ -239,6 +239,37 @@ async def test_full_buffer_refuses_and_records_nothing() -> None:
         await jobs.enqueue(_job(3, key="c"))  # the refused key was not remembered
 
 
+async def test_enqueue_many_with_a_full_buffer_refuses_the_overflow() -> None:
+    jobs = MemoryJobs(max_pending=2)
+    batch = [_job(1, key="a"), _job(2, key="b"), _job(3, key="a"), _job(4, key="c"), _job(5)]
+    results = await jobs.enqueue_many(batch)
+    assert results[:2] == [None, None]
+    assert isinstance(results[2], ConflictError)  # a known key, full buffer or not
+    assert all(isinstance(r, RetryableError) for r in results[3:]), results
+    assert [job.id for job in jobs.enqueued] == ["job-1", "job-2"]
+    stats = jobs.statistics()
+    assert (stats.enqueued, stats.duplicates, stats.pending) == (2, 1, 2)
+
+    async def handler(job: Job) -> None:
+        await trio.lowlevel.checkpoint()
+
+    jobs.subscribe("q", handler)
+    async with jobs:
+        await trio.testing.wait_all_tasks_blocked()
+        # The refused key was not remembered: the same jobs go in once there is room.
+        assert await jobs.enqueue_many(batch[3:]) == [None, None]
+
+
+async def test_cancelled_enqueue_many_accepts_nothing() -> None:
+    jobs = MemoryJobs()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await jobs.enqueue_many([_job(1, key="a"), _job(2)])
+    assert scope.cancelled_caught
+    assert jobs.enqueued == ()
+    assert await jobs.enqueue_many([_job(1, key="a"), _job(2)]) == [None, None]
+
+
 async def test_cancelled_enqueue_accepts_nothing() -> None:
     jobs = MemoryJobs()
     with trio.CancelScope() as scope:
