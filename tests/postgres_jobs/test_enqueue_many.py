@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -193,3 +193,31 @@ async def test_racing_batches_of_the_same_keys_do_not_deadlock(make_jobs: MakeJo
         assert (one is None) != (other is None)  # each job stored by exactly one call
         assert isinstance(one or other, ConflictError)
     assert (await first.queue_statistics("q")).ready == count
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [_job(1), _job(2)],  # every optional field None in every job
+        [_job(1, fencing_token=2**62, attempt=2**31 - 1), _job(2, fencing_token=-5, attempt=0)],
+        [
+            _job(1),
+            _job(
+                "ü☃",
+                tenant_id="t",
+                idempotency_key="k☃",
+                headers={"ä": 'q"u\\o{te}'},
+                payload=bytearray(b"\x00\xff"),
+                run_at=datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+                created_at=datetime.now(UTC),
+            ),
+        ],
+    ],
+    ids=["all-none", "int-sizes", "none-then-values"],
+)
+async def test_binary_arrays_carry_every_value(make_jobs: MakeJobs, batch: list[Job]) -> None:
+    # The arrays travel in binary: a column None in every job, ints of several sizes
+    # and text needing quotes in the text form must all come back as enqueued.
+    jobs = make_jobs()
+    assert await jobs.enqueue_many(batch) == [None] * len(batch)
+    assert [await jobs.get(job.id) for job in batch] == batch

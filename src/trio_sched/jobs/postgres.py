@@ -357,7 +357,9 @@ class _Sql:
             **ids,
         )
         # PJ3, enqueue_many: one array per column, inserted in array order (the caller
-        # sorts them); one NOTIFY per queue, sent when the transaction commits.
+        # sorts them); one NOTIFY per queue, sent when the transaction commits. The
+        # arrays travel in binary (``%()b``): psycopg's text form quotes and escapes
+        # every element, ten times slower for 1,000 JSON headers.
         self.enqueue_many = query(
             "WITH ins AS ("
             " INSERT INTO {jobs} (id, queue, name, payload, headers, content_type, tenant_id,"
@@ -365,10 +367,10 @@ class _Sql:
             " SELECT s.id, s.queue, s.name, s.payload, s.headers::jsonb, s.content_type,"
             " s.tenant_id, s.key, s.run_at, s.created_at, s.fencing, s.attempt,"
             " GREATEST(clock_timestamp(), COALESCE(s.run_at, '-infinity'))"
-            " FROM unnest(%(ids)s::text[], %(queues)s::text[], %(names)s::text[],"
-            " %(payloads)s::bytea[], %(headers)s::text[], %(content_types)s::text[],"
-            " %(tenants)s::text[], %(keys)s::text[], %(run_ats)s::timestamptz[],"
-            " %(created_ats)s::timestamptz[], %(fencings)s::int8[], %(attempts)s::int4[])"
+            " FROM unnest(%(ids)b::text[], %(queues)b::text[], %(names)b::text[],"
+            " %(payloads)b::bytea[], %(headers)b::text[], %(content_types)b::text[],"
+            " %(tenants)b::text[], %(keys)b::text[], %(run_ats)b::timestamptz[],"
+            " %(created_ats)b::timestamptz[], %(fencings)b::int8[], %(attempts)b::int4[])"
             " WITH ORDINALITY AS s(id, queue, name, payload, headers, content_type,"
             " tenant_id, key, run_at, created_at, fencing, attempt, ord)"
             " ORDER BY s.ord"
