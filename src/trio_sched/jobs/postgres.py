@@ -676,11 +676,13 @@ class PostgresJobs(ClosesOnExit):
         if not valid:
             await self._checkpoint_open()
             return results
-        chunks = _enqueue_chunks(valid)
-        statements = [self._enqueue_many_params(chunk) for chunk in chunks]
         await self._maybe_cleanup()
 
         def run(conn: Connection) -> tuple[dict[int, bool], dict[int, str | None]]:
+            # Sorting and building the arrays happen here, in the worker thread (a few
+            # ms per 1,000 jobs that would otherwise hold up the Trio loop).
+            chunks = _enqueue_chunks(valid)
+            statements = [self._enqueue_many_params(chunk) for chunk in chunks]
             replies: list[list[tuple[Any, ...]]] = []
             with conn.transaction() if len(statements) > 1 else contextlib.nullcontext():
                 for params in statements:
