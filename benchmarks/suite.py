@@ -227,6 +227,28 @@ class RecordingJobs:
             return
         await self.inner.enqueue(job)
 
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        """The scheduler's one call per burst (rule S9 of the runtime).
+
+        Every job of the call is recorded with the wall time at which the call RETURNED
+        (all accepted), never earlier: a stricter reading than ``enqueue``'s, which notes
+        the time a job is handed over.
+        """
+        if self.sink:
+            await trio.lowlevel.checkpoint()
+            results: list[Exception | None] = [None] * len(jobs)
+        else:
+            results = await self.inner.enqueue_many(jobs)
+        now = time.time()
+        for job in jobs:
+            assert job.run_at is not None
+            nominal = job.run_at.timestamp()
+            self.enqueued.append((now, nominal))
+            self.enqueued_by[nominal] = self.enqueued_by.get(nominal, 0) + 1
+            if self.keep_names:
+                self.names.append(job.name)
+        return results
+
     async def handler(self, job: Job) -> None:
         now = time.time()
         assert job.run_at is not None

@@ -62,6 +62,18 @@ Rules:
   task's record, so it resumes exactly where it was. An idle schedule then costs a
   record and a timer entry instead of a parked Trio task. Stop and unregister cancel the
   entry; a wall-clock jump moves it like any wall-anchored entry.
+- S9 One call per burst: when the jobs runtime is a `BatchJobsRuntime` (it has
+  ``enqueue_many``), the task that acquired a burst's locks also enqueues the burst, with
+  one ``enqueue_many`` call, and records each outcome (counters, watermark, event) and
+  parks each loop on its next occurrence itself: the loops' Trio tasks are not woken
+  (S8 and stop still wake them). Every occurrence keeps its own lease guard, all on the
+  call's cancel scope: a lost lease or the timeout cancels the call; the occurrence
+  whose lease was lost (or every one, on timeout) is reported as in S3, and the others
+  are handed to their loops, which enqueue them again on their own (S3, S5). A transient
+  per-job result or a failure of the whole call hands the occurrence over the same way;
+  repeating is safe because the idempotency key dedupes. Lock misses, acquire errors and
+  misfire skips are settled the same way, by the batch or the timer pass, without waking
+  a loop. A stop or unregister while the call runs lets it finish (S6).
 """
 
 from __future__ import annotations
@@ -96,7 +108,7 @@ from trio_sched._events import (
 )
 from trio_sched._task import MisfirePolicy, Task
 from trio_sched._timer import TimerHandle, TimerHeap
-from trio_sched.jobs._job import Job, JobsRuntime
+from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
 from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
 
 __all__ = ["Scheduler", "open_scheduler"]
@@ -134,7 +146,11 @@ class _State(enum.Enum):
 class _Phase(enum.Enum):
     TIMER = 1  # parked on the timer heap
     ACQUIRING = 2  # in an acquire_batch call
-    DONE = 3  # woken with a decision
+    DISPATCHING = 3  # in its burst's enqueue_many call (S9)
+    DONE = 4  # woken with a decision
+
+
+_WAITING: Final = frozenset((_Phase.TIMER, _Phase.ACQUIRING))
 
 
 @final
@@ -213,9 +229,10 @@ class _Loop:
         if self.wait_scope is not None:
             self.wait_scope.cancel()
         park = self.park
-        if park is not None and not park.abandoned and park.phase is not _Phase.DONE:
+        if park is not None and not park.abandoned and park.phase in _WAITING:
             # Wake the parked loop directly instead of through a cancel scope: a scope
-            # per occurrence costs more than the rest of the wake-up (S3).
+            # per occurrence costs more than the rest of the wake-up (S3). A park in its
+            # burst's enqueue_many is left to finish: the batch wakes the loop (S9).
             if park.phase is _Phase.TIMER and park.handle is not None:
                 park.handle.cancel()
             park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
@@ -257,6 +274,7 @@ class _Park:
         "phase",
         "prepared",
         "request",
+        "settled",
         "trio_task",
     )
 
@@ -268,6 +286,8 @@ class _Park:
         self.handle: TimerHandle | None = None
         self.phase = _Phase.TIMER
         self.abandoned = False
+        # Its outcome was recorded and the cursor moved on by the burst's batch (S9).
+        self.settled = False
         self.decision: _plan.Decision | None = None
         self.key = ""
         self.lease: LockLease | None = None
@@ -432,6 +452,8 @@ class Scheduler:
         if not isinstance(config, Config):
             raise InvalidArgumentError(f"config must be a Config, got {type(config).__name__}")
         self._jobs = jobs
+        # S9: a runtime that takes many jobs in one call gets each burst in one call.
+        self._enqueue_many = jobs.enqueue_many if isinstance(jobs, BatchJobsRuntime) else None
         self._locks = locks
         self._config = config
         self._close_providers = close_providers
@@ -728,85 +750,138 @@ class Scheduler:
                 cursor.nominal = loop.task.cron.next_after(in_flight.nominal)
 
     async def _occurrences(self, loop: _Loop, cursor: _Cursor) -> None:
-        task = loop.task
-        cron = task.cron
+        me = trio.lowlevel.current_task()
         while not loop.stopping:
-            loop.next_fire = cursor.nominal
-            nominal_ts = cursor.nominal.timestamp()
-            if cursor.retry_at is None and self._go_dormant(loop, nominal_ts):
+            park = self._next_park(loop, cursor, me)
+            if park is None:
+                self._go_dormant(loop, cursor)
                 return
-            park = _Park(loop, cursor.nominal, nominal_ts)
-            self._prepare(park, cursor.nominal)
-            retry_at, cursor.retry_at = cursor.retry_at, None
-            loop.park = park
-            await self._park(park, retry_at)
-            loop.park = None
+            await self._wait_parked(loop)
+            # The burst's batch may have settled that park and parked the loop on later
+            # occurrences since (S9): what woke the loop is its current park.
+            park, loop.park = loop.park, None
+            assert park is not None
             if park.abandoned:
                 return  # stopped (S6)
-            decision = park.decision
-            assert decision is not None
-            if decision.first_late is not None:
-                self._note_misfire(loop, decision)
-            if decision.action is _plan.Action.SKIP:
-                loop.skipped += 1
-                self._emit(
-                    EventKind.SKIPPED,
-                    task.name,
-                    decision.nominal,
-                    decision.lateness,
-                    reason="misfire",
-                )
-                cursor.nominal = cron.next_after(decision.nominal)
-                continue
-            if park.error is not None:
-                self._report_error(loop, decision.nominal, park.error, lateness=decision.lateness)
-                if _is_transient(park.error):
-                    # O7: same occurrence again after a pause; decide() re-judges it.
-                    cursor.retry_at = trio.current_time() + cursor.backoff
-                    cursor.backoff = min(cursor.backoff * 2, self._config.retry_backoff_max)
-                    cursor.nominal = decision.nominal
-                    continue
-                cursor.nominal = cron.next_after(decision.nominal)
-                continue
-            cursor.backoff = self._config.retry_backoff
-            if park.lease is None:
-                loop.lock_misses += 1
-                self._emit(
-                    EventKind.SKIPPED,
-                    task.name,
-                    decision.nominal,
-                    decision.lateness,
-                    reason="lock_held",
-                )
-            else:
-                await self._dispatch_occurrence(loop, park, decision, park.lease)
-            cursor.nominal = cron.next_after(decision.nominal)
+            if park.settled:
+                continue  # settled by the batch; woken to stop or to go dormant
+            if self._settle(loop, cursor, park):
+                decision, lease = park.decision, park.lease
+                assert decision is not None
+                assert lease is not None
+                await self._dispatch_occurrence(loop, park, decision, lease)
+                cursor.nominal = loop.task.cron.next_after(decision.nominal)
 
-    async def _park(self, park: _Park, retry_at: float | None) -> None:
-        """Wait on the timer until `park` is decided and, if firing, acquired.
+    def _next_park(
+        self, loop: _Loop, cursor: _Cursor, trio_task: trio.lowlevel.Task
+    ) -> _Park | None:
+        """Park the loop on the occurrence at its cursor; not a checkpoint.
 
-        Woken by the timer pass (skip), the acquire batch (fire) or `_Loop.stop`.
+        Returns ``None`` (and changes nothing) when that occurrence is far enough off
+        for the loop to go dormant (S8). `trio_task` is the loop's Trio task, which the
+        decision or the batch wakes. Called by the loop itself and by a burst's batch for
+        a loop whose outcome it settled (S9), so the loop's task stays parked.
         """
-        park.trio_task = trio.lowlevel.current_task()
+        loop.next_fire = cursor.nominal
+        nominal_ts = cursor.nominal.timestamp()
+        retry_at = cursor.retry_at
+        if retry_at is None and (
+            nominal_ts - (trio.current_time() + self._timer.wall_offset()) > _DORMANT_AFTER
+        ):
+            # A heuristic distance through the timer's cached wall offset (no wall-clock
+            # read per occurrence).
+            return None
+        cursor.retry_at = None
+        park = _Park(loop, cursor.nominal, nominal_ts)
+        self._prepare(park, cursor.nominal)
+        park.trio_task = trio_task
+        loop.park = park
         if retry_at is None:
             # Loops due at the same instant share one timer entry (one heap operation
             # per instant, not per loop); an abandoned park is skipped when it fires.
-            group = self._park_groups.get(park.nominal_ts)
+            group = self._park_groups.get(nominal_ts)
             if group is None:
-                group = self._park_groups[park.nominal_ts] = []
-                due_group = functools.partial(self._park_group_due, park.nominal_ts)
-                self._timer.call_at_wall(park.nominal_ts, due_group)
+                group = self._park_groups[nominal_ts] = []
+                due_group = functools.partial(self._park_group_due, nominal_ts)
+                self._timer.call_at_wall(nominal_ts, due_group)
             group.append(park)
         else:
             park.handle = self._timer.call_at(retry_at, functools.partial(self._on_due, park))
+        return park
+
+    async def _wait_parked(self, loop: _Loop) -> None:
+        """Wait until the loop's park is decided and, if firing, acquired (and maybe
+        dispatched by its batch, S9). Woken by the timer pass, the batch or `_Loop.stop`.
+        """
 
         def abort(_: object) -> trio.lowlevel.Abort:
-            if park.phase is _Phase.TIMER and park.handle is not None:
-                park.handle.cancel()
-            park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
+            park = loop.park  # the current one: the batch may have re-parked the loop
+            if park is not None:
+                if park.phase is _Phase.TIMER and park.handle is not None:
+                    park.handle.cancel()
+                park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _settle(self, loop: _Loop, cursor: _Cursor, park: _Park) -> bool:
+        """Record the decided outcome of `park` and move the cursor on; not a checkpoint.
+
+        Returns True when the occurrence is to be dispatched under ``park.lease`` (the
+        caller then moves the cursor once the dispatch ended). Skips, lock misses and
+        acquire errors are settled here, whoever runs it (the loop or the batch).
+        """
+        decision = park.decision
+        assert decision is not None
+        task = loop.task
+        if decision.first_late is not None:
+            self._note_misfire(loop, decision)
+        if decision.action is _plan.Action.SKIP:
+            loop.skipped += 1
+            self._emit(
+                EventKind.SKIPPED, task.name, decision.nominal, decision.lateness, reason="misfire"
+            )
+            cursor.nominal = task.cron.next_after(decision.nominal)
+            return False
+        if park.error is not None:
+            self._report_error(loop, decision.nominal, park.error, lateness=decision.lateness)
+            if _is_transient(park.error):
+                # O7: same occurrence again after a pause; decide() re-judges it.
+                cursor.retry_at = trio.current_time() + cursor.backoff
+                cursor.backoff = min(cursor.backoff * 2, self._config.retry_backoff_max)
+                cursor.nominal = decision.nominal
+            else:
+                cursor.nominal = task.cron.next_after(decision.nominal)
+            return False
+        cursor.backoff = self._config.retry_backoff
+        if park.lease is None:
+            loop.lock_misses += 1
+            self._emit(
+                EventKind.SKIPPED,
+                task.name,
+                decision.nominal,
+                decision.lateness,
+                reason="lock_held",
+            )
+            cursor.nominal = task.cron.next_after(decision.nominal)
+            return False
+        return True
+
+    def _move_on(self, park: _Park) -> None:
+        """After the batch settled `park` (S9): park its loop on the next occurrence,
+        keeping the loop's Trio task asleep, or wake the loop to stop or go dormant."""
+        loop = park.loop
+        cursor = loop.cursor
+        assert cursor is not None
+        assert park.trio_task is not None
+        if park.abandoned:
+            return  # hard stop: the loop's task was cancelled and ends by itself
+        if not loop.stopping and self._next_park(loop, cursor, park.trio_task) is not None:
+            return
+        park.settled = True
+        park.phase = _Phase.DONE
+        loop.park = park
+        trio.lowlevel.reschedule(park.trio_task)
 
     def _prepare(self, park: _Park, nominal: datetime, *, late: bool = False) -> None:
         """Lock request and lease-independent job parts of the occurrence at `nominal`.
@@ -825,16 +900,12 @@ class Scheduler:
         )
         park.prepared = _Prepared(loop, info, park.key)
 
-    def _go_dormant(self, loop: _Loop, nominal_ts: float) -> bool:
-        """S8: if the occurrence at `nominal_ts` (epoch seconds) is far off, end the
-        loop's Trio task and leave a timer entry that starts it again shortly before;
-        returns whether it did. Reads the wall clock through the timer's cached offset
-        (a heuristic distance: no wall-clock read per occurrence)."""
-        if nominal_ts - (trio.current_time() + self._timer.wall_offset()) <= _DORMANT_AFTER:
-            return False
+    def _go_dormant(self, loop: _Loop, cursor: _Cursor) -> None:
+        """S8: the occurrence at the cursor is far off (`_next_park` said so): end the
+        loop's Trio task and leave a timer entry that starts it again shortly before."""
         # A bound method of the loop: the smallest callable that knows its loop.
-        loop.dormant = self._timer.call_at_wall(nominal_ts - _WAKE_AHEAD, loop.wake)
-        return True
+        wake_at = cursor.nominal.timestamp() - _WAKE_AHEAD
+        loop.dormant = self._timer.call_at_wall(wake_at, loop.wake)
 
     def _wake_dormant(self, loop: _Loop) -> None:
         loop.dormant = None
@@ -883,7 +954,12 @@ class Scheduler:
                 continue
             park.decision = decision
             if decision.action is _plan.Action.SKIP:
-                self._wake(park)
+                # Settled here, without waking the loop's task (S9).
+                cursor = park.loop.cursor
+                assert cursor is not None
+                park.phase = _Phase.DONE
+                self._settle(park.loop, cursor, park)
+                self._move_on(park)
             else:
                 if decision.late:  # a misfire: maybe another occurrence, no slack (S7)
                     self._prepare(park, decision.nominal, late=True)
@@ -893,13 +969,8 @@ class Scheduler:
             assert self._services is not None
             self._services.start_soon(self._acquire_batch, firing)
 
-    def _wake(self, park: _Park) -> None:
-        park.phase = _Phase.DONE
-        assert park.trio_task is not None
-        trio.lowlevel.reschedule(park.trio_task)
-
     async def _acquire_batch(self, parks: list[_Park]) -> None:
-        """One ``acquire_batch`` for every occurrence due together (S2)."""
+        """One ``acquire_batch`` for every occurrence due together (S2), then S9."""
         requests: list[AcquireRequest] = []
         for park in parks:
             assert park.request is not None
@@ -917,6 +988,8 @@ class Scheduler:
                 park.error = exc
             leases = [None] * len(parks)
         orphans: list[LockLease] = []
+        dispatching: list[_Park] = []
+        batch = self._enqueue_many is not None
         for park, lease in zip(parks, leases, strict=True):
             if park.abandoned:
                 if lease is not None:
@@ -924,38 +997,115 @@ class Scheduler:
                 continue
             park.lease = lease
             park.acquired_at = started
-            self._wake(park)
+            if lease is not None and park.error is None:
+                if batch:
+                    park.phase = _Phase.DISPATCHING
+                    dispatching.append(park)
+                else:
+                    self._wake(park)  # the loop dispatches (S3)
+                continue
+            # A lock miss or an acquire error: settled here, the loop's task sleeps on.
+            cursor = park.loop.cursor
+            assert cursor is not None
+            park.phase = _Phase.DONE
+            self._settle(park.loop, cursor, park)
+            self._move_on(park)
+        if dispatching:
+            await self._dispatch_batch(dispatching, started)
         for lease in orphans:  # S4: nothing was attempted for these
             try:
                 await self._locks.release(lease)
             except Exception:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
 
+    def _wake(self, park: _Park) -> None:
+        park.phase = _Phase.DONE
+        assert park.trio_task is not None
+        trio.lowlevel.reschedule(park.trio_task)
+
+    async def _dispatch_batch(self, parks: list[_Park], acquired_at: float) -> None:
+        """S9: enqueue every acquired occurrence of a burst with one ``enqueue_many``.
+
+        Each occurrence keeps its own lease guard (renewal, ``dispatch_timeout``), all
+        on one cancel scope: a lost lease or the timeout cancels the call. Then, per
+        occurrence: accepted or a duplicate (`ConflictError`) counts as fired; a
+        transient error, a failure of the whole call or a call cancelled for another
+        occurrence's lost lease hands the occurrence to its loop, which enqueues it
+        again on its own (safe: the idempotency key dedupes, S5 retries); any other
+        error is reported. The loops' tasks are woken only for those hand-overs.
+        """
+        enqueue_many = self._enqueue_many
+        services = self._services
+        assert enqueue_many is not None
+        assert services is not None
+        created = self._wall_clock()
+        jobs = [self._occurrence_job(park, created) for park in parks]
+        results: list[Exception | None] | None = None
+        failure: Exception | None = None
+        with trio.CancelScope() as scope:
+            guards = [
+                self._arm_guard(park.lease, park.loop.ttl, acquired_at, scope, services)
+                for park in parks
+                if park.lease is not None  # always: only acquired parks come here
+            ]
+            self._in_flight += len(jobs)
+            try:
+                results = await enqueue_many(jobs)
+                if len(results) != len(jobs):
+                    raise InvalidArgumentError(
+                        f"enqueue_many answered {len(results)} results for {len(jobs)} jobs"
+                    )
+            except Exception as exc:
+                results, failure = None, exc
+            finally:
+                self._in_flight -= len(jobs)
+                for guard in guards:
+                    guard.finish()
+        for park, guard, job, index in zip(parks, guards, jobs, range(len(jobs)), strict=True):
+            loop = park.loop
+            cursor = loop.cursor
+            decision = park.decision
+            assert cursor is not None
+            assert decision is not None
+            if results is None:
+                if failure is None and (guard.lost is not None or guard.timed_out):
+                    # Cancelled for this occurrence's own lease or the timeout.
+                    park.phase = _Phase.DONE
+                    self._settle(loop, cursor, park)
+                    self._report_dispatch_failure(
+                        loop,
+                        decision.nominal,
+                        guard.lost if guard.lost is not None else self._timed_out(loop),
+                        lateness=decision.lateness,
+                    )
+                    cursor.nominal = loop.task.cron.next_after(decision.nominal)
+                    self._move_on(park)
+                elif not park.abandoned:
+                    self._wake(park)  # the loop enqueues it on its own
+                continue
+            outcome = results[index]
+            if isinstance(outcome, ConflictError):
+                outcome = None  # already enqueued under its idempotency key: fired
+            if outcome is not None and _is_transient(outcome) and not park.abandoned:
+                self._wake(park)  # the loop retries it (S5)
+                continue
+            park.phase = _Phase.DONE
+            self._settle(loop, cursor, park)
+            if outcome is None:
+                self._record_fired(loop, decision, job)
+            else:
+                self._report_dispatch_failure(
+                    loop, decision.nominal, outcome, lateness=decision.lateness
+                )
+            cursor.nominal = loop.task.cron.next_after(decision.nominal)
+            self._move_on(park)
+
     # -- dispatch (S3) -------------------------------------------------------------------------
 
     async def _dispatch_occurrence(
         self, loop: _Loop, park: _Park, decision: _plan.Decision, lease: LockLease
     ) -> None:
-        # Hot path (one call per fire): everything lease-independent was prepared while
-        # the loop waited (`_prepare`), per-task constants come from `loop`.
-        prepared = park.prepared
-        assert prepared is not None
-        headers = prepared.headers
-        headers[H_FENCING] = str(lease.fencing_token)  # Job copies the headers
-        task = loop.task
-        job = Job(
-            id=prepared.job_id,
-            name=task.effective_job_name,
-            queue=task.queue,
-            payload=task.payload,
-            headers=headers,
-            content_type=task.content_type,
-            tenant_id=task.tenant_id,
-            idempotency_key=prepared.idem,
-            run_at=prepared.info.utc,
-            created_at=self._wall_clock(),
-            fencing_token=lease.fencing_token,
-        )
+        job = self._occurrence_job(park, self._wall_clock())
         scope = loop.dispatch_scope
         assert scope is not None
         assert loop.nursery is not None
@@ -993,6 +1143,31 @@ class Scheduler:
             # is cancelled but nothing noticed. Unwind it now (the loop makes a new one).
             await trio.lowlevel.checkpoint()
 
+    def _occurrence_job(self, park: _Park, created: datetime) -> Job:
+        """The job of an acquired occurrence. Hot path (one call per fire): everything
+        lease-independent was prepared while the loop waited (`_prepare`), per-task
+        constants come from its loop."""
+        prepared = park.prepared
+        lease = park.lease
+        assert prepared is not None
+        assert lease is not None
+        headers = prepared.headers
+        headers[H_FENCING] = str(lease.fencing_token)  # Job copies the headers
+        task = park.loop.task
+        return Job(
+            id=prepared.job_id,
+            name=task.effective_job_name,
+            queue=task.queue,
+            payload=task.payload,
+            headers=headers,
+            content_type=task.content_type,
+            tenant_id=task.tenant_id,
+            idempotency_key=prepared.idem,
+            run_at=prepared.info.utc,
+            created_at=created,
+            fencing_token=lease.fencing_token,
+        )
+
     def _finish_dispatch(
         self,
         loop: _Loop,
@@ -1004,16 +1179,20 @@ class Scheduler:
         decision = in_flight.decision
         guard = in_flight.guard
         if job is None:
-            if guard.lost is not None:
-                error = guard.lost
-            else:
-                error = RetryableError(
-                    f"dispatch of task {loop.task.name!r} did not finish within "
-                    f"dispatch_timeout={self._config.dispatch_timeout}s"
-                )
+            error = guard.lost if guard.lost is not None else self._timed_out(loop)
         if error is not None:
             self._report_dispatch_failure(loop, decision.nominal, error, lateness=decision.lateness)
             return
+        assert job is not None
+        self._record_fired(loop, decision, job)
+
+    def _timed_out(self, loop: _Loop) -> RetryableError:
+        return RetryableError(
+            f"dispatch of task {loop.task.name!r} did not finish within "
+            f"dispatch_timeout={self._config.dispatch_timeout}s"
+        )
+
+    def _record_fired(self, loop: _Loop, decision: _plan.Decision, job: Job) -> None:
         loop.fired += 1
         loop.last_fire = decision.nominal
         loop.last_lateness = decision.lateness

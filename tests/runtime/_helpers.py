@@ -35,14 +35,32 @@ class FakeWall:
         return self.t0 + (wall - self.base).total_seconds() - self.skew
 
 
+class _Mode:
+    """Which `RecordingJobs` the tests get (set per test by ``tests/runtime/conftest.py``):
+    without ``enqueue_many`` every occurrence is dispatched by its loop (rule S3 of the
+    runtime), with it a burst is enqueued in one call (S9). Every test runs both ways."""
+
+    batch = False
+
+
+MODE = _Mode()
+
+
 class RecordingJobs:
     """A JobsRuntime that records every enqueue (no dedupe: double fires stay visible).
 
     `delay` makes enqueue slow (seconds on Trio's clock); `fail` is raised (and
-    decremented) while `failures` > 0.
+    decremented) while `failures` > 0. ``RecordingJobs()`` makes a `BatchRecordingJobs`
+    while the test runs in batch mode (`MODE`).
     """
 
+    def __new__(cls, *, delay: float = 0.0) -> RecordingJobs:
+        if cls is RecordingJobs and MODE.batch:
+            cls = BatchRecordingJobs
+        return super().__new__(cls)
+
     def __init__(self, *, delay: float = 0.0) -> None:
+        self.enqueue_calls: list[str] = []  # task name of every `enqueue` call
         self.jobs: list[Job] = []
         self.enqueued_at: list[float] = []
         self.delay = delay
@@ -51,6 +69,7 @@ class RecordingJobs:
         self.closed = False
 
     async def enqueue(self, job: Job) -> None:
+        self.enqueue_calls.append(job.headers["x-trio-sched-task"])
         await trio.sleep(self.delay)
         if self.failures > 0 and self.fail is not None:
             self.failures -= 1
@@ -73,6 +92,35 @@ class RecordingJobs:
         ]
 
 
+class BatchRecordingJobs(RecordingJobs):
+    """`RecordingJobs` with ``enqueue_many`` (a `BatchJobsRuntime`).
+
+    One call waits `delay` once; `fail` (while `failures` > 0) fails the whole call;
+    `job_errors` maps a job's task name to an exception returned as that job's result
+    (the job is then not recorded). `calls` counts the jobs of every call.
+    """
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        super().__init__(delay=delay)
+        self.calls: list[int] = []
+        self.job_errors: dict[str, Exception] = {}
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        self.calls.append(len(jobs))
+        await trio.sleep(self.delay)
+        if self.failures > 0 and self.fail is not None:
+            self.failures -= 1
+            raise self.fail
+        results: list[Exception | None] = []
+        for job in jobs:
+            error = self.job_errors.get(job.headers["x-trio-sched-task"])
+            if error is None:
+                self.jobs.append(job)
+                self.enqueued_at.append(trio.current_time())
+            results.append(error)
+        return results
+
+
 class WrappedLocks:
     """A LockProvider wrapper that counts calls and can inject failures."""
 
@@ -83,6 +131,7 @@ class WrappedLocks:
         self.get_watermark_calls: list[list[str]] = []
         self.renewals = 0
         self.reject_renewals = False
+        self.reject_keys: set[str] = set()  # renewals of these lock keys are rejected
         self.hang_renewals = False
         self.batch_error: Exception | None = None
         self.batch_failures = 0
@@ -103,7 +152,7 @@ class WrappedLocks:
         self.renewals += 1
         if self.hang_renewals:
             await trio.sleep_forever()
-        if self.reject_renewals:
+        if self.reject_renewals or lease.key in self.reject_keys:
             from trio_sched import LeaseLostError
 
             await trio.lowlevel.checkpoint()

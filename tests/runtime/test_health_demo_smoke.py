@@ -23,6 +23,8 @@ from trio_sched.locks import MemoryLockProvider
 
 from ._helpers import RecordingJobs
 
+pytestmark = pytest.mark.usefixtures("jobs_mode")
+
 
 class HangingProvider:
     async def health_check(self) -> None:

@@ -32,6 +32,8 @@ from trio_sched.locks import MemoryLockProvider
 
 from ._helpers import FakeWall, RecordingJobs, WrappedLocks
 
+pytestmark = pytest.mark.usefixtures("jobs_mode")
+
 BASE = datetime(2026, 1, 5, 8, 59, 58, 500000, tzinfo=UTC)
 QUIET = logging.getLogger("trio_sched.tests.quiet")
 QUIET.addHandler(logging.NullHandler())

@@ -1,0 +1,202 @@
+"""Rule S9 of the runtime: a burst's occurrences are enqueued with one ``enqueue_many``
+call when the jobs runtime has it, the loops' Trio tasks stay asleep, and every way the
+call can go wrong ends with each occurrence fired once or reported."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import trio
+import trio.testing
+
+from trio_sched import (
+    Config,
+    EventKind,
+    LeaseLostError,
+    RetryableError,
+    SchedulerEvent,
+    Task,
+    open_scheduler,
+)
+from trio_sched.locks import MemoryLockProvider
+
+from ._helpers import BatchRecordingJobs, FakeWall, WrappedLocks
+
+QUIET = logging.getLogger("trio_sched.tests.quiet")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
+
+
+def at(h: int, m: int, s: int = 0) -> datetime:
+    return datetime(2026, 1, 5, h, m, s, tzinfo=UTC)
+
+
+def config(wall: FakeWall, **kw: object) -> Config:
+    kw.setdefault("logger", QUIET)
+    return Config(wall_clock=wall, **kw)  # type: ignore[arg-type]
+
+
+class LoopSteps(trio.abc.Instrument):
+    """Counts the steps of the loops' Trio tasks (named ``trio_sched:<task>``)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.startswith("trio_sched:"):
+            self.steps += 1
+
+
+async def test_a_burst_is_one_call_and_the_loops_stay_asleep(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 58))
+    locks = WrappedLocks(MemoryLockProvider())
+    jobs = BatchRecordingJobs()
+    n = 50
+    steps = LoopSteps()
+    async with open_scheduler(jobs=jobs, locks=locks, config=config(wall)) as scheduler:
+        for i in range(n):
+            scheduler.register(Task(name=f"t{i}", schedule="* * * * * *"))
+        await trio.sleep(1.5)  # every loop parked, 08:59:59 fired
+        trio.lowlevel.add_instrument(steps)
+        await trio.sleep(3)  # 09:00:00, :01, :02
+        trio.lowlevel.remove_instrument(steps)
+        stats = scheduler.statistics().tasks
+    assert steps.steps == 0
+    assert jobs.calls[:4] == [n, n, n, n]
+    assert locks.batch_sizes[:4] == [n, n, n, n]
+    assert all(stats[f"t{i}"].fired >= 4 for i in range(n))
+    for i in range(n):
+        nominals = [j.run_at for j in jobs.jobs if j.headers["x-trio-sched-task"] == f"t{i}"]
+        assert len(nominals) == len(set(nominals))  # nothing twice
+        assert at(9, 0, 2) in nominals
+
+
+async def test_a_transient_job_result_is_retried_by_its_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    jobs = BatchRecordingJobs()
+    jobs.job_errors["b"] = RetryableError("queue full for b")
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        for name in ("a", "b", "c"):
+            s.register(Task(name=name, schedule="0 * * * *"))
+        await trio.sleep(2)
+        stats = s.statistics().tasks
+    assert jobs.calls == [3]
+    assert jobs.enqueue_calls == ["b"]  # only b was retried, by its loop
+    assert sorted(j.headers["x-trio-sched-task"] for j in jobs.jobs) == ["a", "b", "c"]
+    assert [stats[n].fired for n in "abc"] == [1, 1, 1]
+    assert stats["b"].errors == 0
+
+
+async def test_a_failed_job_result_is_reported_and_the_others_fire(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    locks = WrappedLocks(MemoryLockProvider())
+    jobs = BatchRecordingJobs()
+    jobs.job_errors["b"] = ValueError("b's payload is refused")
+    events: list[SchedulerEvent] = []
+    cfg = config(wall, on_event=events.append)
+    async with open_scheduler(jobs=jobs, locks=locks, config=cfg) as s:
+        for name in ("a", "b"):
+            s.register(Task(name=name, schedule="0 * * * *"))
+        await trio.sleep(2)
+        jobs.job_errors.clear()
+        await trio.sleep(60 * 60)  # 10:00 fires both
+        stats = s.statistics().tasks
+    assert sorted((j.headers["x-trio-sched-task"], j.run_at) for j in jobs.jobs) == [
+        ("a", at(9, 0)),
+        ("a", at(10, 0)),
+        ("b", at(10, 0)),
+    ]
+    assert (stats["a"].fired, stats["b"].fired, stats["b"].errors) == (2, 1, 1)
+    errors = [e for e in events if e.kind is EventKind.ERROR]
+    assert [(e.task, e.nominal) for e in errors] == [("b", at(9, 0))]
+    assert isinstance(errors[0].error, ValueError)
+    # b's 09:00 was never delivered: its watermark did not move for it.
+    assert {"trio_sched:a": 1767603600000} in locks.advance_calls
+
+
+async def test_a_failed_call_falls_back_to_one_enqueue_per_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    jobs = BatchRecordingJobs()
+    jobs.fail, jobs.failures = ConnectionResetError("connection reset"), 1
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        for name in ("a", "b", "c"):
+            s.register(Task(name=name, schedule="0 * * * *"))
+        await trio.sleep(2)
+        stats = s.statistics().tasks
+    assert jobs.calls == [3]  # the failed call; then each loop enqueued its own
+    assert sorted(jobs.enqueue_calls) == ["a", "b", "c"]
+    assert sorted(j.headers["x-trio-sched-task"] for j in jobs.jobs) == ["a", "b", "c"]
+    assert [stats[n].fired for n in "abc"] == [1, 1, 1]
+
+
+async def test_one_lost_lease_cancels_the_call_and_the_others_fire_on_their_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    locks = WrappedLocks(MemoryLockProvider())
+    jobs = BatchRecordingJobs(delay=10)
+    events: list[SchedulerEvent] = []
+    cfg = config(wall, dispatch_timeout=100, on_event=events.append)
+    key = f"trio_sched:slow:{1767603600000}"  # slow's 09:00 occurrence
+    locks.reject_keys.add(key)
+    async with open_scheduler(jobs=jobs, locks=locks, config=cfg) as s:
+        s.register(Task(name="slow", schedule="0 * * * *", lock_ttl=3.0))
+        s.register(Task(name="other", schedule="0 * * * *"))
+        await trio.sleep(30)
+        stats = s.statistics().tasks
+    assert jobs.calls == [2]
+    assert jobs.enqueue_calls == ["other"]  # slow's lost occurrence is not tried again
+    assert [(j.headers["x-trio-sched-task"], j.run_at) for j in jobs.jobs] == [("other", at(9, 0))]
+    assert (stats["slow"].fired, stats["slow"].lease_losses) == (0, 1)
+    assert (stats["other"].fired, stats["other"].lease_losses) == (1, 0)
+    lost = [e for e in events if e.kind is EventKind.LEASE_LOST]
+    assert [(e.task, e.nominal) for e in lost] == [("slow", at(9, 0))]
+    assert isinstance(lost[0].error, LeaseLostError)
+
+
+async def test_the_timeout_cancels_the_call_and_reports_every_occurrence(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    jobs = BatchRecordingJobs(delay=1000)
+    cfg = config(wall, dispatch_timeout=5)
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg) as s:
+        for name in ("a", "b"):
+            s.register(Task(name=name, schedule="0 * * * *"))
+        await trio.sleep(10)
+        stats = s.statistics().tasks
+        in_flight = s.statistics().in_flight_dispatches
+    assert jobs.calls == [2]
+    assert jobs.enqueue_calls == []  # timed out: not tried again
+    assert jobs.jobs == []
+    assert in_flight == 0
+    assert [(stats[n].fired, stats[n].errors) for n in "ab"] == [(0, 1), (0, 1)]
+
+
+async def test_unregister_during_the_call_lets_it_finish_and_stops_the_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    jobs = BatchRecordingJobs(delay=4)
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        s.register(Task(name="a", schedule="* * * * * *"))
+        s.register(Task(name="b", schedule="* * * * * *"))
+        await trio.sleep(2)  # 09:00:00 is in its enqueue_many call (4 s)
+        s.unregister("a")
+        await trio.sleep(10)
+        stats = s.statistics().tasks
+    a_fires = [j.run_at for j in jobs.jobs if j.headers["x-trio-sched-task"] == "a"]
+    assert a_fires == [at(9, 0)]  # the call in flight finished; nothing after it
+    assert "a" not in stats
+    b_fires = [j.run_at for j in jobs.jobs if j.headers["x-trio-sched-task"] == "b"]
+    assert b_fires[0] == at(9, 0)
+    assert len(b_fires) == len(set(b_fires)) >= 2  # b goes on, nothing twice
