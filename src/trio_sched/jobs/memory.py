@@ -304,9 +304,7 @@ class MemoryJobs:
         """
         for job in jobs:
             if not isinstance(job, Job):
-                raise InvalidArgumentError(
-                    f"enqueue_many expects Jobs, got {type(job).__name__}"
-                )
+                raise InvalidArgumentError(f"enqueue_many expects Jobs, got {type(job).__name__}")
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise ClosedError("MemoryJobs is closed")
