@@ -160,6 +160,7 @@ class _Loop:
     __slots__ = (
         "base_headers",
         "cursor",
+        "detached",
         "dispatch_scope",
         "dormant",
         "errors",
@@ -204,6 +205,8 @@ class _Loop:
         # S8: where the loop is (kept while it is dormant) and its wake-up entry.
         self.cursor: _Cursor | None = None
         self.dormant: TimerHandle | None = None
+        # S9: parked on the timer without a Trio task (the batch moves it on).
+        self.detached = False
         self.wait_scope: trio.CancelScope | None = None
         self.dispatch_scope: trio.CancelScope | None = None
         self.park: _Park | None = None
@@ -237,8 +240,8 @@ class _Loop:
                 park.handle.cancel()
             park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
             park.phase = _Phase.DONE
-            assert park.trio_task is not None
-            trio.lowlevel.reschedule(park.trio_task)
+            if park.trio_task is not None:  # a detached loop has no task to end (S9)
+                trio.lowlevel.reschedule(park.trio_task)
 
     def snapshot(self) -> TaskStatistics:
         return TaskStatistics(
@@ -431,6 +434,28 @@ class _GuardGroup:
 
 
 @final
+class _BatchGuard:
+    """The lease guards of one batch's ``enqueue_many`` call, made on demand (S9)."""
+
+    __slots__ = ("acquired_at", "done", "guards", "handle", "parks", "scope")
+
+    def __init__(self, parks: list[_Park], scope: trio.CancelScope, acquired_at: float) -> None:
+        self.parks = parks
+        self.scope = scope
+        self.acquired_at = acquired_at
+        self.guards: list[_LeaseGuard] = []
+        self.handle: TimerHandle | None = None
+        self.done = False
+
+    def finish(self) -> None:
+        self.done = True
+        if self.handle is not None:
+            self.handle.cancel()
+        for guard in self.guards:
+            guard.finish()
+
+
+@final
 class _InFlight:
     """The dispatch a loop is running, for reporting if its scope gets cancelled."""
 
@@ -530,6 +555,9 @@ class Scheduler:
         self._wm_idle = trio.Event()
         self._wm_idle.set()
         self._in_flight = 0
+        self._batches = 0  # acquire batches in flight (S2, S9)
+        self._batches_idle = trio.Event()
+        self._batches_idle.set()
         self._triggers = 0
         self._triggers_idle = trio.Event()
         self._triggers_idle.set()
@@ -617,6 +645,9 @@ class Scheduler:
                     self._state = _State.STOPPING
                     for loop in self._loops.values():
                         loop.stop()
+                    # Batches in flight finish their dispatches (S6) and may hand some to
+                    # their loops (S9), which start in this nursery: keep it open.
+                    await self._batches_idle.wait()
                 # Every loop ended: no dispatch of ours is in flight any more.
                 await self._triggers_idle.wait()
                 await self._drain_watermarks()
@@ -760,12 +791,14 @@ class Scheduler:
 
     # -- the per-task loop (S1) -------------------------------------------------------------
 
-    async def _run_loop(self, loop: _Loop) -> None:
+    async def _run_loop(self, loop: _Loop, resume: _Park | None = None) -> None:
+        """The Trio task of a loop: from its start, from dormancy (S8) or, to dispatch
+        or retry `resume` on its own, from a detached park (S9)."""
         try:
             async with trio.open_nursery() as nursery:
                 loop.nursery = nursery
                 try:
-                    await self._loop_body(loop)
+                    await self._loop_body(loop, resume)
                 finally:
                     loop.nursery = None  # a dormant loop keeps no Trio objects alive (S8)
                 nursery.cancel_scope.cancel()  # renewers of finished dispatches, if any
@@ -774,7 +807,7 @@ class Scheduler:
             self._config.logger.exception("task %r: loop crashed", loop.task.name)
             self._report_error(loop, None, exc)
 
-    async def _loop_body(self, loop: _Loop) -> None:
+    async def _loop_body(self, loop: _Loop, resume: _Park | None) -> None:
         cursor = loop.cursor
         if cursor is None:  # first start; a loop woken from dormancy (S8) keeps its cursor
             mark = await self._startup_watermark(loop)
@@ -784,31 +817,47 @@ class Scheduler:
                 _plan.first_candidate(loop.task.cron, self._wall_clock(), mark),
                 self._config.retry_backoff,
             )
-        while not loop.stopping and loop.dormant is None:
+        # A handed-over occurrence (`resume`, S9) is dispatched even when stopping (S6).
+        while resume is not None or (
+            not loop.stopping and loop.dormant is None and not loop.detached
+        ):
             # One dispatch scope serves every dispatch of this loop until one of them is
             # cancelled (lease lost, timeout); then a fresh scope is made (S3). Nothing
             # but a dispatch in flight is ever cancelled through it.
             with trio.CancelScope() as scope:
                 loop.dispatch_scope = scope
-                await self._occurrences(loop, cursor)
+                first, resume = resume, None
+                await self._occurrences(loop, cursor, first)
             loop.dispatch_scope = None
             in_flight, loop.in_flight = loop.in_flight, None
             if in_flight is not None:
                 self._finish_dispatch(loop, in_flight, None)
                 cursor.nominal = loop.task.cron.next_after(in_flight.nominal)
 
-    async def _occurrences(self, loop: _Loop, cursor: _Cursor) -> None:
-        me = trio.lowlevel.current_task()
-        while not loop.stopping:
-            park = self._next_park(loop, cursor, me)
+    async def _occurrences(self, loop: _Loop, cursor: _Cursor, first: _Park | None) -> None:
+        """Park on each occurrence in turn and settle or dispatch it.
+
+        S9: with a batch runtime the loop parks detached (this task ends; the batch moves
+        the loop on and starts a task again only to hand it an occurrence, `first`);
+        otherwise this task waits for each occurrence.
+        """
+        me = None if self._enqueue_many is not None else trio.lowlevel.current_task()
+        loop.park = None
+        while first is not None or not loop.stopping:
+            park, first = first, None
             if park is None:
-                self._go_dormant(loop, cursor)
-                return
-            await self._wait_parked(loop)
-            # The burst's batch may have settled that park and parked the loop on later
-            # occurrences since (S9): what woke the loop is its current park.
-            park, loop.park = loop.park, None
-            assert park is not None
+                park = self._next_park(loop, cursor, me)
+                if park is None:
+                    self._go_dormant(loop, cursor)
+                    return
+                if me is None:
+                    loop.detached = True
+                    return
+                await self._wait_parked(loop)
+                # The burst's batch may have settled that park and parked the loop on
+                # later occurrences since (S9): what woke the loop is its current park.
+                park, loop.park = loop.park, None
+                assert park is not None
             if park.abandoned:
                 return  # stopped (S6)
             if park.settled:
@@ -824,15 +873,16 @@ class Scheduler:
         self,
         loop: _Loop,
         cursor: _Cursor,
-        trio_task: trio.lowlevel.Task,
+        trio_task: trio.lowlevel.Task | None,
         reuse: _Park | None = None,
     ) -> _Park | None:
         """Park the loop on the occurrence at its cursor; not a checkpoint.
 
         Returns ``None`` (and changes nothing) when that occurrence is far enough off
         for the loop to go dormant (S8). `trio_task` is the loop's Trio task, which the
-        decision or the batch wakes. Called by the loop itself and by a burst's batch for
-        a loop whose outcome it settled (S9), so the loop's task stays parked.
+        decision or the batch wakes, or ``None`` for a detached loop (S9). Called by the
+        loop itself, by a burst's batch for a loop whose outcome it settled and by the
+        dormancy wake-up of a detached loop, so no Trio task runs for it.
         """
         loop.next_fire = cursor.nominal
         nominal_ts = cursor.nominal.timestamp()
@@ -924,20 +974,29 @@ class Scheduler:
         return True
 
     def _move_on(self, park: _Park) -> None:
-        """After the batch settled `park` (S9): park its loop on the next occurrence,
-        keeping the loop's Trio task asleep, or wake the loop to stop or go dormant."""
+        """After `park` was settled outside its loop's task (S9): park the loop on its
+        next occurrence, or let it go dormant or stop. An attached loop's task keeps
+        sleeping unless it has to stop or go dormant; a detached loop needs no task."""
         loop = park.loop
         cursor = loop.cursor
         assert cursor is not None
-        assert park.trio_task is not None
         if park.abandoned:
-            return  # hard stop: the loop's task was cancelled and ends by itself
-        if not loop.stopping and self._next_park(loop, cursor, park.trio_task, park) is not None:
+            return  # stopped: nothing more for this loop
+        task = park.trio_task
+        if not loop.stopping:
+            if self._next_park(loop, cursor, task, park) is not None:
+                return
+            if task is None:
+                loop.park = None
+                self._go_dormant(loop, cursor)
+                return
+        if task is None:
+            loop.park = None  # stopped while its occurrence was in the batch
             return
         park.settled = True
         park.phase = _Phase.DONE
         loop.park = park
-        trio.lowlevel.reschedule(park.trio_task)
+        trio.lowlevel.reschedule(task)
 
     def _prepare(self, park: _Park, nominal: datetime, *, late: bool = False) -> None:
         """Lock request and lease-independent job parts of the occurrence at `nominal`.
@@ -964,6 +1023,12 @@ class Scheduler:
     def _wake_dormant(self, loop: _Loop) -> None:
         loop.dormant = None
         if loop.stopping or self._state is not _State.RUNNING or self._loop_nursery is None:
+            return
+        cursor = loop.cursor
+        if loop.detached and cursor is not None:
+            # S9: park it again right here, no Trio task needed.
+            if self._next_park(loop, cursor, None) is None:
+                self._go_dormant(loop, cursor)  # the wall clock moved back meanwhile
             return
         self._loop_nursery.start_soon(self._run_loop, loop, name=f"trio_sched:{loop.task.name}")
 
@@ -1021,10 +1086,21 @@ class Scheduler:
                 firing.append(park)
         if firing:
             assert self._services is not None
+            if self._batches == 0:
+                self._batches_idle = trio.Event()
+            self._batches += 1
             self._services.start_soon(self._acquire_batch, firing)
 
     async def _acquire_batch(self, parks: list[_Park]) -> None:
         """One ``acquire_batch`` for every occurrence due together (S2), then S9."""
+        try:
+            await self._acquire_and_dispatch(parks)
+        finally:
+            self._batches -= 1
+            if self._batches == 0:
+                self._batches_idle.set()
+
+    async def _acquire_and_dispatch(self, parks: list[_Park]) -> None:
         # Built now rather than while the loops wait: one request kept per waiting loop
         # (a tracked object) would be promoted to the collector's old generation with
         # every burst and trigger full collections (~200 ms each at 10,000 loops).
@@ -1080,15 +1156,28 @@ class Scheduler:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
 
     def _wake(self, park: _Park) -> None:
+        """Hand `park` to its loop: wake the loop's task, or start one for a detached
+        loop (S9), which then settles or dispatches it on its own."""
         park.phase = _Phase.DONE
-        assert park.trio_task is not None
-        trio.lowlevel.reschedule(park.trio_task)
+        if park.trio_task is not None:
+            trio.lowlevel.reschedule(park.trio_task)
+            return
+        loop = park.loop
+        nursery = self._loop_nursery
+        if nursery is None:  # hard stop: nothing runs any more; locks end by their TTL
+            park.abandoned = True
+            return
+        loop.detached = False
+        loop.park = park
+        nursery.start_soon(self._run_loop, loop, park, name=f"trio_sched:{loop.task.name}")
 
     async def _dispatch_batch(self, parks: list[_Park], acquired_at: float) -> None:
         """S9: enqueue every acquired occurrence of a burst with one ``enqueue_many``.
 
         Each occurrence keeps its own lease guard (renewal, ``dispatch_timeout``), all
-        on one cancel scope: a lost lease or the timeout cancels the call. Then, per
+        on one cancel scope: a lost lease or the timeout cancels the call. The guards
+        are made only if the call still runs when the first of them would act (the
+        shortest TTL/3, or the timeout); an enqueue rarely takes that long. Then, per
         occurrence: accepted or a duplicate (`ConflictError`) counts as fired; a
         transient error, a failure of the whole call or a call cancelled for another
         occurrence's lost lease hands the occurrence to its loop, which enqueues it
@@ -1104,11 +1193,12 @@ class Scheduler:
         results: list[Exception | None] | None = None
         failure: Exception | None = None
         with trio.CancelScope() as scope:
-            guards = [
-                self._arm_guard(park.lease, park.loop.ttl, acquired_at, scope, services)
-                for park in parks
-                if park.lease is not None  # always: only acquired parks come here
-            ]
+            batch = _BatchGuard(parks, scope, acquired_at)
+            first_check = min(park.loop.ttl for park in parks) / 3
+            first_check = acquired_at + min(first_check, self._config.dispatch_timeout)
+            batch.handle = self._timer.call_at(
+                first_check, functools.partial(self._arm_batch_guards, batch)
+            )
             self._in_flight += len(jobs)
             try:
                 results = await enqueue_many(jobs)
@@ -1120,16 +1210,20 @@ class Scheduler:
                 results, failure = None, exc
             finally:
                 self._in_flight -= len(jobs)
-                for guard in guards:
-                    guard.finish()
-        for park, guard, job, index in zip(parks, guards, jobs, range(len(jobs)), strict=True):
+                batch.finish()
+        guards = batch.guards
+        for index, park in enumerate(parks):
+            job = jobs[index]
+            guard = guards[index] if guards else None
             loop = park.loop
             cursor = loop.cursor
             decision = park.decision
             assert cursor is not None
             assert decision is not None
             if results is None:
-                if failure is None and (guard.lost is not None or guard.timed_out):
+                lost = guard is not None and (guard.lost is not None or guard.timed_out)
+                if failure is None and lost:
+                    assert guard is not None
                     # Cancelled for this occurrence's own lease or the timeout.
                     park.phase = _Phase.DONE
                     self._settle(loop, cursor, park)
@@ -1259,6 +1353,20 @@ class Scheduler:
         loop.last_lateness = decision.lateness
         self._mark_dispatched(loop, self._nominal(decision.nominal).ms)
         self._emit(EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job)
+
+    def _arm_batch_guards(self, batch: _BatchGuard) -> None:
+        """Timer callback: the batch's call still runs when its first guard would act;
+        give every occurrence its guard now (S9)."""
+        if batch.done:
+            return
+        services = self._services
+        assert services is not None
+        guards = batch.guards = []
+        for park in batch.parks:
+            assert park.lease is not None
+            guards.append(
+                self._arm_guard(park.lease, park.loop.ttl, batch.acquired_at, batch.scope, services)
+            )
 
     def _arm_guard(
         self,

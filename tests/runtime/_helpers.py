@@ -35,6 +35,18 @@ class FakeWall:
         return self.t0 + (wall - self.base).total_seconds() - self.skew
 
 
+def loop_tasks(name: str) -> int:
+    """How many Trio tasks run the loop of task `name` right now."""
+    count = 0
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        count += task.name == f"trio_sched:{name}"
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return count
+
+
 class _Mode:
     """Which `RecordingJobs` the tests get (set per test by ``tests/runtime/conftest.py``):
     without ``enqueue_many`` every occurrence is dispatched by its loop (rule S3 of the

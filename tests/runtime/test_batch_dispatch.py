@@ -21,7 +21,7 @@ from trio_sched import (
 )
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import BatchRecordingJobs, FakeWall, WrappedLocks
+from ._helpers import BatchRecordingJobs, FakeWall, WrappedLocks, loop_tasks
 
 QUIET = logging.getLogger("trio_sched.tests.quiet")
 QUIET.addHandler(logging.NullHandler())
@@ -64,6 +64,8 @@ async def test_a_burst_is_one_call_and_the_loops_stay_asleep(
         await trio.sleep(3)  # 09:00:00, :01, :02
         trio.lowlevel.remove_instrument(steps)
         stats = scheduler.statistics().tasks
+        tasks_now = sum(loop_tasks(f"t{i}") for i in range(n))
+    assert tasks_now == 0  # every loop is parked detached, between and during bursts
     assert steps.steps == 0
     assert jobs.calls[:4] == [n, n, n, n]
     assert locks.batch_sizes[:4] == [n, n, n, n]
@@ -85,11 +87,25 @@ async def test_a_transient_job_result_is_retried_by_its_loop(
             s.register(Task(name=name, schedule="0 * * * *"))
         await trio.sleep(2)
         stats = s.statistics().tasks
-    assert jobs.calls == [3]
+        jobs.job_errors.clear()
+        # b's loop got a Trio task for its retry and parked detached again after it:
+        await trio.sleep(60 * 60)  # 10:00 is one call for all three again
+        tasks_now = loop_tasks("b")
+        later = s.statistics().tasks
+    assert jobs.calls == [3, 3]
     assert jobs.enqueue_calls == ["b"]  # only b was retried, by its loop
-    assert sorted(j.headers["x-trio-sched-task"] for j in jobs.jobs) == ["a", "b", "c"]
+    assert sorted(j.headers["x-trio-sched-task"] for j in jobs.jobs) == [
+        "a",
+        "a",
+        "b",
+        "b",
+        "c",
+        "c",
+    ]
     assert [stats[n].fired for n in "abc"] == [1, 1, 1]
     assert stats["b"].errors == 0
+    assert [later[n].fired for n in "abc"] == [2, 2, 2]
+    assert tasks_now == 0
 
 
 async def test_a_failed_job_result_is_reported_and_the_others_fire(
@@ -200,3 +216,27 @@ async def test_unregister_during_the_call_lets_it_finish_and_stops_the_loop(
     b_fires = [j.run_at for j in jobs.jobs if j.headers["x-trio-sched-task"] == "b"]
     assert b_fires[0] == at(9, 0)
     assert len(b_fires) == len(set(b_fires)) >= 2  # b goes on, nothing twice
+
+
+async def test_stop_waits_for_a_call_whose_occurrences_go_back_to_their_loops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """S6 with S9: the call in flight at stop fails as a whole; its occurrences are
+    handed to their loops (started for that, though the scheduler is stopping), which
+    enqueue them before the scheduler closes."""
+    wall = FakeWall(at(8, 59, 59))
+    jobs = BatchRecordingJobs(delay=4)
+    jobs.fail, jobs.failures = ConnectionResetError("connection reset"), 1
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        for name in ("a", "b"):
+            s.register(Task(name=name, schedule="0 * * * *"))
+        await trio.sleep(2)  # 09:00 is in its enqueue_many call (4 s)
+        left_at = trio.current_time()
+    # 3 s left of the failing call, then each loop's own enqueue takes 4 s.
+    assert trio.current_time() - left_at == 3 + 4
+    assert jobs.calls == [2]
+    assert sorted(jobs.enqueue_calls) == ["a", "b"]
+    assert sorted((j.headers["x-trio-sched-task"], j.run_at) for j in jobs.jobs) == [
+        ("a", at(9, 0)),
+        ("b", at(9, 0)),
+    ]
