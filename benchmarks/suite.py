@@ -212,14 +212,16 @@ class RecordingJobs:
         self.enqueued_by: dict[float, int] = {}
         self.started_by: dict[float, int] = {}
 
-    async def enqueue(self, job: Job) -> None:
-        now = time.time()
+    def _note(self, now: float, job: Job) -> None:
         assert job.run_at is not None
         nominal = job.run_at.timestamp()
         self.enqueued.append((now, nominal))
         self.enqueued_by[nominal] = self.enqueued_by.get(nominal, 0) + 1
         if self.keep_names:
             self.names.append(job.name)
+
+    async def enqueue(self, job: Job) -> None:
+        self._note(time.time(), job)
         if self.sink:
             # One checkpoint, as MemoryJobs.enqueue makes, then drop the job: buffered
             # jobs that nobody consumes would pile up and slow the garbage collector.
@@ -241,12 +243,7 @@ class RecordingJobs:
             results = await self.inner.enqueue_many(jobs)
         now = time.time()
         for job in jobs:
-            assert job.run_at is not None
-            nominal = job.run_at.timestamp()
-            self.enqueued.append((now, nominal))
-            self.enqueued_by[nominal] = self.enqueued_by.get(nominal, 0) + 1
-            if self.keep_names:
-                self.names.append(job.name)
+            self._note(now, job)
         return results
 
     async def handler(self, job: Job) -> None:

@@ -486,6 +486,32 @@ class _Nominal(NamedTuple):
 
 
 @final
+class _Pending:
+    """How many of something are in flight, and a way to wait until none are."""
+
+    __slots__ = ("_idle", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        if self.count == 0:
+            self._idle = trio.Event()
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once none are in flight (at once if none are). A checkpoint."""
+        await self._idle.wait()
+
+
+@final
 class _ReadBatch:
     __slots__ = ("done", "error", "names", "result")
 
@@ -551,16 +577,10 @@ class Scheduler:
         self._wm_pending: dict[str, int] = {}
         self._wm_owner: dict[str, str] = {}  # watermark name -> task name
         self._wm_flush_scheduled = False
-        self._wm_inflight = 0
-        self._wm_idle = trio.Event()
-        self._wm_idle.set()
+        self._wm_flushes = _Pending()
         self._in_flight = 0
-        self._batches = 0  # acquire batches in flight (S2, S9)
-        self._batches_idle = trio.Event()
-        self._batches_idle.set()
-        self._triggers = 0
-        self._triggers_idle = trio.Event()
-        self._triggers_idle.set()
+        self._batches = _Pending()  # acquire batches in flight (S2, S9)
+        self._triggers = _Pending()
         self._channels: list[trio.MemorySendChannel[SchedulerEvent]] = []
         self._events_dropped = 0
         self._prefix = config.lock_key_prefix
@@ -647,9 +667,9 @@ class Scheduler:
                         loop.stop()
                     # Batches in flight finish their dispatches (S6) and may hand some to
                     # their loops (S9), which start in this nursery: keep it open.
-                    await self._batches_idle.wait()
+                    await self._batches.wait_idle()
                 # Every loop ended: no dispatch of ours is in flight any more.
-                await self._triggers_idle.wait()
+                await self._triggers.wait_idle()
                 await self._drain_watermarks()
                 services.cancel_scope.cancel()
         finally:
@@ -717,9 +737,7 @@ class Scheduler:
         key = _plan.manual_occurrence_key(self._prefix, task.name, now, nonce)
         idem = _plan.manual_idempotency_key(task.name, task.idempotency_key, now, nonce)
         ttl = self._ttl(task)
-        if self._triggers == 0:
-            self._triggers_idle = trio.Event()
-        self._triggers += 1
+        self._triggers.enter()
         try:
             acquired_at = trio.current_time()
             try:
@@ -743,9 +761,7 @@ class Scheduler:
             self._emit(EventKind.FIRED, task.name, now, 0.0, job=job, manual=True)
             return job
         finally:
-            self._triggers -= 1
-            if self._triggers == 0:
-                self._triggers_idle.set()
+            self._triggers.leave()
 
     # -- observability --------------------------------------------------------------------
 
@@ -1086,9 +1102,7 @@ class Scheduler:
                 firing.append(park)
         if firing:
             assert self._services is not None
-            if self._batches == 0:
-                self._batches_idle = trio.Event()
-            self._batches += 1
+            self._batches.enter()
             self._services.start_soon(self._acquire_batch, firing)
 
     async def _acquire_batch(self, parks: list[_Park]) -> None:
@@ -1096,9 +1110,7 @@ class Scheduler:
         try:
             await self._acquire_and_dispatch(parks)
         finally:
-            self._batches -= 1
-            if self._batches == 0:
-                self._batches_idle.set()
+            self._batches.leave()
 
     async def _acquire_and_dispatch(self, parks: list[_Park]) -> None:
         # Built now rather than while the loops wait: one request kept per waiting loop
@@ -1597,15 +1609,11 @@ class Scheduler:
         marks, self._wm_pending = self._wm_pending, {}
         if not marks:
             return
-        if self._wm_inflight == 0:
-            self._wm_idle = trio.Event()
-        self._wm_inflight += 1
+        self._wm_flushes.enter()
         try:
             await self._advance_watermarks(marks)
         finally:
-            self._wm_inflight -= 1
-            if self._wm_inflight == 0:
-                self._wm_idle.set()
+            self._wm_flushes.leave()
 
     async def _advance_watermarks(self, marks: dict[str, int]) -> None:
         backoff = self._config.retry_backoff
@@ -1631,11 +1639,11 @@ class Scheduler:
                 return
 
     async def _drain_watermarks(self) -> None:
-        while self._wm_pending or self._wm_inflight:
+        while self._wm_pending or self._wm_flushes.count:
             if self._wm_pending:
                 await self._flush_watermarks()
             else:
-                await self._wm_idle.wait()
+                await self._wm_flushes.wait_idle()
 
     # -- reporting -------------------------------------------------------------------------------
 

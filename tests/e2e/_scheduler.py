@@ -26,6 +26,7 @@ import faulthandler
 import json
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,40 @@ class RecordingJobs:
             raise
         await self._record(job, "ok")
 
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        """A burst in one call (runtime rule S9): `RedisJobs.enqueue_many`, then one
+        record per job with its own outcome."""
+        try:
+            results = await self._inner.enqueue_many(jobs)
+        except Exception as exc:
+            await self._record_many([(job, type(exc).__name__) for job in jobs])
+            raise
+        outcomes = [
+            (
+                job,
+                "ok"
+                if r is None
+                else "conflict"
+                if isinstance(r, ConflictError)
+                else type(r).__name__,
+            )
+            for job, r in zip(jobs, results, strict=True)
+        ]
+        await self._record_many(outcomes)
+        return results
+
     async def _record(self, job: Job, outcome: str) -> None:
-        line = json.dumps({"pid": os.getpid(), "outcome": outcome, "job": job_fields(job)})
-        await trio.to_thread.run_sync(self._client.rpush, self._key, line, limiter=self._limiter)
+        await self._record_many([(job, outcome)])
+
+    async def _record_many(self, outcomes: Sequence[tuple[Job, str]]) -> None:
+        lines = [
+            json.dumps({"pid": os.getpid(), "outcome": outcome, "job": job_fields(job)})
+            for job, outcome in outcomes
+        ]
+        if lines:
+            await trio.to_thread.run_sync(
+                self._client.rpush, self._key, *lines, limiter=self._limiter
+            )
 
     async def health_check(self) -> None:
         await self._inner.health_check()

@@ -18,6 +18,9 @@ Rules:
   ``RPUSH`` to the list ``--records``; Postgres: ``INSERT`` into the table
   ``--records``, which has no unique constraint), so a double fire stays visible. A
   record is a JSON object: task, nominal epoch ms, pid, fencing token, idempotency key.
+  The Redis recorder takes a burst in one ``enqueue_many`` call (runtime rule S9, one
+  ``RPUSH`` of all its records); the Postgres recorder only has ``enqueue`` (each loop
+  dispatches its own occurrence, S3): the multi-process tests cover both paths.
 - M4 The wall clock is ``datetime.now(UTC) + --skew`` seconds (`Config.wall_clock`).
 - M5 Status for the parent goes to ``--status`` as JSON, written atomically: once the
   scheduler runs (``started_wall``, on this process's skewed wall clock), and once it
@@ -85,6 +88,16 @@ class RedisRecordingJobs:
     async def enqueue(self, job: Job) -> None:
         line = record_of(job)
         await trio.to_thread.run_sync(self._client.rpush, self._key, line, limiter=self._limiter)
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        lines = [record_of(job) for job in jobs]
+        if lines:
+            await trio.to_thread.run_sync(
+                self._client.rpush, self._key, *lines, limiter=self._limiter
+            )
+        else:
+            await trio.lowlevel.checkpoint()
+        return [None] * len(jobs)
 
     async def health_check(self) -> None:
         await trio.to_thread.run_sync(self._client.ping, limiter=self._limiter)
