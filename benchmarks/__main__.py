@@ -1,7 +1,8 @@
 """``python -m benchmarks COMMAND [ARGS]``: one entry point for every benchmark.
 
 Commands: ``suite`` (``--quick`` / ``--full``, see `benchmarks.suite`), ``cron``
-(`benchmarks.cron_throughput`), ``lateness`` (`benchmarks.runtime_lateness`),
+(`benchmarks.cron_throughput`), ``lateness`` (`benchmarks.runtime_lateness`), ``cpu``
+(`benchmarks.runtime_cpu`: CPU per fire on MockClock),
 ``redis-ops`` and ``postgres-ops`` (per-operation latency of the lock providers),
 ``plot RESULTS.json OUT.png`` (redraw a suite plot), ``table RESULTS.json`` (the suite's
 results as Markdown tables). ``suite-worker`` is internal (the
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("suite", "cron", "lateness", "redis-ops", "postgres-ops", "plot", "table")
+COMMANDS = ("suite", "cron", "lateness", "cpu", "redis-ops", "postgres-ops", "plot", "table")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks import runtime_lateness
 
         return runtime_lateness.main(rest)
+    if command == "cpu":
+        from benchmarks import runtime_cpu
+
+        return runtime_cpu.main(rest)
     if command in ("redis-ops", "postgres-ops"):
         # These two read sys.argv themselves.
         sys.argv = [f"benchmarks {command}", *rest]

@@ -51,3 +51,21 @@ def test_cron_throughput_quick_run_writes_ratios(
     table = capsys.readouterr().out
     assert "ours/cronsim" in table
     assert "ours/croniter" in table
+
+
+@pytest.mark.parametrize("per_job", [False, True])
+def test_runtime_cpu_counts_every_fire_of_every_burst(
+    monkeypatch: pytest.MonkeyPatch, per_job: bool
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    import trio
+    import trio.testing
+    from benchmarks import runtime_cpu
+
+    fires, cpu, full = trio.run(
+        lambda: runtime_cpu.measure(20, 3, per_job=per_job),
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+    assert fires == 20 * 3  # every task fired once per burst, nothing twice
+    assert cpu > 0
+    assert full >= 0

@@ -859,10 +859,11 @@ class Scheduler:
         """
         me = None if self._enqueue_many is not None else trio.lowlevel.current_task()
         loop.park = None
+        done: _Park | None = None  # the last park this task finished with, reused
         while first is not None or not loop.stopping:
             park, first = first, None
             if park is None:
-                park = self._next_park(loop, cursor, me)
+                park = self._next_park(loop, cursor, me, done)
                 if park is None:
                     self._go_dormant(loop, cursor)
                     return
@@ -876,6 +877,7 @@ class Scheduler:
                 assert park is not None
             if park.abandoned:
                 return  # stopped (S6)
+            done = park  # nothing else refers to it once it woke this task
             if park.settled:
                 continue  # settled by the batch; woken to stop or to go dormant
             if self._settle(loop, cursor, park):
