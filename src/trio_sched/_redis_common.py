@@ -193,11 +193,11 @@ class RedisScript:
     script cache (restart, SCRIPT FLUSH). The EVAL also caches it again.
     """
 
-    __slots__ = ("_sha", "source")
+    __slots__ = ("sha", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     def run(
         self, driver: RedisDriver, client: redis.Redis, keys: list[str], args: list[str]
@@ -205,7 +205,7 @@ class RedisScript:
         """Run the script (in a worker thread, through `RedisDriver.call`)."""
         driver.count_round_trip()
         try:
-            return client.evalsha(self._sha, len(keys), *keys, *args)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
         except rex.NoScriptError:
             driver.count_round_trip()
             return client.eval(self.source, len(keys), *keys, *args)

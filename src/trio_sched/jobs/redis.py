@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
 import os
 import secrets
@@ -133,7 +132,6 @@ return {1}
 _ENQUEUE_CHUNK: Final = 500
 # Each pipeline starts with SCRIPT LOAD, so its EVALSHAs find the script (a pipeline
 # cannot fall back to EVAL per command as `RedisScript.run` does).
-_ENQUEUE_SHA: Final = hashlib.sha1(_ENQUEUE.source.encode(), usedforsecurity=False).hexdigest()
 
 # Delivering one entry: shared by the claim and accept scripts. An entry whose job is
 # gone (finished through another delivery, redriven under a new entry) is dropped.
@@ -550,7 +548,7 @@ class RedisJobs(ClosesOnExit):
                 pipe.script_load(_ENQUEUE.source)
                 for index, keys, due in calls[start : start + _ENQUEUE_CHUNK]:
                     args = self._enqueue_args(jobs[index], due)
-                    pipe.evalsha(_ENQUEUE_SHA, len(keys), *keys, *args)
+                    pipe.evalsha(_ENQUEUE.sha, len(keys), *keys, *args)
                 self._driver.count_round_trip()
                 # Per-command errors come back in place; a connection error raises.
                 replies += pipe.execute(raise_on_error=False)[1:]

@@ -3,7 +3,8 @@
 - `check_lock_provider(make, *, ttl=0.5, advance=trio.sleep, prefix=None,
   concurrency=20)` checks a `LockProvider` against rules L1-L5.
 - `check_jobs_runtime(make, *, read_back, queue=None, concurrency=10)` checks a
-  `JobsRuntime`: acceptance, dedupe by idempotency key, that every `Job` field survives.
+  `JobsRuntime`: acceptance, dedupe by idempotency key, that every `Job` field survives,
+  and, for a `BatchJobsRuntime`, the contract of ``enqueue_many``.
 
 Both raise `AssertionError` (a `CheckFailed`) naming the failed check. To run them for
 a new backend, write a pytest-trio test that passes a factory of async context
