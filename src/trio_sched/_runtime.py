@@ -11,8 +11,11 @@ Rules:
   the same instant share one timer entry.
 - S2 Batching (4.5): all occurrences that become due in one timer pass are decided in
   that pass (pure `_plan.decide`, one wall-clock read) and acquired with ONE
-  ``acquire_batch`` call, the watermark check included; each loop is then woken with
-  its own lease. Watermarks of dispatches finishing together are advanced with one
+  ``acquire_batch`` call, the watermark check included. Lock misses, acquire errors and
+  misfire skips are settled right there, without waking a loop; an acquired occurrence
+  is dispatched by its loop (S3) or with its whole burst (S9). A failure while settling
+  outside a loop's task (an impossible next occurrence) ends that loop alone, reported
+  like a crashed loop. Watermarks of dispatches finishing together are advanced with one
   ``advance_watermarks`` call. Watermarks of tasks starting together are read with one
   ``get_watermarks`` call.
 - S3 Dispatch (O5): a loop dispatches inside its own *dispatch cancel scope*: one scope
@@ -40,7 +43,8 @@ Rules:
   log) and the loop moves on. ``ConflictError`` from ``enqueue`` (duplicate idempotency
   key) counts as a successful dispatch. A loop never dies of a backend error.
 - S6 Stop (O9): `Scheduler.stop` stops new occurrences at once (parked loops are
-  woken and end), lets in-flight dispatches and triggers finish (each bounded by
+  woken and end; a detached loop's park is dropped), lets in-flight dispatches, batches
+  and triggers finish (each bounded by
   ``dispatch_timeout``), flushes pending watermarks, releases no occurrence lock, and
   closes the providers only when the scheduler was created with
   ``close_providers=True`` (providers passed in belong to the caller). Cancelling
@@ -66,14 +70,17 @@ Rules:
   ``enqueue_many``), the task that acquired a burst's locks also enqueues the burst, with
   one ``enqueue_many`` call, and records each outcome (counters, watermark, event) and
   parks each loop on its next occurrence itself: the loops' Trio tasks are not woken
-  (S8 and stop still wake them). Every occurrence keeps its own lease guard, all on the
+  (a loop parks *detached*: no Trio task between occurrences; dormancy (S8) and stop need
+  none either). Every occurrence keeps its own lease guard, all on the
   call's cancel scope: a lost lease or the timeout cancels the call; the occurrence
   whose lease was lost (or every one, on timeout) is reported as in S3, and the others
-  are handed to their loops, which enqueue them again on their own (S3, S5). A transient
-  per-job result or a failure of the whole call hands the occurrence over the same way;
-  repeating is safe because the idempotency key dedupes. Lock misses, acquire errors and
-  misfire skips are settled the same way, by the batch or the timer pass, without waking
-  a loop. A stop or unregister while the call runs lets it finish (S6).
+  are handed to their loops, with their leases as last renewed, which enqueue them
+  again on their own (S3, S5). A transient per-job result or a failure of the whole call
+  hands the occurrence over the same way; repeating is safe because the idempotency key
+  dedupes. After a hard stop nothing is handed over (the loops nursery is closed). Lock
+  misses, acquire errors and misfire skips are settled the same way, by the batch or the
+  timer pass, without waking a loop. A stop or unregister while the call runs lets it
+  finish (S6).
 """
 
 from __future__ import annotations
@@ -136,6 +143,31 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
+def _task_job(
+    task: Task,
+    job_id: str,
+    idem: str,
+    headers: Mapping[str, str],
+    run_at: datetime,
+    created: datetime,
+    fencing_token: int,
+) -> Job:
+    """The `Job` of one occurrence (scheduled or manual) of `task`."""
+    return Job(
+        id=job_id,
+        name=task.effective_job_name,
+        queue=task.queue,
+        payload=task.payload,
+        headers=headers,
+        content_type=task.content_type,
+        tenant_id=task.tenant_id,
+        idempotency_key=idem,
+        run_at=run_at,
+        created_at=created,
+        fencing_token=fencing_token,
+    )
+
+
 class _State(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -147,7 +179,7 @@ class _Phase(enum.Enum):
     TIMER = 1  # parked on the timer heap
     ACQUIRING = 2  # in an acquire_batch call
     DISPATCHING = 3  # in its burst's enqueue_many call (S9)
-    DONE = 4  # woken with a decision
+    DONE = 4  # decided, and settled or handed to its loop
 
 
 _WAITING: Final = frozenset((_Phase.TIMER, _Phase.ACQUIRING))
@@ -273,6 +305,7 @@ class _Park:
         "acquired_at",
         "decision",
         "error",
+        "expires",
         "handle",
         "headers",
         "idem",
@@ -306,6 +339,7 @@ class _Park:
         self.lease: LockLease | None = None
         self.error: Exception | None = None
         self.acquired_at = 0.0
+        self.expires = 0.0  # Trio time its lease runs out unrenewed
         # Made while the loop waits, off the critical path of a burst (`_prepare`);
         # valid when the decision fires `nominal` itself (on time), rebuilt otherwise.
         self.key = ""
@@ -355,16 +389,16 @@ class _LeaseGuard:
         self,
         lease: LockLease,
         ttl: float,
-        acquired_at: float,
+        expires: float,
         scope: trio.CancelScope,
         nursery: trio.Nursery,
         timeout_at: float,
     ) -> None:
         self.lease = lease
         self.ttl = ttl
-        # Conservative: measured from before the acquire request was sent.
-        self.expires = acquired_at + ttl
-        self.renew_at = acquired_at + ttl / 3
+        # Conservative: measured from before the request that took or renewed it.
+        self.expires = expires
+        self.renew_at = expires - ttl + ttl / 3
         self.timeout_at = timeout_at
         self.scope = scope
         self.nursery = nursery
@@ -524,7 +558,7 @@ class _ReadBatch:
 
 @final
 class Scheduler:
-    """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S6).
+    """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S9).
 
     Use it through `open_scheduler`, or run it yourself::
 
@@ -602,8 +636,7 @@ class Scheduler:
             raise ConflictError(f"task {task.name!r} is already registered")
         loop = _Loop(self, task, self._ttl(task), self._prefix, self._config.misfire_grace)
         self._loops[task.name] = loop
-        if self._state is _State.RUNNING:
-            assert self._loop_nursery is not None
+        if self._state is _State.RUNNING and self._loop_nursery is not None:
             self._loop_nursery.start_soon(self._run_loop, loop, name=f"trio_sched:{task.name}")
 
     def unregister(self, name: str) -> None:
@@ -656,18 +689,25 @@ class Scheduler:
             async with trio.open_nursery() as services:
                 self._services = services
                 await services.start(self._timer.run)
-                async with trio.open_nursery() as loops:
-                    self._loop_nursery = loops
-                    for loop in self._loops.values():
-                        loops.start_soon(self._run_loop, loop, name=f"trio_sched:{loop.task.name}")
-                    task_status.started()
-                    await self._stop_requested.wait()
-                    self._state = _State.STOPPING
-                    for loop in self._loops.values():
-                        loop.stop()
-                    # Batches in flight finish their dispatches (S6) and may hand some to
-                    # their loops (S9), which start in this nursery: keep it open.
-                    await self._batches.wait_idle()
+                try:
+                    async with trio.open_nursery() as loops:
+                        self._loop_nursery = loops
+                        for loop in self._loops.values():
+                            loops.start_soon(
+                                self._run_loop, loop, name=f"trio_sched:{loop.task.name}"
+                            )
+                        task_status.started()
+                        await self._stop_requested.wait()
+                        self._state = _State.STOPPING
+                        for loop in self._loops.values():
+                            loop.stop()
+                        # Batches in flight finish their dispatches (S6) and may hand some
+                        # to their loops (S9), which start in this nursery: keep it open.
+                        await self._batches.wait_idle()
+                finally:
+                    # Closed (also on a hard stop, while a batch may still be finishing):
+                    # from now on nothing is handed to a loop (`_wake`).
+                    self._loop_nursery = None
                 # Every loop ended: no dispatch of ours is in flight any more.
                 await self._triggers.wait_idle()
                 await self._drain_watermarks()
@@ -751,7 +791,18 @@ class Scheduler:
                 raise held
             now_utc = now.astimezone(UTC)
             info = _Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
-            job = self._build_job(task, info, lease, key, idem, manual=True)
+            headers = {
+                **task.headers,
+                H_TASK: task.name,
+                H_OCCURRENCE: key,
+                H_NOMINAL: info.iso,
+                H_FENCING: str(lease.fencing_token),
+                H_TRIGGER: "manual",
+            }
+            created = self._wall_clock()
+            job = _task_job(
+                task, _plan.job_id(idem), idem, headers, info.utc, created, lease.fencing_token
+            )
             assert self._services is not None
             error = await self._guarded_enqueue(job, lease, ttl, acquired_at, self._services)
             if error is not None:
@@ -934,8 +985,9 @@ class Scheduler:
         return park
 
     async def _wait_parked(self, loop: _Loop) -> None:
-        """Wait until the loop's park is decided and, if firing, acquired (and maybe
-        dispatched by its batch, S9). Woken by the timer pass, the batch or `_Loop.stop`.
+        """Wait (a loop attached to its task, no batch runtime) until the loop's park is
+        acquired for dispatch, or it has to stop or go dormant. Woken by the acquire
+        batch or `_Loop.stop`; a skip or lock miss re-parks it without waking it.
         """
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -1092,11 +1144,8 @@ class Scheduler:
             park.decision = decision
             if decision.action is _plan.Action.SKIP:
                 # Settled here, without waking the loop's task (S9).
-                cursor = park.loop.cursor
-                assert cursor is not None
                 park.phase = _Phase.DONE
-                self._settle(park.loop, cursor, park)
-                self._move_on(park)
+                self._settle_outside(park)
             else:
                 if decision.late:  # a misfire: maybe another occurrence, no slack (S7)
                     self._prepare(park, decision.nominal, late=True)
@@ -1148,6 +1197,7 @@ class Scheduler:
                 continue
             park.lease = lease
             park.acquired_at = started
+            park.expires = started + park.loop.ttl
             if lease is not None and park.error is None:
                 if batch:
                     park.phase = _Phase.DISPATCHING
@@ -1156,11 +1206,8 @@ class Scheduler:
                     self._wake(park)  # the loop dispatches (S3)
                 continue
             # A lock miss or an acquire error: settled here, the loop's task sleeps on.
-            cursor = park.loop.cursor
-            assert cursor is not None
             park.phase = _Phase.DONE
-            self._settle(park.loop, cursor, park)
-            self._move_on(park)
+            self._settle_outside(park)
         if dispatching:
             await self._dispatch_batch(dispatching, started)
         for lease in orphans:  # S4: nothing was attempted for these
@@ -1185,6 +1232,14 @@ class Scheduler:
         loop.park = park
         nursery.start_soon(self._run_loop, loop, park, name=f"trio_sched:{loop.task.name}")
 
+    def _hand_over(self, park: _Park, guard: _LeaseGuard | None) -> None:
+        """Give a batch's occurrence to its loop (S9) with the lease as the batch's guard
+        last renewed it, so the loop's own guard renews it on time."""
+        if guard is not None:
+            park.lease = guard.lease
+            park.expires = guard.expires
+        self._wake(park)
+
     async def _dispatch_batch(self, parks: list[_Park], acquired_at: float) -> None:
         """S9: enqueue every acquired occurrence of a burst with one ``enqueue_many``.
 
@@ -1205,7 +1260,6 @@ class Scheduler:
         created = self._wall_clock()
         jobs = [self._occurrence_job(park, created) for park in parks]
         results: list[Exception | None] | None = None
-        failure: Exception | None = None
         with trio.CancelScope() as scope:
             batch = _BatchGuard(parks, scope, acquired_at)
             first_check = min(park.loop.ttl for park in parks) / 3
@@ -1221,53 +1275,109 @@ class Scheduler:
                         f"enqueue_many answered {len(results)} results for {len(jobs)} jobs"
                     )
             except Exception as exc:
-                results, failure = None, exc
+                results = None
+                self._config.logger.warning(
+                    "enqueue_many of %d occurrences failed, each goes back to its loop: %r",
+                    len(jobs),
+                    exc,
+                )
             finally:
                 self._in_flight -= len(jobs)
                 batch.finish()
         guards = batch.guards
         for index, park in enumerate(parks):
-            job = jobs[index]
             guard = guards[index] if guards else None
-            loop = park.loop
-            cursor = loop.cursor
-            decision = park.decision
-            assert cursor is not None
-            assert decision is not None
-            if results is None:
-                lost = guard is not None and (guard.lost is not None or guard.timed_out)
-                if failure is None and lost:
-                    assert guard is not None
-                    # Cancelled for this occurrence's own lease or the timeout.
-                    park.phase = _Phase.DONE
-                    self._settle(loop, cursor, park)
-                    self._report_dispatch_failure(
-                        loop,
-                        decision.nominal,
-                        guard.lost if guard.lost is not None else self._timed_out(loop),
-                        lateness=decision.lateness,
-                    )
-                    cursor.nominal = loop.task.cron.next_after(decision.nominal)
-                    self._move_on(park)
-                elif not park.abandoned:
-                    self._wake(park)  # the loop enqueues it on its own
-                continue
-            outcome = results[index]
-            if isinstance(outcome, ConflictError):
-                outcome = None  # already enqueued under its idempotency key: fired
-            if outcome is not None and _is_transient(outcome) and not park.abandoned:
-                self._wake(park)  # the loop retries it (S5)
-                continue
-            park.phase = _Phase.DONE
-            self._settle(loop, cursor, park)
-            if outcome is None:
-                self._record_fired(loop, decision, job)
-            else:
+            try:
+                self._batch_outcome(park, guard, jobs[index], results, index)
+            except Exception as exc:
+                self._crashed_outside(park, exc)
+
+    def _batch_outcome(
+        self,
+        park: _Park,
+        guard: _LeaseGuard | None,
+        job: Job,
+        results: list[Exception | None] | None,
+        index: int,
+    ) -> None:
+        """Settle one occurrence of a batch's call, or hand it to its loop (S9).
+        `results` is ``None`` when the call raised or was cancelled."""
+        loop = park.loop
+        cursor = loop.cursor
+        decision = park.decision
+        assert cursor is not None
+        assert decision is not None
+        if results is None:
+            lost = guard is not None and (guard.lost is not None or guard.timed_out)
+            if lost:
+                assert guard is not None
+                # Cancelled for this occurrence's own lease or the timeout (even if the
+                # runtime then raised instead of letting the cancellation through).
+                park.phase = _Phase.DONE
+                self._settle(loop, cursor, park)
                 self._report_dispatch_failure(
-                    loop, decision.nominal, outcome, lateness=decision.lateness
+                    loop,
+                    decision.nominal,
+                    guard.lost if guard.lost is not None else self._timed_out(loop),
+                    lateness=decision.lateness,
                 )
-            cursor.nominal = loop.task.cron.next_after(decision.nominal)
+                cursor.nominal = loop.task.cron.next_after(decision.nominal)
+                self._move_on(park)
+            elif not park.abandoned:
+                self._hand_over(park, guard)  # the loop enqueues it on its own
+            return
+        outcome = results[index]
+        if isinstance(outcome, ConflictError):
+            outcome = None  # already enqueued under its idempotency key: fired
+        if outcome is not None and _is_transient(outcome) and not park.abandoned:
+            self._hand_over(park, guard)  # the loop retries it (S5)
+            return
+        park.phase = _Phase.DONE
+        self._settle(loop, cursor, park)
+        if outcome is None:
+            self._record_fired(loop, decision, job)
+        else:
+            self._report_dispatch_failure(
+                loop, decision.nominal, outcome, lateness=decision.lateness
+            )
+        cursor.nominal = loop.task.cron.next_after(decision.nominal)
+        self._move_on(park)
+
+    def _settle_outside(self, park: _Park) -> None:
+        """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire
+        error) outside its loop's task, and move the loop on (S9)."""
+        try:
+            cursor = park.loop.cursor
+            assert cursor is not None
+            self._settle(park.loop, cursor, park)
             self._move_on(park)
+        except Exception as exc:
+            self._crashed_outside(park, exc)
+
+    def _crashed_outside(self, park: _Park, exc: Exception) -> None:
+        """A bug or an impossible schedule while settling `park` outside its loop's task
+        (in a batch or the timer pass): report it as a crashed loop is reported, end
+        that loop (it is not parked again) and keep every other task running."""
+        loop = park.loop
+        self._config.logger.error("task %r: loop crashed", loop.task.name, exc_info=exc)
+        self._report_error(loop, None, exc)
+        loop.stopping = True
+        if loop.dormant is not None:
+            loop.dormant.cancel()
+            loop.dormant = None
+        current = loop.park
+        if current is not None and current is not park:
+            current.abandoned = True  # a park made before the failure is skipped
+            if current.handle is not None:
+                current.handle.cancel()
+        park.abandoned = True
+        park.phase = _Phase.DONE
+        task = park.trio_task
+        if task is not None and not loop.detached:
+            loop.park = park  # the loop's task wakes, sees it abandoned and ends
+            trio.lowlevel.reschedule(task)
+        else:
+            loop.park = None
 
     # -- dispatch (S3) -------------------------------------------------------------------------
 
@@ -1278,7 +1388,9 @@ class Scheduler:
         scope = loop.dispatch_scope
         assert scope is not None
         assert loop.nursery is not None
-        guard = self._arm_guard(lease, loop.ttl, park.acquired_at, scope, loop.nursery)
+        guard = self._arm_guard(
+            lease, loop.ttl, park.acquired_at, scope, loop.nursery, park.expires
+        )
         in_flight = loop.in_flight = _InFlight(decision, guard)
         self._in_flight += 1
         error: Exception | None = None
@@ -1322,19 +1434,8 @@ class Scheduler:
         assert lease is not None
         headers = park.headers
         headers[H_FENCING] = str(lease.fencing_token)  # Job copies the headers
-        task = park.loop.task
-        return Job(
-            id=park.job_id,
-            name=task.effective_job_name,
-            queue=task.queue,
-            payload=task.payload,
-            headers=headers,
-            content_type=task.content_type,
-            tenant_id=task.tenant_id,
-            idempotency_key=park.idem,
-            run_at=info.utc,
-            created_at=created,
-            fencing_token=lease.fencing_token,
+        return _task_job(
+            park.loop.task, park.job_id, park.idem, headers, info.utc, created, lease.fencing_token
         )
 
     def _finish_dispatch(
@@ -1379,7 +1480,14 @@ class Scheduler:
         for park in batch.parks:
             assert park.lease is not None
             guards.append(
-                self._arm_guard(park.lease, park.loop.ttl, batch.acquired_at, batch.scope, services)
+                self._arm_guard(
+                    park.lease,
+                    park.loop.ttl,
+                    batch.acquired_at,
+                    batch.scope,
+                    services,
+                    park.expires,
+                )
             )
 
     def _arm_guard(
@@ -1389,11 +1497,17 @@ class Scheduler:
         acquired_at: float,
         scope: trio.CancelScope,
         nursery: trio.Nursery,
+        expires: float | None = None,
     ) -> _LeaseGuard:
+        """Guard `lease` (S3). `expires` (Trio time) is when it runs out unrenewed:
+        ``acquired_at + ttl`` for a lease just taken, later for one a batch's guard
+        renewed before handing the occurrence over (S9)."""
         # The timeout counts from the acquire request, like the lease: every dispatch of
         # one batch then has the same check instant and they share one timer entry.
         timeout_at = acquired_at + self._config.dispatch_timeout
-        guard = _LeaseGuard(lease, ttl, acquired_at, scope, nursery, timeout_at)
+        if expires is None:
+            expires = acquired_at + ttl
+        guard = _LeaseGuard(lease, ttl, expires, scope, nursery, timeout_at)
         check_at = min(guard.renew_at, timeout_at)
         groups = self._guard_groups
         group = groups.get(check_at)
@@ -1522,36 +1636,6 @@ class Scheduler:
             info = _Nominal(utc, _plan.epoch_ms(utc), utc.isoformat())
             self._nominals[nominal] = info
         return info
-
-    def _build_job(
-        self,
-        task: Task,
-        info: _Nominal,
-        lease: LockLease,
-        key: str,
-        idem: str,
-        *,
-        manual: bool,
-    ) -> Job:
-        headers = dict(task.headers)
-        headers[H_TASK] = task.name
-        headers[H_OCCURRENCE] = key
-        headers[H_NOMINAL] = info.iso
-        headers[H_FENCING] = str(lease.fencing_token)
-        headers[H_TRIGGER] = "manual" if manual else "schedule"
-        return Job(
-            id=_plan.job_id(idem),
-            name=task.effective_job_name,
-            queue=task.queue,
-            payload=task.payload,
-            headers=headers,
-            content_type=task.content_type,
-            tenant_id=task.tenant_id,
-            idempotency_key=idem,
-            run_at=info.utc,
-            created_at=self._wall_clock(),
-            fencing_token=lease.fencing_token,
-        )
 
     # -- watermarks (O3, S2) --------------------------------------------------------------------
 

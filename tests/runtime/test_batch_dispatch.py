@@ -5,6 +5,7 @@ call can go wrong ends with each occurrence fired once or reported."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import trio
@@ -15,10 +16,12 @@ from trio_sched import (
     EventKind,
     LeaseLostError,
     RetryableError,
+    Scheduler,
     SchedulerEvent,
     Task,
     open_scheduler,
 )
+from trio_sched.jobs import Job
 from trio_sched.locks import MemoryLockProvider
 
 from ._helpers import BatchRecordingJobs, FakeWall, WrappedLocks, loop_tasks
@@ -240,3 +243,79 @@ async def test_stop_waits_for_a_call_whose_occurrences_go_back_to_their_loops(
         ("a", at(9, 0)),
         ("b", at(9, 0)),
     ]
+
+
+async def test_a_handed_over_occurrence_keeps_the_lease_the_batch_renewed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The call outlasts the TTL (its guards renew every lease); b's transient result
+    hands b to its loop, whose own guard must start from the renewed expiry, not the
+    first one (long past): b fires, nothing is reported lost."""
+    wall = FakeWall(at(8, 59, 59))
+    locks = WrappedLocks(MemoryLockProvider())
+    jobs = BatchRecordingJobs(delay=5)  # enqueue_many and enqueue take 5 s; TTL 3 s
+    jobs.job_errors["b"] = RetryableError("queue full for b")
+    cfg = config(wall, dispatch_timeout=30)
+    async with open_scheduler(jobs=jobs, locks=locks, config=cfg) as s:
+        for name in ("a", "b"):
+            s.register(Task(name=name, schedule="0 * * * *", lock_ttl=3.0))
+        await trio.sleep(30)
+        stats = s.statistics().tasks
+    assert jobs.enqueue_calls == ["b"]
+    assert (stats["a"].fired, stats["a"].lease_losses) == (1, 0)
+    assert (stats["b"].fired, stats["b"].lease_losses) == (1, 0)
+    assert locks.renewals >= 2 * 4 + 4  # both during the call, then b's alone
+
+
+class _FinishesAnyway(BatchRecordingJobs):
+    """A call that is not abandoned on cancellation (like a worker thread with
+    ``abandon_on_cancel=False``) and then answers a transient error for every job."""
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        self.calls.append(len(jobs))
+        with trio.CancelScope(shield=True):
+            await trio.sleep(4)
+        return [RetryableError("busy") for _ in jobs]
+
+
+async def test_hard_stop_while_a_call_finishes_anyway_hands_nothing_over(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 59))
+    jobs = _FinishesAnyway()
+    events: list[SchedulerEvent] = []
+    cfg = config(wall, on_event=events.append)
+    scheduler = Scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg)
+    scheduler.register(Task(name="a", schedule="0 * * * *"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        await trio.sleep(2)  # 09:00 is in its enqueue_many call
+        nursery.cancel_scope.cancel()  # hard stop (S6): no error may come out of run
+    assert jobs.calls == [1]
+    assert jobs.enqueue_calls == []  # nothing was handed to a loop after the stop
+    assert events == []  # and nothing failed trying
+    assert not scheduler.running
+
+
+async def test_a_loop_that_cannot_go_on_crashes_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The end of the calendar: the next occurrence cannot be computed when the batch
+    settles the last one. That loop is reported and ends; the scheduler keeps running
+    and stops cleanly."""
+    wall = FakeWall(datetime(9999, 12, 31, 23, 59, 57, tzinfo=UTC))
+    jobs = BatchRecordingJobs()
+    events: list[SchedulerEvent] = []
+    cfg = config(wall, on_event=events.append)
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg) as s:
+        s.register(Task(name="end", schedule="* * * * * *"))
+        await trio.sleep(2.5)  # 23:59:58 and :59 fire; after :59 there is no next
+        stats = s.statistics().tasks["end"]
+        assert s.running
+        # Other tasks go on: one registered now still fires (a manual trigger).
+        s.register(Task(name="late", schedule="* * * * * *"))
+        await s.trigger("late")
+        tasks_now = loop_tasks("end")
+    assert (stats.fired, stats.errors) == (2, 1)
+    assert [e.kind for e in events if e.task == "end"][-1] is EventKind.ERROR
+    assert tasks_now == 0

@@ -413,7 +413,7 @@ class _BatchMutant(_JobsMutant):
             if key is not None and seen and self.bug != "batch-no-dedupe":
                 if self.bug == "batch-raises-on-conflict":
                     raise ConflictError(key)
-                results.append(ConflictError(key))
+                results.append(None if self.bug == "batch-hides-conflicts" else ConflictError(key))
                 continue
             if key is not None:
                 self.keys.add(key)
@@ -458,6 +458,7 @@ async def test_jobs_suite_rejects_mutant(bug: str, check: str) -> None:
         ("batch-no-dedupe", "batch-dedupe"),
         ("batch-results-reversed", "batch-dedupe"),
         ("batch-raises-on-conflict", "batch-dedupe"),
+        ("batch-hides-conflicts", "batch-dedupe"),
         ("batch-in-call-duplicates", "batch-duplicate-in-call"),
         ("batch-empty-no-checkpoint", "batch-empty"),
         ("batch-accepts-non-jobs", "batch-not-a-job"),
