@@ -328,16 +328,8 @@ class _Park:
         # The job headers that do not depend on the lease (`Scheduler._prepare`); the
         # Job copies them, so the same dict serves every occurrence of this park.
         self.headers = loop.base_headers.copy()
-        self.nominal = nominal
-        self.nominal_ts = nominal_ts
-        self.handle: TimerHandle | None = None
-        self.phase = _Phase.TIMER
         self.abandoned = False
-        # Its outcome was recorded and the cursor moved on by the burst's batch (S9).
-        self.settled = False
-        self.decision: _plan.Decision | None = None
-        self.lease: LockLease | None = None
-        self.error: Exception | None = None
+        self.arm(nominal, nominal_ts)
         self.acquired_at = 0.0
         self.expires = 0.0  # Trio time its lease runs out unrenewed
         # Made while the loop waits, off the critical path of a burst (`_prepare`);
@@ -349,15 +341,17 @@ class _Park:
         self.job_id = ""
 
     def arm(self, nominal: datetime, nominal_ts: float) -> None:
-        """Make this settled park wait for the loop's next occurrence (S9)."""
+        """Make this park wait for the occurrence at `nominal`: a new park, or a settled
+        one reused for the loop's next occurrence (S9)."""
         self.nominal = nominal
         self.nominal_ts = nominal_ts
-        self.handle = None
+        self.handle: TimerHandle | None = None
         self.phase = _Phase.TIMER
+        # Its outcome was recorded and the cursor moved on by the burst's batch (S9).
         self.settled = False
-        self.decision = None
-        self.lease = None
-        self.error = None
+        self.decision: _plan.Decision | None = None
+        self.lease: LockLease | None = None
+        self.error: Exception | None = None
 
 
 @final
@@ -871,8 +865,7 @@ class Scheduler:
                 nursery.cancel_scope.cancel()  # renewers of finished dispatches, if any
         except Exception as exc:
             # A bug or an impossible schedule: report, keep the other tasks running.
-            self._config.logger.exception("task %r: loop crashed", loop.task.name)
-            self._report_error(loop, None, exc)
+            self._report_crash(loop, exc)
 
     async def _loop_body(self, loop: _Loop, resume: _Park | None) -> None:
         cursor = loop.cursor
@@ -1307,39 +1300,25 @@ class Scheduler:
         decision = park.decision
         assert cursor is not None
         assert decision is not None
+        error: Exception | None
         if results is None:
-            lost = guard is not None and (guard.lost is not None or guard.timed_out)
-            if lost:
-                assert guard is not None
-                # Cancelled for this occurrence's own lease or the timeout (even if the
-                # runtime then raised instead of letting the cancellation through).
-                park.phase = _Phase.DONE
-                self._settle(loop, cursor, park)
-                self._report_dispatch_failure(
-                    loop,
-                    decision.nominal,
-                    guard.lost if guard.lost is not None else self._timed_out(loop),
-                    lateness=decision.lateness,
-                )
-                cursor.nominal = loop.task.cron.next_after(decision.nominal)
-                self._move_on(park)
-            elif not park.abandoned:
-                self._hand_over(park, guard)  # the loop enqueues it on its own
-            return
-        outcome = results[index]
-        if isinstance(outcome, ConflictError):
-            outcome = None  # already enqueued under its idempotency key: fired
-        if outcome is not None and _is_transient(outcome) and not park.abandoned:
-            self._hand_over(park, guard)  # the loop retries it (S5)
-            return
+            if guard is None or (guard.lost is None and not guard.timed_out):
+                if not park.abandoned:
+                    self._hand_over(park, guard)  # the loop enqueues it on its own
+                return
+            # Cancelled for this occurrence's own lease or the timeout (even if the
+            # runtime then raised instead of letting the cancellation through).
+            error = guard.lost if guard.lost is not None else self._timed_out(loop)
+        else:
+            error = results[index]
+            if isinstance(error, ConflictError):
+                error = None  # already enqueued under its idempotency key: fired
+            if error is not None and _is_transient(error) and not park.abandoned:
+                self._hand_over(park, guard)  # the loop retries it (S5)
+                return
         park.phase = _Phase.DONE
         self._settle(loop, cursor, park)
-        if outcome is None:
-            self._record_fired(loop, decision, job)
-        else:
-            self._report_dispatch_failure(
-                loop, decision.nominal, outcome, lateness=decision.lateness
-            )
+        self._dispatched(loop, decision, job, error)
         cursor.nominal = loop.task.cron.next_after(decision.nominal)
         self._move_on(park)
 
@@ -1359,25 +1338,23 @@ class Scheduler:
         (in a batch or the timer pass): report it as a crashed loop is reported, end
         that loop (it is not parked again) and keep every other task running."""
         loop = park.loop
+        self._report_crash(loop, exc)
+        # Stop it as `unregister` would: a park re-armed before the failure stops
+        # waiting (an attached loop's task wakes, finds it abandoned and ends).
+        loop.park = park
+        loop.stop()
+        task = park.trio_task
+        if not park.abandoned:  # it was being settled, not waiting: end it the same way
+            park.abandoned = True
+            park.phase = _Phase.DONE
+            if task is not None:
+                trio.lowlevel.reschedule(task)
+        if task is None:
+            loop.park = None  # detached: nothing refers to it any more
+
+    def _report_crash(self, loop: _Loop, exc: Exception) -> None:
         self._config.logger.error("task %r: loop crashed", loop.task.name, exc_info=exc)
         self._report_error(loop, None, exc)
-        loop.stopping = True
-        if loop.dormant is not None:
-            loop.dormant.cancel()
-            loop.dormant = None
-        current = loop.park
-        if current is not None and current is not park:
-            current.abandoned = True  # a park made before the failure is skipped
-            if current.handle is not None:
-                current.handle.cancel()
-        park.abandoned = True
-        park.phase = _Phase.DONE
-        task = park.trio_task
-        if task is not None and not loop.detached:
-            loop.park = park  # the loop's task wakes, sees it abandoned and ends
-            trio.lowlevel.reschedule(task)
-        else:
-            loop.park = None
 
     # -- dispatch (S3) -------------------------------------------------------------------------
 
@@ -1446,10 +1423,15 @@ class Scheduler:
         error: Exception | None = None,
     ) -> None:
         """Record the outcome of a dispatch; `job` None means its scope was cancelled."""
-        decision = in_flight.decision
         guard = in_flight.guard
         if job is None:
             error = guard.lost if guard.lost is not None else self._timed_out(loop)
+        self._dispatched(loop, in_flight.decision, job, error)
+
+    def _dispatched(
+        self, loop: _Loop, decision: _plan.Decision, job: Job | None, error: Exception | None
+    ) -> None:
+        """Count an ended dispatch: fired (`error` None) or failed."""
         if error is not None:
             self._report_dispatch_failure(loop, decision.nominal, error, lateness=decision.lateness)
             return

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import pytest
 import trio
 import trio.testing
 
@@ -24,7 +25,7 @@ from trio_sched import (
 from trio_sched.jobs import Job
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import BatchRecordingJobs, FakeWall, WrappedLocks, loop_tasks
+from ._helpers import BatchRecordingJobs, FakeWall, RecordingJobs, WrappedLocks, loop_tasks
 
 QUIET = logging.getLogger("trio_sched.tests.quiet")
 QUIET.addHandler(logging.NullHandler())
@@ -297,14 +298,15 @@ async def test_hard_stop_while_a_call_finishes_anyway_hands_nothing_over(
     assert not scheduler.running
 
 
+@pytest.mark.parametrize("batch", [True, False])
 async def test_a_loop_that_cannot_go_on_crashes_alone(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, batch: bool
 ) -> None:
     """The end of the calendar: the next occurrence cannot be computed when the batch
-    settles the last one. That loop is reported and ends; the scheduler keeps running
-    and stops cleanly."""
+    settles the last one (or, without a batch runtime, the loop itself). That loop is
+    reported and ends; the scheduler keeps running and stops cleanly."""
     wall = FakeWall(datetime(9999, 12, 31, 23, 59, 57, tzinfo=UTC))
-    jobs = BatchRecordingJobs()
+    jobs = BatchRecordingJobs() if batch else RecordingJobs()
     events: list[SchedulerEvent] = []
     cfg = config(wall, on_event=events.append)
     async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg) as s:
