@@ -9,6 +9,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
+from trio_sched._errors import InvalidArgumentError
+
 __all__ = ["BatchJobsRuntime", "Job", "JobsRuntime"]
 
 
@@ -80,3 +82,11 @@ class BatchJobsRuntime(JobsRuntime, Protocol):
     """
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]: ...
+
+
+def check_jobs(jobs: Sequence[object]) -> None:
+    """Raise `InvalidArgumentError` unless every item is a `Job` (the argument check
+    of every ``enqueue_many``, made before anything is sent)."""
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise InvalidArgumentError(f"enqueue_many expects Jobs, got {type(job).__name__}")

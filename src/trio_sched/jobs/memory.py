@@ -64,7 +64,7 @@ from trio_sched._errors import (
     InvalidArgumentError,
     RetryableError,
 )
-from trio_sched.jobs._job import Job
+from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome, JobHandler
 
 __all__ = ["JobHandler", "MemoryJobs", "MemoryJobsStatistics", "QueueStatistics"]
@@ -302,9 +302,7 @@ class MemoryJobs:
         full). Raises `ClosedError` after close and `InvalidArgumentError` when an item
         is not a `Job` (then nothing is accepted). A cancelled call accepted nothing.
         """
-        for job in jobs:
-            if not isinstance(job, Job):
-                raise InvalidArgumentError(f"enqueue_many expects Jobs, got {type(job).__name__}")
+        check_jobs(jobs)
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise ClosedError("MemoryJobs is closed")

@@ -117,7 +117,7 @@ from trio_sched._postgres_common import (
     query,
     redact_dsn,
 )
-from trio_sched.jobs._job import Job
+from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 if TYPE_CHECKING:
@@ -629,12 +629,7 @@ class PostgresJobs(ClosesOnExit):
 
         delayed, holder = await self._call(run)
         if delayed is None:
-            self._counters.duplicates += 1
-            if holder == job.id:
-                raise ConflictError(f"a job with id {job.id!r} is already stored")
-            raise ConflictError(
-                f"duplicate idempotency key {job.idempotency_key!r}: job {holder!r} has it"
-            )
+            raise self._refused(job, holder)
         self._counters.enqueued += 1
         if delayed:
             self._counters.delayed += 1
@@ -661,9 +656,7 @@ class PostgresJobs(ClosesOnExit):
         again is safe either way (the stored ones come back as `ConflictError`). A
         checkpoint, also for an empty sequence.
         """
-        for job in jobs:
-            if not isinstance(job, Job):
-                raise InvalidArgumentError(f"enqueue_many expects Jobs, got {type(job).__name__}")
+        check_jobs(jobs)
         results: list[Exception | None] = [None] * len(jobs)
         valid: list[tuple[int, Job]] = []
         for index, job in enumerate(jobs):
@@ -714,15 +707,18 @@ class PostgresJobs(ClosesOnExit):
                 if stored[index]:
                     self._counters.delayed += 1
                 continue
-            self._counters.duplicates += 1
-            holder = holders.get(index)
-            if holder == job.id:
-                results[index] = ConflictError(f"a job with id {job.id!r} is already stored")
-            else:
-                results[index] = ConflictError(
-                    f"duplicate idempotency key {job.idempotency_key!r}: job {holder!r} has it"
-                )
+            results[index] = self._refused(job, holders.get(index))
         return results
+
+    def _refused(self, job: Job, holder: str | None) -> ConflictError:
+        """Count a job the table refused and say why: `holder` is the id of the stored
+        job that has its id or idempotency key."""
+        self._counters.duplicates += 1
+        if holder == job.id:
+            return ConflictError(f"a job with id {job.id!r} is already stored")
+        return ConflictError(
+            f"duplicate idempotency key {job.idempotency_key!r}: job {holder!r} has it"
+        )
 
     async def health_check(self) -> None:
         """``SELECT 1`` within ``operation_timeout``. A checkpoint; changes nothing and

@@ -88,7 +88,7 @@ from trio_sched._redis_common import (
     check_timeout,
     redact_url,
 )
-from trio_sched.jobs._job import Job
+from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 __all__ = ["RedisJobs", "RedisJobsConfig", "RedisJobsStatistics", "RedisQueueStatistics"]
@@ -518,9 +518,7 @@ class RedisJobs(ClosesOnExit):
         enqueuing them all again is safe: the stored ones come back as `ConflictError`.
         A checkpoint, also for an empty sequence.
         """
-        for job in jobs:
-            if not isinstance(job, Job):
-                raise InvalidArgumentError(f"enqueue_many expects Jobs, got {type(job).__name__}")
+        check_jobs(jobs)
         results: list[Exception | None] = [None] * len(jobs)
         calls: list[tuple[int, list[str], str]] = []  # (index, keys, due)
         for index, job in enumerate(jobs):
