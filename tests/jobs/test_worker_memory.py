@@ -346,3 +346,58 @@ async def test_lost_lease_cancels_the_handler(autojump_clock: trio.testing.MockC
     assert worker.statistics().lease_lost == 1
     assert runs == [1, 1]
     assert jobs.statistics().completed == 1
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+async def test_an_error_whose_str_raises_is_a_failure_not_a_crash(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    jobs = MemoryJobs(max_attempts=2)
+
+    async def poison(job: Job) -> None:
+        raise _Unprintable
+
+    await jobs.enqueue(_job(1, name="poison"))
+    async with open_worker(jobs, {"poison": poison}, queues=["q"], retry_backoff=0.5) as worker:
+        await _until(lambda: worker.statistics().dead_lettered == 1)
+    (letter,) = await jobs.dead_letters("q")
+    assert letter.error == "_Unprintable: <unprintable _Unprintable>"
+    assert worker.statistics().failed == 2
+
+
+async def test_a_job_that_raises_systemexit_counts_its_attempts_and_is_dead_lettered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each worker it runs on goes down (SystemExit propagates), but the attempt is
+    recorded first, so after max_attempts the job is dead-lettered instead of taking
+    down every worker forever."""
+    jobs = MemoryJobs(max_attempts=3)
+    runs: list[int] = []
+
+    async def fatal(job: Job) -> None:
+        runs.append(job.attempt)
+        raise SystemExit(3)
+
+    await jobs.enqueue(_job(1, name="fatal"))
+    crashes = 0
+    for _ in range(5):  # a supervisor restarting the worker each time it dies
+        try:
+            async with open_worker(jobs, {"fatal": fatal}, queues=["q"], retry_backoff=0.5):
+                await trio.sleep(60)  # longer than any retry backoff here
+        except BaseException as exc:  # SystemExit, maybe inside an ExceptionGroup
+            group = exc if isinstance(exc, BaseExceptionGroup) else BaseExceptionGroup("", [exc])
+            matched, rest = group.split(SystemExit)
+            assert matched is not None
+            assert rest is None
+            crashes += 1
+        else:
+            break  # nothing left to crash it: the job is dead-lettered
+    assert runs == [1, 2, 3]
+    assert crashes == 3
+    (letter,) = await jobs.dead_letters("q")
+    assert letter.job.attempt == 3
+    assert "handler crashed the worker: SystemExit: 3" in letter.error

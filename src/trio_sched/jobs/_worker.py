@@ -51,7 +51,12 @@ The worker, rules WK1-WK7:
   ``max_retry_backoff``, with "equal jitter": between half and all of it) and
   dead-lettered after ``max_attempts`` (W6). A delivery whose attempt already exceeds
   ``max_attempts`` (its earlier leases expired: W2) is a failure without running the
-  handler. Nothing is dropped silently.
+  handler. Nothing is dropped silently. An error is described defensively (an
+  exception whose ``__str__`` raises is named by its type), so no handler's error can
+  crash the worker. A handler that raises a `BaseException` other than a cancellation
+  (`SystemExit`, `KeyboardInterrupt`) crashes the worker, as it should, but its delivery
+  is first failed like any other (``crashed``), so the attempt counts and a job that
+  kills every worker reaches the dead letters after ``max_attempts``.
 - WK3 While a handler runs, its lease is extended every ``visibility_timeout / 3``
   seconds, by one keeper task for all running handlers (not a task per job). When an
   extension reports the lease lost, the handler is cancelled (the job belongs to another
@@ -201,8 +206,9 @@ class WorkerStatistics:
     `taken` jobs each end as `succeeded` or `failed` (then `retried`, `dead_lettered`
     or stale), or `released` at shutdown, or `lease_lost`; `in_flight` are running now.
     `timed_out`, `unknown_name` and `exhausted` (a delivery past ``max_attempts`` after
-    expired leases, not run: W2) are failures by cause. `claim_errors` and
-    `ack_errors` count backend errors (WK6).
+    expired leases, not run: W2) are failures by cause; `crashed` counts handlers that
+    raised a non-``Exception`` (`SystemExit`, ...), failed before the worker went down.
+    `claim_errors` and `ack_errors` count backend errors (WK6).
     """
 
     running: bool
@@ -221,6 +227,24 @@ class WorkerStatistics:
     claim_errors: int
     ack_errors: int
     in_flight: int
+    crashed: int = 0
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"Type: message"`` for a failure record; never raises, even for an exception
+    whose ``__str__`` raises (or returns something that is not text)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        return f"{name}: <unprintable {name}>"
+    return f"{name}: {text}"
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_cancellation(inner) for inner in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 class _Running:
@@ -291,6 +315,7 @@ class Worker:
         self._running = False
         self._counts = dict.fromkeys(
             (
+                "crashed",
                 "taken",
                 "succeeded",
                 "failed",
@@ -433,11 +458,18 @@ class Worker:
         try:
             with running.scope:
                 finished.append(await self._call_handler(delivery))
-        except BaseException:
-            # An enclosing scope was cancelled too (the block raised, or the caller was
-            # cancelled): the Cancelled passes our scope, so give the job back here.
+        except BaseException as exc:
             if not finished and not running.lost:
-                await self._release(delivery)
+                if _is_cancellation(exc):
+                    # An enclosing scope was cancelled too (the block raised, or the
+                    # caller was cancelled): the Cancelled passes our scope, so give the
+                    # job back here.
+                    await self._release(delivery)
+                else:
+                    # The handler raised SystemExit or the like: the worker goes down,
+                    # but the attempt counts first (WK2), or the job would take down
+                    # every worker forever without ever being dead-lettered.
+                    await self._fail_crashed(delivery, exc)
             raise
         finally:
             running.handling = False
@@ -495,7 +527,7 @@ class Worker:
                 job.attempt,
                 exc_info=True,
             )
-            return f"{type(exc).__name__}: {exc}"
+            return describe_error(exc)
         finally:
             _current.reset(token)
 
@@ -530,6 +562,16 @@ class Worker:
         # drain still needs its leases kept.
         if self._stop_requested.is_set() and not self._in_flight:
             self._keeper_scope.cancel()
+
+    async def _fail_crashed(self, delivery: Delivery, exc: BaseException) -> None:
+        job = delivery.job
+        self._counts["crashed"] += 1
+        error = f"handler crashed the worker: {describe_error(exc)}"
+        logger.error("handler %r crashed the worker on job %r: %s", job.name, job.id, error)
+        with trio.move_on_after(self._release_timeout, shield=True):
+            fail = self._jobs.fail(delivery, error=error, retry_in=self._backoff(job.attempt))
+            if await self._ack(fail, job) == "dead_lettered":
+                self._counts["dead_lettered"] += 1
 
     async def _release(self, delivery: Delivery) -> None:
         with trio.move_on_after(self._release_timeout, shield=True):
