@@ -310,3 +310,11 @@ async def test_expired_keys_are_swept(autojump_clock: trio.testing.MockClock) ->
     assert stats.held_locks == 3000
     # Without a sweep 6000 keys would be stored; one sweep at 4096 dropped the 3000 old.
     assert stats.stored_keys < 4500
+
+
+async def test_async_with_closes_like_the_other_providers() -> None:
+    async with MemoryLockProvider() as provider:
+        assert await provider.acquire("k", 5.0) is not None
+    with pytest.raises(ClosedError):
+        await provider.acquire("k", 5.0)
+    await provider.aclose()  # closing again is fine

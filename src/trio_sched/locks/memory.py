@@ -36,6 +36,7 @@ from typing import Final, final
 
 import trio
 
+from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import ClosedError, InvalidArgumentError, LeaseLostError
 from trio_sched.locks._protocol import (
     AcquireRequest,
@@ -84,7 +85,7 @@ class MemoryLockStatistics:
 
 
 @final
-class MemoryLockProvider:
+class MemoryLockProvider(ClosesOnExit):
     """A `LockProvider` keeping its state in this process (rules M1-M6 above).
 
     ``clock`` returns monotonic seconds and decides expiry; ``None`` (the default) means
