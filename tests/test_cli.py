@@ -9,6 +9,7 @@ DST cases are pinned to Europe/Berlin in 2021:
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shlex
@@ -481,3 +482,45 @@ def test_docs_show_real_output(
     main(shlex.split(command)[1:])
     captured = capsys.readouterr()
     assert re.fullmatch(pattern, captured.out + captured.err), captured.out + captured.err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = run(capsys, "--version")
+    assert status == 0
+    assert lines == [f"trio-sched {importlib.metadata.version('trio-sched')}"]
+
+
+@pytest.mark.parametrize("command", ["next", "validate"])
+def test_an_unquoted_expression_gets_a_hint_to_quote_it(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # What the shell hands over for `trio-sched next 0 9 * * MON-FRI` (stars expanded
+    # into file names, here two of them).
+    status, lines, err = run(capsys, command, "0", "9", "README.md", "pyproject.toml", "MON-FRI")
+    assert status == 2
+    assert lines == []
+    assert "the cron expression must be one argument; quote it" in err
+    assert f"trio-sched {command} '0 9 * * MON-FRI'" in err
+
+
+def test_unknown_options_are_still_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "next", "@daily", "--bogus")
+    assert status == 2
+    assert "unrecognized arguments: --bogus" in err
+
+
+def test_errors_show_their_public_module() -> None:
+    for name in (
+        "SchedulerError",
+        "ValidationError",
+        "ConflictError",
+        "NotFoundError",
+        "RetryableError",
+        "InvalidArgumentError",
+        "NotInitializedError",
+        "ClosedError",
+        "LeaseLostError",
+    ):
+        cls = getattr(trio_sched, name)
+        assert cls.__module__ == "trio_sched"
+        assert f"{cls.__module__}.{cls.__qualname__}" == f"trio_sched.{name}"

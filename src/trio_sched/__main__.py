@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -39,12 +40,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            expr = getattr(args, "expr", None)
+            if expr is not None and not any(arg.startswith("-") for arg in extra):
+                # `trio-sched next 0 9 * * *`: the shell split the expression (and may
+                # have expanded its stars into file names).
+                print(
+                    f"{parser.prog}: error: the cron expression must be one argument; quote "
+                    f"it, e.g. {parser.prog} {args.command} '0 9 * * MON-FRI' (got "
+                    f"{len(extra) + 1} arguments: {' '.join([expr, *extra])!r})",
+                    file=sys.stderr,
+                )
+                return _USAGE_ERROR
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:
-        # argparse exits on --help and on usage errors; report its status instead.
+        # argparse exits on --help, --version and usage errors; report its status.
         return exc.code if isinstance(exc.code, int) else _USAGE_ERROR
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trio-sched")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Trio-native distributed cron scheduler: inspect cron expressions, run "
         "the demo.",
     )
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(
+        title="commands", required=True, metavar="COMMAND", dest="command"
+    )
 
     expr_help = "cron expression, quoted: '0 9 * * MON-FRI', '@daily', '@every 90s'"
     tz_help = "IANA time zone the expression's wall times are in (default: UTC)"

@@ -78,3 +78,20 @@ class ClosedError(SchedulerError):
 
 class LeaseLostError(SchedulerError):
     """A lease could not be renewed: it expired or another holder took the key."""
+
+
+# Shown in tracebacks and reprs as the public path (``trio_sched.ConflictError``), which
+# is also where `trio_sched` re-exports them (pickling finds them there).
+for _cls in (
+    SchedulerError,
+    ValidationError,
+    ConflictError,
+    NotFoundError,
+    RetryableError,
+    InvalidArgumentError,
+    NotInitializedError,
+    ClosedError,
+    LeaseLostError,
+):
+    _cls.__module__ = "trio_sched"
+del _cls
