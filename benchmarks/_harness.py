@@ -11,7 +11,8 @@ Rules of this module:
 - H2 "Enqueued" is the wall clock first thing in ``enqueue``; for ``enqueue_many`` it is
   the wall clock when the call RETURNS (every job of it accepted): the stricter reading.
 - H3 Every loop parked (`wait_parked`): the scheduler has read the watermark of every
-  task (counted in the lock-provider wrapper, which costs nothing), then the event loop
+  task (counted in the lock-provider wrapper, which costs nothing; or no read came for
+  1 s, for a runtime that reads them otherwise), then the event loop
   has been quiet (3 consecutive 10 ms sleeps each overslept by less than 2 ms), then ONE
   ``statistics()`` snapshot shows a next fire for every task (repeated until it does).
   ``statistics()`` is never polled in a tight loop: one snapshot of 10,000 tasks holds
@@ -228,11 +229,10 @@ async def wait_parked(
     began = trio.current_time()
     deadline = began + timeout
     target = watermarks_before + n
-    # Watermark reads first (cheap to watch); stop watching when they stop coming.
+    # Watermark reads first (cheap to watch); stop watching when none came for 1 s (a
+    # runtime that reads them otherwise, or not at all, then falls to the snapshots).
     while trio.current_time() < deadline and locks.watermark_names < target:
-        if locks.watermark_names > watermarks_before and (
-            trio.current_time() - locks.watermark_last > 1.0
-        ):
+        if trio.current_time() - max(began, locks.watermark_last) > 1.0:
             break
         await trio.sleep(0.005)
     watermarks_s = max(0.0, locks.watermark_last - began)
