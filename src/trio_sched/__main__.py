@@ -29,6 +29,7 @@ from typing import TextIO
 from trio_sched import _cli_cron
 from trio_sched._errors import SchedulerError
 from trio_sched.cron import Schedule, ValidationError, parse
+from trio_sched.cron._zone import resolve_zone
 
 __all__ = ["main"]
 
@@ -192,7 +193,7 @@ def _print_fires(schedule: Schedule, after: datetime, count: int, indent: str = 
 
 def _zone(name: str) -> tzinfo:
     try:
-        return _cli_cron.resolve_zone(name)
+        return resolve_zone(name)
     except ValueError as exc:
         raise _UsageError(f"--tz: {exc}") from None
 

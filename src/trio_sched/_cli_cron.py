@@ -13,8 +13,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import difflib
-import zoneinfo
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -27,7 +25,6 @@ __all__ = [
     "error_lines",
     "fire_line",
     "job_kind",
-    "resolve_zone",
     "shadow_of",
     "zone_name",
 ]
@@ -69,23 +66,6 @@ _TINY = timedelta(microseconds=1)
 
 
 # -- time zones --------------------------------------------------------------------------
-
-
-def resolve_zone(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA zone called `name`, or ValueError with a message that helps fix a typo."""
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        pass
-    # Only on the error path: listing every zone reads the whole tz database.
-    known = sorted(zoneinfo.available_timezones())
-    by_lower = {key.lower(): key for key in known}
-    exact = by_lower.get(name.lower())
-    guesses = [exact] if exact else difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(guesses)}?" if guesses else ""
-    raise ValueError(
-        f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin or UTC){hint}"
-    )
 
 
 def zone_name(zone: tzinfo) -> str:

@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from trio_sched._errors import ValidationError
 from trio_sched.cron import Schedule, parse
+from trio_sched.cron._zone import resolve_zone
 
 __all__ = ["RESERVED_HEADER_PREFIX", "MisfirePolicy", "Task"]
 
@@ -95,7 +96,9 @@ class Task:
     content_type: str = "application/json"
     tenant_id: str | None = None
     idempotency_key: str | None = None
-    timezone: str = "UTC"
+    # An IANA name, or a ZoneInfo: typed as a union so callers may pass either; always
+    # the name (a str) after construction.
+    timezone: str | ZoneInfo = "UTC"
     lock_ttl: float | None = None
     # Typed as a union so callers may pass "skip"/"fire_once" (T3); always a
     # MisfirePolicy after construction: read it through `policy` for a precise type.
@@ -104,6 +107,10 @@ class Task:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "misfire_policy", MisfirePolicy.coerce(self.misfire_policy))
+        if isinstance(self.timezone, ZoneInfo) and isinstance(self.timezone.key, str):
+            # Kept as its IANA name, as every reader of `timezone` expects (a ZoneInfo
+            # made from a file has no name and is refused by validate()).
+            object.__setattr__(self, "timezone", self.timezone.key)
         if isinstance(self.headers, Mapping):
             object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
         self.validate()
@@ -166,11 +173,13 @@ class Task:
 
     def _validate_timezone(self) -> ZoneInfo:
         if not isinstance(self.timezone, str) or not self.timezone:
-            raise _fail("timezone", f"expected an IANA zone name, got {self.timezone!r}")
+            raise _fail(
+                "timezone", f"expected an IANA zone name or a ZoneInfo, got {self.timezone!r}"
+            )
         try:
-            return ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise _fail("timezone", f"unknown IANA time zone {self.timezone!r}") from exc
+            return resolve_zone(self.timezone)
+        except ValueError as exc:
+            raise _fail("timezone", str(exc)) from exc
 
     def _validate_ttl(self) -> None:
         ttl = self.lock_ttl

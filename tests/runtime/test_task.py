@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from trio_sched import Config, MisfirePolicy, Task, ValidationError
+from trio_sched.__main__ import main
 
 
 def make(**overrides: Any) -> Task:
@@ -130,3 +132,29 @@ def test_config_defaults_and_validation() -> None:
         with pytest.raises(ValidationError) as info:
             Config(**{field: value})
         assert info.value.field == field
+
+
+def test_timezone_may_be_a_zoneinfo_and_is_kept_as_its_name() -> None:
+    task = make(timezone=ZoneInfo("Europe/Berlin"))
+    assert task.timezone == "Europe/Berlin"
+    assert task == make(timezone="Europe/Berlin")
+    assert task.cron.tz == ZoneInfo("Europe/Berlin")
+
+
+def test_a_misspelt_timezone_gets_the_same_message_and_suggestion_as_the_cli(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(timezone="Europe/Berln")
+    message = str(info.value)
+    assert message.startswith("timezone: unknown time zone 'Europe/Berln'")
+    assert "did you mean Europe/Berlin or " in message
+    assert main(["next", "@daily", "--tz", "Europe/Berln"]) == 2
+    cli = capsys.readouterr().err
+    assert message.removeprefix("timezone: ") in cli
+
+
+@pytest.mark.parametrize("zone", ["x" * 300, "Europe/" + "a" * 5000, "a\0b", "../etc/passwd"])
+def test_any_timezone_string_is_a_validation_error(zone: str) -> None:
+    with pytest.raises(ValidationError, match=r"^timezone: unknown time zone"):
+        make(timezone=zone)

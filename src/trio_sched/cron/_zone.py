@@ -24,12 +24,23 @@ Rules:
 from __future__ import annotations
 
 import bisect
+import difflib
 import threading
+import zoneinfo
 from datetime import UTC, date, datetime, timezone, tzinfo
 from typing import Final, NamedTuple, final
 from zoneinfo import ZoneInfo
 
-__all__ = ["EPOCH_MAX", "EPOCH_MIN", "EPOCH_ORDINAL", "Segment", "Zone", "utc_epoch", "zone_for"]
+__all__ = [
+    "EPOCH_MAX",
+    "EPOCH_MIN",
+    "EPOCH_ORDINAL",
+    "Segment",
+    "Zone",
+    "resolve_zone",
+    "utc_epoch",
+    "zone_for",
+]
 
 EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 EPOCH_MIN: Final = (date.min.toordinal() - EPOCH_ORDINAL) * 86400
@@ -181,6 +192,26 @@ class Zone:
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _zones: dict[tzinfo, Zone] = {}
 _zones_lock = threading.Lock()
+
+
+def resolve_zone(name: str) -> ZoneInfo:
+    """The IANA zone called `name`, or `ValueError` with a message that helps fix a typo
+    (one message for `Task(timezone=...)` and the CLI's ``--tz``)."""
+    try:
+        return ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        pass  # OSError: a name too long for a file name
+    hint = ""
+    if len(name) <= 64:  # a longer name is no typo of a zone (and close matches are slow)
+        # Only on the error path: listing every zone reads the whole tz database.
+        known = sorted(zoneinfo.available_timezones())
+        exact = {key.lower(): key for key in known}.get(name.lower())
+        guesses = [exact] if exact else difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(guesses)}?" if guesses else ""
+    shown = name if len(name) <= 64 else f"{name[:60]}..."
+    raise ValueError(
+        f"unknown time zone {shown!r} (use an IANA name such as Europe/Berlin or UTC){hint}"
+    )
 
 
 def zone_for(tz: tzinfo) -> Zone:
