@@ -48,7 +48,9 @@ class RecordingJobs:
     """`MemoryJobs` behind a wrapper that notes the wall time of every enqueue call."""
 
     def __init__(self) -> None:
-        self.inner = MemoryJobs(history=1, dedupe_window=200_000, max_pending=1_000_000)
+        self.inner = MemoryJobs(
+            history=1, dedupe_window=200_000, max_pending=1_000_000, unserved_warning=None
+        )
         self.records: list[tuple[float, float]] = []  # (enqueue wall time, nominal)
 
     async def enqueue(self, job: Job) -> None:

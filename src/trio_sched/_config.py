@@ -4,8 +4,12 @@ Rules:
 - K1 Durations are ``float`` seconds (as everywhere in Trio) and must be finite;
   timeouts and TTLs are > 0, ``misfire_grace`` and backoffs >= 0.
 - K2 ``wall_clock`` returns an *aware* datetime (any zone; compared in UTC). Schedules
-  are wall-clock while sleeping uses Trio's clock (DESIGN 4.2), so tests inject a fake
-  wall clock derived from ``trio.current_time()`` and run on ``MockClock``.
+  are wall-clock while sleeping uses Trio's clock, so tests inject a fake wall clock
+  derived from ``trio.current_time()`` and run on ``MockClock``. The clocks known to
+  return naive datetimes (``datetime.now``, ``datetime.utcnow``, ``datetime.today``)
+  are refused at construction; any other clock is called once when the scheduler
+  starts (`check_wall_clock`), and one that raises or returns anything but an aware
+  datetime stops the start with a `ValidationError` (it could never fire a task).
 - K3 ``on_event`` is called synchronously from the scheduler's own tasks for every
   `SchedulerEvent`; it must be quick and must not block. An exception it raises is
   logged and otherwise ignored, so a broken hook cannot stop the schedule.
@@ -25,7 +29,14 @@ from trio_sched._errors import ValidationError
 if TYPE_CHECKING:
     from trio_sched._events import SchedulerEvent
 
-__all__ = ["Config"]
+__all__ = ["Config", "check_wall_clock"]
+
+# Callables that return naive datetimes: refused as ``wall_clock`` without calling them.
+_NAIVE_CLOCKS: tuple[tuple[object, str], ...] = (
+    (datetime.now, "datetime.now"),
+    (datetime.utcnow, "datetime.utcnow"),
+    (datetime.today, "datetime.today"),
+)
 
 
 def utc_now() -> datetime:
@@ -88,10 +99,47 @@ class Config:
             )
         if not callable(self.wall_clock):
             raise ValidationError("wall_clock: expected a callable", field="wall_clock")
+        naive = _naive_clock_name(self.wall_clock)
+        if naive is not None:
+            raise ValidationError(
+                f"wall_clock: {naive} returns naive datetimes; use a clock that returns "
+                "aware ones, such as the default (lambda: datetime.now(UTC))",
+                field="wall_clock",
+            )
         if not isinstance(self.logger, logging.Logger):
             raise ValidationError("logger: expected a logging.Logger", field="logger")
         if self.on_event is not None and not callable(self.on_event):
             raise ValidationError("on_event: expected a callable or None", field="on_event")
+
+
+def _naive_clock_name(clock: object) -> str | None:
+    for known, name in _NAIVE_CLOCKS:
+        if clock == known:
+            return name
+    return None
+
+
+def check_wall_clock(clock: Callable[[], datetime]) -> datetime:
+    """Call `clock` once and return its reading if it is an aware datetime (K2); else
+    raise `ValidationError` naming ``wall_clock``. Called when a scheduler starts."""
+    try:
+        now = clock()
+    except Exception as exc:
+        raise ValidationError(
+            f"wall_clock: calling it raised {type(exc).__name__}: {exc}", field="wall_clock"
+        ) from exc
+    if not isinstance(now, datetime):
+        raise ValidationError(
+            f"wall_clock: must return an aware datetime, returned {type(now).__name__} {now!r}",
+            field="wall_clock",
+        )
+    if now.utcoffset() is None:
+        raise ValidationError(
+            f"wall_clock: returned the naive datetime {now!r}; it must return aware "
+            "datetimes (for example datetime.now(UTC))",
+            field="wall_clock",
+        )
+    return now
 
 
 def _number(name: str, value: object) -> float:

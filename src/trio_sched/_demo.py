@@ -1,7 +1,7 @@
 """``trio-sched demo``: a scheduler on the embedded backends, printing every fire.
 
-Three tasks on `MemoryLockProvider` + `MemoryJobs` with in-process handlers: one every
-second, one every 5 seconds with a payload, one daily at 03:00 UTC with the fire_once
+Three tasks on `MemoryLockProvider` + `MemoryJobs`, handled by a worker by job name
+(`open_worker`, as on Redis or PostgreSQL): one every second, one every 5 seconds with a payload, one daily at 03:00 UTC with the fire_once
 misfire policy (triggered once by hand at start so it shows up). Each handler prints
 the job's nominal time and its lateness (enqueue time ``created_at`` minus nominal
 ``run_at``). On Ctrl-C or after ``seconds`` a summary prints fires per task and the
@@ -21,7 +21,7 @@ import trio
 from trio_sched._config import Config
 from trio_sched._runtime import open_scheduler
 from trio_sched._task import MisfirePolicy, Task
-from trio_sched.jobs import Job, MemoryJobs
+from trio_sched.jobs import Job, MemoryJobs, open_worker
 from trio_sched.locks import MemoryLockProvider
 
 __all__ = ["main"]
@@ -93,11 +93,12 @@ def _tasks() -> list[Task]:
 
 
 async def _run(recorder: _Recorder, seconds: float | None) -> None:
-    async with MemoryJobs() as jobs:
-        jobs.subscribe(_QUEUE, recorder.handle)
+    tasks = _tasks()
+    handlers = {task.effective_job_name: recorder.handle for task in tasks}
+    async with MemoryJobs() as jobs, open_worker(jobs, handlers, queues=[_QUEUE]):
         locks = MemoryLockProvider()
         async with open_scheduler(jobs=jobs, locks=locks, config=Config()) as scheduler:
-            for task in _tasks():
+            for task in tasks:
                 scheduler.register(task)
                 upcoming = task.cron.next_after(scheduler.config.wall_clock())
                 print(

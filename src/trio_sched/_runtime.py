@@ -97,7 +97,7 @@ from typing import Final, NamedTuple, final
 import trio
 
 from trio_sched import _plan
-from trio_sched._config import Config
+from trio_sched._config import Config, check_wall_clock
 from trio_sched._errors import (
     ClosedError,
     ConflictError,
@@ -661,7 +661,9 @@ class Scheduler:
         """Run the scheduler in `nursery`; return once it runs (``nursery.start``).
 
         A checkpoint. Raises `ConflictError` if already started, `ClosedError` if
-        closed. If cancelled before it is running, nothing keeps running.
+        closed, `ValidationError` if ``Config.wall_clock`` cannot be read or returns
+        anything but an aware datetime (rule K2; the scheduler then stays new). If
+        cancelled before it is running, nothing keeps running.
         """
         await nursery.start(self.run)
 
@@ -678,6 +680,8 @@ class Scheduler:
             raise ClosedError("scheduler is closed; make a new Scheduler")
         if self._state is not _State.NEW:
             raise ConflictError("scheduler is already running")
+        # A clock that cannot be read would crash every loop: refuse to start (K2).
+        check_wall_clock(self._wall_clock)
         self._state = _State.RUNNING
         try:
             async with trio.open_nursery() as services:

@@ -1,5 +1,6 @@
 """MemoryJobs beyond the conformance suite: delivery, concurrency bound, handler
-errors, buffering, bounds and close semantics (rules J1-J7 of trio_sched.jobs.memory)."""
+errors, buffering, unserved queues, bounds and close semantics (rules J1-J7, J10 of
+trio_sched.jobs.memory)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def test_is_a_jobs_runtime() -> None:
         {"max_pending": 1.5},
         {"drain_timeout": -1.0},
         {"drain_timeout": math.nan},
+        {"unserved_warning": -1},
+        {"unserved_warning": "5"},
     ],
 )
 def test_invalid_arguments(kwargs: dict[str, object]) -> None:
@@ -194,6 +197,76 @@ async def test_jobs_wait_for_a_subscriber() -> None:
         jobs.subscribe("later", handler)
         await trio.testing.wait_all_tasks_blocked()
         assert handled == ["job-1"]
+
+
+# -- queues nothing consumes (rule J10) -------------------------------------------------
+
+
+def _unserved(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "nothing consumes" in r.getMessage()]
+
+
+async def test_a_queue_nothing_consumes_is_warned_about_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(job: Job) -> None:
+        await trio.lowlevel.checkpoint()
+
+    # Before: jobs for a mistyped queue piled up silently forever.
+    with caplog.at_level(logging.WARNING, logger="trio_sched.jobs.memory"):
+        async with MemoryJobs() as jobs:
+            jobs.subscribe("reports", handler)
+            await jobs.enqueue(_job(1, queue="reprots"))
+            await trio.sleep(4.9)
+            assert _unserved(caplog) == []
+            await jobs.enqueue(_job(2, queue="reprots"))
+            await trio.sleep(0.2)
+            assert _unserved(caplog) == [
+                "2 job(s) for queue 'reprots' have waited 5s and nothing consumes that "
+                "queue: no subscribe() handler and no worker claims from it (a mistyped "
+                "Task.queue?); consumed queues: ['reports']. Warned once per queue."
+            ]
+            await jobs.enqueue(_job(3, queue="reprots"))
+            await trio.sleep(60)
+            assert len(_unserved(caplog)) == 1
+            await jobs.aclose()
+
+
+async def test_no_warning_for_a_queue_consumed_in_time_or_when_turned_off(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(job: Job) -> None:
+        await trio.lowlevel.checkpoint()
+
+    with caplog.at_level(logging.WARNING, logger="trio_sched.jobs.memory"):
+        async with MemoryJobs() as jobs:
+            await jobs.enqueue(_job(1, queue="pushed"))
+            await jobs.enqueue(_job(2, queue="claimed"))
+            await trio.sleep(4)
+            jobs.subscribe("pushed", handler)
+            assert await jobs.claim(["claimed"], max_jobs=1, wait=0)
+            await trio.sleep(10)
+            await jobs.aclose()
+        async with MemoryJobs(unserved_warning=None) as jobs:
+            await jobs.enqueue(_job(3, queue="nobody"))
+            await trio.sleep(60)
+            await jobs.aclose()
+        never_entered = MemoryJobs()
+        await never_entered.enqueue(_job(4, queue="nobody"))  # a buffer only (J1)
+        await trio.sleep(60)
+    assert _unserved(caplog) == []
+
+
+async def test_jobs_buffered_before_the_start_are_checked_from_the_start(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = MemoryJobs(unserved_warning=1.0)
+    await jobs.enqueue(_job(1, queue="early"))
+    with caplog.at_level(logging.WARNING, logger="trio_sched.jobs.memory"):
+        async with jobs:
+            await trio.sleep(1.5)
+            assert len(_unserved(caplog)) == 1
+            await jobs.aclose()
 
 
 # -- bounds (rules J3, J4) --------------------------------------------------------------

@@ -11,12 +11,16 @@ import pytest
 import trio
 import trio.testing
 
-from trio_sched import ConflictError, InvalidArgumentError
+from trio_sched import ClosedError, ConflictError, InvalidArgumentError, Task
 from trio_sched.jobs import ConsumableJobs, Job, MemoryJobs, current_job, open_worker
 
 
 def _job(i: int, *, name: str = "work", queue: str = "q", **fields: object) -> Job:
     return dataclasses.replace(Job(id=f"job-{i}", name=name, queue=queue), **fields)
+
+
+async def _never(job: Job) -> None:  # a handler for a name no job has
+    raise AssertionError(f"unexpected job {job.id}")
 
 
 async def _until(predicate: object, step: float = 0.01) -> None:
@@ -31,13 +35,76 @@ def test_memory_jobs_is_consumable() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"concurrency": 0}, {"queues": []}, {"queues": "q"}, {"handler_timeout": 0}],
+    ("kwargs", "words"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"queues": []}, "queues"),
+        ({"queues": "q"}, "queues"),
+        ({"handler_timeout": 0}, "handler_timeout"),
+        ({"handlers": {}}, "handlers is empty"),
+        ({"handlers": [("work", _never)]}, "handlers must be a mapping"),
+        ({"handlers": {"work": "not a function"}}, "'work' is not callable"),
+        ({"handlers": {"": _never}}, "non-empty str"),
+    ],
 )
-def test_invalid_worker_arguments(kwargs: dict[str, object]) -> None:
-    options: dict[str, object] = {"queues": ["q"]} | kwargs
-    with pytest.raises(InvalidArgumentError):
-        open_worker(MemoryJobs(), {}, **options)  # type: ignore[arg-type]
+def test_invalid_worker_arguments(kwargs: dict[str, object], words: str) -> None:
+    options: dict[str, object] = {"queues": ["q"], "handlers": {"work": _never}} | kwargs
+    handlers = options.pop("handlers")
+    with pytest.raises(InvalidArgumentError, match=words):
+        open_worker(MemoryJobs(), handlers, **options)  # type: ignore[arg-type]
+
+
+async def test_queues_default_to_the_default_task_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    jobs = MemoryJobs()
+    seen: list[str] = []
+
+    async def work(job: Job) -> None:
+        seen.append(job.id)
+
+    await jobs.enqueue(Job(id="j", name="work", queue=Task(name="t", schedule="@daily").queue))
+    async with open_worker(jobs, {"work": work}) as worker:
+        await _until(lambda: seen)
+    assert worker.queues == ("default",)
+    assert seen == ["j"]
+
+
+async def test_an_unknown_job_name_is_warned_about_once_by_name(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = MemoryJobs(max_attempts=2)
+    for i in range(3):
+        await jobs.enqueue(_job(i, name="buld_report"))
+    await jobs.enqueue(_job(9, name="other_typo"))
+    with caplog.at_level("WARNING", logger="trio_sched.jobs.worker"):
+        async with open_worker(
+            jobs, {"build_report": _never}, queues=["q"], retry_backoff=0.5
+        ) as worker:
+            await _until(lambda: worker.statistics().dead_lettered == 4)
+    assert worker.statistics().unknown_name == 8
+    warnings = sorted(r.getMessage() for r in caplog.records if "Warned once" in r.message)
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("no handler for job name 'buld_report'")
+    assert warnings[1].startswith("no handler for job name 'other_typo'")
+    assert all("which handles ['build_report']" in w for w in warnings)
+
+
+@pytest.mark.parametrize("closed", [False, True])
+async def test_a_claim_refused_for_good_ends_the_worker_instead_of_spinning(
+    autojump_clock: trio.testing.MockClock, closed: bool
+) -> None:
+    jobs = MemoryJobs()
+    if closed:
+        await jobs.aclose()
+        expected: type[Exception] = ClosedError
+    else:
+        jobs.subscribe("q", _never)  # a push handler already consumes "q" (J8)
+        expected = ConflictError
+    # Before: logged, counted in claim_errors and retried every error_backoff, forever.
+    with pytest.raises(expected):
+        async with open_worker(jobs, {"work": _never}, queues=["q"]):
+            await trio.sleep(3600)
 
 
 async def test_every_job_handled_once_with_bounded_concurrency(
@@ -125,7 +192,7 @@ async def test_unknown_name_is_a_failure_not_a_drop(
 ) -> None:
     jobs = MemoryJobs(max_attempts=2)
     await jobs.enqueue(_job(1, name="nobody"))
-    async with open_worker(jobs, {}, queues=["q"], retry_backoff=0.5) as worker:
+    async with open_worker(jobs, {"somebody": _never}, queues=["q"], retry_backoff=0.5) as worker:
         await _until(lambda: worker.statistics().dead_lettered == 1)
     assert worker.statistics().unknown_name == 2
     (letter,) = await jobs.dead_letters("q")

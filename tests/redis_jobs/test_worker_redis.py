@@ -29,6 +29,10 @@ def _job(i: int, *, name: str = "work", queue: str = "q", **fields: object) -> J
     return dataclasses.replace(Job(id=f"job-{i}", name=name, queue=queue), **fields)
 
 
+async def _never(job: Job) -> None:  # a handler for a name no job has
+    raise AssertionError(f"unexpected job {job.id}")
+
+
 async def _until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
     with trio.fail_after(limit):
         while not predicate():  # noqa: ASYNC110 - statistics have no event to wait on
@@ -145,7 +149,7 @@ async def test_retry_backoff_dead_letter_and_redrive(make_jobs: MakeJobs) -> Non
 async def test_unknown_name_goes_to_dead_letters(make_jobs: MakeJobs) -> None:
     jobs = make_jobs(max_attempts=2)
     await jobs.enqueue(_job(1, name="nobody"))
-    async with open_worker(jobs, {}, queues=["q"], **FAST) as worker:
+    async with open_worker(jobs, {"somebody": _never}, queues=["q"], **FAST) as worker:
         await _until(lambda: worker.statistics().dead_lettered == 1)
     assert worker.statistics().unknown_name == 2
     (letter,) = await jobs.dead_letters("q")

@@ -642,6 +642,23 @@ async def test_start_stop_lifecycle(autojump_clock: trio.testing.MockClock) -> N
     assert never.statistics().state == "closed"
 
 
+async def test_a_wall_clock_returning_naive_datetimes_stops_the_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Before: accepted, and every task loop then crashed at its first reading.
+    naive = Config(wall_clock=lambda: datetime(2026, 1, 5, 9), logger=QUIET)
+    jobs = RecordingJobs()
+    with pytest.raises(ValidationError) as info:
+        async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=naive):
+            pytest.fail("the scheduler started")  # pragma: no cover
+    assert info.value.field == "wall_clock"
+    scheduler = Scheduler(jobs=jobs, locks=MemoryLockProvider(), config=naive)
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(ValidationError):
+            await scheduler.start(nursery)
+    assert scheduler.statistics().state == "new"
+
+
 async def test_hard_cancel_releases_nothing(autojump_clock: trio.testing.MockClock) -> None:
     wall = FakeWall(at(8, 59, 59))
     locks = MemoryLockProvider()

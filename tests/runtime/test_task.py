@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +13,7 @@ import pytest
 
 from trio_sched import Config, MisfirePolicy, Task, ValidationError
 from trio_sched.__main__ import main
+from trio_sched._config import check_wall_clock
 
 
 def make(**overrides: Any) -> Task:
@@ -158,3 +161,31 @@ def test_a_misspelt_timezone_gets_the_same_message_and_suggestion_as_the_cli(
 def test_any_timezone_string_is_a_validation_error(zone: str) -> None:
     with pytest.raises(ValidationError, match=r"^timezone: unknown time zone"):
         make(timezone=zone)
+
+
+@pytest.mark.parametrize("clock", [datetime.now, datetime.utcnow, datetime.today])
+def test_config_refuses_the_clocks_that_return_naive_datetimes(clock: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        Config(wall_clock=clock)  # type: ignore[arg-type]
+    assert info.value.field == "wall_clock"
+    assert "naive" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("clock", "words"),
+    [
+        (lambda: datetime(2026, 1, 1), "naive datetime"),
+        (lambda: 1767225600.0, "returned float"),
+        (lambda: 1 / 0, "raised ZeroDivisionError"),
+    ],
+)
+def test_check_wall_clock_names_what_is_wrong(clock: Callable[[], datetime], words: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        check_wall_clock(clock)
+    assert info.value.field == "wall_clock"
+    assert words in str(info.value)
+
+
+def test_check_wall_clock_returns_an_aware_reading() -> None:
+    reading = datetime(2026, 1, 1, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert check_wall_clock(lambda: reading) is reading

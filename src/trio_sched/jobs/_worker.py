@@ -49,14 +49,17 @@ The worker, rules WK1-WK7:
   ``Exception`` and a handler timeout (``handler_timeout``) are failures: the job is
   retried with exponential backoff (``retry_backoff * 2 ** (attempt - 1)``, capped at
   ``max_retry_backoff``, with "equal jitter": between half and all of it) and
-  dead-lettered after ``max_attempts`` (W6). A delivery whose attempt already exceeds
-  ``max_attempts`` (its earlier leases expired: W2) is a failure without running the
-  handler. Nothing is dropped silently. An error is described defensively (an
-  exception whose ``__str__`` raises is named by its type), so no handler's error can
-  crash the worker. A handler that raises a `BaseException` other than a cancellation
-  (`SystemExit`, `KeyboardInterrupt`) crashes the worker, as it should, but its delivery
-  is first failed like any other (``crashed``), so the attempt counts and a job that
-  kills every worker reaches the dead letters after ``max_attempts``.
+  dead-lettered after ``max_attempts`` (W6). The first job of each name without a
+  handler is logged as a warning naming the handlers the worker has (once per name:
+  another worker may have the handler, so the job is still retried). A delivery whose
+  attempt already exceeds ``max_attempts`` (its earlier leases expired: W2) is a
+  failure without running the handler. Nothing is dropped silently. An error is
+  described defensively (an exception whose ``__str__`` raises is named by its type),
+  so no handler's error can crash the worker. A handler that raises a `BaseException`
+  other than a cancellation (`SystemExit`, `KeyboardInterrupt`) crashes the worker, as
+  it should, but its delivery is first failed like any other (``crashed``), so the
+  attempt counts and a job that kills every worker reaches the dead letters after
+  ``max_attempts``.
 - WK3 While a handler runs, its lease is extended every ``visibility_timeout / 3``
   seconds, by one keeper task for all running handlers (not a task per job). When an
   extension reports the lease lost, the handler is cancelled (the job belongs to another
@@ -70,8 +73,12 @@ The worker, rules WK1-WK7:
   `release` them (bounded by ``release_timeout``) so they are redelivered at once. When
   the block raises, in-flight handlers are cancelled and released without draining.
 - WK6 Backend errors while claiming are logged and retried after ``error_backoff``
-  seconds; errors while acknowledging are logged and counted (``ack_errors``): the job is
-  then redelivered after its lease expires (at-least-once, never lost).
+  seconds, except the ones no retry can cure, which end the worker with that error: the
+  runtime is closed (`ClosedError`) or refuses the queues for good (`ConflictError`:
+  a `MemoryJobs` queue with a ``subscribe`` handler, foreign data under a Redis prefix;
+  `InvalidArgumentError`). Errors while acknowledging are logged and counted
+  (``ack_errors``): the job is then redelivered after its lease expires
+  (at-least-once, never lost).
 - WK7 `BaseException` other than Trio's cancellation (KeyboardInterrupt, a bug in the
   worker itself) propagates and ends the worker.
 """
@@ -91,7 +98,7 @@ from typing import Literal, Protocol, Self, TypeVar, final, runtime_checkable
 
 import trio
 
-from trio_sched._errors import InvalidArgumentError
+from trio_sched._errors import ClosedError, ConflictError, InvalidArgumentError
 from trio_sched.jobs._job import Job, JobsRuntime
 
 __all__ = [
@@ -230,6 +237,10 @@ class WorkerStatistics:
     crashed: int = 0
 
 
+# Claim errors a retry cannot cure: they end the worker instead of being retried (WK6).
+_FATAL_CLAIM_ERRORS = (ClosedError, ConflictError, InvalidArgumentError)
+
+
 def describe_error(exc: BaseException) -> str:
     """``"Type: message"`` for a failure record; never raises, even for an exception
     whose ``__str__`` raises (or returns something that is not text)."""
@@ -282,6 +293,7 @@ class Worker:
             raise InvalidArgumentError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if isinstance(queues, str) or not queues or not all(isinstance(q, str) for q in queues):
             raise InvalidArgumentError(f"queues must be a non-empty list of str, got {queues!r}")
+        _check_handlers(handlers)
         if handler_timeout is not None:
             _check_seconds("handler_timeout", handler_timeout)
         _check_seconds("poll_wait", poll_wait)
@@ -295,6 +307,7 @@ class Worker:
             _check_seconds(name, value, allow_zero=True)
         self._jobs = jobs
         self._handlers = dict(handlers)
+        self._unknown_names: set[str] = set()  # job names already warned about (WK2)
         self._queues = list(dict.fromkeys(queues))
         self._concurrency = concurrency
         self._handler_timeout = handler_timeout
@@ -365,10 +378,16 @@ class Worker:
         try:
             return await manager.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            # Our nursery wraps the block's own exception; give it back as raised.
-            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
-                raise exc from None
-            raise
+            # Our nursery wraps the block's own exception, or the one error that ended
+            # the worker (WK6, WK7); give it back as raised. Several stay a group.
+            if len(group.exceptions) != 1:
+                raise
+            single = group.exceptions[0]
+            context = single.__context__  # keep its own cause and context, not the group
+            try:
+                raise single
+            finally:
+                single.__context__ = context
         finally:
             self._running = False
 
@@ -428,6 +447,11 @@ class Worker:
                         max_jobs=self._concurrency - self._in_flight,
                         wait=self._poll_wait,
                     )
+                except _FATAL_CLAIM_ERRORS:
+                    # Not a passing backend fault: the runtime is closed, or it refuses
+                    # these queues (a queue with a push handler, foreign data under the
+                    # prefix). Retrying would spin forever serving nothing (WK6).
+                    raise
                 except Exception as exc:
                     self._counts["claim_errors"] += 1
                     logger.warning("claim from %s failed: %r", queues, exc)
@@ -509,6 +533,7 @@ class Worker:
         handler = self._handlers.get(job.name)
         if handler is None:
             self._counts["unknown_name"] += 1
+            self._warn_unknown_name(job)
             return f"no handler for job name {job.name!r} on this worker"
         token = _current.set(JobContext(job=job, delivery=delivery, worker=self))
         try:
@@ -530,6 +555,22 @@ class Worker:
             return describe_error(exc)
         finally:
             _current.reset(token)
+
+    def _warn_unknown_name(self, job: Job) -> None:
+        if job.name in self._unknown_names:
+            return
+        self._unknown_names.add(job.name)
+        logger.warning(
+            "no handler for job name %r (job %r, queue %r) on this worker, which handles "
+            "%s: the job is retried and dead-lettered after max_attempts=%d unless a "
+            "worker with that handler takes it (a typo in Task.job_name or in the "
+            "handlers mapping?). Warned once per job name.",
+            job.name,
+            job.id,
+            job.queue,
+            sorted(self._handlers),
+            self._jobs.max_attempts,
+        )
 
     async def _keep_leases(self) -> None:
         """One task for all leases (WK3): every ``visibility_timeout / 3`` seconds,
@@ -612,7 +653,7 @@ def open_worker(
     jobs: ConsumableJobs,
     handlers: Mapping[str, JobHandler],
     *,
-    queues: Sequence[str],
+    queues: Sequence[str] = ("default",),
     concurrency: int = 8,
     handler_timeout: float | None = None,
     drain_timeout: float = 10.0,
@@ -624,13 +665,18 @@ def open_worker(
 ) -> Worker:
     """A worker taking jobs from `queues` of `jobs` and running `handlers` by job name.
 
-    Use as ``async with open_worker(jobs, {"name": handler}, queues=["default"]) as w:``;
-    the worker runs for the duration of the block (rules WK1-WK7). ``handler_timeout``
+    Use as ``async with open_worker(jobs, {"name": handler}) as worker:``; the worker
+    runs for the duration of the block (rules WK1-WK7). `handlers` maps a job name
+    (`Task.job_name`) to an async callable taking the `Job`; it must not be empty.
+    `queues` defaults to ``["default"]``, the default `Task.queue`. ``handler_timeout``
     bounds each handler (None: unbounded); ``drain_timeout`` how long a graceful exit
     waits for in-flight handlers; ``release_timeout`` each release at shutdown;
     ``poll_wait`` how long one claim waits for work; ``retry_backoff`` and
     ``max_retry_backoff`` the retry delays (WK2); ``error_backoff`` the pause after a
-    failed claim. Entering is a checkpoint; leaving waits as WK5 says.
+    failed claim. Entering is a checkpoint; leaving waits as WK5 says. Raises
+    `InvalidArgumentError` for bad arguments (no handlers, a handler that is not
+    callable, no queues); a claim the runtime refuses for good (`ClosedError`,
+    `ConflictError`, `InvalidArgumentError`: WK6) ends the worker with that error.
     """
     return Worker(
         jobs,
@@ -645,6 +691,26 @@ def open_worker(
         max_retry_backoff=max_retry_backoff,
         error_backoff=error_backoff,
     )
+
+
+def _check_handlers(handlers: object) -> None:
+    if not isinstance(handlers, Mapping):
+        raise InvalidArgumentError(
+            f"handlers must be a mapping of job name to async handler, got "
+            f"{type(handlers).__name__}"
+        )
+    if not handlers:
+        raise InvalidArgumentError(
+            "handlers is empty: a worker without handlers can only fail every job it "
+            "takes; pass {job_name: handler}"
+        )
+    for name, handler in handlers.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"handler names must be non-empty str, got {name!r}")
+        if not callable(handler):
+            raise InvalidArgumentError(
+                f"the handler for job name {name!r} is not callable: {handler!r}"
+            )
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:

@@ -39,6 +39,12 @@ Rules:
   ``max_attempts`` and then kept in the queue's dead letters (``dead_letters`` /
   ``redrive``). Leased jobs count as ``in_flight``, waiting ones as ``pending``; at close
   both are dropped (counted as ``dropped``) and later protocol calls raise `ClosedError`.
+- J10 A queue nothing consumes is reported: when jobs for a queue with neither a
+  ``subscribe`` handler nor a worker claiming from it are still waiting
+  ``unserved_warning`` seconds (default 5) after the first of them was accepted by a
+  running runtime, one warning names the queue and the queues that are consumed (a
+  mistyped `Task.queue`?). Once per queue; ``unserved_warning=None`` turns it off. An
+  un-entered runtime only buffers (J1) and does not warn.
 """
 
 from __future__ import annotations
@@ -150,7 +156,8 @@ class MemoryJobs:
     remembered idempotency keys; ``history`` the length of `enqueued`; ``max_pending``
     the number of buffered jobs; ``drain_timeout`` (seconds, may be ``math.inf``) how
     long a normal exit waits for buffered and running handlers. ``visibility_timeout``
-    and ``max_attempts`` apply to worker queues (J8, J9).
+    and ``max_attempts`` apply to worker queues (J8, J9); ``unserved_warning`` (seconds,
+    or None) when to warn about a queue nothing consumes (J10).
     """
 
     def __init__(
@@ -163,6 +170,7 @@ class MemoryJobs:
         drain_timeout: float = 10.0,
         visibility_timeout: float = 30.0,
         max_attempts: int = 5,
+        unserved_warning: float | None = 5.0,
     ) -> None:
         for name, value in (
             ("max_concurrency", max_concurrency),
@@ -181,6 +189,17 @@ class MemoryJobs:
             raise InvalidArgumentError(
                 f"visibility_timeout must be > 0 seconds, got {visibility_timeout!r}"
             )
+        if unserved_warning is not None and (
+            isinstance(unserved_warning, bool)
+            or not isinstance(unserved_warning, int | float)
+            or not unserved_warning >= 0
+        ):
+            raise InvalidArgumentError(
+                f"unserved_warning must be >= 0 seconds or None, got {unserved_warning!r}"
+            )
+        self._unserved_warning = unserved_warning
+        self._watched: set[str] = set()  # queues checked for a consumer once (J10)
+        self._handler_nursery: trio.Nursery | None = None
         self._visibility_timeout = float(visibility_timeout)
         self._max_attempts = max_attempts
         # Worker queues (J8, J9): due heap per queue, leases by receipt, dead letters.
@@ -260,10 +279,14 @@ class MemoryJobs:
             self._running = True
             try:
                 async with trio.open_nursery() as handlers:
+                    self._handler_nursery = handlers
+                    for queue in list(self._parked):  # buffered before the start (J10)
+                        self._watch(queue)
                     task_status.started()
                     await self._dispatch(handlers)
             finally:
                 self._running = False
+                self._handler_nursery = None
 
     async def aclose(self) -> None:
         """Close now: cancel running handlers, drop buffered jobs. Idempotent.
@@ -334,6 +357,8 @@ class MemoryJobs:
             self._ready.append(job)
         else:
             self._parked.setdefault(job.queue, deque()).append(job)
+            if job.queue not in self._watched:
+                self._watch(job.queue)
         return None
 
     async def health_check(self) -> None:
@@ -603,6 +628,29 @@ class MemoryJobs:
             counters.in_flight -= 1
             self._limiter.release_on_behalf_of(borrower)
             self._notify()
+
+    def _watch(self, queue: str) -> None:
+        """Check once, `unserved_warning` seconds from now, that `queue` is consumed."""
+        nursery = self._handler_nursery
+        if nursery is None or self._unserved_warning is None or queue in self._watched:
+            return  # not running (J1: a buffer only), turned off, or checked already
+        self._watched.add(queue)
+        nursery.start_soon(self._warn_if_unserved, queue, self._unserved_warning)
+
+    async def _warn_if_unserved(self, queue: str, after: float) -> None:
+        await trio.sleep(after)
+        waiting = len(self._parked.get(queue, ()))
+        if waiting and queue not in self._handlers and queue not in self._worker_queues:
+            consumed = sorted(set(self._handlers) | self._worker_queues)
+            logger.warning(
+                "%d job(s) for queue %r have waited %gs and nothing consumes that queue: "
+                "no subscribe() handler and no worker claims from it (a mistyped "
+                "Task.queue?); consumed queues: %s. Warned once per queue.",
+                waiting,
+                queue,
+                after,
+                consumed,
+            )
 
     async def _wait_idle(self) -> None:
         while not self._closed and (self._ready or self._in_flight()):
