@@ -7,7 +7,7 @@ Run from the project root::
 What is measured (real time, real clocks, a real server for redis/postgres):
 - ``--tasks`` tasks, all ``* * * * * *``, on one scheduler whose lock provider is the
   chosen backend; the jobs runtime is an in-memory recorder, so the number is the cost
-  of the timer, the batched acquire (one round trip per burst, DESIGN 4.5) and the
+  of the timer, the batched acquire (one round trip per burst) and the
   dispatch path, not of a jobs backend.
 - Lateness of one fire = the wall clock (``time.time()``) when the scheduler calls
   ``enqueue`` minus the occurrence's nominal instant. Per burst (one nominal second

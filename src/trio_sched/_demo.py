@@ -1,11 +1,11 @@
 """``trio-sched demo``: a scheduler on the embedded backends, printing every fire.
 
 Three tasks on `MemoryLockProvider` + `MemoryJobs`, handled by a worker by job name
-(`open_worker`, as on Redis or PostgreSQL): one every second, one every 5 seconds with a payload, one daily at 03:00 UTC with the fire_once
-misfire policy (triggered once by hand at start so it shows up). Each handler prints
-the job's nominal time and its lateness (enqueue time ``created_at`` minus nominal
-``run_at``). On Ctrl-C or after ``seconds`` a summary prints fires per task and the
-lateness p50/max.
+(`open_worker`, as on Redis or PostgreSQL): one every second, one every 5 seconds with
+a payload, one daily at 03:00 UTC with the fire_once misfire policy (triggered once by
+hand at start so it shows up). Each handler prints the job's nominal time and its
+lateness (enqueue time ``created_at`` minus nominal ``run_at``). On Ctrl-C or after
+``seconds`` a summary prints fires per task and the lateness p50/max.
 """
 
 from __future__ import annotations

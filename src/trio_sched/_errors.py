@@ -1,4 +1,4 @@
-"""The error classes of trio-sched (DESIGN.md section 6).
+"""The error classes of trio-sched (listed in the API section of docs/runtime.md).
 
 Every error raised by the library is a `SchedulerError`. Where a Python built-in class
 fits, the error subclasses it too, so `except ValueError` keeps working for callers

@@ -1,4 +1,4 @@
-"""Occurrence identity and fire/skip decisions: pure, sans-IO (DESIGN.md O1-O3, O6, O8).
+"""Occurrence identity and fire/skip decisions: pure, sans-IO (O1-O3, O6, O8 of docs/runtime.md).
 
 Never imports trio and never reads a clock: every function takes the times it needs,
 so the runtime only carries the answers out and most tests need no event loop.

@@ -4,7 +4,7 @@ Imported only by the Postgres backends (``trio_sched.locks.postgres`` and later 
 Postgres jobs runtime); importing it imports psycopg 3. ``import trio_sched`` never does.
 
 Rules:
-- P1 Driver (DESIGN 4.4): psycopg's *sync* connections run in worker threads through
+- P1 Driver: psycopg's *sync* connections run in worker threads through
   `trio.to_thread.run_sync` with one `trio.CapacityLimiter` per driver
   (``max_connections``). A small pool of our own keeps at most that many idle
   connections; each thread holds one connection for one call, in autocommit mode, so

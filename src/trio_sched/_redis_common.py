@@ -4,7 +4,7 @@ Imported only by the Redis backends (``trio_sched.locks.redis`` and later the Re
 jobs runtime); importing it imports redis-py. ``import trio_sched`` never does.
 
 Rules:
-- R1 Driver (DESIGN 4.4): the *sync* redis-py client runs in worker threads through
+- R1 Driver: the *sync* redis-py client runs in worker threads through
   `trio.to_thread.run_sync` with one `trio.CapacityLimiter` per driver
   (``max_connections``), so at most that many commands are in flight and the pool holds
   about that many connections. redis-py's own retries are off (``Retry(NoBackoff(), 0)``):

@@ -1,4 +1,4 @@
-"""`Scheduler` and `open_scheduler`: the Trio runtime (DESIGN.md O1-O9, section 4).
+"""`Scheduler` and `open_scheduler`: the Trio runtime (rules O1-O9 of docs/runtime.md).
 
 Shape (4.1): `Scheduler.run` owns a *services* nursery (the shared timer, batch calls,
 watermark flushes, renewers of manual triggers) and inside it a *loops* nursery with one

@@ -1,4 +1,4 @@
-"""One timer task over a heap of deadlines (DESIGN 4.3).
+"""One timer task over a heap of deadlines.
 
 Thousands of tasks each doing ``trio.sleep_until`` on the same instant wake slowly:
 every wake is a cancellation. Here a single timer task sleeps until the earliest
@@ -10,7 +10,7 @@ Rules:
   anchored to a *wall-clock* instant (epoch seconds): its Trio deadline is derived from
   the current offset between the wall clock and Trio's clock and is recomputed when
   that offset moves (a suspended laptop, an NTP step), which the timer checks every
-  ``clock_check_interval`` seconds (DESIGN 4.2).
+  ``clock_check_interval`` seconds.
 - R2 Callbacks run inside the timer task, in deadline order, and must not block or
   raise; after each pass that ran callbacks, ``on_pass_end`` runs once, so a caller can
   batch everything that became due together.

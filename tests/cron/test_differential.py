@@ -8,7 +8,7 @@ Syntax the other library spells differently is translated first (it means the sa
 cronsim gets nicknames expanded and day-of-week ``X-0``/``X-SUN`` written ``X-7``;
 croniter gets ``nL`` written ``Ln``. ``@every`` has no equivalent in either.
 
-A case where a library is known to diverge from DESIGN.md is excluded *before*
+A case where a library is known to diverge from docs/cron.md is excluded *before*
 comparing, by a named predicate below (each says what the library does and why we
 differ), and counted; see the session summary ("cron differential"). Comparisons are
 never loosened.

@@ -1,4 +1,4 @@
-"""The runtime on MockClock (autojump) with a fake wall clock: O1-O9, DESIGN section 4."""
+"""The runtime on MockClock (autojump) with a fake wall clock: rules O1-O9 of docs/runtime.md."""
 
 from __future__ import annotations
 

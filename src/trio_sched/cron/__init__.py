@@ -1,6 +1,6 @@
 """Pure cron math: parse expressions, compute next/previous fire times in a timezone.
 
-Never imports trio. Rules C1-C12 of DESIGN.md; see docs/cron.md.
+Never imports trio. Rules C1-C12: docs/cron.md.
 
     >>> from trio_sched.cron import parse
     >>> s = parse("0 9 * * MON-FRI", tz="Europe/Berlin")

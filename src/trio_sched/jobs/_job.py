@@ -1,5 +1,5 @@
 """What the scheduler dispatches: the `Job` value and the `JobsRuntime` interface
-(DESIGN.md section 5)."""
+(docs/jobs.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The coordination interface every lock backend implements (DESIGN.md O2-O5).
+"""The coordination interface every lock backend implements (rules O2-O5 of docs/runtime.md).
 
 Rules:
 - L1 Acquire is set-if-absent with a TTL measured on the *backend's* clock.
@@ -11,7 +11,7 @@ Rules:
   occurrence is recent enough for its lock alone to decide: a request is refused when
   ``nominal_ms <= watermark`` and ``watermark - nominal_ms >= watermark_slack_ms``.
 - L5 ``acquire_batch`` and ``advance_watermarks`` do their whole batch in one backend
-  round trip (DESIGN 4.5).
+  round trip.
 
 TTLs and timeouts are ``float`` seconds, as everywhere in Trio.
 """
