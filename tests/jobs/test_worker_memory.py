@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from trio_sched import ClosedError, ConflictError, InvalidArgumentError, Task
-from trio_sched.jobs import ConsumableJobs, Job, MemoryJobs, current_job, open_worker
+from trio_sched.jobs import ConsumableJobs, Job, MemoryJobs, Worker, current_job, open_worker
 
 
 def _job(i: int, *, name: str = "work", queue: str = "q", **fields: object) -> Job:
@@ -468,3 +468,35 @@ async def test_a_job_that_raises_systemexit_counts_its_attempts_and_is_dead_lett
     (letter,) = await jobs.dead_letters("q")
     assert letter.job.attempt == 3
     assert "handler crashed the worker: SystemExit: 3" in letter.error
+
+
+async def test_state_can_be_awaited_from_another_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    jobs = MemoryJobs()
+    seen: list[tuple[str, float]] = []
+
+    async def slow(job: Job) -> None:
+        await trio.sleep(5)
+
+    async def watch(worker: Worker) -> None:
+        seen.append((await worker.wait_state("stopping", "stopped"), trio.current_time()))
+        seen.append((await worker.wait_state("stopped"), trio.current_time()))
+
+    await jobs.enqueue(_job(1, name="slow"))
+    worker = open_worker(jobs, {"slow": slow}, queues=["q"])
+    assert worker.state == "new"
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        async with worker:
+            assert worker.state == "running"
+            nursery.start_soon(watch, worker)
+            await _until(lambda: worker.statistics().in_flight == 1)
+            worker.stop()
+            assert worker.state == "stopping"
+        assert worker.state == "stopped"  # the drain let the handler finish
+    assert [state for state, _ in seen] == ["stopping", "stopped"]
+    assert seen[1][1] - start == pytest.approx(5, abs=0.1)
+    assert worker.statistics().succeeded == 1
+    with pytest.raises(InvalidArgumentError):
+        await worker.wait_state()

@@ -17,6 +17,7 @@ from trio_sched.jobs._worker import FailOutcome as FailOutcome
 from trio_sched.jobs._worker import JobContext as JobContext
 from trio_sched.jobs._worker import JobHandler as JobHandler
 from trio_sched.jobs._worker import Worker as Worker
+from trio_sched.jobs._worker import WorkerState as WorkerState
 from trio_sched.jobs._worker import WorkerStatistics as WorkerStatistics
 from trio_sched.jobs._worker import current_job as current_job
 from trio_sched.jobs._worker import open_worker as open_worker
@@ -38,6 +39,7 @@ __all__ = [
     "MemoryJobsStatistics",
     "QueueStatistics",
     "Worker",
+    "WorkerState",
     "WorkerStatistics",
     "current_job",
     "open_worker",

@@ -72,6 +72,8 @@ The worker, rules WK1-WK7:
   handlers finish for up to ``drain_timeout`` seconds, then cancel the rest and
   `release` them (bounded by ``release_timeout``) so they are redelivered at once. When
   the block raises, in-flight handlers are cancelled and released without draining.
+  `Worker.state` goes ``new`` -> ``running`` -> ``stopping`` (no more claims) ->
+  ``stopped`` (the block has left); other tasks can ``await worker.wait_state(...)``.
 - WK6 Backend errors while claiming are logged and retried after ``error_backoff``
   seconds, except the ones no retry can cure, which end the worker with that error: the
   runtime is closed (`ClosedError`) or refuses the queues for good (`ConflictError`:
@@ -97,6 +99,7 @@ from types import TracebackType
 from typing import Literal, Protocol, Self, TypeVar, final, runtime_checkable
 
 import trio
+from trio_util import AsyncValue, periodic
 
 from trio_sched._errors import ClosedError, ConflictError, InvalidArgumentError
 from trio_sched.jobs._job import Job, JobsRuntime
@@ -109,6 +112,7 @@ __all__ = [
     "JobContext",
     "JobHandler",
     "Worker",
+    "WorkerState",
     "WorkerStatistics",
     "current_job",
     "open_worker",
@@ -122,6 +126,10 @@ JobHandler = Callable[[Job], Awaitable[None]]
 """An async callable that processes one job."""
 
 FailOutcome = Literal["retried", "dead_lettered", "stale"]
+
+WorkerState = Literal["new", "running", "stopping", "stopped"]
+"""A worker's life: ``new`` until entered, ``running``, ``stopping`` once a graceful or
+hard stop began (no more claims), ``stopped`` once the ``async with`` block has left."""
 
 
 @final
@@ -319,13 +327,13 @@ class Worker:
         self._error_backoff = error_backoff
         self._nursery: trio.Nursery | None = None
         self._claim_scope = trio.CancelScope()
-        self._stop_requested = trio.Event()
-        self._changed = trio.Event()
+        self._state: AsyncValue[WorkerState] = AsyncValue("new")
+        # Handlers running now: the claim loop waits for a free slot, `wait_idle` for 0.
+        self._in_flight: AsyncValue[int] = AsyncValue(0)
         self._handling: dict[int, _Running] = {}
         self._keeper_scope = trio.CancelScope()
         self._abandoning = False
         self._entered = False
-        self._running = False
         self._counts = dict.fromkeys(
             (
                 "crashed",
@@ -344,7 +352,6 @@ class Worker:
             ),
             0,
         )
-        self._in_flight = 0
         self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -356,7 +363,7 @@ class Worker:
         manager = trio.open_nursery()
         self._nursery = await manager.__aenter__()
         self._nursery_manager = manager
-        self._running = True
+        self._state.value = "running"
         self._nursery.start_soon(self._claim_loop)
         self._nursery.start_soon(self._keep_leases)
         return self
@@ -389,16 +396,31 @@ class Worker:
             finally:
                 single.__context__ = context
         finally:
-            self._running = False
+            self._state.value = "stopped"
 
     def stop(self) -> None:
         """Start a graceful shutdown (WK5) without leaving the block; not a checkpoint.
 
         Leaving the ``async with`` block then waits for the drain.
         """
-        self._stop_requested.set()
+        if self._state.value in ("new", "running"):
+            self._state.value = "stopping"
         self._claim_scope.cancel()
-        self._notify()
+
+    @property
+    def state(self) -> WorkerState:
+        """``new``, ``running``, ``stopping`` or ``stopped`` (see `WorkerState`)."""
+        state: WorkerState = self._state.value
+        return state
+
+    async def wait_state(self, *states: WorkerState) -> WorkerState:
+        """Wait until the worker is in one of `states` and return it. A checkpoint;
+        cancelling it changes nothing. For example ``await worker.wait_state("stopped")``
+        after `stop` waits for the drain from another task."""
+        if not states:
+            raise InvalidArgumentError("wait_state needs at least one state")
+        result: WorkerState = await self._state.wait_value(lambda state: state in states)
+        return result
 
     @property
     def queues(self) -> Sequence[str]:
@@ -406,18 +428,16 @@ class Worker:
 
     def statistics(self) -> WorkerStatistics:
         return WorkerStatistics(
-            running=self._running,
-            stopping=self._stop_requested.is_set(),
+            running=self._state.value in ("running", "stopping"),
+            stopping=self._stop_requested,
             concurrency=self._concurrency,
-            in_flight=self._in_flight,
+            in_flight=self._in_flight.value,
             **self._counts,
         )
 
     async def wait_idle(self) -> None:
         """Wait until no handler runs (in-flight count zero). A checkpoint."""
-        await trio.lowlevel.checkpoint()
-        while self._in_flight:
-            await self._changed.wait()
+        await self._in_flight.wait_value(0)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -436,15 +456,14 @@ class Worker:
         start = 0
         with self._claim_scope:
             while True:
-                while self._in_flight >= self._concurrency:
-                    await self._changed.wait()
+                await self._in_flight.wait_value(lambda n: n < self._concurrency)
                 # Rotate the queue order so one busy queue does not starve the others.
                 queues = self._queues[start:] + self._queues[:start]
                 start = (start + 1) % len(self._queues)
                 try:
                     deliveries = await self._jobs.claim(
                         queues,
-                        max_jobs=self._concurrency - self._in_flight,
+                        max_jobs=self._concurrency - self._in_flight.value,
                         wait=self._poll_wait,
                     )
                 except _FATAL_CLAIM_ERRORS:
@@ -459,7 +478,7 @@ class Worker:
                     continue
                 for delivery in deliveries:
                     self._counts["taken"] += 1
-                    self._in_flight += 1
+                    self._in_flight.value += 1
                     running = _Running(delivery)
                     self._handling[id(running)] = running
                     self._nursery.start_soon(self._run, running)
@@ -471,8 +490,7 @@ class Worker:
             await self._process(running)
         finally:
             del self._handling[id(running)]
-            self._in_flight -= 1
-            self._notify()
+            self._in_flight.value -= 1
             self._maybe_stop_keeper()
 
     async def _process(self, running: _Running) -> None:
@@ -579,8 +597,9 @@ class Worker:
         if not math.isfinite(interval):
             return
         with self._keeper_scope:
-            while True:
-                await trio.sleep(interval)
+            ticks = periodic(interval)
+            await anext(ticks)  # the first tick is now: no lease is a third old yet
+            async for _ in ticks:
                 due = [r for r in self._handling.values() if r.handling]
                 if due:
                     async with trio.open_nursery() as nursery:
@@ -601,7 +620,7 @@ class Worker:
     def _maybe_stop_keeper(self) -> None:
         # The keeper runs until shutdown began and the last handler is gone: a graceful
         # drain still needs its leases kept.
-        if self._stop_requested.is_set() and not self._in_flight:
+        if self._stop_requested and not self._in_flight.value:
             self._keeper_scope.cancel()
 
     async def _fail_crashed(self, delivery: Delivery, exc: BaseException) -> None:
@@ -644,9 +663,9 @@ class Worker:
         full = min(self._max_retry_backoff, self._retry_backoff * 2.0 ** max(0, attempt - 1))
         return full / 2 + random.uniform(0, full / 2)
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+    @property
+    def _stop_requested(self) -> bool:
+        return self._state.value in ("stopping", "stopped")
 
 
 def open_worker(
