@@ -19,13 +19,13 @@ Never imports trio (the pure layer `_plan` uses it).
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, final
 from zoneinfo import ZoneInfo
 
+from trio_sched._config import MIN_LOCK_TTL, check_seconds
 from trio_sched._errors import ValidationError
 from trio_sched.cron import Schedule, parse
 from trio_sched.cron._zone import resolve_zone
@@ -83,8 +83,10 @@ class Task:
     """A registered schedule: run `job_name` on `queue` at every fire of `schedule`.
 
     ``job_name`` defaults to the task name. ``lock_ttl`` ``None`` means
-    ``Config.default_lock_ttl``. ``idempotency_key`` replaces the task name as the
-    prefix of each occurrence's idempotency key (``{key}:{nominal epoch ms}``).
+    ``Config.default_lock_ttl``; else it is seconds from 0.1 to 86,400 (1 day), the range
+    of ``Config.default_lock_ttl`` (rule K1 of `Config`). ``idempotency_key`` replaces
+    the task name as the prefix of each occurrence's idempotency key
+    (``{key}:{nominal epoch ms}``).
     """
 
     name: str
@@ -182,10 +184,5 @@ class Task:
             raise _fail("timezone", str(exc)) from exc
 
     def _validate_ttl(self) -> None:
-        ttl = self.lock_ttl
-        if ttl is None:
-            return
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-            raise _fail("lock_ttl", f"expected seconds as a number, got {ttl!r}")
-        if not (math.isfinite(ttl) and ttl > 0):
-            raise _fail("lock_ttl", f"must be a finite number of seconds > 0, got {ttl!r}")
+        if self.lock_ttl is not None:
+            check_seconds("lock_ttl", self.lock_ttl, minimum=MIN_LOCK_TTL)

@@ -137,6 +137,93 @@ def test_config_defaults_and_validation() -> None:
         assert info.value.field == field
 
 
+DURATIONS = (
+    "dispatch_timeout",
+    "default_lock_ttl",
+    "misfire_grace",
+    "retry_backoff",
+    "retry_backoff_max",
+    "clock_check_interval",
+    "timer_spin",
+)
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"]
+)
+def test_config_durations_beyond_the_float_range_are_validation_errors(
+    field: str, value: int
+) -> None:
+    # float(10**400) raises OverflowError; 10**5000 cannot even be printed (digit limit).
+    with pytest.raises(ValidationError) as info:
+        Config(**{field: value})
+    assert info.value.field == field
+    assert info.value.message.startswith(f"{field}: must be ")
+    assert "digits" in info.value.message
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_task_lock_ttl_beyond_the_float_range_is_a_validation_error(value: int) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(lock_ttl=value)
+    assert info.value.field == "lock_ttl"
+    assert info.value.message.startswith("lock_ttl: must be ")
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (1e-300, "must be >= 0.1 s, got 1e-300"),  # 0 ms on Redis: never acquired
+        (0.099, "must be >= 0.1 s"),
+        (86_400.001, "must be at most 86400 s (1 day), got 86400.001"),
+        (1e12, "must be at most 86400 s (1 day)"),  # failed whole acquire batches
+        (1e300, "must be at most 86400 s (1 day)"),
+        (2**63, "must be at most 86400 s (1 day), got 9223372036854775808"),
+    ],
+)
+def test_lock_ttls_outside_their_range_are_refused(value: float, words: str) -> None:
+    with pytest.raises(ValidationError) as task_info:
+        make(lock_ttl=value)
+    assert task_info.value.field == "lock_ttl"
+    assert words in task_info.value.message
+    with pytest.raises(ValidationError) as config_info:
+        Config(default_lock_ttl=value)
+    assert config_info.value.field == "default_lock_ttl"
+    assert words in config_info.value.message
+
+
+@pytest.mark.parametrize("value", [0.1, 1, 30.0, 86_400, 86_400.0])
+def test_lock_ttls_at_and_inside_the_bounds_are_kept(value: float) -> None:
+    assert make(lock_ttl=value).lock_ttl == value
+    assert Config(default_lock_ttl=value).default_lock_ttl == value
+
+
+@pytest.mark.parametrize(
+    ("field", "refused", "accepted"),
+    [
+        ("dispatch_timeout", [0, -1e-9, 86_400.5, 1e300], [1e-6, 86_400]),
+        ("clock_check_interval", [0, 86_401, 1e300], [0.001, 86_400]),
+        # 0 made skip tasks never fire: every real wake-up is a little late.
+        ("misfire_grace", [0, 0.0099, 86_401, 1e300], [0.01, 1.0, 86_400]),
+        ("retry_backoff", [-0.1, 86_401, 1e300], [0, 86_400]),
+        ("retry_backoff_max", [-0.1, 86_401, 1e300], [0, 86_400]),
+        # 1e300 busy-spun the CPU until every deadline.
+        ("timer_spin", [-0.001, 0.051, 1.0, 1e300], [0, 0.05]),
+    ],
+)
+def test_config_durations_have_documented_ranges(
+    field: str, refused: list[float], accepted: list[float]
+) -> None:
+    for value in refused:
+        with pytest.raises(ValidationError) as info:
+            Config(**{field: value})
+        assert info.value.field == field, value
+        assert info.value.message.startswith(f"{field}: must be "), info.value.message
+    for value in accepted:
+        assert getattr(Config(**{field: value}), field) == value
+
+
 def test_timezone_may_be_a_zoneinfo_and_is_kept_as_its_name() -> None:
     task = make(timezone=ZoneInfo("Europe/Berlin"))
     assert task.timezone == "Europe/Berlin"
