@@ -64,6 +64,8 @@ def test_headers_are_frozen_copies() -> None:
         ({"schedule": "@reboot"}, "schedule"),
         ({"schedule": "0 0 30 2 *"}, "schedule"),
         ({"schedule": None}, "schedule"),
+        ({"schedule": "@every " + "1" * 5000 + "s"}, "schedule"),  # was a bare ValueError
+        ({"schedule": "0" + ",0" * 1_000_000 + " * * * *"}, "schedule"),  # 2 MB
         ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
         ({"timezone": ""}, "timezone"),
         ({"lock_ttl": 0}, "lock_ttl"),
