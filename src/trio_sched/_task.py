@@ -12,6 +12,11 @@ Rules:
 - T4 Headers starting with ``x-trio-sched-`` are reserved for the scheduler (task name,
   occurrence, fencing token) and refused, so a job's identity headers cannot be forged
   by a task definition.
+- T5 Text every backend can store: names (``name``, ``queue``, ``job_name``,
+  ``tenant_id``, ``idempotency_key``) have no whitespace or control characters at all;
+  ``content_type`` and header names and values have no NUL character (PostgreSQL text
+  and jsonb refuse it) and no lone surrogate (not encodable as UTF-8). Otherwise every
+  occurrence of the task would fail to enqueue on such a backend.
 
 Never imports trio (the pure layer `_plan` uses it).
 """
@@ -75,6 +80,23 @@ def _check_name(field_name: str, value: object, *, optional: bool = False) -> No
         raise _fail(field_name, f"must be non-empty without surrounding spaces, got {value!r}")
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         raise _fail(field_name, f"must not contain whitespace or control characters: {value!r}")
+
+
+def _check_storable(field_name: str, what: str, value: str) -> None:
+    """Refuse text some backend cannot store (T5): NUL, lone surrogates. `what` names
+    the part of the field (``"name 'x' "``), or is empty."""
+    if "\x00" in value:
+        raise _fail(
+            field_name,
+            f"{what}must not contain a NUL character (PostgreSQL refuses it), got {value!r}",
+        )
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise _fail(
+                field_name, f"{what}must be valid Unicode (no lone surrogate), got {value!r}"
+            ) from None
 
 
 @final
@@ -142,6 +164,7 @@ class Task:
         _check_name("idempotency_key", self.idempotency_key, optional=True)
         if not isinstance(self.content_type, str) or not self.content_type:
             raise _fail("content_type", f"expected a non-empty str, got {self.content_type!r}")
+        _check_storable("content_type", "", self.content_type)
         if not isinstance(self.payload, bytes):
             raise _fail("payload", f"expected bytes, got {type(self.payload).__name__}")
         self._validate_headers()
@@ -172,6 +195,8 @@ class Task:
                 raise _fail("headers", f"value of {key!r} must be a str, got {value!r}")
             if key.lower().startswith(RESERVED_HEADER_PREFIX):
                 raise _fail("headers", f"{key!r} is reserved for the scheduler (T4)")
+            _check_storable("headers", "a header name ", key)
+            _check_storable("headers", f"the value of {key!r} ", value)
 
     def _validate_timezone(self) -> ZoneInfo:
         if not isinstance(self.timezone, str) or not self.timezone:

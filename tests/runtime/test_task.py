@@ -80,6 +80,17 @@ def test_headers_are_frozen_copies() -> None:
         ({"headers": {"a": 1}}, "headers"),
         ({"headers": {"X-Trio-Sched-Task": "forged"}}, "headers"),
         ({"headers": ["a"]}, "headers"),
+        # Text PostgreSQL cannot store: every occurrence would fail to enqueue there.
+        ({"headers": {"a\x00": "b"}}, "headers"),
+        ({"headers": {"team": "b\x00"}}, "headers"),
+        ({"headers": {"team": "lone \ud800"}}, "headers"),
+        ({"content_type": "text/plain\x00"}, "content_type"),
+        ({"content_type": "\udfff"}, "content_type"),
+        ({"queue": "q\x00"}, "queue"),
+        ({"job_name": "build\x00"}, "job_name"),
+        ({"tenant_id": "acme\x00"}, "tenant_id"),
+        ({"idempotency_key": "k\x00"}, "idempotency_key"),
+        ({"name": "report\x00"}, "name"),
         ({"queue": ""}, "queue"),
         ({"job_name": ""}, "job_name"),
         ({"tenant_id": ""}, "tenant_id"),
@@ -94,6 +105,24 @@ def test_bad_fields_name_the_field(overrides: dict[str, Any], field: str) -> Non
         make(**overrides)
     assert info.value.field == field
     assert info.value.message.startswith(f"{field}:")
+
+
+def test_nul_characters_are_named_in_the_message() -> None:
+    with pytest.raises(ValidationError) as info:
+        make(headers={"team": "b\x00"})
+    assert info.value.message == (
+        "headers: the value of 'team' must not contain a NUL character (PostgreSQL "
+        "refuses it), got 'b\\x00'"
+    )
+    with pytest.raises(ValidationError, match=r"^content_type: must not contain a NUL"):
+        make(content_type="a\x00")
+
+
+def test_non_ascii_text_and_binary_payloads_are_fine() -> None:
+    task = make(
+        headers={"équipe": "naïve ✓"}, content_type="text/plain; charset=utf-8", payload=b"\x00"
+    )
+    assert task.headers == {"équipe": "naïve ✓"}
 
 
 def test_schedule_error_keeps_the_cron_details() -> None:
