@@ -1,8 +1,19 @@
 """`Config`: the scheduler's tunables, validated at construction.
 
 Rules:
-- K1 Durations are ``float`` seconds (as everywhere in Trio) and must be finite;
-  timeouts and TTLs are > 0, ``misfire_grace`` and backoffs >= 0.
+- K1 Durations are ``float`` seconds (as everywhere in Trio), checked by `check_seconds`:
+  a number (not a bool), finite, and within its range, else a `ValidationError` naming
+  the field (an int too large for a float too, never an ``OverflowError``). Ranges:
+  ``dispatch_timeout`` and ``clock_check_interval`` in (0, 1 day]; ``default_lock_ttl``
+  (and `Task.lock_ttl`) in [0.1 s, 1 day]; ``misfire_grace`` in [0.01 s, 1 day];
+  ``retry_backoff`` and ``retry_backoff_max`` in [0, 1 day]; ``timer_spin`` in
+  [0, 0.05 s]. Why: a lock TTL is stored in whole milliseconds (Redis PX) and renewed
+  every TTL/3, so a shorter one expires before anything renews it; one day bounds every
+  deadline computed from a duration well inside what each backend stores (a TTL of
+  1e12 s failed whole lock batches) and one lock lives per occurrence for its TTL; a
+  grace below 10 ms is smaller than the scheduler's own wake-up latency, so on-time
+  occurrences would count as misfires (with 0, ``skip`` tasks never fired); the spin
+  busy-loops the CPU for its whole length before every wake-up.
 - K2 ``wall_clock`` returns an *aware* datetime (any zone; compared in UTC). Schedules
   are wall-clock while sleeping uses Trio's clock, so tests inject a fake wall clock
   derived from ``trio.current_time()`` and run on ``MockClock``. The clocks known to
@@ -22,14 +33,28 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
 from trio_sched._errors import ValidationError
 
 if TYPE_CHECKING:
     from trio_sched._events import SchedulerEvent
 
-__all__ = ["Config", "check_wall_clock"]
+__all__ = [
+    "MAX_DURATION",
+    "MAX_TIMER_SPIN",
+    "MIN_LOCK_TTL",
+    "MIN_MISFIRE_GRACE",
+    "Config",
+    "check_seconds",
+    "check_wall_clock",
+]
+
+# Duration bounds of rule K1, in seconds.
+MAX_DURATION: Final = 86_400.0  # one day: every duration of Config and Task.lock_ttl
+MIN_LOCK_TTL: Final = 0.1
+MIN_MISFIRE_GRACE: Final = 0.01
+MAX_TIMER_SPIN: Final = 0.05
 
 # Callables that return naive datetimes: refused as ``wall_clock`` without calling them.
 _NAIVE_CLOCKS: tuple[tuple[object, str], ...] = (
@@ -53,21 +78,27 @@ def _default_logger() -> logging.Logger:
 class Config:
     """Scheduler configuration (all keyword-only; every field has a default).
 
+    Every duration is in seconds and has a range (rule K1): a value outside it raises
+    `ValidationError` naming the field.
+
     - ``dispatch_timeout``: bound on one dispatch (enqueue and its retries), seconds,
-      counted from the occurrence's lock request.
-    - ``default_lock_ttl``: occurrence lock TTL for tasks without ``lock_ttl``.
-    - ``misfire_grace``: how late an occurrence may be reached and still fire on time.
+      counted from the occurrence's lock request. More than 0, at most 1 day.
+    - ``default_lock_ttl``: occurrence lock TTL for tasks without ``lock_ttl``; from
+      0.1 s to 1 day.
+    - ``misfire_grace``: how late an occurrence may be reached and still fire on time;
+      from 0.01 s (the scheduler's own wake-up latency must fit in it) to 1 day.
     - ``lock_key_prefix``: first part of every lock key and watermark name.
     - ``wall_clock``: returns the current aware datetime (K2).
     - ``logger``: where errors and misfires are logged.
     - ``retry_backoff`` / ``retry_backoff_max``: first and largest pause between retries
-      of a transient backend error (O7); the pause doubles each time.
+      of a transient backend error (O7); the pause doubles each time. From 0 to 1 day.
     - ``clock_check_interval``: how often the timer compares the wall clock with Trio's
       clock to notice wall-clock jumps (suspend, NTP step) while occurrences sleep.
+      More than 0, at most 1 day.
     - ``timer_spin``: how long before a deadline the shared timer stops sleeping and
       yields in a loop instead (rule R5 of `_timer`: Trio's sleeps round up to whole
       milliseconds). Costs up to that much CPU per distinct wake-up instant; ``0``
-      disables it (wake-ups are then up to ~1 ms late).
+      disables it (wake-ups are then up to ~1 ms late). At most 0.05 s.
     - ``on_event``: optional synchronous hook receiving every event (K3).
     """
 
@@ -84,13 +115,15 @@ class Config:
     on_event: Callable[[SchedulerEvent], object] | None = None
 
     def __post_init__(self) -> None:
-        _positive("dispatch_timeout", self.dispatch_timeout)
-        _positive("default_lock_ttl", self.default_lock_ttl)
-        _positive("clock_check_interval", self.clock_check_interval)
-        _non_negative("misfire_grace", self.misfire_grace)
-        _non_negative("retry_backoff", self.retry_backoff)
-        _non_negative("retry_backoff_max", self.retry_backoff_max)
-        _non_negative("timer_spin", self.timer_spin)
+        check_seconds("dispatch_timeout", self.dispatch_timeout, minimum=0.0, exclusive=True)
+        check_seconds("default_lock_ttl", self.default_lock_ttl, minimum=MIN_LOCK_TTL)
+        check_seconds(
+            "clock_check_interval", self.clock_check_interval, minimum=0.0, exclusive=True
+        )
+        check_seconds("misfire_grace", self.misfire_grace, minimum=MIN_MISFIRE_GRACE)
+        check_seconds("retry_backoff", self.retry_backoff, minimum=0.0)
+        check_seconds("retry_backoff_max", self.retry_backoff_max, minimum=0.0)
+        check_seconds("timer_spin", self.timer_spin, minimum=0.0, maximum=MAX_TIMER_SPIN)
         prefix = self.lock_key_prefix
         if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
             raise ValidationError(
@@ -142,17 +175,38 @@ def check_wall_clock(clock: Callable[[], datetime]) -> datetime:
     return now
 
 
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def check_seconds(
+    name: str,
+    value: object,
+    *,
+    minimum: float,
+    maximum: float = MAX_DURATION,
+    exclusive: bool = False,
+) -> float:
+    """`value` as float seconds if it is a number (not a bool) in [`minimum`, `maximum`]
+    (``(minimum, maximum]`` when `exclusive`); else raise `ValidationError` whose
+    ``field`` is `name` (rule K1). An int too large for a float is refused the same way."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{name}: expected seconds as a number, got {value!r}", field=name)
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError(f"{name}: expected finite seconds, got {value!r}", field=name)
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond the float range: compared as infinite
+        seconds = math.inf if value > 0 else -math.inf
+    if seconds < minimum or (exclusive and seconds == minimum):
+        bound = f"> {minimum:g}" if exclusive else f">= {minimum:g} s"
+        raise ValidationError(f"{name}: must be {bound}, got {_show(value)}", field=name)
+    if seconds > maximum:
+        limit = f"{maximum:g} s" + (" (1 day)" if maximum == MAX_DURATION else "")
+        raise ValidationError(f"{name}: must be at most {limit}, got {_show(value)}", field=name)
+    return seconds
 
 
-def _positive(name: str, value: object) -> None:
-    if _number(name, value) <= 0:
-        raise ValidationError(f"{name}: must be > 0, got {value!r}", field=name)
-
-
-def _non_negative(name: str, value: object) -> None:
-    if _number(name, value) < 0:
-        raise ValidationError(f"{name}: must be >= 0, got {value!r}", field=name)
+def _show(value: int | float) -> str:
+    """`value` for a message: a huge int by its size (its repr may be thousands of
+    digits, or refused by Python's int-to-str digit limit)."""
+    if isinstance(value, int) and abs(value) >= 10**30:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} int of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return repr(value)

@@ -12,6 +12,11 @@ Rules:
 - T4 Headers starting with ``x-trio-sched-`` are reserved for the scheduler (task name,
   occurrence, fencing token) and refused, so a job's identity headers cannot be forged
   by a task definition.
+- T5 Text every backend can store: names (``name``, ``queue``, ``job_name``,
+  ``tenant_id``, ``idempotency_key``) have no whitespace or control characters at all;
+  ``content_type`` and header names and values have no NUL character (PostgreSQL text
+  and jsonb refuse it) and no lone surrogate (not encodable as UTF-8). Otherwise every
+  occurrence of the task would fail to enqueue on such a backend.
 
 Never imports trio (the pure layer `_plan` uses it).
 """
@@ -19,13 +24,13 @@ Never imports trio (the pure layer `_plan` uses it).
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, final
 from zoneinfo import ZoneInfo
 
+from trio_sched._config import MIN_LOCK_TTL, check_seconds
 from trio_sched._errors import ValidationError
 from trio_sched.cron import Schedule, parse
 from trio_sched.cron._zone import resolve_zone
@@ -77,14 +82,33 @@ def _check_name(field_name: str, value: object, *, optional: bool = False) -> No
         raise _fail(field_name, f"must not contain whitespace or control characters: {value!r}")
 
 
+def _check_storable(field_name: str, what: str, value: str) -> None:
+    """Refuse text some backend cannot store (T5): NUL, lone surrogates. `what` names
+    the part of the field (``"name 'x' "``), or is empty."""
+    if "\x00" in value:
+        raise _fail(
+            field_name,
+            f"{what}must not contain a NUL character (PostgreSQL refuses it), got {value!r}",
+        )
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise _fail(
+                field_name, f"{what}must be valid Unicode (no lone surrogate), got {value!r}"
+            ) from None
+
+
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Task:
     """A registered schedule: run `job_name` on `queue` at every fire of `schedule`.
 
     ``job_name`` defaults to the task name. ``lock_ttl`` ``None`` means
-    ``Config.default_lock_ttl``. ``idempotency_key`` replaces the task name as the
-    prefix of each occurrence's idempotency key (``{key}:{nominal epoch ms}``).
+    ``Config.default_lock_ttl``; else it is seconds from 0.1 to 86,400 (1 day), the range
+    of ``Config.default_lock_ttl`` (rule K1 of `Config`). ``idempotency_key`` replaces
+    the task name as the prefix of each occurrence's idempotency key
+    (``{key}:{nominal epoch ms}``).
     """
 
     name: str
@@ -140,6 +164,7 @@ class Task:
         _check_name("idempotency_key", self.idempotency_key, optional=True)
         if not isinstance(self.content_type, str) or not self.content_type:
             raise _fail("content_type", f"expected a non-empty str, got {self.content_type!r}")
+        _check_storable("content_type", "", self.content_type)
         if not isinstance(self.payload, bytes):
             raise _fail("payload", f"expected bytes, got {type(self.payload).__name__}")
         self._validate_headers()
@@ -170,6 +195,8 @@ class Task:
                 raise _fail("headers", f"value of {key!r} must be a str, got {value!r}")
             if key.lower().startswith(RESERVED_HEADER_PREFIX):
                 raise _fail("headers", f"{key!r} is reserved for the scheduler (T4)")
+            _check_storable("headers", "a header name ", key)
+            _check_storable("headers", f"the value of {key!r} ", value)
 
     def _validate_timezone(self) -> ZoneInfo:
         if not isinstance(self.timezone, str) or not self.timezone:
@@ -182,10 +209,5 @@ class Task:
             raise _fail("timezone", str(exc)) from exc
 
     def _validate_ttl(self) -> None:
-        ttl = self.lock_ttl
-        if ttl is None:
-            return
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-            raise _fail("lock_ttl", f"expected seconds as a number, got {ttl!r}")
-        if not (math.isfinite(ttl) and ttl > 0):
-            raise _fail("lock_ttl", f"must be a finite number of seconds > 0, got {ttl!r}")
+        if self.lock_ttl is not None:
+            check_seconds("lock_ttl", self.lock_ttl, minimum=MIN_LOCK_TTL)

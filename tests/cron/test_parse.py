@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from trio_sched import SchedulerError
-from trio_sched.cron import CronField, Schedule, ValidationError, parse
+from trio_sched.cron import MAX_EXPRESSION_LENGTH, CronField, Schedule, ValidationError, parse
+from trio_sched.cron._schedule import _parse_cached
 
 FIELD_ORDER = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
 # Where a field's text goes in a 5-field expression ("second" uses a 6-field one).
@@ -547,3 +549,56 @@ def test_c7_never_firing_expressions_rejected_at_parse(expr: str) -> None:
 )
 def test_c7_rare_but_possible_expressions_accepted(expr: str) -> None:
     parse(expr)
+
+
+# ------------------------------------------------------------------ C8 size limits
+
+
+def test_c8_expressions_up_to_the_length_limit_parse() -> None:
+    longest = "00" + ",0" * 495 + " * * * *"
+    assert len(longest) == MAX_EXPRESSION_LENGTH == 1000
+    assert field_of(parse(longest), "minute").values == (0,)
+    # Surrounding whitespace is not part of the expression (it is stripped first).
+    assert parse(f"   {longest}\n").expression == longest
+
+
+@pytest.mark.parametrize("extra", [1, 2_000_000])
+def test_c8_longer_expressions_are_refused_before_parsing_or_caching(extra: int) -> None:
+    # The minute list grows by `extra` characters ("00,0,...,0,000...0").
+    expr = "00" + ",0" * 495 + "," + "0" * (extra - 1) + " * * * *"
+    length = 1000 + extra
+    assert len(expr) == length
+    before = _parse_cached.cache_info()
+    with pytest.raises(ValidationError) as info:
+        parse(expr)
+    err = info.value
+    assert err.message.startswith(
+        f"expression is {length:,} characters long, more than the limit of 1,000: '00,0,0,"
+    )
+    assert len(err.message) < 200  # names the start of the text, does not repeat it
+    assert err.expression == expr
+    assert _parse_cached.cache_info() == before  # not even looked up
+
+
+def test_c8_a_huge_every_is_a_validation_error() -> None:
+    # 5,000 digits: refused by the length limit (int() alone would raise a bare
+    # ValueError past Python's 4,300-digit conversion limit).
+    expr = "@every " + "1" * 5000 + "s"
+    with pytest.raises(ValidationError, match=r"^expression is 5,008 characters long"):
+        parse(expr)
+
+
+def test_c8_every_digits_past_the_int_conversion_limit_name_the_duration() -> None:
+    # Inside the length limit, a lowered int-to-str digit limit (640 is the smallest
+    # Python allows) still turns into the usual @every error, not a bare ValueError.
+    expr = "@every " + "1" * 700 + "ms"
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        with pytest.raises(ValidationError) as info:
+            parse(expr)
+    finally:
+        sys.set_int_max_str_digits(limit)
+    assert info.value.field == "@every"
+    assert "has a number with too many digits" in info.value.message
+    assert info.value.expression == expr

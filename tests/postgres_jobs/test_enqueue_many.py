@@ -18,12 +18,23 @@ from psycopg import sql
 from trio_sched import ConflictError, InvalidArgumentError
 from trio_sched.jobs import BatchJobsRuntime, Job
 from trio_sched.jobs import postgres as postgres_jobs
+from trio_sched.jobs._job import restored_job
 
 from .conftest import MakeJobs
 
 
 def _job(i: int | str, *, queue: str = "q", **fields: Any) -> Job:
     return dataclasses.replace(Job(id=f"job-{i}", name="work", queue=queue), **fields)
+
+
+def _unchecked(i: int | str, **fields: Any) -> Job:
+    """A job with text `Job` itself refuses (NUL, lone surrogates), built without its
+    check, as a job made some other way would be: the runtime must refuse it too."""
+    values = {f.name: getattr(_job(0), f.name) for f in dataclasses.fields(Job)}
+    values.update(id=f"job-{i}", **fields)
+    with pytest.raises(InvalidArgumentError):
+        Job(**values)
+    return restored_job(**values)
 
 
 async def test_is_a_batch_jobs_runtime(make_jobs: MakeJobs) -> None:
@@ -144,11 +155,11 @@ async def test_jobs_postgres_cannot_store_are_refused_alone(make_jobs: MakeJobs)
     jobs = make_jobs()
     bad = [
         _job(1, run_at=datetime(2026, 1, 1)),  # naive
-        _job("nul\x00"),
-        _job(2, headers={"x": "a\x00b"}),  # jsonb refuses \u0000
+        _unchecked("nul\x00"),
+        _unchecked(2, headers={"x": "a\x00b"}),  # jsonb refuses \u0000
         _job(3, attempt=2**31),
         _job(4, fencing_token=2**63),
-        _job(5, tenant_id="lone \ud800 surrogate"),
+        _unchecked(5, tenant_id="lone \ud800 surrogate"),
         _job(6, queue=""),
     ]
     good = _job(7, run_at=datetime.now(UTC) + timedelta(hours=1))

@@ -64,6 +64,8 @@ def test_headers_are_frozen_copies() -> None:
         ({"schedule": "@reboot"}, "schedule"),
         ({"schedule": "0 0 30 2 *"}, "schedule"),
         ({"schedule": None}, "schedule"),
+        ({"schedule": "@every " + "1" * 5000 + "s"}, "schedule"),  # was a bare ValueError
+        ({"schedule": "0" + ",0" * 1_000_000 + " * * * *"}, "schedule"),  # 2 MB
         ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
         ({"timezone": ""}, "timezone"),
         ({"lock_ttl": 0}, "lock_ttl"),
@@ -78,6 +80,17 @@ def test_headers_are_frozen_copies() -> None:
         ({"headers": {"a": 1}}, "headers"),
         ({"headers": {"X-Trio-Sched-Task": "forged"}}, "headers"),
         ({"headers": ["a"]}, "headers"),
+        # Text PostgreSQL cannot store: every occurrence would fail to enqueue there.
+        ({"headers": {"a\x00": "b"}}, "headers"),
+        ({"headers": {"team": "b\x00"}}, "headers"),
+        ({"headers": {"team": "lone \ud800"}}, "headers"),
+        ({"content_type": "text/plain\x00"}, "content_type"),
+        ({"content_type": "\udfff"}, "content_type"),
+        ({"queue": "q\x00"}, "queue"),
+        ({"job_name": "build\x00"}, "job_name"),
+        ({"tenant_id": "acme\x00"}, "tenant_id"),
+        ({"idempotency_key": "k\x00"}, "idempotency_key"),
+        ({"name": "report\x00"}, "name"),
         ({"queue": ""}, "queue"),
         ({"job_name": ""}, "job_name"),
         ({"tenant_id": ""}, "tenant_id"),
@@ -92,6 +105,24 @@ def test_bad_fields_name_the_field(overrides: dict[str, Any], field: str) -> Non
         make(**overrides)
     assert info.value.field == field
     assert info.value.message.startswith(f"{field}:")
+
+
+def test_nul_characters_are_named_in_the_message() -> None:
+    with pytest.raises(ValidationError) as info:
+        make(headers={"team": "b\x00"})
+    assert info.value.message == (
+        "headers: the value of 'team' must not contain a NUL character (PostgreSQL "
+        "refuses it), got 'b\\x00'"
+    )
+    with pytest.raises(ValidationError, match=r"^content_type: must not contain a NUL"):
+        make(content_type="a\x00")
+
+
+def test_non_ascii_text_and_binary_payloads_are_fine() -> None:
+    task = make(
+        headers={"équipe": "naïve ✓"}, content_type="text/plain; charset=utf-8", payload=b"\x00"
+    )
+    assert task.headers == {"équipe": "naïve ✓"}
 
 
 def test_schedule_error_keeps_the_cron_details() -> None:
@@ -135,6 +166,93 @@ def test_config_defaults_and_validation() -> None:
         with pytest.raises(ValidationError) as info:
             Config(**{field: value})
         assert info.value.field == field
+
+
+DURATIONS = (
+    "dispatch_timeout",
+    "default_lock_ttl",
+    "misfire_grace",
+    "retry_backoff",
+    "retry_backoff_max",
+    "clock_check_interval",
+    "timer_spin",
+)
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"]
+)
+def test_config_durations_beyond_the_float_range_are_validation_errors(
+    field: str, value: int
+) -> None:
+    # float(10**400) raises OverflowError; 10**5000 cannot even be printed (digit limit).
+    with pytest.raises(ValidationError) as info:
+        Config(**{field: value})
+    assert info.value.field == field
+    assert info.value.message.startswith(f"{field}: must be ")
+    assert "digits" in info.value.message
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_task_lock_ttl_beyond_the_float_range_is_a_validation_error(value: int) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(lock_ttl=value)
+    assert info.value.field == "lock_ttl"
+    assert info.value.message.startswith("lock_ttl: must be ")
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (1e-300, "must be >= 0.1 s, got 1e-300"),  # 0 ms on Redis: never acquired
+        (0.099, "must be >= 0.1 s"),
+        (86_400.001, "must be at most 86400 s (1 day), got 86400.001"),
+        (1e12, "must be at most 86400 s (1 day)"),  # failed whole acquire batches
+        (1e300, "must be at most 86400 s (1 day)"),
+        (2**63, "must be at most 86400 s (1 day), got 9223372036854775808"),
+    ],
+)
+def test_lock_ttls_outside_their_range_are_refused(value: float, words: str) -> None:
+    with pytest.raises(ValidationError) as task_info:
+        make(lock_ttl=value)
+    assert task_info.value.field == "lock_ttl"
+    assert words in task_info.value.message
+    with pytest.raises(ValidationError) as config_info:
+        Config(default_lock_ttl=value)
+    assert config_info.value.field == "default_lock_ttl"
+    assert words in config_info.value.message
+
+
+@pytest.mark.parametrize("value", [0.1, 1, 30.0, 86_400, 86_400.0])
+def test_lock_ttls_at_and_inside_the_bounds_are_kept(value: float) -> None:
+    assert make(lock_ttl=value).lock_ttl == value
+    assert Config(default_lock_ttl=value).default_lock_ttl == value
+
+
+@pytest.mark.parametrize(
+    ("field", "refused", "accepted"),
+    [
+        ("dispatch_timeout", [0, -1e-9, 86_400.5, 1e300], [1e-6, 86_400]),
+        ("clock_check_interval", [0, 86_401, 1e300], [0.001, 86_400]),
+        # 0 made skip tasks never fire: every real wake-up is a little late.
+        ("misfire_grace", [0, 0.0099, 86_401, 1e300], [0.01, 1.0, 86_400]),
+        ("retry_backoff", [-0.1, 86_401, 1e300], [0, 86_400]),
+        ("retry_backoff_max", [-0.1, 86_401, 1e300], [0, 86_400]),
+        # 1e300 busy-spun the CPU until every deadline.
+        ("timer_spin", [-0.001, 0.051, 1.0, 1e300], [0, 0.05]),
+    ],
+)
+def test_config_durations_have_documented_ranges(
+    field: str, refused: list[float], accepted: list[float]
+) -> None:
+    for value in refused:
+        with pytest.raises(ValidationError) as info:
+            Config(**{field: value})
+        assert info.value.field == field, value
+        assert info.value.message.startswith(f"{field}: must be "), info.value.message
+    for value in accepted:
+        assert getattr(Config(**{field: value}), field) == value
 
 
 def test_timezone_may_be_a_zoneinfo_and_is_kept_as_its_name() -> None:

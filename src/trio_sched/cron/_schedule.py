@@ -36,9 +36,13 @@ from trio_sched._errors import ValidationError
 from trio_sched.cron._fields import DOM, DOW, HOUR, MINUTE, MONTH, SECOND, CronField, parse_field
 from trio_sched.cron._zone import EPOCH_ORDINAL, Segment, Zone, zone_for
 
-__all__ = ["Schedule", "parse"]
+__all__ = ["MAX_EXPRESSION_LENGTH", "Schedule", "parse"]
 
 SEARCH_YEARS: Final = 50
+# Longest expression `parse` accepts (C8), after stripping surrounding whitespace. Real
+# expressions are a few dozen characters; without a cap a 2 MB list took a second to
+# parse and stayed in the parse cache.
+MAX_EXPRESSION_LENGTH: Final = 1000
 _SEARCH_DAYS: Final = SEARCH_YEARS * 366
 _MAX_ORDINAL: Final = date.max.toordinal()
 _DAYS_IN_MONTH: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -567,7 +571,11 @@ def _parse_duration(text: str, expression: str, offset: int) -> int:
         match = _DURATION_PART.match(lowered, pos)
         if match is None:
             raise fail("is not a duration (use units ms, s, m, h, e.g. 90s or 1h30m)")
-        total += Fraction(match.group(1)) * _UNIT_US[match.group(2)]
+        try:
+            number = Fraction(match.group(1))
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise fail("has a number with too many digits") from None
+        total += number * _UNIT_US[match.group(2)]
         pos = match.end()
     if not lowered:
         raise fail("is not a duration (use units ms, s, m, h, e.g. 90s or 1h30m)")
@@ -584,15 +592,29 @@ def parse(expression: str, tz: str | tzinfo = "UTC") -> Schedule:
     """Parse a cron expression and bind it to a timezone (an IANA name or a tzinfo).
 
     Raises `ValidationError` naming the field and token for anything invalid,
-    including expressions that can never fire. Results are cached: parsing the same
+    including expressions that can never fire and expressions longer than
+    `MAX_EXPRESSION_LENGTH` (1,000) characters. Results are cached: parsing the same
     expression and zone twice returns the same (immutable) `Schedule`.
     """
     if not isinstance(expression, str):
         raise ValidationError(f"expected a cron expression string, got {expression!r}")
     zone = _resolve_tz(tz)
-    return _parse_cached(expression.strip(), zone)
+    stripped = expression.strip()
+    if len(stripped) > MAX_EXPRESSION_LENGTH:
+        raise ValidationError(
+            f"expression is {len(stripped):,} characters long, more than the limit of "
+            f"{MAX_EXPRESSION_LENGTH:,}: {stripped[:20]!r}...",
+            expression=stripped,
+        )
+    return _parse_cached(stripped, zone)
 
 
+# Bounded by count, and so by size: every key is at most MAX_EXPRESSION_LENGTH
+# characters (checked by `parse` before the lookup; errors are not cached), and a
+# freshly parsed `Schedule` holds that text and at most six fields of at most 60 values:
+# about 6 kB for a 1,000-character expression listing every value, so at most ~25 MB
+# for a full cache. (The search caches of a `Schedule` grow as it is used, each with its
+# own cap.)
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(expression: str, tz: tzinfo) -> Schedule:
     if expression.startswith("@"):

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from trio_sched._errors import InvalidArgumentError
 
@@ -26,6 +26,12 @@ class Job:
     time, so every scheduler instance builds the same job for the same occurrence.
     `headers` is read-only and names the task (``x-trio-sched-task``), the occurrence
     and the fencing token.
+
+    Construction raises `InvalidArgumentError` when a text field (``id``, ``name``,
+    ``queue``, ``content_type``, ``tenant_id``, ``idempotency_key``) or a header name or
+    value contains a NUL character or a lone surrogate: no backend stores both
+    (PostgreSQL refuses NUL in text and jsonb, UTF-8 has no surrogates), so such a job
+    would be refused at every enqueue. Types are left to the runtimes to check.
     """
 
     id: str
@@ -42,7 +48,80 @@ class Job:
     attempt: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _freeze(self.headers))
+        headers = _freeze(self.headers)
+        object.__setattr__(self, "headers", headers)
+        # Built for every fire of the scheduler, so one join and one scan for NUL and
+        # non-ASCII over all the text; `_refuse_text` finds what is wrong, if anything.
+        try:
+            text = "".join(
+                (
+                    self.id,
+                    self.name,
+                    self.queue,
+                    self.content_type,
+                    self.tenant_id or "",
+                    self.idempotency_key or "",
+                    *headers,
+                    *headers.values(),
+                )
+            )
+        except TypeError:  # a field that is not a str: the runtimes check types
+            _refuse_text(self)
+        else:
+            if "\x00" in text or not text.isascii():
+                _refuse_text(self)
+
+
+_TEXT_FIELDS = ("id", "name", "queue", "content_type", "tenant_id", "idempotency_key")
+
+
+def _refuse_text(job: Job) -> None:
+    """Raise `InvalidArgumentError` for the first text of `job` no backend can store (a
+    NUL character, a lone surrogate); return when there is none (non-ASCII text is
+    fine, and fields that are not str are not this check's business)."""
+    items = [(f"Job.{name}", getattr(job, name)) for name in _TEXT_FIELDS]
+    for key, value in job.headers.items():
+        items.append(("a Job header name", key))
+        items.append((f"the Job header {key!r}", value))
+    for what, value in items:
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            raise InvalidArgumentError(
+                f"{what} must not contain a NUL character (PostgreSQL refuses it), got {value!r}"
+            )
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise InvalidArgumentError(
+                    f"{what} must be valid Unicode (no lone surrogate), got {value!r}"
+                ) from None
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Job))
+
+
+def restored_job(**values: Any) -> Job:
+    """A `Job` rebuilt from what a runtime stored, without the text check of its
+    constructor: a job stored by an earlier version, which accepted NUL characters, must
+    stay claimable, inspectable and dead-letterable rather than fail every claim of its
+    queue. Takes every field by name; ``headers`` is frozen as by the constructor."""
+    if set(values) != set(_FIELD_NAMES):
+        raise TypeError(f"restored_job needs exactly the fields {_FIELD_NAMES}")
+    job = object.__new__(Job)
+    for name in _FIELD_NAMES:
+        object.__setattr__(job, name, values[name])
+    object.__setattr__(job, "headers", _freeze(values["headers"]))
+    return job
+
+
+def with_attempt(job: Job, attempt: int) -> Job:
+    """`job` with another ``attempt``, like ``dataclasses.replace`` but without the
+    construction check (for jobs made by `restored_job`)."""
+    values = {name: getattr(job, name) for name in _FIELD_NAMES}
+    values["attempt"] = attempt
+    return restored_job(**values)
 
 
 @runtime_checkable

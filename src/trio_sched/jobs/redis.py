@@ -57,7 +57,6 @@ Rules:
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import secrets
@@ -88,7 +87,7 @@ from trio_sched._redis_common import (
     check_timeout,
     redact_url,
 )
-from trio_sched.jobs._job import Job, check_jobs
+from trio_sched.jobs._job import Job, check_jobs, restored_job, with_attempt
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 __all__ = ["RedisJobs", "RedisJobsConfig", "RedisJobsStatistics", "RedisQueueStatistics"]
@@ -758,7 +757,7 @@ class RedisJobs(ClosesOnExit):
             letters.append(
                 DeadLetter(
                     id=_str(entry),
-                    job=dataclasses.replace(job, attempt=int(values["attempt"])),
+                    job=with_attempt(job, int(values["attempt"])),
                     error=values["error"],
                     failed_at=datetime.fromtimestamp(int(values["at"]) / 1000, UTC),
                 )
@@ -900,7 +899,7 @@ class RedisJobs(ClosesOnExit):
             _, entry, body, tries = _list(item)
             job = _decode(_str(body))
             attempt = job.attempt + _int(tries) - 1
-            delivered = dataclasses.replace(job, attempt=attempt)
+            delivered = with_attempt(job, attempt)
             out.append(Delivery(job=delivered, receipt=_str(entry)))
         self._counters.claimed += len(out)
         return out
@@ -960,9 +959,10 @@ def _encode(job: Job) -> str:
 
 
 def _decode(body: str) -> Job:
+    # restored_job: a job an earlier version stored with a NUL character is still read.
     try:
         raw = json.loads(body)
-        return Job(
+        return restored_job(
             id=raw["id"],
             name=raw["name"],
             queue=raw["queue"],
