@@ -35,8 +35,8 @@ Rules:
   `SchedulerError`. A call racing ``close`` raises `ClosedError`.
 - R5 A URL's password never appears in a message, a log record or a ``repr``: messages
   name the URL through `redact_url`, and driver messages are scrubbed of the password.
-- R6 Configuration is checked when the config is built, by parsing alone
-  (`check_redis_url`), so a mistake raises `ValidationError` at once instead of a
+- R6 Configuration is checked when the config is built, by parsing alone (`check_redis_url`,
+  `check_prefix`), so a mistake raises `ValidationError` at once instead of a
   `RetryableError` retried forever: the port must be 1-65535; the database index (the
   path, or ``?db=``) an int >= 0; every query option one redis-py knows for the scheme,
   with a valid value; ``protocol`` only 2; the options the driver sets itself
@@ -79,6 +79,7 @@ __all__ = [
     "DriverStatistics",
     "RedisDriver",
     "RedisScript",
+    "check_prefix",
     "check_redis_url",
     "redact_url",
 ]
@@ -123,6 +124,8 @@ _DRIVER_OPTIONS: Final = {
     "retry_on_error": "the driver never retries a command itself (R1)",
     "decode_responses": "the driver decodes every reply itself",
 }
+# Special in SCAN MATCH / KEYS patterns (the backslash escapes): never in a prefix.
+_GLOB_CHARS: Final = ("*", "?", "[", "]", "\\")
 _DB_PATH: Final = re.compile(r"/([0-9]+)/?")
 _UNEXPECTED_ARGUMENT: Final = re.compile(r"unexpected keyword argument '([^']*)'")
 # A server with fewer databases than the URL's index: no retry helps.
@@ -249,6 +252,35 @@ def check_redis_url(url: object) -> str:
             f"url: {_scrub_url_text(url, str(exc))} ({shown})", field="url"
         ) from None
     return url
+
+
+def check_prefix(prefix: object) -> str:
+    """Validate a key prefix (rule R6); raise `ValidationError`.
+
+    Non-empty, printable, without whitespace and without the glob characters of Redis'
+    ``SCAN MATCH``/``KEYS`` patterns (``* ? [ ] \\``), so ``{prefix}:*`` finds exactly
+    the keys under it and an operator can type it in ``redis-cli``. Colons, dashes,
+    dots, letters, digits and other punctuation are fine (``trio-sched:test:1f2e``).
+    """
+    if not isinstance(prefix, str) or not prefix:
+        raise ValidationError("prefix: expected a non-empty str", field="prefix")
+    for char in prefix:
+        if char.isspace() or not char.isprintable():
+            raise ValidationError(
+                f"prefix: {prefix!r} holds whitespace or a control character ({char!r}); "
+                "use letters, digits and punctuation such as ':' '-' '_' '.'",
+                field="prefix",
+                token=prefix,
+            )
+        if char in _GLOB_CHARS:
+            raise ValidationError(
+                f"prefix: {prefix!r} holds {char!r}, a glob character of Redis key patterns "
+                f"({' '.join(_GLOB_CHARS)}); use letters, digits and punctuation such as "
+                "':' '-' '_' '.'",
+                field="prefix",
+                token=prefix,
+            )
+    return prefix
 
 
 def _path_db(scheme: str, path: str, shown: str) -> int | None:

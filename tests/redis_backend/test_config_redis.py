@@ -91,6 +91,58 @@ def test_good_urls_still_pass(
     assert config(url=url).url == url
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "trio sched",
+        " trio",
+        "trio\t",
+        "trio\n",
+        "trio\x00",
+        "trio\x1b",
+        "trio*",
+        "tr?o",
+        "trio[1]",
+        "trio]",
+        "trio\\x",
+        "",
+    ],
+)
+def test_bad_prefix_is_refused(
+    config: type[RedisLockProviderConfig | RedisJobsConfig], prefix: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        config(prefix=prefix)
+    assert info.value.field == "prefix"
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "trio_sched",
+        "trio-sched-test:0123456789abcdef",  # the fixtures' shape
+        "trio-sched-mp:0a1b2c",
+        "bench_1f2e3d4c",
+        "app.prod/eu-1:{tenant}#2",
+        "zürich",
+    ],
+)
+def test_ordinary_prefixes_still_pass(
+    config: type[RedisLockProviderConfig | RedisJobsConfig], prefix: str
+) -> None:
+    assert config(prefix=prefix).prefix == prefix
+
+
+def test_prefix_type_is_checked() -> None:
+    for config in CONFIGS:
+        with pytest.raises(ValidationError) as info:
+            config(prefix=b"trio")  # type: ignore[arg-type]
+        assert info.value.field == "prefix"
+
+
 def test_db_index_the_server_lacks_is_mapped_to_invalid_argument() -> None:
     driver = RedisDriver(
         f"redis://u:{SECRET}@127.0.0.1:1/0", operation_timeout=1.0, max_connections=1, what="x"

@@ -84,6 +84,7 @@ from trio_sched._redis_common import (
     DriverStatistics,
     RedisDriver,
     RedisScript,
+    check_prefix,
     check_redis_url,
     check_timeout,
     redact_url,
@@ -345,10 +346,9 @@ class RedisJobsConfig:
 
     def __post_init__(self) -> None:
         check_redis_url(self.url)
-        for name in ("prefix", "group"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValidationError(f"{name}: expected a non-empty str", field=name)
+        check_prefix(self.prefix)
+        if not isinstance(self.group, str) or not self.group:
+            raise ValidationError("group: expected a non-empty str", field="group")
         if self.consumer is not None and (not isinstance(self.consumer, str) or not self.consumer):
             raise ValidationError("consumer: expected a non-empty str or None", field="consumer")
         for name in ("visibility_timeout", "operation_timeout", "dedupe_retention"):

@@ -73,6 +73,7 @@ from trio_sched._redis_common import (
     DriverStatistics,
     RedisDriver,
     RedisScript,
+    check_prefix,
     check_redis_url,
     check_timeout,
     redact_url,
@@ -219,8 +220,7 @@ class RedisLockProviderConfig:
 
     def __post_init__(self) -> None:
         check_redis_url(self.url)
-        if not isinstance(self.prefix, str) or not self.prefix:
-            raise ValidationError("prefix: expected a non-empty str", field="prefix")
+        check_prefix(self.prefix)
         check_timeout("operation_timeout", self.operation_timeout)
         if (
             isinstance(self.max_connections, bool)
