@@ -42,11 +42,23 @@ Rules:
 - P6 Table names are validated by a strict identifier pattern (optionally
   schema-qualified) and always reach SQL through `psycopg.sql.Identifier`, never as
   formatted text.
+- P7 Configuration is checked when the config is built, by parsing alone (`check_dsn`),
+  so a mistake raises `ValidationError` at once instead of a `RetryableError` retried
+  forever: the DSN must parse (libpq refuses unknown options); ports must be numbers
+  from 1 to 65535, one or one per host; ``hostaddr`` numeric addresses, one per host;
+  ``sslmode``, ``gssencmode``, ``channel_binding``, ``sslcertmode``,
+  ``sslnegotiation``, ``target_session_attrs`` and ``load_balance_hosts`` one of libpq's
+  values; the keepalive and ``tcp_user_timeout`` options integers. What parsing cannot
+  see (``PGPORT``/``PGSSLMODE`` in the environment, a service file, an unknown
+  database) fails at first use and is classified by P4: libpq's "invalid ... value",
+  "invalid port number" and the like are `InvalidArgumentError`; a refused
+  connection, a timeout or an unresolvable host stay `RetryableError`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import os
@@ -107,7 +119,9 @@ _URL_QUERY_PW: Final = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#]*)", re.I
 _KV_PW: Final = re.compile(
     r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:\\.|[^'\\])*'|[^\s']\S*)", re.IGNORECASE
 )
-# Connection failures that retrying cannot fix: the DSN is wrong.
+# Connection failures that retrying cannot fix: the DSN (or the PG* environment, or a
+# service file) is wrong. libpq reports these before or while connecting, without a
+# SQLSTATE; a refused connection, a timeout or an unresolvable host are not among them.
 _CONFIG_FAILURES: Final = (
     "password authentication failed",
     "no password supplied",
@@ -115,7 +129,42 @@ _CONFIG_FAILURES: Final = (
     "does not exist",
     "invalid dsn",
     "invalid connection option",
+    "invalid port number",  # libpq: port out of 1-65535
+    "invalid integer value",  # libpq: port=abc, keepalives=x
+    "could not match",  # libpq: N ports (or hostaddrs) for M hosts
+    "could not parse network address",  # libpq: hostaddr not numeric
+    "invalid when ssl support is not compiled in",
+    "invalid value for parameter",  # the server: options=-c name=bad
+    "unrecognized configuration parameter",  # the server: options=-c nonsense=1
 )
+# libpq: ``invalid sslmode value: "bogus"`` and the same for every enumerated option.
+_CONFIG_FAILURE_PATTERN: Final = re.compile(r'invalid [a-z_]+ (value|method): "')
+# P7: the values libpq accepts for its enumerated options (its messages say the same).
+_ENUM_OPTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+    "load_balance_hosts": ("disable", "random"),
+}
+_INT_OPTIONS: Final = (
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+_INT: Final = re.compile(r"\s*[-+]?[0-9]+\s*")
 
 _log = logging.getLogger("trio_sched.postgres")
 
@@ -165,11 +214,18 @@ def _is_url(dsn: str) -> bool:
 
 
 def check_dsn(dsn: object) -> str:
-    """Validate that `dsn` parses as a libpq URL or ``key=value`` string."""
+    """Validate `dsn` as far as parsing can (rule P7); raise `ValidationError`.
+
+    It must parse as a libpq URL or ``key=value`` string (unknown options are refused
+    there), its ports must be numbers from 1 to 65535, one or one per host, its
+    ``hostaddr`` numeric addresses, one per host, its enumerated options
+    (`_ENUM_OPTIONS`: ``sslmode`` ...) one of their values and its integer options
+    integers. No I/O; messages show the DSN redacted (P5).
+    """
     if not isinstance(dsn, str) or not dsn:
         raise ValidationError("url: expected a non-empty str", field="url")
     try:
-        conninfo_to_dict(dsn)
+        params = conninfo_to_dict(dsn)
     except psycopg.Error:
         parsed = False
     else:
@@ -180,7 +236,48 @@ def check_dsn(dsn: object) -> str:
         raise ValidationError(
             f"url: cannot parse {redact_dsn(dsn)!r} as a Postgres URL or DSN", field="url"
         )
+    problem = _dsn_problem({k: str(v) for k, v in params.items() if v is not None})
+    if problem is not None:
+        raise ValidationError(f"url: {problem} in {redact_dsn(dsn)!r}", field="url")
     return dsn
+
+
+def _dsn_problem(params: dict[str, str]) -> str | None:
+    """What is wrong with parsed DSN `params` that libpq would refuse at every connection
+    attempt (P7), or None. Only options that are not secret are quoted."""
+    hosts = _list(params.get("host"))
+    addrs = _list(params.get("hostaddr"))
+    ports = _list(params.get("port"))
+    for port in ports:
+        if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+            return f"port must be a number from 1 to 65535, got {port!r}"
+    for addr in addrs:
+        if addr:
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                return f"hostaddr must be numeric IP addresses (use host for names), got {addr!r}"
+    if hosts and addrs and len(hosts) != len(addrs):
+        return f"{len(hosts)} host names but {len(addrs)} hostaddr values"
+    n_hosts = max(len(hosts), len(addrs), 1)
+    if len(ports) > 1 and len(ports) != n_hosts:
+        return f"{len(ports)} ports for {n_hosts} host(s): give one port, or one per host"
+    for name, allowed in _ENUM_OPTIONS.items():
+        value = params.get(name)
+        if value is not None and value not in allowed:
+            return f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+    for name in _INT_OPTIONS:
+        value = params.get(name)
+        if value is not None and not _INT.fullmatch(value):
+            return f"{name} must be an integer, got {value!r}"
+    return None
+
+
+def _list(value: str | None) -> list[str]:
+    """A libpq multi-host list (``a,b,c``), stripped; [] when absent or empty."""
+    if not value:
+        return []
+    return [part.strip() for part in value.split(",")]
 
 
 def check_timeout(name: str, value: object) -> float:
@@ -522,7 +619,10 @@ class PostgresDriver:
         ):
             return InvalidArgumentError(f"{text} (check the DSN's credentials)")
         if isinstance(exc, psycopg.OperationalError):
-            if sqlstate is None and any(words in lowered for words in _CONFIG_FAILURES):
+            if sqlstate is None and (
+                any(words in lowered for words in _CONFIG_FAILURES)
+                or _CONFIG_FAILURE_PATTERN.search(lowered)
+            ):
                 return InvalidArgumentError(f"{text} (check the DSN)")
             return RetryableError(text)
         if isinstance(exc, psycopg.IntegrityError):
