@@ -298,8 +298,10 @@ class TableName:
     """A validated, optionally schema-qualified table name (rule P6).
 
     `parse` accepts ``name`` or ``schema.name``, each part matching
-    ``[A-Za-z_][A-Za-z0-9_]{0,47}``; anything else (quotes, spaces, semicolons, dots
-    beyond one) raises `ValidationError`. Names are quoted, so they are case-sensitive.
+    ``[A-Za-z_][A-Za-z0-9_]{0,47}`` (ASCII only; the cap leaves room for the derived
+    names within Postgres' 63 bytes); anything else (quotes, spaces, semicolons, NUL,
+    dots beyond one) and the system schemas (``pg_*``, ``information_schema``) raise
+    `ValidationError`. Names are quoted, so they are case-sensitive.
     """
 
     schema: str | None
@@ -318,6 +320,16 @@ class TableName:
                 token=text,
             )
         if len(parts) == 2:
+            if parts[0].startswith("pg_") or parts[0] == "information_schema":
+                # pg_temp would give every connection a table of its own (no two
+                # connections would ever see each other's locks); the others are system
+                # schemas, where a CREATE fails or should not happen.
+                raise ValidationError(
+                    f"{field}: {text!r} names a system schema ({parts[0]!r}: pg_* and "
+                    "information_schema are reserved); use a schema of your own or none",
+                    field=field,
+                    token=text,
+                )
             return cls(schema=parts[0], name=parts[1])
         return cls(schema=None, name=parts[0])
 

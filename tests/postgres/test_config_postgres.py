@@ -148,6 +148,18 @@ async def test_refused_connection_stays_retryable() -> None:
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize(
+    "table",
+    ["pg_temp.locks", "pg_catalog.locks", "pg_toast.jobs", "information_schema.locks"],
+)
+def test_system_schemas_are_refused(config: Config, table: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        config(table=table)
+    assert info.value.field == "table"
+    assert "system schema" in str(info.value)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize(
     "table", ["jobs; DROP TABLE users", 'x"y', "a.b.c", "tab\x00le", "t" * 49, "lócks", 7]
 )
 def test_table_names_follow_the_same_rule_in_both_configs(config: Config, table: object) -> None:
