@@ -53,6 +53,13 @@ Rules:
   database) fails at first use and is classified by P4: libpq's "invalid ... value",
   "invalid port number" and the like are `InvalidArgumentError`; a refused
   connection, a timeout or an unresolvable host stay `RetryableError`.
+- P8 Before creating its schema, under the same advisory lock, a backend checks each
+  of its tables that already exists: a relation of that name that is not a table, or a
+  table without the columns the backend uses (`TableShape`), raises `ConflictError`
+  naming the table and what it looks like (another component's lock, watermark or jobs
+  table) and creates nothing. So one table configured for both a lock provider and a
+  jobs runtime fails at first use with a clear message, not with "column ... does not
+  exist" later. Extra columns are allowed; column types are not checked.
 """
 
 from __future__ import annotations
@@ -95,10 +102,14 @@ from trio_sched._errors import (
 )
 
 __all__ = [
+    "JOBS_TABLE",
+    "LOCK_TABLE",
+    "WATERMARK_TABLE",
     "Connection",
     "PostgresDriver",
     "PostgresDriverStatistics",
     "TableName",
+    "TableShape",
     "advisory_key",
     "check_timeout",
     "redact_dsn",
@@ -347,6 +358,79 @@ class TableName:
         return self.name if self.schema is None else f"{self.schema}.{self.name}"
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class TableShape:
+    """The columns a table of one kind must have (rule P8): what the backend's statements
+    use. `kind` names it in messages (``"trio-sched lock table"``), `setting` the
+    configuration field that names it."""
+
+    kind: str
+    setting: str
+    columns: frozenset[str]
+
+
+LOCK_TABLE: Final = TableShape(
+    "trio-sched lock table",
+    "PostgresLockProviderConfig.table",
+    frozenset(("key", "token", "fencing_token", "expires_at")),
+)
+WATERMARK_TABLE: Final = TableShape(
+    "trio-sched watermark table",
+    "PostgresLockProviderConfig.table (its <table>_watermarks)",
+    frozenset(("name", "value")),
+)
+JOBS_TABLE: Final = TableShape(
+    "trio-sched jobs table",
+    "PostgresJobsConfig.table",
+    frozenset(
+        (
+            "id",
+            "queue",
+            "name",
+            "payload",
+            "headers",
+            "content_type",
+            "tenant_id",
+            "idempotency_key",
+            "run_at",
+            "created_at",
+            "fencing_token",
+            "attempt",
+            "tries",
+            "state",
+            "lease_token",
+            "leased_until",
+            "available_at",
+            "enqueued_at",
+            "last_error",
+            "failed_at",
+            "dead_attempt",
+            "finished_at",
+        )
+    ),
+)
+_RELKINDS: Final = {
+    "v": "a view",
+    "m": "a materialized view",
+    "i": "an index",
+    "I": "a partitioned index",
+    "S": "a sequence",
+    "f": "a foreign table",
+    "c": "a composite type",
+    "t": "a TOAST table",
+}
+
+
+def _looks_like(columns: frozenset[str]) -> str:
+    """What a table with `columns` looks like, for a P8 message."""
+    for shape in (JOBS_TABLE, LOCK_TABLE, WATERMARK_TABLE):
+        if shape.columns <= columns:
+            return f"it looks like a {shape.kind} (of {shape.setting})"
+    shown = ", ".join(sorted(columns)[:8]) + (", ..." if len(columns) > 8 else "")
+    return f"it is not a trio-sched table (its columns: {shown or 'none'})"
+
+
 def advisory_key(*parts: str) -> int:
     """A stable signed 64-bit key for ``pg_advisory_xact_lock`` derived from `parts`."""
     digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
@@ -497,20 +581,70 @@ class PostgresDriver:
         key: int,
         statements: Sequence[sql.Composed | LiteralString],
         on_done: Callable[[], None],
+        *,
+        tables: Sequence[tuple[TableName, str, TableShape]] = (),
     ) -> None:
         """Run `statements` in one transaction under ``pg_advisory_xact_lock(key)``, so
         instances starting together create a schema once; `on_done` runs in the thread
         after the commit (even when the caller was cancelled meanwhile). A checkpoint;
-        a cancelled call created all or nothing."""
+        a cancelled call created all or nothing.
 
-        def run(conn: Connection) -> None:
+        First, under the same lock, each of `tables` (a table, the suffix of the sibling
+        meant, the shape it must have) that already exists is checked (rule P8): a
+        relation of that name that is not a table with the shape's columns raises
+        `ConflictError` naming it and what it looks like, and nothing is created."""
+
+        def run(conn: Connection) -> str | None:
             with conn.transaction():
                 self.execute(conn, "SELECT pg_advisory_xact_lock(%s)", (key,))
+                for table, suffix, shape in tables:
+                    problem = self._shape_problem(conn, table, suffix, shape)
+                    if problem is not None:
+                        return problem  # commits nothing but the (released) lock
                 for statement in statements:
                     self.execute(conn, statement)
             on_done()
+            return None
 
-        await self.call(run)
+        problem = await self.call(run)
+        if problem is not None:
+            raise ConflictError(f"{self._what} ({self.url}): {problem}")
+
+    def _shape_problem(
+        self, conn: Connection, table: TableName, suffix: str, shape: TableShape
+    ) -> str | None:
+        """Why the existing relation `table` + `suffix` cannot serve as `shape`, or None
+        when it does not exist or has the columns (P8). In a worker thread."""
+        name = table.identifier(suffix).as_string(conn)
+        row = self.execute(
+            conn,
+            "SELECT c.relkind::text, array_remove(array_agg(a.attname::text ORDER BY"
+            " a.attnum), NULL) FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid ="
+            " c.oid AND a.attnum > 0 AND NOT a.attisdropped WHERE c.oid = to_regclass(%s)"
+            " GROUP BY c.relkind",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None  # not there yet: the statements create it
+        relkind, found = str(row[0]), frozenset(row[1] or ())
+        shown = f"{table}{suffix}"
+        if relkind not in ("r", "p"):
+            what = _RELKINDS.get(relkind, f"a relation of kind {relkind!r}")
+            return (
+                f"{shown!r} is {what}, not a table; the {shape.kind} needs a name of its "
+                f"own ({shape.setting})"
+            )
+        missing = shape.columns - found
+        if not missing:
+            return None
+        named = sorted(missing)
+        lacks = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+        return (
+            f"table {shown!r} exists but is not a {shape.kind}: it lacks the column(s) "
+            f"{lacks}; {_looks_like(found)}. Each trio-sched lock "
+            f"provider and jobs runtime needs a table of its own: give {shape.setting} a "
+            "name no other component uses"
+        )
 
     async def call(
         self,

@@ -1,21 +1,27 @@
-"""Bad Postgres configuration is refused clearly (issue 11 §4, rules P4, P6, P7).
+"""Bad Postgres configuration is refused clearly (issue 11 §4, rules P4, P6-P8).
 
 What parsing can tell raises `ValidationError` (field ``url`` or ``table``) when the
 config is built, for the lock provider and the jobs runtime alike, before any I/O;
 what only a connection attempt can tell (the PG* environment) is classified at first
 use, and a mistake there is `InvalidArgumentError`, never `RetryableError`. A refused
-connection stays retryable.
+connection stays retryable. A table of another component's shape (one table for locks
+and jobs) is a `ConflictError` naming it when the schema is first created (P8).
 """
 
 from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from trio_sched import InvalidArgumentError, RetryableError, ValidationError
+from trio_sched import ConflictError, InvalidArgumentError, RetryableError, ValidationError
 from trio_sched._postgres_common import PostgresDriver
-from trio_sched.jobs.postgres import PostgresJobsConfig
+from trio_sched.jobs import Job
+from trio_sched.jobs.postgres import PostgresJobs, PostgresJobsConfig
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
+
+from ._helpers import sync_connect
+from .conftest import Tables
 
 SECRET = "s3cr3t-Pa55"
 CONFIGS = [PostgresLockProviderConfig, PostgresJobsConfig]
@@ -172,3 +178,104 @@ def test_table_names_follow_the_same_rule_in_both_configs(config: Config, table:
 @pytest.mark.parametrize("table", ["locks", "public.Jobs_2", "_x", "PG_mine.t", "t" * 48])
 def test_ordinary_table_names_still_pass(config: Config, table: str) -> None:
     assert config(table=table).table == table
+
+
+# -- one table for two components (P8) ---------------------------------------------------
+
+
+async def test_jobs_runtime_on_a_lock_table_is_a_clear_conflict(
+    postgres_url: str, tables: Tables
+) -> None:
+    table = tables.new()
+    locks = PostgresLockProvider(PostgresLockProviderConfig(url=postgres_url, table=table))
+    jobs = PostgresJobs(PostgresJobsConfig(url=postgres_url, table=table))
+    async with locks, jobs:
+        assert await locks.acquire("k", 5.0) is not None
+        for call in (jobs.ensure_schema, lambda: jobs.queue_statistics("q")):
+            with pytest.raises(ConflictError) as info:
+                await call()
+            message = str(info.value)
+            assert f"table {table!r} exists but is not a trio-sched jobs table" in message
+            assert "looks like a trio-sched lock table" in message
+            assert "PostgresJobsConfig.table" in message
+        assert not jobs.statistics().schema_ready
+        # The lock provider is unharmed: nothing was created or changed.
+        assert await locks.acquire("k2", 5.0) is not None
+
+
+async def test_lock_provider_on_a_jobs_table_is_a_clear_conflict(
+    postgres_url: str, tables: Tables
+) -> None:
+    table = tables.new("trio_sched_jobs")
+    jobs = PostgresJobs(PostgresJobsConfig(url=postgres_url, table=table))
+    locks = PostgresLockProvider(PostgresLockProviderConfig(url=postgres_url, table=table))
+    async with locks, jobs:
+        await jobs.enqueue(Job(id="j1", queue="q", name="n"))
+        with pytest.raises(ConflictError) as info:
+            await locks.acquire("k", 5.0)
+        message = str(info.value)
+        assert f"table {table!r} exists but is not a trio-sched lock table" in message
+        assert "lacks the column(s) expires_at, key, token" in message
+        assert "looks like a trio-sched jobs table" in message
+        assert (await jobs.queue_statistics("q")).ready == 1
+    with sync_connect(postgres_url) as conn:
+        # The watermark table was not created either: all or nothing.
+        row = conn.execute("SELECT to_regclass(%s)", (f"{table}_watermarks",)).fetchone()
+    assert row == (None,)
+
+
+async def test_jobs_runtime_on_a_watermark_table_is_a_clear_conflict(
+    postgres_url: str, tables: Tables
+) -> None:
+    table = tables.new()
+    async with PostgresLockProvider(PostgresLockProviderConfig(url=postgres_url, table=table)) as p:
+        await p.ensure_schema()
+    # tables.new names are dropped with their _watermarks sibling at the end.
+    jobs = PostgresJobs(PostgresJobsConfig(url=postgres_url, table=f"{table}_watermarks"))
+    async with jobs:
+        with pytest.raises(ConflictError) as info:
+            await jobs.ensure_schema()
+    assert "looks like a trio-sched watermark table" in str(info.value)
+
+
+async def test_foreign_table_or_view_of_that_name_is_a_clear_conflict(
+    postgres_url: str, tables: Tables
+) -> None:
+    table, view = tables.new(), tables.new()
+    with sync_connect(postgres_url) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (a int, b text)").format(sql.Identifier(table)))
+        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT 1 AS x").format(sql.Identifier(view)))
+    try:
+        config = PostgresLockProviderConfig(url=postgres_url, table=table)
+        async with PostgresLockProvider(config) as locks:
+            with pytest.raises(ConflictError) as info:
+                await locks.ensure_schema()
+        assert "is not a trio-sched table (its columns: a, b)" in str(info.value)
+        async with PostgresJobs(PostgresJobsConfig(url=postgres_url, table=view)) as jobs:
+            with pytest.raises(ConflictError) as info:
+                await jobs.ensure_schema()
+        assert f"{view!r} is a view, not a table" in str(info.value)
+    finally:
+        with sync_connect(postgres_url) as conn:
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(view)))
+
+
+async def test_own_tables_pass_the_shape_check_again(postgres_url: str, tables: Tables) -> None:
+    # A restart (a new instance) on tables made earlier finds them of the right shape,
+    # extra columns included.
+    locks_table, jobs_table = tables.new(), tables.new("trio_sched_jobs")
+    for _ in range(2):
+        locks = PostgresLockProvider(
+            PostgresLockProviderConfig(url=postgres_url, table=locks_table)
+        )
+        jobs = PostgresJobs(PostgresJobsConfig(url=postgres_url, table=jobs_table))
+        async with locks, jobs:
+            await locks.ensure_schema()
+            await jobs.ensure_schema()
+        with sync_connect(postgres_url) as conn:
+            for name in (locks_table, jobs_table):
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS note text").format(
+                        sql.Identifier(name)
+                    )
+                )

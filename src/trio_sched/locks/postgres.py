@@ -20,6 +20,8 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P6 of
   providers starting together create it once and never race on the catalog; it only
   ever uses ``IF NOT EXISTS``, and it is idempotent. A schema-qualified ``table`` needs
   its schema to exist. If the tables disappear, the next call creates them again.
+  A table of that name that is not a lock (or watermark) table, such as a jobs table,
+  raises `ConflictError` naming it before anything is created (P8).
 - PG2 Time is the server's alone: expiry is ``clock_timestamp() + ttl`` and a lock is
   held while ``expires_at > clock_timestamp()``, both read inside the statement that
   decides. `LockLease.expire_at` is the stored ``expires_at``. No client clock takes
@@ -93,6 +95,8 @@ from trio_sched._errors import (
     ValidationError,
 )
 from trio_sched._postgres_common import (
+    LOCK_TABLE,
+    WATERMARK_TABLE,
     Connection,
     PostgresDriver,
     PostgresDriverStatistics,
@@ -587,7 +591,13 @@ class PostgresLockProvider(ClosesOnExit):
                 await self._checkpoint_open()
                 return
             await self._driver.create_schema(
-                self._sql.advisory_key, self._sql.create, self._mark_schema_ready
+                self._sql.advisory_key,
+                self._sql.create,
+                self._mark_schema_ready,
+                tables=(
+                    (self._table, "", LOCK_TABLE),
+                    (self._table, "_watermarks", WATERMARK_TABLE),
+                ),
             )
 
     def _mark_schema_ready(self) -> None:
