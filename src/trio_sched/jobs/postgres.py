@@ -11,8 +11,9 @@ Importing this module imports psycopg 3; ``import trio_sched.jobs`` never does::
 
 It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
 `ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
-`trio_sched._postgres_common` (rules P1-P6: sync psycopg in worker threads, operation
-timeouts, error mapping, DSN redaction, quoted table names).
+`trio_sched._postgres_common` (rules P1-P8: sync psycopg in worker threads, operation
+timeouts, error mapping, DSN redaction, quoted table names, configuration and table
+shape checks).
 
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one

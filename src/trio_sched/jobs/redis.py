@@ -11,8 +11,8 @@ Importing this module imports redis-py; ``import trio_sched.jobs`` never does::
 
 It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
 `ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
-`trio_sched._redis_common` (rules R1-R5: sync redis-py in worker threads, operation
-timeouts, error mapping, URL redaction).
+`trio_sched._redis_common` (rules R1-R6: sync redis-py in worker threads, operation
+timeouts, error mapping, URL redaction, configuration checks).
 
 Rules:
 - RJ1 Keys, all under ``{prefix}:jobs:``: ``data`` (hash: job id -> the job as enqueued,

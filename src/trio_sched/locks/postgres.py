@@ -10,7 +10,7 @@ explicitly::
     async with PostgresLockProvider(config) as provider:
         lease = await provider.acquire("trio_sched:report:1767225600000", ttl=30.0)
 
-Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P6 of
+Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P8 of
 `trio_sched._postgres_common`, which describe threads, timeouts, errors and redaction):
 - PG1 Schema, created on first use (or by `PostgresLockProvider.ensure_schema`): the
   lock table ``<table>`` (``key text PRIMARY KEY, token text, fencing_token bigint
@@ -335,7 +335,7 @@ class _Sql:
 
 @final
 class PostgresLockProvider(ClosesOnExit):
-    """A `LockProvider` on one Postgres database (rules PG1-PG7 above, P1-P6).
+    """A `LockProvider` on one Postgres database (rules PG1-PG8 above, P1-P8).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
     async context manager that closes the provider on exit. A provider belongs to the
