@@ -42,11 +42,30 @@ Rules:
 - P6 Table names are validated by a strict identifier pattern (optionally
   schema-qualified) and always reach SQL through `psycopg.sql.Identifier`, never as
   formatted text.
+- P7 Configuration is checked when the config is built, by parsing alone (`check_dsn`),
+  so a mistake raises `ValidationError` at once instead of a `RetryableError` retried
+  forever: the DSN must parse (libpq refuses unknown options); ports must be numbers
+  from 1 to 65535, one or one per host; ``hostaddr`` numeric addresses, one per host;
+  ``sslmode``, ``gssencmode``, ``channel_binding``, ``sslcertmode``,
+  ``sslnegotiation``, ``target_session_attrs`` and ``load_balance_hosts`` one of libpq's
+  values; the keepalive and ``tcp_user_timeout`` options integers. What parsing cannot
+  see (``PGPORT``/``PGSSLMODE`` in the environment, a service file, an unknown
+  database) fails at first use and is classified by P4: libpq's "invalid ... value",
+  "invalid port number" and the like are `InvalidArgumentError`; a refused
+  connection, a timeout or an unresolvable host stay `RetryableError`.
+- P8 Before creating its schema, under the same advisory lock, a backend checks each
+  of its tables that already exists: a relation of that name that is not a table, or a
+  table without the columns the backend uses (`TableShape`), raises `ConflictError`
+  naming the table and what it looks like (another component's lock, watermark or jobs
+  table) and creates nothing. So one table configured for both a lock provider and a
+  jobs runtime fails at first use with a clear message, not with "column ... does not
+  exist" later. Extra columns are allowed; column types are not checked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import os
@@ -83,10 +102,14 @@ from trio_sched._errors import (
 )
 
 __all__ = [
+    "JOBS_TABLE",
+    "LOCK_TABLE",
+    "WATERMARK_TABLE",
     "Connection",
     "PostgresDriver",
     "PostgresDriverStatistics",
     "TableName",
+    "TableShape",
     "advisory_key",
     "check_timeout",
     "redact_dsn",
@@ -107,7 +130,9 @@ _URL_QUERY_PW: Final = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#]*)", re.I
 _KV_PW: Final = re.compile(
     r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:\\.|[^'\\])*'|[^\s']\S*)", re.IGNORECASE
 )
-# Connection failures that retrying cannot fix: the DSN is wrong.
+# Connection failures that retrying cannot fix: the DSN (or the PG* environment, or a
+# service file) is wrong. libpq reports these before or while connecting, without a
+# SQLSTATE; a refused connection, a timeout or an unresolvable host are not among them.
 _CONFIG_FAILURES: Final = (
     "password authentication failed",
     "no password supplied",
@@ -115,7 +140,42 @@ _CONFIG_FAILURES: Final = (
     "does not exist",
     "invalid dsn",
     "invalid connection option",
+    "invalid port number",  # libpq: port out of 1-65535
+    "invalid integer value",  # libpq: port=abc, keepalives=x
+    "could not match",  # libpq: N ports (or hostaddrs) for M hosts
+    "could not parse network address",  # libpq: hostaddr not numeric
+    "invalid when ssl support is not compiled in",
+    "invalid value for parameter",  # the server: options=-c name=bad
+    "unrecognized configuration parameter",  # the server: options=-c nonsense=1
 )
+# libpq: ``invalid sslmode value: "bogus"`` and the same for every enumerated option.
+_CONFIG_FAILURE_PATTERN: Final = re.compile(r'invalid [a-z_]+ (value|method): "')
+# P7: the values libpq accepts for its enumerated options (its messages say the same).
+_ENUM_OPTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+    "load_balance_hosts": ("disable", "random"),
+}
+_INT_OPTIONS: Final = (
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+_INT: Final = re.compile(r"\s*[-+]?[0-9]+\s*")
 
 _log = logging.getLogger("trio_sched.postgres")
 
@@ -165,11 +225,18 @@ def _is_url(dsn: str) -> bool:
 
 
 def check_dsn(dsn: object) -> str:
-    """Validate that `dsn` parses as a libpq URL or ``key=value`` string."""
+    """Validate `dsn` as far as parsing can (rule P7); raise `ValidationError`.
+
+    It must parse as a libpq URL or ``key=value`` string (unknown options are refused
+    there), its ports must be numbers from 1 to 65535, one or one per host, its
+    ``hostaddr`` numeric addresses, one per host, its enumerated options
+    (`_ENUM_OPTIONS`: ``sslmode`` ...) one of their values and its integer options
+    integers. No I/O; messages show the DSN redacted (P5).
+    """
     if not isinstance(dsn, str) or not dsn:
         raise ValidationError("url: expected a non-empty str", field="url")
     try:
-        conninfo_to_dict(dsn)
+        params = conninfo_to_dict(dsn)
     except psycopg.Error:
         parsed = False
     else:
@@ -180,7 +247,48 @@ def check_dsn(dsn: object) -> str:
         raise ValidationError(
             f"url: cannot parse {redact_dsn(dsn)!r} as a Postgres URL or DSN", field="url"
         )
+    problem = _dsn_problem({k: str(v) for k, v in params.items() if v is not None})
+    if problem is not None:
+        raise ValidationError(f"url: {problem} in {redact_dsn(dsn)!r}", field="url")
     return dsn
+
+
+def _dsn_problem(params: dict[str, str]) -> str | None:
+    """What is wrong with parsed DSN `params` that libpq would refuse at every connection
+    attempt (P7), or None. Only options that are not secret are quoted."""
+    hosts = _list(params.get("host"))
+    addrs = _list(params.get("hostaddr"))
+    ports = _list(params.get("port"))
+    for port in ports:
+        if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+            return f"port must be a number from 1 to 65535, got {port!r}"
+    for addr in addrs:
+        if addr:
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                return f"hostaddr must be numeric IP addresses (use host for names), got {addr!r}"
+    if hosts and addrs and len(hosts) != len(addrs):
+        return f"{len(hosts)} host names but {len(addrs)} hostaddr values"
+    n_hosts = max(len(hosts), len(addrs), 1)
+    if len(ports) > 1 and len(ports) != n_hosts:
+        return f"{len(ports)} ports for {n_hosts} host(s): give one port, or one per host"
+    for name, allowed in _ENUM_OPTIONS.items():
+        value = params.get(name)
+        if value is not None and value not in allowed:
+            return f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+    for name in _INT_OPTIONS:
+        value = params.get(name)
+        if value is not None and not _INT.fullmatch(value):
+            return f"{name} must be an integer, got {value!r}"
+    return None
+
+
+def _list(value: str | None) -> list[str]:
+    """A libpq multi-host list (``a,b,c``), stripped; [] when absent or empty."""
+    if not value:
+        return []
+    return [part.strip() for part in value.split(",")]
 
 
 def check_timeout(name: str, value: object) -> float:
@@ -201,8 +309,10 @@ class TableName:
     """A validated, optionally schema-qualified table name (rule P6).
 
     `parse` accepts ``name`` or ``schema.name``, each part matching
-    ``[A-Za-z_][A-Za-z0-9_]{0,47}``; anything else (quotes, spaces, semicolons, dots
-    beyond one) raises `ValidationError`. Names are quoted, so they are case-sensitive.
+    ``[A-Za-z_][A-Za-z0-9_]{0,47}`` (ASCII only; the cap leaves room for the derived
+    names within Postgres' 63 bytes); anything else (quotes, spaces, semicolons, NUL,
+    dots beyond one) and the system schemas (``pg_*``, ``information_schema``) raise
+    `ValidationError`. Names are quoted, so they are case-sensitive.
     """
 
     schema: str | None
@@ -221,6 +331,16 @@ class TableName:
                 token=text,
             )
         if len(parts) == 2:
+            if parts[0].startswith("pg_") or parts[0] == "information_schema":
+                # pg_temp would give every connection a table of its own (no two
+                # connections would ever see each other's locks); the others are system
+                # schemas, where a CREATE fails or should not happen.
+                raise ValidationError(
+                    f"{field}: {text!r} names a system schema ({parts[0]!r}: pg_* and "
+                    "information_schema are reserved); use a schema of your own or none",
+                    field=field,
+                    token=text,
+                )
             return cls(schema=parts[0], name=parts[1])
         return cls(schema=None, name=parts[0])
 
@@ -236,6 +356,79 @@ class TableName:
 
     def __str__(self) -> str:
         return self.name if self.schema is None else f"{self.schema}.{self.name}"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TableShape:
+    """The columns a table of one kind must have (rule P8): what the backend's statements
+    use. `kind` names it in messages (``"trio-sched lock table"``), `setting` the
+    configuration field that names it."""
+
+    kind: str
+    setting: str
+    columns: frozenset[str]
+
+
+LOCK_TABLE: Final = TableShape(
+    "trio-sched lock table",
+    "PostgresLockProviderConfig.table",
+    frozenset(("key", "token", "fencing_token", "expires_at")),
+)
+WATERMARK_TABLE: Final = TableShape(
+    "trio-sched watermark table",
+    "PostgresLockProviderConfig.table (its <table>_watermarks)",
+    frozenset(("name", "value")),
+)
+JOBS_TABLE: Final = TableShape(
+    "trio-sched jobs table",
+    "PostgresJobsConfig.table",
+    frozenset(
+        (
+            "id",
+            "queue",
+            "name",
+            "payload",
+            "headers",
+            "content_type",
+            "tenant_id",
+            "idempotency_key",
+            "run_at",
+            "created_at",
+            "fencing_token",
+            "attempt",
+            "tries",
+            "state",
+            "lease_token",
+            "leased_until",
+            "available_at",
+            "enqueued_at",
+            "last_error",
+            "failed_at",
+            "dead_attempt",
+            "finished_at",
+        )
+    ),
+)
+_RELKINDS: Final = {
+    "v": "a view",
+    "m": "a materialized view",
+    "i": "an index",
+    "I": "a partitioned index",
+    "S": "a sequence",
+    "f": "a foreign table",
+    "c": "a composite type",
+    "t": "a TOAST table",
+}
+
+
+def _looks_like(columns: frozenset[str]) -> str:
+    """What a table with `columns` looks like, for a P8 message."""
+    for shape in (JOBS_TABLE, LOCK_TABLE, WATERMARK_TABLE):
+        if shape.columns <= columns:
+            return f"it looks like a {shape.kind} (of {shape.setting})"
+    shown = ", ".join(sorted(columns)[:8]) + (", ..." if len(columns) > 8 else "")
+    return f"it is not a trio-sched table (its columns: {shown or 'none'})"
 
 
 def advisory_key(*parts: str) -> int:
@@ -388,20 +581,70 @@ class PostgresDriver:
         key: int,
         statements: Sequence[sql.Composed | LiteralString],
         on_done: Callable[[], None],
+        *,
+        tables: Sequence[tuple[TableName, str, TableShape]] = (),
     ) -> None:
         """Run `statements` in one transaction under ``pg_advisory_xact_lock(key)``, so
         instances starting together create a schema once; `on_done` runs in the thread
         after the commit (even when the caller was cancelled meanwhile). A checkpoint;
-        a cancelled call created all or nothing."""
+        a cancelled call created all or nothing.
 
-        def run(conn: Connection) -> None:
+        First, under the same lock, each of `tables` (a table, the suffix of the sibling
+        meant, the shape it must have) that already exists is checked (rule P8): a
+        relation of that name that is not a table with the shape's columns raises
+        `ConflictError` naming it and what it looks like, and nothing is created."""
+
+        def run(conn: Connection) -> str | None:
             with conn.transaction():
                 self.execute(conn, "SELECT pg_advisory_xact_lock(%s)", (key,))
+                for table, suffix, shape in tables:
+                    problem = self._shape_problem(conn, table, suffix, shape)
+                    if problem is not None:
+                        return problem  # commits nothing but the (released) lock
                 for statement in statements:
                     self.execute(conn, statement)
             on_done()
+            return None
 
-        await self.call(run)
+        problem = await self.call(run)
+        if problem is not None:
+            raise ConflictError(f"{self._what} ({self.url}): {problem}")
+
+    def _shape_problem(
+        self, conn: Connection, table: TableName, suffix: str, shape: TableShape
+    ) -> str | None:
+        """Why the existing relation `table` + `suffix` cannot serve as `shape`, or None
+        when it does not exist or has the columns (P8). In a worker thread."""
+        name = table.identifier(suffix).as_string(conn)
+        row = self.execute(
+            conn,
+            "SELECT c.relkind::text, array_remove(array_agg(a.attname::text ORDER BY"
+            " a.attnum), NULL) FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid ="
+            " c.oid AND a.attnum > 0 AND NOT a.attisdropped WHERE c.oid = to_regclass(%s)"
+            " GROUP BY c.relkind",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None  # not there yet: the statements create it
+        relkind, found = str(row[0]), frozenset(row[1] or ())
+        shown = f"{table}{suffix}"
+        if relkind not in ("r", "p"):
+            what = _RELKINDS.get(relkind, f"a relation of kind {relkind!r}")
+            return (
+                f"{shown!r} is {what}, not a table; the {shape.kind} needs a name of its "
+                f"own ({shape.setting})"
+            )
+        missing = shape.columns - found
+        if not missing:
+            return None
+        named = sorted(missing)
+        lacks = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+        return (
+            f"table {shown!r} exists but is not a {shape.kind}: it lacks the column(s) "
+            f"{lacks}; {_looks_like(found)}. Each trio-sched lock "
+            f"provider and jobs runtime needs a table of its own: give {shape.setting} a "
+            "name no other component uses"
+        )
 
     async def call(
         self,
@@ -522,7 +765,10 @@ class PostgresDriver:
         ):
             return InvalidArgumentError(f"{text} (check the DSN's credentials)")
         if isinstance(exc, psycopg.OperationalError):
-            if sqlstate is None and any(words in lowered for words in _CONFIG_FAILURES):
+            if sqlstate is None and (
+                any(words in lowered for words in _CONFIG_FAILURES)
+                or _CONFIG_FAILURE_PATTERN.search(lowered)
+            ):
                 return InvalidArgumentError(f"{text} (check the DSN)")
             return RetryableError(text)
         if isinstance(exc, psycopg.IntegrityError):

@@ -30,11 +30,21 @@ Rules:
 - R4 Errors are mapped at the boundary and chained (``raise ... from exc``): connection
   trouble, timeouts and transient server states (LOADING, READONLY, OOM, BUSY, TRYAGAIN,
   MASTERDOWN, MISCONF) -> `RetryableError`; rejected credentials or permissions and
-  malformed arguments -> `InvalidArgumentError`; a key holding another type (WRONGTYPE)
-  -> `ConflictError`; any other Redis error -> `SchedulerError`. A call racing
-  ``close`` raises `ClosedError`.
+  malformed arguments, a db index the server does not have -> `InvalidArgumentError`;
+  a key holding another type (WRONGTYPE) -> `ConflictError`; any other Redis error ->
+  `SchedulerError`. A call racing ``close`` raises `ClosedError`.
 - R5 A URL's password never appears in a message, a log record or a ``repr``: messages
   name the URL through `redact_url`, and driver messages are scrubbed of the password.
+- R6 Configuration is checked when the config is built, by parsing alone (`check_redis_url`,
+  `check_prefix`), so a mistake raises `ValidationError` at once instead of a
+  `RetryableError` retried forever: the port must be 1-65535; the database index (the
+  path, or ``?db=``) an int >= 0; every query option one redis-py knows for the scheme,
+  with a valid value; ``protocol`` only 2; the options the driver sets itself
+  (``socket_timeout``, ``socket_connect_timeout``, ``max_connections``,
+  ``retry_on_timeout``, ``retry_on_error``, ``decode_responses``) are refused. What
+  only the server can tell is classified at first use: an index beyond its
+  ``databases`` is `InvalidArgumentError` (R4), a refused connection, a timeout or an
+  unresolvable host stays `RetryableError`.
 """
 
 from __future__ import annotations
@@ -46,13 +56,14 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, TypeVar, final
+from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.exceptions as rex
 import trio
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 from trio_sched._errors import (
@@ -68,6 +79,7 @@ __all__ = [
     "DriverStatistics",
     "RedisDriver",
     "RedisScript",
+    "check_prefix",
     "check_redis_url",
     "redact_url",
 ]
@@ -101,6 +113,23 @@ _CREDENTIALS: Final = (
 )
 # Failures after which a command may have run although its reply never arrived.
 _AMBIGUOUS: Final = (rex.ConnectionError, rex.TimeoutError, TimeoutError, OSError)
+
+# R6: query options the driver sets itself. From a URL they would win over the driver's
+# values (redis-py lets query options override keyword arguments) and break R1 or R2.
+_DRIVER_OPTIONS: Final = {
+    "socket_timeout": "operation_timeout bounds every socket (R2); set that instead",
+    "socket_connect_timeout": "operation_timeout bounds every socket (R2); set that instead",
+    "max_connections": "the config's max_connections sizes the pool (R1); set that instead",
+    "retry_on_timeout": "the driver never retries a command itself (R1)",
+    "retry_on_error": "the driver never retries a command itself (R1)",
+    "decode_responses": "the driver decodes every reply itself",
+}
+# Special in SCAN MATCH / KEYS patterns (the backslash escapes): never in a prefix.
+_GLOB_CHARS: Final = ("*", "?", "[", "]", "\\")
+_DB_PATH: Final = re.compile(r"/([0-9]+)/?")
+_UNEXPECTED_ARGUMENT: Final = re.compile(r"unexpected keyword argument '([^']*)'")
+# A server with fewer databases than the URL's index: no retry helps.
+_DB_OUT_OF_RANGE: Final = "DB index is out of range"
 
 _log = logging.getLogger("trio_sched.redis")
 
@@ -151,22 +180,130 @@ def _secrets_of(url: str) -> tuple[str, ...]:
 
 
 def check_redis_url(url: object) -> str:
-    """Validate a Redis URL's shape (scheme, parseable); raise `ValidationError`."""
+    """Validate a Redis URL as far as parsing can (rule R6); raise `ValidationError`.
+
+    Checks the scheme, the port (1-65535), the database index (the path of a
+    ``redis://`` or ``rediss://`` URL, or ``?db=``: an int >= 0) and the query options:
+    each must be one redis-py accepts for the scheme, with a value of the right type,
+    and none may override what the driver sets itself (`_DRIVER_OPTIONS`, ``protocol``
+    other than 2). No I/O. Messages show the URL redacted (R5).
+    """
     if not isinstance(url, str) or not url:
         raise ValidationError("url: expected a non-empty str", field="url")
+    shown = redact_url(url)
     try:
-        scheme = urlsplit(url).scheme
-        urlsplit(url).port  # noqa: B018 - raises ValueError on a malformed port
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a port that is not 0-65535
     except ValueError:
         raise ValidationError(
-            f"url: cannot parse {redact_url(url)!r}", field="url"
+            f"url: cannot parse {shown!r} (is the port a number from 1 to 65535?)", field="url"
         ) from None  # the original message may quote the URL, password included
-    if scheme not in _SCHEMES:
+    if parts.scheme not in _SCHEMES:
         raise ValidationError(
-            f"url: scheme must be one of {', '.join(_SCHEMES)}, got {redact_url(url)!r}",
+            f"url: scheme must be one of {', '.join(_SCHEMES)}, got {shown!r}", field="url"
+        )
+    if port == 0:
+        # redis-py would silently use 6379 instead.
+        raise ValidationError(f"url: port must be from 1 to 65535, got 0 in {shown!r}", field="url")
+    try:
+        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ValidationError(
+            f"url: {_scrub_url_text(url, str(exc))} ({shown})", field="url"
+        ) from None
+    path_db = _path_db(parts.scheme, unquote(parts.path), shown)
+    if "db" in options:
+        db = options["db"]
+        if db < 0:
+            raise ValidationError(
+                f"url: db must be an int >= 0, got {db} in {shown!r}", field="url"
+            )
+        if path_db is not None and path_db != db:
+            raise ValidationError(
+                f"url: the path names db {path_db} and ?db= names db {db} in {shown!r}",
+                field="url",
+            )
+    for name, why in _DRIVER_OPTIONS.items():
+        if name in options:
+            raise ValidationError(
+                f"url: query option {name!r} is not allowed: {why} ({shown})", field="url"
+            )
+    if options.get("protocol", 2) != 2:
+        raise ValidationError(
+            f"url: protocol={options['protocol']} is not supported: trio-sched speaks RESP2 "
+            f"(protocol=2) to every server; remove the option ({shown})",
             field="url",
         )
+    connection_class = options.pop("connection_class", redis.Connection)
+    try:
+        # No I/O (a connection connects on first use): this is how an option redis-py
+        # does not know for this scheme (a typo, ``ssl_*`` on redis://) or a value its
+        # connection class refuses surfaces now instead of at the first call.
+        connection_class(**options)
+    except TypeError as exc:
+        unknown = _UNEXPECTED_ARGUMENT.search(str(exc))
+        name = unknown.group(1) if unknown else "?"
+        raise ValidationError(
+            f"url: query option {name!r} is not a redis-py option for {parts.scheme}:// ({shown})",
+            field="url",
+        ) from None
+    except (ValueError, rex.RedisError) as exc:
+        raise ValidationError(
+            f"url: {_scrub_url_text(url, str(exc))} ({shown})", field="url"
+        ) from None
     return url
+
+
+def check_prefix(prefix: object) -> str:
+    """Validate a key prefix (rule R6); raise `ValidationError`.
+
+    Non-empty, printable, without whitespace and without the glob characters of Redis'
+    ``SCAN MATCH``/``KEYS`` patterns (``* ? [ ] \\``), so ``{prefix}:*`` finds exactly
+    the keys under it and an operator can type it in ``redis-cli``. Colons, dashes,
+    dots, letters, digits and other punctuation are fine (``trio-sched:test:1f2e``).
+    """
+    if not isinstance(prefix, str) or not prefix:
+        raise ValidationError("prefix: expected a non-empty str", field="prefix")
+    for char in prefix:
+        if char.isspace() or not char.isprintable():
+            raise ValidationError(
+                f"prefix: {prefix!r} holds whitespace or a control character ({char!r}); "
+                "use letters, digits and punctuation such as ':' '-' '_' '.'",
+                field="prefix",
+                token=prefix,
+            )
+        if char in _GLOB_CHARS:
+            raise ValidationError(
+                f"prefix: {prefix!r} holds {char!r}, a glob character of Redis key patterns "
+                f"({' '.join(_GLOB_CHARS)}); use letters, digits and punctuation such as "
+                "':' '-' '_' '.'",
+                field="prefix",
+                token=prefix,
+            )
+    return prefix
+
+
+def _path_db(scheme: str, path: str, shown: str) -> int | None:
+    """The database index named by a ``redis://``/``rediss://`` URL's path, or None.
+
+    redis-py reads ``/abc`` or ``/-1`` as "no index" and silently uses db 0 (or sends
+    ``SELECT -1``); R6 refuses them. A ``unix://`` URL's path is the socket's.
+    """
+    if scheme == "unix" or path in ("", "/"):
+        return None
+    match = _DB_PATH.fullmatch(path)
+    if match is None:
+        raise ValidationError(
+            f"url: the path must be a database index (an int >= 0), got {path!r} in {shown!r}",
+            field="url",
+        )
+    return int(match.group(1))
+
+
+def _scrub_url_text(url: str, text: str) -> str:
+    for secret in _secrets_of(url):
+        text = text.replace(secret, _REDACTED)
+    return text
 
 
 @final
@@ -399,6 +536,10 @@ class RedisDriver:
                 return RetryableError(text)
             if code == "WRONGTYPE":
                 return ConflictError(f"{text} (a key under the prefix holds foreign data)")
+            if _DB_OUT_OF_RANGE in str(exc):
+                return InvalidArgumentError(
+                    f"{text} (the URL's db index is beyond the server's 'databases' setting)"
+                )
             return SchedulerError(text)
         if isinstance(exc, rex.DataError):
             return InvalidArgumentError(text)

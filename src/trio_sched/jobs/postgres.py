@@ -11,8 +11,9 @@ Importing this module imports psycopg 3; ``import trio_sched.jobs`` never does::
 
 It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
 `ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
-`trio_sched._postgres_common` (rules P1-P6: sync psycopg in worker threads, operation
-timeouts, error mapping, DSN redaction, quoted table names).
+`trio_sched._postgres_common` (rules P1-P8: sync psycopg in worker threads, operation
+timeouts, error mapping, DSN redaction, quoted table names, configuration and table
+shape checks).
 
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
@@ -26,7 +27,9 @@ Rules:
   ``last_error``, ``failed_at``, ``dead_attempt``, ``enqueued_at``, ``finished_at``.
   Dead letters are rows in state ``dead``. Indexes: ``<table>_due_idx`` on ``(queue,
   available_at)`` for ready and leased rows (the claim), ``<table>_dead_idx`` and
-  ``<table>_done_idx``. If the table disappears, the next call creates it again.
+  ``<table>_done_idx``. If the table disappears, the next call creates it again. A
+  table of that name that is not a jobs table (a lock provider's, say) raises
+  `ConflictError` naming it before anything is created (P8).
 - PJ2 ``available_at`` is the instant a row may next be claimed: ``run_at`` (or the
   enqueue instant) for a new job, ``clock_timestamp() + retry_in`` for a retry, and for
   a leased row its ``leased_until``. So one index and one condition, ``state IN
@@ -107,6 +110,7 @@ from trio_sched._errors import (
     ValidationError,
 )
 from trio_sched._postgres_common import (
+    JOBS_TABLE,
     Connection,
     PostgresDriver,
     PostgresDriverStatistics,
@@ -905,7 +909,10 @@ class PostgresJobs(ClosesOnExit):
                 await self._checkpoint_open()
                 return
             await self._driver.create_schema(
-                self._sql.advisory_key, self._sql.create, self._mark_schema_ready
+                self._sql.advisory_key,
+                self._sql.create,
+                self._mark_schema_ready,
+                tables=((self._table, "", JOBS_TABLE),),
             )
 
     def _mark_schema_ready(self) -> None:

@@ -11,8 +11,8 @@ Importing this module imports redis-py; ``import trio_sched.jobs`` never does::
 
 It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
 `ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
-`trio_sched._redis_common` (rules R1-R5: sync redis-py in worker threads, operation
-timeouts, error mapping, URL redaction).
+`trio_sched._redis_common` (rules R1-R6: sync redis-py in worker threads, operation
+timeouts, error mapping, URL redaction, configuration checks).
 
 Rules:
 - RJ1 Keys, all under ``{prefix}:jobs:``: ``data`` (hash: job id -> the job as enqueued,
@@ -83,6 +83,7 @@ from trio_sched._redis_common import (
     DriverStatistics,
     RedisDriver,
     RedisScript,
+    check_prefix,
     check_redis_url,
     check_timeout,
     redact_url,
@@ -344,10 +345,9 @@ class RedisJobsConfig:
 
     def __post_init__(self) -> None:
         check_redis_url(self.url)
-        for name in ("prefix", "group"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValidationError(f"{name}: expected a non-empty str", field=name)
+        check_prefix(self.prefix)
+        if not isinstance(self.group, str) or not self.group:
+            raise ValidationError("group: expected a non-empty str", field="group")
         if self.consumer is not None and (not isinstance(self.consumer, str) or not self.consumer):
             raise ValidationError("consumer: expected a non-empty str or None", field="consumer")
         for name in ("visibility_timeout", "operation_timeout", "dedupe_retention"):

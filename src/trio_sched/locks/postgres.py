@@ -10,7 +10,7 @@ explicitly::
     async with PostgresLockProvider(config) as provider:
         lease = await provider.acquire("trio_sched:report:1767225600000", ttl=30.0)
 
-Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P6 of
+Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P8 of
 `trio_sched._postgres_common`, which describe threads, timeouts, errors and redaction):
 - PG1 Schema, created on first use (or by `PostgresLockProvider.ensure_schema`): the
   lock table ``<table>`` (``key text PRIMARY KEY, token text, fencing_token bigint
@@ -20,6 +20,8 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol` and P1-P6 of
   providers starting together create it once and never race on the catalog; it only
   ever uses ``IF NOT EXISTS``, and it is idempotent. A schema-qualified ``table`` needs
   its schema to exist. If the tables disappear, the next call creates them again.
+  A table of that name that is not a lock (or watermark) table, such as a jobs table,
+  raises `ConflictError` naming it before anything is created (P8).
 - PG2 Time is the server's alone: expiry is ``clock_timestamp() + ttl`` and a lock is
   held while ``expires_at > clock_timestamp()``, both read inside the statement that
   decides. `LockLease.expire_at` is the stored ``expires_at``. No client clock takes
@@ -93,6 +95,8 @@ from trio_sched._errors import (
     ValidationError,
 )
 from trio_sched._postgres_common import (
+    LOCK_TABLE,
+    WATERMARK_TABLE,
     Connection,
     PostgresDriver,
     PostgresDriverStatistics,
@@ -331,7 +335,7 @@ class _Sql:
 
 @final
 class PostgresLockProvider(ClosesOnExit):
-    """A `LockProvider` on one Postgres database (rules PG1-PG7 above, P1-P6).
+    """A `LockProvider` on one Postgres database (rules PG1-PG8 above, P1-P8).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
     async context manager that closes the provider on exit. A provider belongs to the
@@ -587,7 +591,13 @@ class PostgresLockProvider(ClosesOnExit):
                 await self._checkpoint_open()
                 return
             await self._driver.create_schema(
-                self._sql.advisory_key, self._sql.create, self._mark_schema_ready
+                self._sql.advisory_key,
+                self._sql.create,
+                self._mark_schema_ready,
+                tables=(
+                    (self._table, "", LOCK_TABLE),
+                    (self._table, "_watermarks", WATERMARK_TABLE),
+                ),
             )
 
     def _mark_schema_ready(self) -> None:

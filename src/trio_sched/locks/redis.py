@@ -8,7 +8,7 @@ never do. Users import it explicitly::
     async with RedisLockProvider(RedisLockProviderConfig(url="redis://127.0.0.1:6379/0")) as p:
         lease = await p.acquire("trio_sched:report:1767225600000", ttl=30.0)
 
-Rules (on top of L1-L5 of `trio_sched.locks._protocol` and R1-R5 of
+Rules (on top of L1-L5 of `trio_sched.locks._protocol` and R1-R6 of
 `trio_sched._redis_common`, which describe threads, timeouts, errors and redaction):
 - RD1 Keys, all under ``prefix``: ``{prefix}:lock:{key}`` holds a lock's token (a string
   value with a PX expiry), ``{prefix}:fencing`` the fencing counter and
@@ -73,6 +73,7 @@ from trio_sched._redis_common import (
     DriverStatistics,
     RedisDriver,
     RedisScript,
+    check_prefix,
     check_redis_url,
     check_timeout,
     redact_url,
@@ -219,8 +220,7 @@ class RedisLockProviderConfig:
 
     def __post_init__(self) -> None:
         check_redis_url(self.url)
-        if not isinstance(self.prefix, str) or not self.prefix:
-            raise ValidationError("prefix: expected a non-empty str", field="prefix")
+        check_prefix(self.prefix)
         check_timeout("operation_timeout", self.operation_timeout)
         if (
             isinstance(self.max_connections, bool)
@@ -268,7 +268,7 @@ class RedisLockStatistics:
 
 @final
 class RedisLockProvider(ClosesOnExit):
-    """A `LockProvider` on one Redis server (rules RD1-RD7 above, R1-R5 of the driver).
+    """A `LockProvider` on one Redis server (rules RD1-RD7 above, R1-R6 of the driver).
 
     Construction does no I/O; the first call connects. Also an async context manager
     that closes the provider on exit.
