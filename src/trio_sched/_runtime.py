@@ -13,12 +13,13 @@ Rules:
   that pass (pure `_plan.decide`, one wall-clock read) and acquired with ONE
   ``acquire_batch`` call, the watermark check included. Lock misses, acquire errors and
   misfire skips are settled right there, without waking a loop; an acquired occurrence
-  is dispatched by its loop (S3) or with its whole burst (S9). A failure while settling
+  is dispatched with its whole burst (S9). A failure while settling
   outside a loop's task (an impossible next occurrence) ends that loop alone, reported
   like a crashed loop. Watermarks of dispatches finishing together are advanced with one
   ``advance_watermarks`` call. Watermarks of tasks starting together are read with one
   ``get_watermarks`` call.
-- S3 Dispatch (O5): a loop dispatches inside its own *dispatch cancel scope*: one scope
+- S3 Dispatch (O5) by a loop, for an occurrence its burst handed over to retry (S9): a
+  loop dispatches inside its own *dispatch cancel scope*: one scope
   per loop, only ever cancelled while a dispatch runs, and replaced by a fresh one after
   each cancellation (a new `trio.CancelScope` per dispatch measured ~8 us, 8 ms per
   1,000 occurrences on the 2-core dev box). A dispatch is bounded by
@@ -66,21 +67,26 @@ Rules:
   task's record, so it resumes exactly where it was. An idle schedule then costs a
   record and a timer entry instead of a parked Trio task. Stop and unregister cancel the
   entry; a wall-clock jump moves it like any wall-anchored entry.
-- S9 One call per burst: when the jobs runtime is a `BatchJobsRuntime` (it has
-  ``enqueue_many``), the task that acquired a burst's locks also enqueues the burst, with
-  one ``enqueue_many`` call, and records each outcome (counters, watermark, event) and
-  parks each loop on its next occurrence itself: the loops' Trio tasks are not woken
-  (a loop parks *detached*: no Trio task between occurrences; dormancy (S8) and stop need
-  none either). Every occurrence keeps its own lease guard, all on the
+- S9 The burst enqueues: the task that acquired a burst's locks also enqueues the
+  burst, and records each outcome (counters, watermark, event) and parks each loop on
+  its next occurrence itself, whatever the jobs runtime: the loops' Trio tasks are not
+  woken (a loop parks *detached*: no Trio task between occurrences; dormancy (S8) and
+  stop need none either). A `BatchJobsRuntime` (it has ``enqueue_many``) gets one
+  ``enqueue_many`` call; every occurrence keeps its own lease guard, all on the
   call's cancel scope: a lost lease or the timeout cancels the call; the occurrence
   whose lease was lost (or every one, on timeout) is reported as in S3, and the others
   are handed to their loops, with their leases as last renewed, which enqueue them
-  again on their own (S3, S5). A transient per-job result or a failure of the whole call
-  hands the occurrence over the same way; repeating is safe because the idempotency key
-  dedupes. After a hard stop nothing is handed over (the loops nursery is closed). Lock
-  misses, acquire errors and misfire skips are settled the same way, by the batch or the
-  timer pass, without waking a loop. A stop or unregister while the call runs lets it
-  finish (S6).
+  again on their own (S3, S5). A plain `JobsRuntime` gets one ``enqueue`` per job, at
+  most ``_ENQUEUE_CONCURRENCY`` at once, from the burst's task and a few helpers
+  (`_enqueue_each`); each job's enqueue runs in a scope only its own guard cancels, so a
+  lost lease or the timeout ends that occurrence alone (reported as in S3) and nothing
+  is enqueued twice, even on a runtime that does not dedupe. A transient per-job result
+  or a failure of the whole call hands the occurrence over the same way; repeating is
+  safe because the idempotency key dedupes (and a transient error says nothing was
+  stored, as S5 assumes). After a hard stop nothing is handed over (the loops nursery
+  is closed). Lock misses, acquire errors and misfire skips are settled the same way,
+  by the batch or the timer pass, without waking a loop. A stop or unregister while
+  the call runs lets it finish (S6).
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ from __future__ import annotations
 import enum
 import functools
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -132,6 +138,8 @@ _WATERMARK_ATTEMPTS: Final = 5
 # same instant shares one entry.
 _NOMINAL_CACHE: Final = 4096
 _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
+# S9: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
+_ENQUEUE_CONCURRENCY: Final = 64
 H_TASK: Final = "x-trio-sched-task"
 H_OCCURRENCE: Final = "x-trio-sched-occurrence"
 H_NOMINAL: Final = "x-trio-sched-nominal"
@@ -168,6 +176,13 @@ def _task_job(
     )
 
 
+class _Cancelled(Exception):
+    """The result of an `enqueue` of a burst that its own lease guard cancelled."""
+
+
+_CANCELLED: Final = _Cancelled()
+
+
 class _State(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -178,7 +193,7 @@ class _State(enum.Enum):
 class _Phase(enum.Enum):
     TIMER = 1  # parked on the timer heap
     ACQUIRING = 2  # in an acquire_batch call
-    DISPATCHING = 3  # in its burst's enqueue_many call (S9)
+    DISPATCHING = 3  # in its burst's enqueue (S9)
     DONE = 4  # decided, and settled or handed to its loop
 
 
@@ -267,13 +282,11 @@ class _Loop:
         if park is not None and not park.abandoned and park.phase in _WAITING:
             # Wake the parked loop directly instead of through a cancel scope: a scope
             # per occurrence costs more than the rest of the wake-up (S3). A park in its
-            # burst's enqueue_many is left to finish: the batch wakes the loop (S9).
+            # burst's enqueue is left to finish: the batch settles it (S9).
             if park.phase is _Phase.TIMER and park.handle is not None:
                 park.handle.cancel()
             park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
             park.phase = _Phase.DONE
-            if park.trio_task is not None:  # a detached loop has no task to end (S9)
-                trio.lowlevel.reschedule(park.trio_task)
 
     def snapshot(self) -> TaskStatistics:
         return TaskStatistics(
@@ -317,14 +330,11 @@ class _Park:
         "nominal",
         "nominal_ts",
         "phase",
-        "settled",
         "slack_ms",
-        "trio_task",
     )
 
     def __init__(self, loop: _Loop, nominal: datetime, nominal_ts: float) -> None:
         self.loop = loop
-        self.trio_task: trio.lowlevel.Task | None = None
         # The job headers that do not depend on the lease (`Scheduler._prepare`); the
         # Job copies them, so the same dict serves every occurrence of this park.
         self.headers = loop.base_headers.copy()
@@ -347,8 +357,6 @@ class _Park:
         self.nominal_ts = nominal_ts
         self.handle: TimerHandle | None = None
         self.phase = _Phase.TIMER
-        # Its outcome was recorded and the cursor moved on by the burst's batch (S9).
-        self.settled = False
         self.decision: _plan.Decision | None = None
         self.lease: LockLease | None = None
         self.error: Exception | None = None
@@ -384,7 +392,7 @@ class _LeaseGuard:
         lease: LockLease,
         ttl: float,
         expires: float,
-        scope: trio.CancelScope,
+        scope: trio.CancelScope | _Slot,
         nursery: trio.Nursery,
         timeout_at: float,
     ) -> None:
@@ -463,14 +471,36 @@ class _GuardGroup:
 
 @final
 class _BatchGuard:
-    """The lease guards of one batch's ``enqueue_many`` call, made on demand (S9)."""
+    """The lease guards of one burst's enqueue, made on demand (S9).
 
-    __slots__ = ("acquired_at", "done", "guards", "handle", "parks", "scope")
+    With ``enqueue_many`` every guard cancels the call's `scope`. A plain runtime's
+    burst (`plain`) enqueues job by job instead, and each guard cancels only its own
+    job's enqueue through a `_Slot`: `running` maps a job's index to the cancel scope
+    it runs in, `cancelled` holds the jobs whose guard acted (not started yet, or
+    stopped).
+    """
 
-    def __init__(self, parks: list[_Park], scope: trio.CancelScope, acquired_at: float) -> None:
+    __slots__ = (
+        "acquired_at",
+        "cancelled",
+        "done",
+        "guards",
+        "handle",
+        "parks",
+        "plain",
+        "running",
+        "scope",
+    )
+
+    def __init__(
+        self, parks: list[_Park], scope: trio.CancelScope, acquired_at: float, *, plain: bool
+    ) -> None:
         self.parks = parks
         self.scope = scope
         self.acquired_at = acquired_at
+        self.plain = plain
+        self.running: dict[int, trio.CancelScope] = {}
+        self.cancelled: set[int] = set()
         self.guards: list[_LeaseGuard] = []
         self.handle: TimerHandle | None = None
         self.done = False
@@ -481,6 +511,24 @@ class _BatchGuard:
             self.handle.cancel()
         for guard in self.guards:
             guard.finish()
+
+
+@final
+class _Slot:
+    """Job `index` of a plain runtime's burst, as its lease guard cancels it (S9)."""
+
+    __slots__ = ("batch", "index")
+
+    def __init__(self, batch: _BatchGuard, index: int) -> None:
+        self.batch = batch
+        self.index = index
+
+    def cancel(self) -> None:
+        batch = self.batch
+        batch.cancelled.add(self.index)
+        scope = batch.running.get(self.index)
+        if scope is not None:
+            scope.cancel()
 
 
 @final
@@ -899,35 +947,25 @@ class Scheduler:
                 cursor.nominal = loop.task.cron.next_after(in_flight.nominal)
 
     async def _occurrences(self, loop: _Loop, cursor: _Cursor, first: _Park | None) -> None:
-        """Park on each occurrence in turn and settle or dispatch it.
-
-        S9: with a batch runtime the loop parks detached (this task ends; the batch moves
-        the loop on and starts a task again only to hand it an occurrence, `first`);
-        otherwise this task waits for each occurrence.
+        """Settle or dispatch the handed-over occurrence `first` (S9) if any, then park
+        the loop on its next occurrence and end this task: the loop parks *detached*
+        (no Trio task while it waits); the burst's batch moves it on and starts a task
+        again only to hand it an occurrence to dispatch or retry on its own.
         """
-        me = None if self._enqueue_many is not None else trio.lowlevel.current_task()
         loop.park = None
         done: _Park | None = None  # the last park this task finished with, reused
         while first is not None or not loop.stopping:
             park, first = first, None
             if park is None:
-                park = self._next_park(loop, cursor, me, done)
+                park = self._next_park(loop, cursor, done)
                 if park is None:
                     self._go_dormant(loop, cursor)
-                    return
-                if me is None:
+                else:
                     loop.detached = True
-                    return
-                await self._wait_parked(loop)
-                # The burst's batch may have settled that park and parked the loop on
-                # later occurrences since (S9): what woke the loop is its current park.
-                park, loop.park = loop.park, None
-                assert park is not None
+                return
             if park.abandoned:
                 return  # stopped (S6)
-            done = park  # nothing else refers to it once it woke this task
-            if park.settled:
-                continue  # settled by the batch; woken to stop or to go dormant
+            done = park  # nothing else refers to it any more
             if self._settle(loop, cursor, park):
                 decision, lease = park.decision, park.lease
                 assert decision is not None
@@ -939,16 +977,14 @@ class Scheduler:
         self,
         loop: _Loop,
         cursor: _Cursor,
-        trio_task: trio.lowlevel.Task | None,
         reuse: _Park | None = None,
     ) -> _Park | None:
         """Park the loop on the occurrence at its cursor; not a checkpoint.
 
         Returns ``None`` (and changes nothing) when that occurrence is far enough off
-        for the loop to go dormant (S8). `trio_task` is the loop's Trio task, which the
-        decision or the batch wakes, or ``None`` for a detached loop (S9). Called by the
-        loop itself, by a burst's batch for a loop whose outcome it settled and by the
-        dormancy wake-up of a detached loop, so no Trio task runs for it.
+        for the loop to go dormant (S8). The loop waits detached (S9): called by the
+        loop's task before it ends, by a burst's batch for a loop whose outcome it
+        settled and by the dormancy wake-up, so no Trio task runs for a waiting loop.
         """
         loop.next_fire = cursor.nominal
         nominal_ts = cursor.nominal.timestamp()
@@ -966,7 +1002,6 @@ class Scheduler:
             park = reuse
             park.arm(cursor.nominal, nominal_ts)
         self._prepare(park, cursor.nominal)
-        park.trio_task = trio_task
         loop.park = park
         if retry_at is None:
             # Loops due at the same instant share one timer entry (one heap operation
@@ -980,22 +1015,6 @@ class Scheduler:
         else:
             park.handle = self._timer.call_at(retry_at, functools.partial(self._on_due, park))
         return park
-
-    async def _wait_parked(self, loop: _Loop) -> None:
-        """Wait (a loop attached to its task, no batch runtime) until the loop's park is
-        acquired for dispatch, or it has to stop or go dormant. Woken by the acquire
-        batch or `_Loop.stop`; a skip or lock miss re-parks it without waking it.
-        """
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            park = loop.park  # the current one: the batch may have re-parked the loop
-            if park is not None:
-                if park.phase is _Phase.TIMER and park.handle is not None:
-                    park.handle.cancel()
-                park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _settle(self, loop: _Loop, cursor: _Cursor, park: _Park) -> bool:
         """Record the decided outcome of `park` and move the cursor on; not a checkpoint.
@@ -1042,28 +1061,17 @@ class Scheduler:
 
     def _move_on(self, park: _Park) -> None:
         """After `park` was settled outside its loop's task (S9): park the loop on its
-        next occurrence, or let it go dormant or stop. An attached loop's task keeps
-        sleeping unless it has to stop or go dormant; a detached loop needs no task."""
+        next occurrence, or let it go dormant or stop; no Trio task is needed."""
         loop = park.loop
         cursor = loop.cursor
         assert cursor is not None
         if park.abandoned:
             return  # stopped: nothing more for this loop
-        task = park.trio_task
-        if not loop.stopping:
-            if self._next_park(loop, cursor, task, park) is not None:
-                return
-            if task is None:
-                loop.park = None
-                self._go_dormant(loop, cursor)
-                return
-        if task is None:
-            loop.park = None  # stopped while its occurrence was in the batch
+        if not loop.stopping and self._next_park(loop, cursor, park) is not None:
             return
-        park.settled = True
-        park.phase = _Phase.DONE
-        loop.park = park
-        trio.lowlevel.reschedule(task)
+        loop.park = None
+        if not loop.stopping:
+            self._go_dormant(loop, cursor)
 
     def _prepare(self, park: _Park, nominal: datetime, *, late: bool = False) -> None:
         """Lock request and lease-independent job parts of the occurrence at `nominal`.
@@ -1094,7 +1102,7 @@ class Scheduler:
         cursor = loop.cursor
         if loop.detached and cursor is not None:
             # S9: park it again right here, no Trio task needed.
-            if self._next_park(loop, cursor, None) is None:
+            if self._next_park(loop, cursor) is None:
                 self._go_dormant(loop, cursor)  # the wall clock moved back meanwhile
             return
         self._loop_nursery.start_soon(self._run_loop, loop, name=f"trio_sched:{loop.task.name}")
@@ -1186,7 +1194,6 @@ class Scheduler:
             leases = [None] * len(parks)
         orphans: list[LockLease] = []
         dispatching: list[_Park] = []
-        batch = self._enqueue_many is not None
         for park, lease in zip(parks, leases, strict=True):
             if park.abandoned:
                 if lease is not None:
@@ -1196,13 +1203,10 @@ class Scheduler:
             park.acquired_at = started
             park.expires = started + park.loop.ttl
             if lease is not None and park.error is None:
-                if batch:
-                    park.phase = _Phase.DISPATCHING
-                    dispatching.append(park)
-                else:
-                    self._wake(park)  # the loop dispatches (S3)
+                park.phase = _Phase.DISPATCHING
+                dispatching.append(park)
                 continue
-            # A lock miss or an acquire error: settled here, the loop's task sleeps on.
+            # A lock miss or an acquire error: settled here, no loop task is needed.
             park.phase = _Phase.DONE
             self._settle_outside(park)
         if dispatching:
@@ -1214,12 +1218,9 @@ class Scheduler:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
 
     def _wake(self, park: _Park) -> None:
-        """Hand `park` to its loop: wake the loop's task, or start one for a detached
-        loop (S9), which then settles or dispatches it on its own."""
+        """Hand `park` to its loop: start a Trio task for the (detached) loop (S9), which
+        then settles or dispatches it on its own."""
         park.phase = _Phase.DONE
-        if park.trio_task is not None:
-            trio.lowlevel.reschedule(park.trio_task)
-            return
         loop = park.loop
         nursery = self._loop_nursery
         if nursery is None:  # hard stop: nothing runs any more; locks end by their TTL
@@ -1238,10 +1239,13 @@ class Scheduler:
         self._wake(park)
 
     async def _dispatch_batch(self, parks: list[_Park], acquired_at: float) -> None:
-        """S9: enqueue every acquired occurrence of a burst with one ``enqueue_many``.
+        """S9: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
+        call, or, for a plain runtime, job by job from this task and a few helpers
+        (`_enqueue_each`).
 
-        Each occurrence keeps its own lease guard (renewal, ``dispatch_timeout``), all
-        on one cancel scope: a lost lease or the timeout cancels the call. The guards
+        Each occurrence keeps its own lease guard (renewal, ``dispatch_timeout``). With
+        ``enqueue_many`` they share the call's cancel scope: a lost lease or the timeout
+        cancels the call; job by job, a guard cancels its own job's enqueue only. The guards
         are made only if the call still runs when the first of them would act (the
         shortest TTL/3, or the timeout); an enqueue rarely takes that long. Then, per
         occurrence: accepted or a duplicate (`ConflictError`) counts as fired; a
@@ -1252,13 +1256,12 @@ class Scheduler:
         """
         enqueue_many = self._enqueue_many
         services = self._services
-        assert enqueue_many is not None
         assert services is not None
         created = self._wall_clock()
         jobs = [self._occurrence_job(park, created) for park in parks]
         results: list[Exception | None] | None = None
         with trio.CancelScope() as scope:
-            batch = _BatchGuard(parks, scope, acquired_at)
+            batch = _BatchGuard(parks, scope, acquired_at, plain=enqueue_many is None)
             first_check = min(park.loop.ttl for park in parks) / 3
             first_check = acquired_at + min(first_check, self._config.dispatch_timeout)
             batch.handle = self._timer.call_at(
@@ -1266,7 +1269,10 @@ class Scheduler:
             )
             self._in_flight += len(jobs)
             try:
-                results = await enqueue_many(jobs)
+                if enqueue_many is not None:
+                    results = await enqueue_many(jobs)
+                else:
+                    results = await self._enqueue_each(jobs, batch)
                 if len(results) != len(jobs):
                     raise InvalidArgumentError(
                         f"enqueue_many answered {len(results)} results for {len(jobs)} jobs"
@@ -1288,6 +1294,58 @@ class Scheduler:
                 self._batch_outcome(park, guard, jobs[index], results, index)
             except Exception as exc:
                 self._crashed_outside(park, exc)
+
+    async def _enqueue_each(self, jobs: list[Job], batch: _BatchGuard) -> list[Exception | None]:
+        """A plain runtime's burst (S9): `enqueue` every job, at most
+        ``_ENQUEUE_CONCURRENCY`` at once, from this task and up to that many helpers
+        (never a task per occurrence). Returns what ``enqueue_many`` would: ``None`` or
+        the job's error, in order; `_CANCELLED` for a job its own guard cancelled."""
+        results: list[Exception | None] = [None] * len(jobs)
+        order = iter(range(len(jobs)))  # shared: each job is taken by one of them
+        helpers = min(len(jobs), _ENQUEUE_CONCURRENCY) - 1
+        if helpers <= 0:
+            await self._enqueue_some(jobs, batch, results, order)
+            return results
+        async with trio.open_nursery() as nursery:
+            for _ in range(helpers):
+                nursery.start_soon(self._enqueue_some, jobs, batch, results, order)
+            await self._enqueue_some(jobs, batch, results, order)
+        return results
+
+    async def _enqueue_some(
+        self,
+        jobs: list[Job],
+        batch: _BatchGuard,
+        results: list[Exception | None],
+        order: Iterator[int],
+    ) -> None:
+        """Take jobs from `order` and enqueue them one after another. Each runs in this
+        task's current cancel scope, which only its job's guard cancels (`_Slot`); after
+        a cancellation the next job gets a fresh scope, so no job is cancelled for
+        another one's lease."""
+        enqueue = self._jobs.enqueue
+        running = batch.running
+        cancelled = batch.cancelled
+        while True:
+            index = -1
+            with trio.CancelScope() as scope:
+                for index in order:
+                    if index in cancelled:  # its guard acted before it started
+                        results[index] = _CANCELLED
+                        continue
+                    running[index] = scope
+                    try:
+                        await enqueue(jobs[index])
+                    except Exception as exc:
+                        results[index] = exc
+                    del running[index]
+                    if scope.cancel_called:
+                        break  # cancelled as that job returned: a fresh scope for the next
+                else:
+                    return
+            if scope.cancelled_caught:
+                running.pop(index, None)
+                results[index] = _CANCELLED
 
     def _batch_outcome(
         self,
@@ -1312,6 +1370,10 @@ class Scheduler:
                 return
             # Cancelled for this occurrence's own lease or the timeout (even if the
             # runtime then raised instead of letting the cancellation through).
+            error = guard.lost if guard.lost is not None else self._timed_out(loop)
+        elif results[index] is _CANCELLED:
+            # By its own guard (a plain runtime's burst): lost lease or timeout.
+            assert guard is not None
             error = guard.lost if guard.lost is not None else self._timed_out(loop)
         else:
             error = results[index]
@@ -1344,17 +1406,13 @@ class Scheduler:
         loop = park.loop
         self._report_crash(loop, exc)
         # Stop it as `unregister` would: a park re-armed before the failure stops
-        # waiting (an attached loop's task wakes, finds it abandoned and ends).
+        # waiting.
         loop.park = park
         loop.stop()
-        task = park.trio_task
         if not park.abandoned:  # it was being settled, not waiting: end it the same way
             park.abandoned = True
             park.phase = _Phase.DONE
-            if task is not None:
-                trio.lowlevel.reschedule(task)
-        if task is None:
-            loop.park = None  # detached: nothing refers to it any more
+        loop.park = None  # detached: nothing refers to it any more
 
     def _report_crash(self, loop: _Loop, exc: Exception) -> None:
         self._config.logger.error("task %r: loop crashed", loop.task.name, exc_info=exc)
@@ -1463,14 +1521,14 @@ class Scheduler:
         services = self._services
         assert services is not None
         guards = batch.guards = []
-        for park in batch.parks:
+        for index, park in enumerate(batch.parks):
             assert park.lease is not None
             guards.append(
                 self._arm_guard(
                     park.lease,
                     park.loop.ttl,
                     batch.acquired_at,
-                    batch.scope,
+                    _Slot(batch, index) if batch.plain else batch.scope,
                     services,
                     park.expires,
                 )
@@ -1481,7 +1539,7 @@ class Scheduler:
         lease: LockLease,
         ttl: float,
         acquired_at: float,
-        scope: trio.CancelScope,
+        scope: trio.CancelScope | _Slot,
         nursery: trio.Nursery,
         expires: float | None = None,
     ) -> _LeaseGuard:

@@ -300,11 +300,11 @@ async def test_a_fast_clock_joining_or_restarting_loses_no_occurrence(
 
 
 async def test_dormant_loop_ends_its_task_and_wakes_on_time(
-    autojump_clock: trio.testing.MockClock, jobs_mode: str
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """S8: between occurrences more than 5 s apart the loop has no Trio task; it is
-    started again before each occurrence, which fires on time, once. S9: with a batch
-    runtime it never needs a task after its start: it parks detached."""
+    """S8: between occurrences more than 5 s apart the loop is dormant; it is parked
+    again before each occurrence, which fires on time, once. S9: on either runtime kind
+    it never needs a Trio task after its start: it parks detached."""
     wall = FakeWall(at(8, 59, 58))
     jobs = RecordingJobs()
     async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
@@ -313,8 +313,8 @@ async def test_dormant_loop_ends_its_task_and_wakes_on_time(
         assert loop_tasks("ten") == 0  # dormant: next fire 09:00:10 is 7 s away
         assert s.statistics().tasks["ten"].next_fire == at(9, 0, 10)
         await trio.sleep(wall.trio_time_of(at(9, 0, 9)) - trio.current_time())
-        # Woken 2 s ahead, parked for 09:00:10: on a task, or detached (S9).
-        assert loop_tasks("ten") == (0 if jobs_mode == "batch" else 1)
+        # Woken 2 s ahead, parked for 09:00:10, detached (S9): still no Trio task.
+        assert loop_tasks("ten") == 0
         assert s.statistics().tasks["ten"].next_fire == at(9, 0, 10)
         await trio.sleep(wall.trio_time_of(at(9, 1, 5)) - trio.current_time())
     assert jobs.nominals() == [at(9, 0) + timedelta(seconds=10 * i) for i in range(7)]
