@@ -207,7 +207,6 @@ class _Loop:
     __slots__ = (
         "base_headers",
         "cursor",
-        "detached",
         "dispatch_scope",
         "dormant",
         "errors",
@@ -252,8 +251,6 @@ class _Loop:
         # S8: where the loop is (kept while it is dormant) and its wake-up entry.
         self.cursor: _Cursor | None = None
         self.dormant: TimerHandle | None = None
-        # S9: parked on the timer without a Trio task (the batch moves it on).
-        self.detached = False
         self.wait_scope: trio.CancelScope | None = None
         self.dispatch_scope: trio.CancelScope | None = None
         self.park: _Park | None = None
@@ -931,7 +928,7 @@ class Scheduler:
             )
         # A handed-over occurrence (`resume`, S9) is dispatched even when stopping (S6).
         while resume is not None or (
-            not loop.stopping and loop.dormant is None and not loop.detached
+            not loop.stopping and loop.dormant is None and loop.park is None
         ):
             # One dispatch scope serves every dispatch of this loop until one of them is
             # cancelled (lease lost, timeout); then a fresh scope is made (S3). Nothing
@@ -957,12 +954,9 @@ class Scheduler:
         while first is not None or not loop.stopping:
             park, first = first, None
             if park is None:
-                park = self._next_park(loop, cursor, done)
-                if park is None:
+                if self._next_park(loop, cursor, done) is None:
                     self._go_dormant(loop, cursor)
-                else:
-                    loop.detached = True
-                return
+                return  # parked detached (S9) or dormant (S8): this task ends
             if park.abandoned:
                 return  # stopped (S6)
             done = park  # nothing else refers to it any more
@@ -1100,12 +1094,10 @@ class Scheduler:
         if loop.stopping or self._state is not _State.RUNNING or self._loop_nursery is None:
             return
         cursor = loop.cursor
-        if loop.detached and cursor is not None:
-            # S9: park it again right here, no Trio task needed.
-            if self._next_park(loop, cursor) is None:
-                self._go_dormant(loop, cursor)  # the wall clock moved back meanwhile
-            return
-        self._loop_nursery.start_soon(self._run_loop, loop, name=f"trio_sched:{loop.task.name}")
+        assert cursor is not None  # a loop goes dormant from its cursor (S8)
+        # S9: park it again right here, no Trio task needed.
+        if self._next_park(loop, cursor) is None:
+            self._go_dormant(loop, cursor)  # the wall clock moved back meanwhile
 
     def _park_group_due(self, nominal_ts: float) -> None:
         group = self._park_groups.pop(nominal_ts, ())
@@ -1226,7 +1218,6 @@ class Scheduler:
         if nursery is None:  # hard stop: nothing runs any more; locks end by their TTL
             park.abandoned = True
             return
-        loop.detached = False
         loop.park = park
         nursery.start_soon(self._run_loop, loop, park, name=f"trio_sched:{loop.task.name}")
 
