@@ -17,7 +17,7 @@ Rules:
   outside a loop's task (an impossible next occurrence) ends that loop alone, reported
   like a crashed loop. Watermarks of dispatches finishing together are advanced with one
   ``advance_watermarks`` call. Watermarks of tasks starting together are read with one
-  ``get_watermarks`` call.
+  ``get_watermarks`` call per chunk of S10.
 - S3 Dispatch (O5) by a loop, for an occurrence its burst handed over to retry (S9): a
   loop dispatches inside its own *dispatch cancel scope*: one scope
   per loop, only ever cancelled while a dispatch runs, and replaced by a fresh one after
@@ -87,6 +87,14 @@ Rules:
   is closed). Lock misses, acquire errors and misfire skips are settled the same way,
   by the batch or the timer pass, without waking a loop. A stop or unregister while
   the call runs lets it finish (S6).
+- S10 Start: one starter task starts the loops (all of them at `run`, later ones as
+  they are registered), ``_START_CHUNK`` at a time: one ``get_watermarks`` call for the
+  chunk (transient errors retried with backoff and reported per task; another error
+  starts those tasks fresh), then each loop gets its cursor and is parked on its first
+  occurrence, or goes dormant, right there: no Trio task per loop, and a yield between
+  chunks so starting 100,000 tasks never holds the Trio loop for long. A stop cancels
+  the starter (loops not started yet never start); an impossible schedule ends its
+  loop alone, reported like a crashed loop.
 """
 
 from __future__ import annotations
@@ -138,6 +146,8 @@ _WATERMARK_ATTEMPTS: Final = 5
 # same instant shares one entry.
 _NOMINAL_CACHE: Final = 4096
 _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
+# S10: loops are started this many at a time (one watermark read, then a yield).
+_START_CHUNK: Final = 500
 # S9: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
 _ENQUEUE_CONCURRENCY: Final = 64
 H_TASK: Final = "x-trio-sched-task"
@@ -230,7 +240,6 @@ class _Loop:
         "task",
         "triggered",
         "ttl",
-        "wait_scope",
         "wm_name",
     )
 
@@ -251,7 +260,6 @@ class _Loop:
         # S8: where the loop is (kept while it is dormant) and its wake-up entry.
         self.cursor: _Cursor | None = None
         self.dormant: TimerHandle | None = None
-        self.wait_scope: trio.CancelScope | None = None
         self.dispatch_scope: trio.CancelScope | None = None
         self.park: _Park | None = None
         self.in_flight: _InFlight | None = None
@@ -273,8 +281,6 @@ class _Loop:
         if self.dormant is not None:
             self.dormant.cancel()
             self.dormant = None
-        if self.wait_scope is not None:
-            self.wait_scope.cancel()
         park = self.park
         if park is not None and not park.abandoned and park.phase in _WAITING:
             # Wake the parked loop directly instead of through a cancel scope: a scope
@@ -585,19 +591,8 @@ class _Pending:
 
 
 @final
-class _ReadBatch:
-    __slots__ = ("done", "error", "names", "result")
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.done = trio.Event()
-        self.result: dict[str, int] = {}
-        self.error: Exception | None = None
-
-
-@final
 class Scheduler:
-    """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S9).
+    """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S10).
 
     Use it through `open_scheduler`, or run it yourself::
 
@@ -646,7 +641,9 @@ class Scheduler:
         self._nominals: dict[datetime, _Nominal] = {}
         self._park_groups: dict[float, list[_Park]] = {}
         self._guard_groups: dict[float, _GuardGroup] = {}
-        self._read_batch: _ReadBatch | None = None
+        # Loops registered and not started yet, and the task starting them (S10).
+        self._to_start: list[_Loop] = []
+        self._starter: trio.CancelScope | None = None
         self._wm_pending: dict[str, int] = {}
         self._wm_owner: dict[str, str] = {}  # watermark name -> task name
         self._wm_flush_scheduled = False
@@ -676,7 +673,7 @@ class Scheduler:
         loop = _Loop(self, task, self._ttl(task), self._prefix, self._config.misfire_grace)
         self._loops[task.name] = loop
         if self._state is _State.RUNNING and self._loop_nursery is not None:
-            self._loop_nursery.start_soon(self._run_loop, loop, name=f"trio_sched:{task.name}")
+            self._start(loop)  # before that, `run` starts every registered loop
 
     def unregister(self, name: str) -> None:
         """Remove task `name` at once: its loop stops waiting; a dispatch already in
@@ -716,7 +713,7 @@ class Scheduler:
         """Run until `stop` (then drain, S6) or until cancelled (hard stop, S6).
 
         Use ``await nursery.start(scheduler.run)`` (what `start` does); it reports
-        started once every registered task's loop has been spawned. Cancelled: every
+        started once the starter of the registered loops is spawned (S10). Cancelled: every
         loop and in-flight dispatch is cancelled, no lock is released (they end by
         their TTL), pending watermarks get one shielded flush attempt and owned providers
         are closed (shielded, bounded by ``dispatch_timeout``).
@@ -736,14 +733,14 @@ class Scheduler:
                     async with trio.open_nursery() as loops:
                         self._loop_nursery = loops
                         for loop in self._loops.values():
-                            loops.start_soon(
-                                self._run_loop, loop, name=f"trio_sched:{loop.task.name}"
-                            )
+                            self._start(loop)
                         task_status.started()
                         await self._stop_requested.wait()
                         self._state = _State.STOPPING
                         for loop in self._loops.values():
                             loop.stop()
+                        if self._starter is not None:  # loops not started yet never will
+                            self._starter.cancel()
                         # Batches in flight finish their dispatches (S6) and may hand some
                         # to their loops (S9), which start in this nursery: keep it open.
                         await self._batches.wait_idle()
@@ -901,9 +898,9 @@ class Scheduler:
 
     # -- the per-task loop (S1) -------------------------------------------------------------
 
-    async def _run_loop(self, loop: _Loop, resume: _Park | None = None) -> None:
-        """The Trio task of a loop: from its start, from dormancy (S8) or, to dispatch
-        or retry `resume` on its own, from a detached park (S9)."""
+    async def _run_loop(self, loop: _Loop, resume: _Park) -> None:
+        """The Trio task of a loop, started only to dispatch or retry `resume`, an
+        occurrence its burst handed over (S9); it ends once the loop is parked again."""
         try:
             async with trio.open_nursery() as nursery:
                 loop.nursery = nursery
@@ -918,14 +915,7 @@ class Scheduler:
 
     async def _loop_body(self, loop: _Loop, resume: _Park | None) -> None:
         cursor = loop.cursor
-        if cursor is None:  # first start; a loop woken from dormancy (S8) keeps its cursor
-            mark = await self._startup_watermark(loop)
-            if loop.stopping:
-                return
-            cursor = loop.cursor = _Cursor(
-                _plan.first_candidate(loop.task.cron, self._wall_clock(), mark),
-                self._config.retry_backoff,
-            )
+        assert cursor is not None  # set when the loop was started (S10)
         # A handed-over occurrence (`resume`, S9) is dispatched even when stopping (S6).
         while resume is not None or (
             not loop.stopping and loop.dormant is None and loop.park is None
@@ -1674,46 +1664,69 @@ class Scheduler:
 
     # -- watermarks (O3, S2) --------------------------------------------------------------------
 
-    async def _startup_watermark(self, loop: _Loop) -> int | None:
-        """The task's watermark, read in one batch with every task starting now."""
-        name = _plan.watermark_name(self._prefix, loop.task.name)
-        with trio.CancelScope() as scope:
-            loop.wait_scope = scope
-            if loop.stopping:
-                scope.cancel()
-            try:
-                return await self._read_watermark_retrying(loop, name)
-            finally:
-                loop.wait_scope = None
-        return None
+    def _start(self, loop: _Loop) -> None:
+        """Queue `loop` to be started by the starter task (S10); not a checkpoint."""
+        self._to_start.append(loop)
+        if self._starter is None and self._loop_nursery is not None:
+            self._starter = trio.CancelScope()
+            self._loop_nursery.start_soon(self._start_loops, name="trio_sched:start")
 
-    async def _read_watermark_retrying(self, loop: _Loop, name: str) -> int | None:
+    async def _start_loops(self) -> None:
+        """S10: start the queued loops, ``_START_CHUNK`` at a time: one
+        ``get_watermarks`` call per chunk, then each loop is parked on its first
+        occurrence (or goes dormant) right here, without a Trio task of its own, and
+        the task yields before the next chunk, so no step holds the Trio loop long."""
+        scope = self._starter
+        assert scope is not None
+        try:
+            with scope:
+                while self._to_start:
+                    chunk = [loop for loop in self._to_start[:_START_CHUNK] if not loop.stopping]
+                    del self._to_start[:_START_CHUNK]
+                    if chunk:
+                        marks = await self._start_watermarks(chunk)
+                        self._park_first(chunk, marks)
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self._starter = None
+            self._to_start.clear()  # cancelled by a stop: those loops never start
+
+    async def _start_watermarks(self, chunk: list[_Loop]) -> dict[str, int]:
+        """The watermarks of `chunk`, in one call, retried while transient (O7). A
+        failure that is not transient starts those loops fresh: no catch-up, and
+        nothing fires twice (the O3 locks)."""
+        names = [loop.wm_name for loop in chunk]
         backoff = self._config.retry_backoff
         while True:
-            batch = self._read_batch
-            if batch is None:
-                batch = self._read_batch = _ReadBatch()
-                assert self._services is not None
-                self._services.start_soon(self._read_watermarks, batch)
-            batch.names.append(name)
-            await batch.done.wait()
-            if batch.error is None:
-                return batch.result.get(name)
-            self._report_error(loop, None, batch.error)
-            if not _is_transient(batch.error):
-                return None  # start fresh: no catch-up, nothing fires twice (O3 locks)
+            try:
+                return dict(await self._locks.get_watermarks(names))
+            except Exception as exc:
+                for loop in chunk:
+                    if not loop.stopping:
+                        self._report_error(loop, None, exc)
+                if not _is_transient(exc):
+                    return {}
             await self._timer.sleep_until(trio.current_time() + backoff)
             backoff = min(backoff * 2, self._config.retry_backoff_max)
 
-    async def _read_watermarks(self, batch: _ReadBatch) -> None:
-        # Spawned tasks start in the next scheduling round, so every loop that started
-        # in this round has added its name by now.
-        self._read_batch = None
-        try:
-            batch.result = dict(await self._locks.get_watermarks(batch.names))
-        except Exception as exc:
-            batch.error = exc
-        batch.done.set()
+    def _park_first(self, chunk: list[_Loop], marks: Mapping[str, int]) -> None:
+        """Give each loop of `chunk` its cursor and park it on its first occurrence."""
+        now = self._wall_clock()
+        backoff = self._config.retry_backoff
+        for loop in chunk:
+            if loop.stopping or loop.cursor is not None:
+                continue  # unregistered or stopped while its watermark was read
+            try:
+                cursor = loop.cursor = _Cursor(
+                    _plan.first_candidate(loop.task.cron, now, marks.get(loop.wm_name)),
+                    backoff,
+                )
+                if self._next_park(loop, cursor) is None:
+                    self._go_dormant(loop, cursor)
+            except Exception as exc:
+                # An impossible schedule: that loop ends alone, like a crashed loop.
+                self._report_crash(loop, exc)
+                loop.stop()
 
     def _mark_dispatched(self, loop: _Loop, ms: int) -> None:
         name = loop.wm_name
