@@ -95,6 +95,10 @@ Rules:
   chunks so starting 100,000 tasks never holds the Trio loop for long. A stop cancels
   the starter (loops not started yet never start); an impossible schedule ends its
   loop alone, reported like a crashed loop.
+- S11 Dormant loops woken together (their wake-up instants coincide, 2 s before a
+  shared occurrence) are parked again by one waker task, ``_START_CHUNK`` per step, so
+  20,000 of them do not hold the Trio loop for one long step. A burst itself is still
+  decided, acquired and enqueued whole (one step each for its bookkeeping).
 """
 
 from __future__ import annotations
@@ -643,6 +647,9 @@ class Scheduler:
         self._guard_groups: dict[float, _GuardGroup] = {}
         # Loops registered and not started yet, and the task starting them (S10).
         self._to_start: list[_Loop] = []
+        # Dormant loops whose wake-up came, and whether the task parking them runs (S11).
+        self._waking: list[_Loop] = []
+        self._waker_running = False
         self._starter: trio.CancelScope | None = None
         self._wm_pending: dict[str, int] = {}
         self._wm_owner: dict[str, str] = {}  # watermark name -> task name
@@ -1080,14 +1087,32 @@ class Scheduler:
         loop.dormant = self._timer.call_at_wall(wake_at, loop.wake)
 
     def _wake_dormant(self, loop: _Loop) -> None:
+        """Timer callback of a dormant loop (S8): queue it for the waker task, which
+        parks it again without a Trio task of its own (S9), a chunk per step (S11)."""
         loop.dormant = None
-        if loop.stopping or self._state is not _State.RUNNING or self._loop_nursery is None:
+        if loop.stopping or self._state is not _State.RUNNING or self._services is None:
             return
-        cursor = loop.cursor
-        assert cursor is not None  # a loop goes dormant from its cursor (S8)
-        # S9: park it again right here, no Trio task needed.
-        if self._next_park(loop, cursor) is None:
-            self._go_dormant(loop, cursor)  # the wall clock moved back meanwhile
+        self._waking.append(loop)
+        if not self._waker_running:
+            self._waker_running = True
+            self._services.start_soon(self._wake_loops, name="trio_sched:wake")
+
+    async def _wake_loops(self) -> None:
+        try:
+            while self._waking:
+                chunk = self._waking[:_START_CHUNK]
+                del self._waking[:_START_CHUNK]
+                for loop in chunk:
+                    cursor = loop.cursor
+                    assert cursor is not None  # a loop goes dormant from its cursor (S8)
+                    if loop.stopping or loop.park is not None or loop.dormant is not None:
+                        continue
+                    if self._next_park(loop, cursor) is None:
+                        self._go_dormant(loop, cursor)  # the wall clock moved back meanwhile
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._waker_running = False
+            self._waking.clear()
 
     def _park_group_due(self, nominal_ts: float) -> None:
         group = self._park_groups.pop(nominal_ts, ())
