@@ -131,6 +131,7 @@ from trio_sched._events import (
     SchedulerStatistics,
     TaskStatistics,
 )
+from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
 from trio_sched._task import MisfirePolicy, Task
 from trio_sched._timer import TimerHandle, TimerHeap
 from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
@@ -357,6 +358,11 @@ class _Park:
         self.idem = ""
         self.job_id = ""
 
+    @property
+    def ttl(self) -> float:
+        """The lock TTL of its task (what its lease guard renews it for)."""
+        return self.loop.ttl
+
     def arm(self, nominal: datetime, nominal_ts: float) -> None:
         """Make this park wait for the occurrence at `nominal`: a new park, or a settled
         one reused for the loop's next occurrence (S9)."""
@@ -370,181 +376,12 @@ class _Park:
 
 
 @final
-class _LeaseGuard:
-    """The lease of one in-flight dispatch and what keeps it (S3).
-
-    One timer entry serves both the first renewal (TTL/3 after the acquire) and the
-    dispatch timeout; the renewer task is spawned only if the dispatch is still running
-    when the first renewal is due.
-    """
-
-    __slots__ = (
-        "done",
-        "expires",
-        "group",
-        "handle",
-        "lease",
-        "lost",
-        "nursery",
-        "renew_at",
-        "renew_scope",
-        "scope",
-        "timed_out",
-        "timeout_at",
-        "ttl",
-    )
-
-    def __init__(
-        self,
-        lease: LockLease,
-        ttl: float,
-        expires: float,
-        scope: trio.CancelScope | _Slot,
-        nursery: trio.Nursery,
-        timeout_at: float,
-    ) -> None:
-        self.lease = lease
-        self.ttl = ttl
-        # Conservative: measured from before the request that took or renewed it.
-        self.expires = expires
-        self.renew_at = expires - ttl + ttl / 3
-        self.timeout_at = timeout_at
-        self.scope = scope
-        self.nursery = nursery
-        self.renew_scope: trio.CancelScope | None = None
-        self.handle: TimerHandle | None = None
-        self.lost: LeaseLostError | None = None
-        self.timed_out = False
-        self.done = False
-        self.group: _GuardGroup | None = None
-
-    def lose(self, error: LeaseLostError) -> None:
-        if self.done:
-            return
-        self.lost = error
-        self.scope.cancel()
-
-    def time_out(self) -> None:
-        if self.done:
-            return
-        self.timed_out = True
-        self.scope.cancel()
-
-    def finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        if self.group is not None:
-            self.group.finished_one()
-            self.group = None
-        if self.handle is not None:
-            self.handle.cancel()
-        if self.renew_scope is not None:
-            self.renew_scope.cancel()
-
-
-@final
-class _GuardGroup:
-    """The guards whose first check falls on one instant, behind one timer entry.
-
-    When every one of them finished before that instant (the common case: an enqueue
-    takes far less than TTL/3), the entry is cancelled and the group forgotten at once,
-    so finished guards and their leases do not linger until TTL/3.
-    """
-
-    __slots__ = ("check_at", "guards", "handle", "live", "owner")
-
-    def __init__(self, owner: dict[float, _GuardGroup], check_at: float) -> None:
-        self.owner = owner
-        self.check_at = check_at
-        self.guards: list[_LeaseGuard] = []
-        self.live = 0
-        self.handle: TimerHandle | None = None
-
-    def add(self, guard: _LeaseGuard) -> None:
-        self.guards.append(guard)
-        self.live += 1
-        guard.group = self
-
-    def finished_one(self) -> None:
-        self.live -= 1
-        if self.live == 0:
-            if self.handle is not None:
-                self.handle.cancel()
-            if self.owner.get(self.check_at) is self:
-                del self.owner[self.check_at]
-            self.guards.clear()
-
-
-@final
-class _BatchGuard:
-    """The lease guards of one burst's enqueue, made on demand (S9).
-
-    With ``enqueue_many`` every guard cancels the call's `scope`. A plain runtime's
-    burst (`plain`) enqueues job by job instead, and each guard cancels only its own
-    job's enqueue through a `_Slot`: `running` maps a job's index to the cancel scope
-    it runs in, `cancelled` holds the jobs whose guard acted (not started yet, or
-    stopped).
-    """
-
-    __slots__ = (
-        "acquired_at",
-        "cancelled",
-        "done",
-        "guards",
-        "handle",
-        "parks",
-        "plain",
-        "running",
-        "scope",
-    )
-
-    def __init__(
-        self, parks: list[_Park], scope: trio.CancelScope, acquired_at: float, *, plain: bool
-    ) -> None:
-        self.parks = parks
-        self.scope = scope
-        self.acquired_at = acquired_at
-        self.plain = plain
-        self.running: dict[int, trio.CancelScope] = {}
-        self.cancelled: set[int] = set()
-        self.guards: list[_LeaseGuard] = []
-        self.handle: TimerHandle | None = None
-        self.done = False
-
-    def finish(self) -> None:
-        self.done = True
-        if self.handle is not None:
-            self.handle.cancel()
-        for guard in self.guards:
-            guard.finish()
-
-
-@final
-class _Slot:
-    """Job `index` of a plain runtime's burst, as its lease guard cancels it (S9)."""
-
-    __slots__ = ("batch", "index")
-
-    def __init__(self, batch: _BatchGuard, index: int) -> None:
-        self.batch = batch
-        self.index = index
-
-    def cancel(self) -> None:
-        batch = self.batch
-        batch.cancelled.add(self.index)
-        scope = batch.running.get(self.index)
-        if scope is not None:
-            scope.cancel()
-
-
-@final
 class _InFlight:
     """The dispatch a loop is running, for reporting if its scope gets cancelled."""
 
     __slots__ = ("decision", "guard", "nominal")
 
-    def __init__(self, decision: _plan.Decision, guard: _LeaseGuard) -> None:
+    def __init__(self, decision: _plan.Decision, guard: LeaseGuard) -> None:
         self.decision = decision
         self.guard = guard
         self.nominal = decision.nominal
@@ -639,12 +476,12 @@ class Scheduler:
             on_pass_end=self._process_due,
             spin=config.timer_spin,
         )
+        self._leases = LeaseKeeper(self._timer, locks, config)  # guards of dispatches (S3)
         self._services: trio.Nursery | None = None
         self._loop_nursery: trio.Nursery | None = None
         self._due: list[_Park] = []
         self._nominals: dict[datetime, _Nominal] = {}
         self._park_groups: dict[float, list[_Park]] = {}
-        self._guard_groups: dict[float, _GuardGroup] = {}
         # Loops registered and not started yet, and the task starting them (S10).
         self._to_start: list[_Loop] = []
         # Dormant loops whose wake-up came, and whether the task parking them runs (S11).
@@ -1236,7 +1073,7 @@ class Scheduler:
         loop.park = park
         nursery.start_soon(self._run_loop, loop, park, name=f"trio_sched:{loop.task.name}")
 
-    def _hand_over(self, park: _Park, guard: _LeaseGuard | None) -> None:
+    def _hand_over(self, park: _Park, guard: LeaseGuard | None) -> None:
         """Give a batch's occurrence to its loop (S9) with the lease as the batch's guard
         last renewed it, so the loop's own guard renews it on time."""
         if guard is not None:
@@ -1267,12 +1104,10 @@ class Scheduler:
         jobs = [self._occurrence_job(park, created) for park in parks]
         results: list[Exception | None] | None = None
         with trio.CancelScope() as scope:
-            batch = _BatchGuard(parks, scope, acquired_at, plain=enqueue_many is None)
+            batch = BatchGuard(parks, scope, acquired_at, plain=enqueue_many is None)
             first_check = min(park.loop.ttl for park in parks) / 3
             first_check = acquired_at + min(first_check, self._config.dispatch_timeout)
-            batch.handle = self._timer.call_at(
-                first_check, functools.partial(self._arm_batch_guards, batch)
-            )
+            self._leases.arm_batch_at(batch, first_check, services)
             self._in_flight += len(jobs)
             try:
                 if enqueue_many is not None:
@@ -1301,7 +1136,7 @@ class Scheduler:
             except Exception as exc:
                 self._crashed_outside(park, exc)
 
-    async def _enqueue_each(self, jobs: list[Job], batch: _BatchGuard) -> list[Exception | None]:
+    async def _enqueue_each(self, jobs: list[Job], batch: BatchGuard) -> list[Exception | None]:
         """A plain runtime's burst (S9): `enqueue` every job, at most
         ``_ENQUEUE_CONCURRENCY`` at once, from this task and up to that many helpers
         (never a task per occurrence). Returns what ``enqueue_many`` would: ``None`` or
@@ -1321,7 +1156,7 @@ class Scheduler:
     async def _enqueue_some(
         self,
         jobs: list[Job],
-        batch: _BatchGuard,
+        batch: BatchGuard,
         results: list[Exception | None],
         order: Iterator[int],
     ) -> None:
@@ -1356,7 +1191,7 @@ class Scheduler:
     def _batch_outcome(
         self,
         park: _Park,
-        guard: _LeaseGuard | None,
+        guard: LeaseGuard | None,
         job: Job,
         results: list[Exception | None] | None,
         index: int,
@@ -1433,7 +1268,7 @@ class Scheduler:
         scope = loop.dispatch_scope
         assert scope is not None
         assert loop.nursery is not None
-        guard = self._arm_guard(
+        guard = self._leases.arm(
             lease, loop.ttl, park.acquired_at, scope, loop.nursery, park.expires
         )
         in_flight = loop.in_flight = _InFlight(decision, guard)
@@ -1519,80 +1354,6 @@ class Scheduler:
         self._mark_dispatched(loop, self._nominal(decision.nominal).ms)
         self._emit(EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job)
 
-    def _arm_batch_guards(self, batch: _BatchGuard) -> None:
-        """Timer callback: the batch's call still runs when its first guard would act;
-        give every occurrence its guard now (S9)."""
-        if batch.done:
-            return
-        services = self._services
-        assert services is not None
-        guards = batch.guards = []
-        for index, park in enumerate(batch.parks):
-            assert park.lease is not None
-            guards.append(
-                self._arm_guard(
-                    park.lease,
-                    park.loop.ttl,
-                    batch.acquired_at,
-                    _Slot(batch, index) if batch.plain else batch.scope,
-                    services,
-                    park.expires,
-                )
-            )
-
-    def _arm_guard(
-        self,
-        lease: LockLease,
-        ttl: float,
-        acquired_at: float,
-        scope: trio.CancelScope | _Slot,
-        nursery: trio.Nursery,
-        expires: float | None = None,
-    ) -> _LeaseGuard:
-        """Guard `lease` (S3). `expires` (Trio time) is when it runs out unrenewed:
-        ``acquired_at + ttl`` for a lease just taken, later for one a batch's guard
-        renewed before handing the occurrence over (S9)."""
-        # The timeout counts from the acquire request, like the lease: every dispatch of
-        # one batch then has the same check instant and they share one timer entry.
-        timeout_at = acquired_at + self._config.dispatch_timeout
-        if expires is None:
-            expires = acquired_at + ttl
-        guard = _LeaseGuard(lease, ttl, expires, scope, nursery, timeout_at)
-        check_at = min(guard.renew_at, timeout_at)
-        groups = self._guard_groups
-        group = groups.get(check_at)
-        if group is None:
-            group = groups[check_at] = _GuardGroup(groups, check_at)
-            group.handle = self._timer.call_at(
-                check_at, functools.partial(self._guard_group_due, check_at)
-            )
-        group.add(guard)
-        return guard
-
-    def _guard_group_due(self, check_at: float) -> None:
-        group = self._guard_groups.pop(check_at, None)
-        if group is None:
-            return
-        group.handle = None
-        for guard in tuple(group.guards):
-            if not guard.done:
-                self._guard_due(guard)
-
-    def _guard_due(self, guard: _LeaseGuard) -> None:
-        """Timer callback of a dispatch's guard: time out, or start its renewer."""
-        if guard.done:
-            return
-        now = trio.current_time()
-        if now >= guard.timeout_at:
-            guard.time_out()
-            return
-        if now >= guard.renew_at and guard.renew_scope is None:
-            guard.renew_scope = trio.CancelScope()
-            guard.nursery.start_soon(self._renew, guard)
-        guard.handle = self._timer.call_at(
-            guard.timeout_at, functools.partial(self._guard_due, guard)
-        )
-
     async def _guarded_enqueue(
         self,
         job: Job,
@@ -1605,7 +1366,7 @@ class Scheduler:
         self._in_flight += 1
         try:
             with trio.CancelScope() as scope:
-                guard = self._arm_guard(lease, ttl, acquired_at, scope, nursery)
+                guard = self._leases.arm(lease, ttl, acquired_at, scope, nursery)
                 try:
                     await self._enqueue_with_retry(job, None)
                     return None
@@ -1643,38 +1404,6 @@ class Scheduler:
                 if not _is_transient(exc):
                     raise
                 error = exc
-
-    async def _renew(self, guard: _LeaseGuard) -> None:
-        """The lease renewer of one dispatch (O5): renew every TTL/3 until done."""
-        assert guard.renew_scope is not None
-        with guard.renew_scope:
-            if guard.done:
-                return
-            backoff = self._config.retry_backoff
-            while True:
-                sent = trio.current_time()
-                try:
-                    with trio.fail_at(guard.expires):
-                        lease = await self._locks.renew(guard.lease, guard.ttl)
-                except trio.TooSlowError:
-                    guard.lose(LeaseLostError(f"lease on {guard.lease.key!r} expired unconfirmed"))
-                    return
-                except LeaseLostError as exc:
-                    guard.lose(exc)
-                    return
-                except Exception as exc:
-                    if _is_transient(exc) and trio.current_time() + backoff < guard.expires:
-                        await self._timer.sleep_until(trio.current_time() + backoff)
-                        backoff = min(backoff * 2, self._config.retry_backoff_max)
-                        continue
-                    lost = LeaseLostError(f"renewing {guard.lease.key!r} failed: {exc!r}")
-                    lost.__cause__ = exc
-                    guard.lose(lost)
-                    return
-                backoff = self._config.retry_backoff
-                guard.lease = lease
-                guard.expires = sent + guard.ttl
-                await self._timer.sleep_until(sent + guard.ttl / 3)
 
     def _nominal(self, nominal: datetime) -> _Nominal:
         """Derived forms of a nominal instant, shared by every task due at it."""
