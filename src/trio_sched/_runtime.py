@@ -134,6 +134,7 @@ from trio_sched._events import (
 from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
 from trio_sched._task import MisfirePolicy, Task
 from trio_sched._timer import TimerHandle, TimerHeap
+from trio_sched._watermarks import Pending, Watermarks
 from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
 from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
 
@@ -144,9 +145,6 @@ _TRANSIENT: Final = (RetryableError, OSError)
 # ends its Trio task and is started again _WAKE_AHEAD seconds before the occurrence.
 _DORMANT_AFTER: Final = 5.0
 _WAKE_AHEAD: Final = 2.0
-# Bounded attempts for a watermark flush: the occurrence locks still protect for their
-# TTL if it fails, and an endless retry would hold up stop().
-_WATERMARK_ATTEMPTS: Final = 5
 # Derived forms (epoch ms, ISO text) of recent nominal instants: every task due at the
 # same instant shares one entry.
 _NOMINAL_CACHE: Final = 4096
@@ -406,32 +404,6 @@ class _Nominal(NamedTuple):
 
 
 @final
-class _Pending:
-    """How many of something are in flight, and a way to wait until none are."""
-
-    __slots__ = ("_idle", "count")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = trio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        if self.count == 0:
-            self._idle = trio.Event()
-        self.count += 1
-
-    def leave(self) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once none are in flight (at once if none are). A checkpoint."""
-        await self._idle.wait()
-
-
-@final
 class Scheduler:
     """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S10).
 
@@ -488,13 +460,10 @@ class Scheduler:
         self._waking: list[_Loop] = []
         self._waker_running = False
         self._starter: trio.CancelScope | None = None
-        self._wm_pending: dict[str, int] = {}
-        self._wm_owner: dict[str, str] = {}  # watermark name -> task name
-        self._wm_flush_scheduled = False
-        self._wm_flushes = _Pending()
+        self._watermarks = Watermarks(locks, config, self._watermark_failed)  # O3, S2
         self._in_flight = 0
-        self._batches = _Pending()  # acquire batches in flight (S2, S9)
-        self._triggers = _Pending()
+        self._batches = Pending()  # acquire batches in flight (S2, S9)
+        self._triggers = Pending()
         self._channels: list[trio.MemorySendChannel[SchedulerEvent]] = []
         self._events_dropped = 0
         self._prefix = config.lock_key_prefix
@@ -572,6 +541,7 @@ class Scheduler:
         try:
             async with trio.open_nursery() as services:
                 self._services = services
+                self._watermarks.attach(services)
                 await services.start(self._timer.run)
                 try:
                     async with trio.open_nursery() as loops:
@@ -594,16 +564,15 @@ class Scheduler:
                     self._loop_nursery = None
                 # Every loop ended: no dispatch of ours is in flight any more.
                 await self._triggers.wait_idle()
-                await self._drain_watermarks()
+                await self._watermarks.drain()
                 services.cancel_scope.cancel()
         finally:
             self._state = _State.CLOSED
             self._services = self._loop_nursery = None
+            self._watermarks.attach(None)
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self._config.dispatch_timeout
-                if self._wm_pending:  # hard stop: one last attempt (S6)
-                    marks, self._wm_pending = self._wm_pending, {}
-                    await self._advance_watermarks(marks)
+                await self._watermarks.flush_last()  # hard stop: one last attempt (S6)
                 if self._close_providers:
                     await self._close_owned()
             for channel in self._channels:
@@ -1351,7 +1320,7 @@ class Scheduler:
         loop.fired += 1
         loop.last_fire = decision.nominal
         loop.last_lateness = decision.lateness
-        self._mark_dispatched(loop, self._nominal(decision.nominal).ms)
+        self._watermarks.mark(loop.wm_name, loop.task.name, self._nominal(decision.nominal).ms)
         self._emit(EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job)
 
     async def _guarded_enqueue(
@@ -1482,56 +1451,12 @@ class Scheduler:
                 self._report_crash(loop, exc)
                 loop.stop()
 
-    def _mark_dispatched(self, loop: _Loop, ms: int) -> None:
-        name = loop.wm_name
-        self._wm_owner[name] = loop.task.name
-        current = self._wm_pending.get(name)
-        if current is None or ms > current:
-            self._wm_pending[name] = ms
-        if not self._wm_flush_scheduled and self._services is not None:
-            self._wm_flush_scheduled = True
-            self._services.start_soon(self._flush_watermarks)
-
-    async def _flush_watermarks(self) -> None:
-        self._wm_flush_scheduled = False
-        marks, self._wm_pending = self._wm_pending, {}
-        if not marks:
-            return
-        self._wm_flushes.enter()
-        try:
-            await self._advance_watermarks(marks)
-        finally:
-            self._wm_flushes.leave()
-
-    async def _advance_watermarks(self, marks: dict[str, int]) -> None:
-        backoff = self._config.retry_backoff
-        for attempt in range(_WATERMARK_ATTEMPTS):
-            try:
-                await self._locks.advance_watermarks(marks)
-                return
-            except Exception as exc:
-                if _is_transient(exc) and attempt + 1 < _WATERMARK_ATTEMPTS:
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, self._config.retry_backoff_max)
-                    continue
-                self._config.logger.error(
-                    "advancing %d watermarks failed (locks still protect for their TTL): %r",
-                    len(marks),
-                    exc,
-                )
-                for name in marks:
-                    loop = self._loops.get(self._wm_owner.get(name, ""))
-                    if loop is not None:
-                        loop.errors += 1
-                        self._emit(EventKind.ERROR, loop.task.name, None, None, error=exc)
-                return
-
-    async def _drain_watermarks(self) -> None:
-        while self._wm_pending or self._wm_flushes.count:
-            if self._wm_pending:
-                await self._flush_watermarks()
-            else:
-                await self._wm_flushes.wait_idle()
+    def _watermark_failed(self, task: str, error: Exception) -> None:
+        """A watermark of `task` could not be advanced (the locks still protect)."""
+        loop = self._loops.get(task)
+        if loop is not None:
+            loop.errors += 1
+            self._emit(EventKind.ERROR, task, None, None, error=error)
 
     # -- reporting -------------------------------------------------------------------------------
 
