@@ -110,7 +110,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Final, NamedTuple, final
+from typing import Final, final
 
 import trio
 
@@ -129,11 +129,23 @@ from trio_sched._events import (
     EventKind,
     SchedulerEvent,
     SchedulerStatistics,
-    TaskStatistics,
 )
 from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
-from trio_sched._task import MisfirePolicy, Task
-from trio_sched._timer import TimerHandle, TimerHeap
+from trio_sched._loop import (
+    H_FENCING,
+    H_NOMINAL,
+    H_OCCURRENCE,
+    H_TASK,
+    H_TRIGGER,
+    Cursor,
+    InFlight,
+    Loop,
+    Nominal,
+    Park,
+    Phase,
+)
+from trio_sched._task import Task
+from trio_sched._timer import TimerHeap
 from trio_sched._watermarks import Pending, Watermarks
 from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
 from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
@@ -153,11 +165,6 @@ _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=
 _START_CHUNK: Final = 500
 # S9: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
 _ENQUEUE_CONCURRENCY: Final = 64
-H_TASK: Final = "x-trio-sched-task"
-H_OCCURRENCE: Final = "x-trio-sched-occurrence"
-H_NOMINAL: Final = "x-trio-sched-nominal"
-H_FENCING: Final = "x-trio-sched-fencing-token"
-H_TRIGGER: Final = "x-trio-sched-trigger"
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -203,206 +210,6 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class _Phase(enum.Enum):
-    TIMER = 1  # parked on the timer heap
-    ACQUIRING = 2  # in an acquire_batch call
-    DISPATCHING = 3  # in its burst's enqueue (S9)
-    DONE = 4  # decided, and settled or handed to its loop
-
-
-_WAITING: Final = frozenset((_Phase.TIMER, _Phase.ACQUIRING))
-
-
-@final
-class _Loop:
-    """Mutable state of one registered task's loop (counters feed `TaskStatistics`)."""
-
-    __slots__ = (
-        "base_headers",
-        "cursor",
-        "dispatch_scope",
-        "dormant",
-        "errors",
-        "fire_once",
-        "fired",
-        "idem_base",
-        "in_flight",
-        "last_counted_late",
-        "last_fire",
-        "last_lateness",
-        "lease_losses",
-        "lock_misses",
-        "misfired",
-        "next_fire",
-        "nursery",
-        "park",
-        "scheduler",
-        "skipped",
-        "slack_ms",
-        "stopping",
-        "task",
-        "triggered",
-        "ttl",
-        "wm_name",
-    )
-
-    def __init__(
-        self, scheduler: Scheduler, task: Task, ttl: float, prefix: str, grace: float
-    ) -> None:
-        self.scheduler = scheduler
-        self.task = task
-        # Per-task constants of the hot path, computed once.
-        self.ttl = ttl
-        # S7: an on-time occurrence this close below the watermark is left to its lock.
-        self.slack_ms = max(0, int((ttl - grace) * 1000))
-        self.wm_name = _plan.watermark_name(prefix, task.name)
-        self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
-        self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
-        self.base_headers = {**task.headers, H_TASK: task.name, H_TRIGGER: "schedule"}
-        self.stopping = False
-        # S8: where the loop is (kept while it is dormant) and its wake-up entry.
-        self.cursor: _Cursor | None = None
-        self.dormant: TimerHandle | None = None
-        self.dispatch_scope: trio.CancelScope | None = None
-        self.park: _Park | None = None
-        self.in_flight: _InFlight | None = None
-        self.nursery: trio.Nursery | None = None
-        self.next_fire: datetime | None = None
-        self.last_fire: datetime | None = None
-        self.last_lateness: float | None = None
-        self.last_counted_late: datetime | None = None
-        self.fired = self.triggered = self.skipped = self.misfired = 0
-        self.lock_misses = self.lease_losses = self.errors = 0
-
-    def wake(self) -> None:
-        """Timer callback of a dormant loop (S8): start its Trio task again."""
-        self.scheduler._wake_dormant(self)
-
-    def stop(self) -> None:
-        """Stop waiting at once (S6); a dispatch in flight is left to finish."""
-        self.stopping = True
-        if self.dormant is not None:
-            self.dormant.cancel()
-            self.dormant = None
-        park = self.park
-        if park is not None and not park.abandoned and park.phase in _WAITING:
-            # Wake the parked loop directly instead of through a cancel scope: a scope
-            # per occurrence costs more than the rest of the wake-up (S3). A park in its
-            # burst's enqueue is left to finish: the batch settles it (S9).
-            if park.phase is _Phase.TIMER and park.handle is not None:
-                park.handle.cancel()
-            park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
-            park.phase = _Phase.DONE
-
-    def snapshot(self) -> TaskStatistics:
-        return TaskStatistics(
-            name=self.task.name,
-            next_fire=self.next_fire,
-            last_fire=self.last_fire,
-            fired=self.fired,
-            triggered=self.triggered,
-            skipped=self.skipped,
-            misfired=self.misfired,
-            lock_misses=self.lock_misses,
-            lease_losses=self.lease_losses,
-            errors=self.errors,
-            last_lateness=self.last_lateness,
-        )
-
-
-@final
-class _Park:
-    """One occurrence a loop waits for: timer, then decision, then batched acquire.
-
-    One park serves a loop for many occurrences when the burst's batch moves the loop
-    on (S9, `arm`): a long-lived object reused instead of a new one per fire keeps the
-    garbage collector's old generation from growing with every burst.
-    """
-
-    __slots__ = (
-        "abandoned",
-        "acquired_at",
-        "decision",
-        "error",
-        "expires",
-        "handle",
-        "headers",
-        "idem",
-        "info",
-        "job_id",
-        "key",
-        "lease",
-        "loop",
-        "nominal",
-        "nominal_ts",
-        "phase",
-        "slack_ms",
-    )
-
-    def __init__(self, loop: _Loop, nominal: datetime, nominal_ts: float) -> None:
-        self.loop = loop
-        # The job headers that do not depend on the lease (`Scheduler._prepare`); the
-        # Job copies them, so the same dict serves every occurrence of this park.
-        self.headers = loop.base_headers.copy()
-        self.abandoned = False
-        self.arm(nominal, nominal_ts)
-        self.acquired_at = 0.0
-        self.expires = 0.0  # Trio time its lease runs out unrenewed
-        # Made while the loop waits, off the critical path of a burst (`_prepare`);
-        # valid when the decision fires `nominal` itself (on time), rebuilt otherwise.
-        self.key = ""
-        self.slack_ms = 0  # of the lock request (S7): none for a late occurrence
-        self.info: _Nominal | None = None
-        self.idem = ""
-        self.job_id = ""
-
-    @property
-    def ttl(self) -> float:
-        """The lock TTL of its task (what its lease guard renews it for)."""
-        return self.loop.ttl
-
-    def arm(self, nominal: datetime, nominal_ts: float) -> None:
-        """Make this park wait for the occurrence at `nominal`: a new park, or a settled
-        one reused for the loop's next occurrence (S9)."""
-        self.nominal = nominal
-        self.nominal_ts = nominal_ts
-        self.handle: TimerHandle | None = None
-        self.phase = _Phase.TIMER
-        self.decision: _plan.Decision | None = None
-        self.lease: LockLease | None = None
-        self.error: Exception | None = None
-
-
-@final
-class _InFlight:
-    """The dispatch a loop is running, for reporting if its scope gets cancelled."""
-
-    __slots__ = ("decision", "guard", "nominal")
-
-    def __init__(self, decision: _plan.Decision, guard: LeaseGuard) -> None:
-        self.decision = decision
-        self.guard = guard
-        self.nominal = decision.nominal
-
-
-@final
-class _Cursor:
-    """Where a loop is: the next occurrence to consider, and its retry state."""
-
-    __slots__ = ("backoff", "nominal", "retry_at")
-
-    def __init__(self, nominal: datetime, backoff: float) -> None:
-        self.nominal = nominal
-        self.retry_at: float | None = None
-        self.backoff = backoff
-
-
-class _Nominal(NamedTuple):
-    utc: datetime
-    ms: int
-    iso: str
-
-
 @final
 class Scheduler:
     """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S10).
@@ -437,7 +244,7 @@ class Scheduler:
         self._locks = locks
         self._config = config
         self._close_providers = close_providers
-        self._loops: dict[str, _Loop] = {}
+        self._loops: dict[str, Loop] = {}
         self._state = _State.NEW
         self._stop_requested = trio.Event()
         self._closed = trio.Event()
@@ -451,13 +258,13 @@ class Scheduler:
         self._leases = LeaseKeeper(self._timer, locks, config)  # guards of dispatches (S3)
         self._services: trio.Nursery | None = None
         self._loop_nursery: trio.Nursery | None = None
-        self._due: list[_Park] = []
-        self._nominals: dict[datetime, _Nominal] = {}
-        self._park_groups: dict[float, list[_Park]] = {}
+        self._due: list[Park] = []
+        self._nominals: dict[datetime, Nominal] = {}
+        self._park_groups: dict[float, list[Park]] = {}
         # Loops registered and not started yet, and the task starting them (S10).
-        self._to_start: list[_Loop] = []
+        self._to_start: list[Loop] = []
         # Dormant loops whose wake-up came, and whether the task parking them runs (S11).
-        self._waking: list[_Loop] = []
+        self._waking: list[Loop] = []
         self._waker_running = False
         self._starter: trio.CancelScope | None = None
         self._watermarks = Watermarks(locks, config, self._watermark_failed)  # O3, S2
@@ -483,7 +290,7 @@ class Scheduler:
         task.validate()
         if task.name in self._loops:
             raise ConflictError(f"task {task.name!r} is already registered")
-        loop = _Loop(self, task, self._ttl(task), self._prefix, self._config.misfire_grace)
+        loop = Loop(self, task, self._ttl(task), self._prefix, self._config.misfire_grace)
         self._loops[task.name] = loop
         if self._state is _State.RUNNING and self._loop_nursery is not None:
             self._start(loop)  # before that, `run` starts every registered loop
@@ -643,7 +450,7 @@ class Scheduler:
                 self._report_error(loop, now, held, manual=True)
                 raise held
             now_utc = now.astimezone(UTC)
-            info = _Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
+            info = Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
             headers = {
                 **task.headers,
                 H_TASK: task.name,
@@ -711,7 +518,7 @@ class Scheduler:
 
     # -- the per-task loop (S1) -------------------------------------------------------------
 
-    async def _run_loop(self, loop: _Loop, resume: _Park) -> None:
+    async def _run_loop(self, loop: Loop, resume: Park) -> None:
         """The Trio task of a loop, started only to dispatch or retry `resume`, an
         occurrence its burst handed over (S9); it ends once the loop is parked again."""
         try:
@@ -726,7 +533,7 @@ class Scheduler:
             # A bug or an impossible schedule: report, keep the other tasks running.
             self._report_crash(loop, exc)
 
-    async def _loop_body(self, loop: _Loop, resume: _Park | None) -> None:
+    async def _loop_body(self, loop: Loop, resume: Park | None) -> None:
         cursor = loop.cursor
         assert cursor is not None  # set when the loop was started (S10)
         # A handed-over occurrence (`resume`, S9) is dispatched even when stopping (S6).
@@ -746,14 +553,14 @@ class Scheduler:
                 self._finish_dispatch(loop, in_flight, None)
                 cursor.nominal = loop.task.cron.next_after(in_flight.nominal)
 
-    async def _occurrences(self, loop: _Loop, cursor: _Cursor, first: _Park | None) -> None:
+    async def _occurrences(self, loop: Loop, cursor: Cursor, first: Park | None) -> None:
         """Settle or dispatch the handed-over occurrence `first` (S9) if any, then park
         the loop on its next occurrence and end this task: the loop parks *detached*
         (no Trio task while it waits); the burst's batch moves it on and starts a task
         again only to hand it an occurrence to dispatch or retry on its own.
         """
         loop.park = None
-        done: _Park | None = None  # the last park this task finished with, reused
+        done: Park | None = None  # the last park this task finished with, reused
         while first is not None or not loop.stopping:
             park, first = first, None
             if park is None:
@@ -772,10 +579,10 @@ class Scheduler:
 
     def _next_park(
         self,
-        loop: _Loop,
-        cursor: _Cursor,
-        reuse: _Park | None = None,
-    ) -> _Park | None:
+        loop: Loop,
+        cursor: Cursor,
+        reuse: Park | None = None,
+    ) -> Park | None:
         """Park the loop on the occurrence at its cursor; not a checkpoint.
 
         Returns ``None`` (and changes nothing) when that occurrence is far enough off
@@ -794,7 +601,7 @@ class Scheduler:
             return None
         cursor.retry_at = None
         if reuse is None:
-            park = _Park(loop, cursor.nominal, nominal_ts)
+            park = Park(loop, cursor.nominal, nominal_ts)
         else:
             park = reuse
             park.arm(cursor.nominal, nominal_ts)
@@ -813,7 +620,7 @@ class Scheduler:
             park.handle = self._timer.call_at(retry_at, functools.partial(self._on_due, park))
         return park
 
-    def _settle(self, loop: _Loop, cursor: _Cursor, park: _Park) -> bool:
+    def _settle(self, loop: Loop, cursor: Cursor, park: Park) -> bool:
         """Record the decided outcome of `park` and move the cursor on; not a checkpoint.
 
         Returns True when the occurrence is to be dispatched under ``park.lease`` (the
@@ -856,7 +663,7 @@ class Scheduler:
             return False
         return True
 
-    def _move_on(self, park: _Park) -> None:
+    def _move_on(self, park: Park) -> None:
         """After `park` was settled outside its loop's task (S9): park the loop on its
         next occurrence, or let it go dormant or stop; no Trio task is needed."""
         loop = park.loop
@@ -870,7 +677,7 @@ class Scheduler:
         if not loop.stopping:
             self._go_dormant(loop, cursor)
 
-    def _prepare(self, park: _Park, nominal: datetime, *, late: bool = False) -> None:
+    def _prepare(self, park: Park, nominal: datetime, *, late: bool = False) -> None:
         """Lock request and lease-independent job parts of the occurrence at `nominal`.
 
         The request carries the watermark slack of rule S7 unless the occurrence is late.
@@ -885,14 +692,14 @@ class Scheduler:
         headers[H_OCCURRENCE] = key
         headers[H_NOMINAL] = info.iso
 
-    def _go_dormant(self, loop: _Loop, cursor: _Cursor) -> None:
+    def _go_dormant(self, loop: Loop, cursor: Cursor) -> None:
         """S8: the occurrence at the cursor is far off (`_next_park` said so): end the
         loop's Trio task and leave a timer entry that starts it again shortly before."""
         # A bound method of the loop: the smallest callable that knows its loop.
         wake_at = cursor.nominal.timestamp() - _WAKE_AHEAD
         loop.dormant = self._timer.call_at_wall(wake_at, loop.wake)
 
-    def _wake_dormant(self, loop: _Loop) -> None:
+    def _wake_dormant(self, loop: Loop) -> None:
         """Timer callback of a dormant loop (S8): queue it for the waker task, which
         parks it again without a Trio task of its own (S9), a chunk per step (S11)."""
         loop.dormant = None
@@ -924,7 +731,7 @@ class Scheduler:
         group = self._park_groups.pop(nominal_ts, ())
         self._due.extend(park for park in group if not park.abandoned)
 
-    def _on_due(self, park: _Park) -> None:
+    def _on_due(self, park: Park) -> None:
         # Look up self._due at call time: _process_due swaps in a fresh list.
         self._due.append(park)
 
@@ -937,7 +744,7 @@ class Scheduler:
         now = self._wall_clock()
         now_ts = now.timestamp()
         grace = self._config.misfire_grace
-        firing: list[_Park] = []
+        firing: list[Park] = []
         # Every park due at one nominal instant shares its on-time decision (the common
         # case); late or early ones are decided one by one.
         on_time: dict[datetime, _plan.Decision | None] = {}
@@ -962,26 +769,26 @@ class Scheduler:
             park.decision = decision
             if decision.action is _plan.Action.SKIP:
                 # Settled here, without waking the loop's task (S9).
-                park.phase = _Phase.DONE
+                park.phase = Phase.DONE
                 self._settle_outside(park)
             else:
                 if decision.late:  # a misfire: maybe another occurrence, no slack (S7)
                     self._prepare(park, decision.nominal, late=True)
-                park.phase = _Phase.ACQUIRING
+                park.phase = Phase.ACQUIRING
                 firing.append(park)
         if firing:
             assert self._services is not None
             self._batches.enter()
             self._services.start_soon(self._acquire_batch, firing)
 
-    async def _acquire_batch(self, parks: list[_Park]) -> None:
+    async def _acquire_batch(self, parks: list[Park]) -> None:
         """One ``acquire_batch`` for every occurrence due together (S2), then S9."""
         try:
             await self._acquire_and_dispatch(parks)
         finally:
             self._batches.leave()
 
-    async def _acquire_and_dispatch(self, parks: list[_Park]) -> None:
+    async def _acquire_and_dispatch(self, parks: list[Park]) -> None:
         # Built now rather than while the loops wait: one request kept per waiting loop
         # (a tracked object) would be promoted to the collector's old generation with
         # every burst and trigger full collections (~200 ms each at 10,000 loops).
@@ -1006,7 +813,7 @@ class Scheduler:
                 park.error = exc
             leases = [None] * len(parks)
         orphans: list[LockLease] = []
-        dispatching: list[_Park] = []
+        dispatching: list[Park] = []
         for park, lease in zip(parks, leases, strict=True):
             if park.abandoned:
                 if lease is not None:
@@ -1016,11 +823,11 @@ class Scheduler:
             park.acquired_at = started
             park.expires = started + park.loop.ttl
             if lease is not None and park.error is None:
-                park.phase = _Phase.DISPATCHING
+                park.phase = Phase.DISPATCHING
                 dispatching.append(park)
                 continue
             # A lock miss or an acquire error: settled here, no loop task is needed.
-            park.phase = _Phase.DONE
+            park.phase = Phase.DONE
             self._settle_outside(park)
         if dispatching:
             await self._dispatch_batch(dispatching, started)
@@ -1030,10 +837,10 @@ class Scheduler:
             except Exception:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
 
-    def _wake(self, park: _Park) -> None:
+    def _wake(self, park: Park) -> None:
         """Hand `park` to its loop: start a Trio task for the (detached) loop (S9), which
         then settles or dispatches it on its own."""
-        park.phase = _Phase.DONE
+        park.phase = Phase.DONE
         loop = park.loop
         nursery = self._loop_nursery
         if nursery is None:  # hard stop: nothing runs any more; locks end by their TTL
@@ -1042,7 +849,7 @@ class Scheduler:
         loop.park = park
         nursery.start_soon(self._run_loop, loop, park, name=f"trio_sched:{loop.task.name}")
 
-    def _hand_over(self, park: _Park, guard: LeaseGuard | None) -> None:
+    def _hand_over(self, park: Park, guard: LeaseGuard | None) -> None:
         """Give a batch's occurrence to its loop (S9) with the lease as the batch's guard
         last renewed it, so the loop's own guard renews it on time."""
         if guard is not None:
@@ -1050,7 +857,7 @@ class Scheduler:
             park.expires = guard.expires
         self._wake(park)
 
-    async def _dispatch_batch(self, parks: list[_Park], acquired_at: float) -> None:
+    async def _dispatch_batch(self, parks: list[Park], acquired_at: float) -> None:
         """S9: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
         call, or, for a plain runtime, job by job from this task and a few helpers
         (`_enqueue_each`).
@@ -1159,7 +966,7 @@ class Scheduler:
 
     def _batch_outcome(
         self,
-        park: _Park,
+        park: Park,
         guard: LeaseGuard | None,
         job: Job,
         results: list[Exception | None] | None,
@@ -1192,13 +999,13 @@ class Scheduler:
             if error is not None and _is_transient(error) and not park.abandoned:
                 self._hand_over(park, guard)  # the loop retries it (S5)
                 return
-        park.phase = _Phase.DONE
+        park.phase = Phase.DONE
         self._settle(loop, cursor, park)
         self._dispatched(loop, decision, job, error)
         cursor.nominal = loop.task.cron.next_after(decision.nominal)
         self._move_on(park)
 
-    def _settle_outside(self, park: _Park) -> None:
+    def _settle_outside(self, park: Park) -> None:
         """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire
         error) outside its loop's task, and move the loop on (S9)."""
         try:
@@ -1209,7 +1016,7 @@ class Scheduler:
         except Exception as exc:
             self._crashed_outside(park, exc)
 
-    def _crashed_outside(self, park: _Park, exc: Exception) -> None:
+    def _crashed_outside(self, park: Park, exc: Exception) -> None:
         """A bug or an impossible schedule while settling `park` outside its loop's task
         (in a batch or the timer pass): report it as a crashed loop is reported, end
         that loop (it is not parked again) and keep every other task running."""
@@ -1221,17 +1028,17 @@ class Scheduler:
         loop.stop()
         if not park.abandoned:  # it was being settled, not waiting: end it the same way
             park.abandoned = True
-            park.phase = _Phase.DONE
+            park.phase = Phase.DONE
         loop.park = None  # detached: nothing refers to it any more
 
-    def _report_crash(self, loop: _Loop, exc: Exception) -> None:
+    def _report_crash(self, loop: Loop, exc: Exception) -> None:
         self._config.logger.error("task %r: loop crashed", loop.task.name, exc_info=exc)
         self._report_error(loop, None, exc)
 
     # -- dispatch (S3) -------------------------------------------------------------------------
 
     async def _dispatch_occurrence(
-        self, loop: _Loop, park: _Park, decision: _plan.Decision, lease: LockLease
+        self, loop: Loop, park: Park, decision: _plan.Decision, lease: LockLease
     ) -> None:
         job = self._occurrence_job(park, self._wall_clock())
         scope = loop.dispatch_scope
@@ -1240,7 +1047,7 @@ class Scheduler:
         guard = self._leases.arm(
             lease, loop.ttl, park.acquired_at, scope, loop.nursery, park.expires
         )
-        in_flight = loop.in_flight = _InFlight(decision, guard)
+        in_flight = loop.in_flight = InFlight(decision, guard)
         self._in_flight += 1
         error: Exception | None = None
         try:
@@ -1273,7 +1080,7 @@ class Scheduler:
             # is cancelled but nothing noticed. Unwind it now (the loop makes a new one).
             await trio.lowlevel.checkpoint()
 
-    def _occurrence_job(self, park: _Park, created: datetime) -> Job:
+    def _occurrence_job(self, park: Park, created: datetime) -> Job:
         """The job of an acquired occurrence. Hot path (one call per fire): everything
         lease-independent was prepared while the loop waited (`_prepare`), per-task
         constants come from its loop."""
@@ -1289,8 +1096,8 @@ class Scheduler:
 
     def _finish_dispatch(
         self,
-        loop: _Loop,
-        in_flight: _InFlight,
+        loop: Loop,
+        in_flight: InFlight,
         job: Job | None,
         error: Exception | None = None,
     ) -> None:
@@ -1301,7 +1108,7 @@ class Scheduler:
         self._dispatched(loop, in_flight.decision, job, error)
 
     def _dispatched(
-        self, loop: _Loop, decision: _plan.Decision, job: Job | None, error: Exception | None
+        self, loop: Loop, decision: _plan.Decision, job: Job | None, error: Exception | None
     ) -> None:
         """Count an ended dispatch: fired (`error` None) or failed."""
         if error is not None:
@@ -1310,13 +1117,13 @@ class Scheduler:
         assert job is not None
         self._record_fired(loop, decision, job)
 
-    def _timed_out(self, loop: _Loop) -> RetryableError:
+    def _timed_out(self, loop: Loop) -> RetryableError:
         return RetryableError(
             f"dispatch of task {loop.task.name!r} did not finish within "
             f"dispatch_timeout={self._config.dispatch_timeout}s"
         )
 
-    def _record_fired(self, loop: _Loop, decision: _plan.Decision, job: Job) -> None:
+    def _record_fired(self, loop: Loop, decision: _plan.Decision, job: Job) -> None:
         loop.fired += 1
         loop.last_fire = decision.nominal
         loop.last_lateness = decision.lateness
@@ -1374,20 +1181,20 @@ class Scheduler:
                     raise
                 error = exc
 
-    def _nominal(self, nominal: datetime) -> _Nominal:
+    def _nominal(self, nominal: datetime) -> Nominal:
         """Derived forms of a nominal instant, shared by every task due at it."""
         info = self._nominals.get(nominal)
         if info is None:
             if len(self._nominals) >= _NOMINAL_CACHE:
                 self._nominals.clear()
             utc = nominal.astimezone(UTC)
-            info = _Nominal(utc, _plan.epoch_ms(utc), utc.isoformat())
+            info = Nominal(utc, _plan.epoch_ms(utc), utc.isoformat())
             self._nominals[nominal] = info
         return info
 
     # -- watermarks (O3, S2) --------------------------------------------------------------------
 
-    def _start(self, loop: _Loop) -> None:
+    def _start(self, loop: Loop) -> None:
         """Queue `loop` to be started by the starter task (S10); not a checkpoint."""
         self._to_start.append(loop)
         if self._starter is None and self._loop_nursery is not None:
@@ -1414,7 +1221,7 @@ class Scheduler:
             self._starter = None
             self._to_start.clear()  # cancelled by a stop: those loops never start
 
-    async def _start_watermarks(self, chunk: list[_Loop]) -> dict[str, int]:
+    async def _start_watermarks(self, chunk: list[Loop]) -> dict[str, int]:
         """The watermarks of `chunk`, in one call, retried while transient (O7). A
         failure that is not transient starts those loops fresh: no catch-up, and
         nothing fires twice (the O3 locks)."""
@@ -1432,7 +1239,7 @@ class Scheduler:
             await self._timer.sleep_until(trio.current_time() + backoff)
             backoff = min(backoff * 2, self._config.retry_backoff_max)
 
-    def _park_first(self, chunk: list[_Loop], marks: Mapping[str, int]) -> None:
+    def _park_first(self, chunk: list[Loop], marks: Mapping[str, int]) -> None:
         """Give each loop of `chunk` its cursor and park it on its first occurrence."""
         now = self._wall_clock()
         backoff = self._config.retry_backoff
@@ -1440,7 +1247,7 @@ class Scheduler:
             if loop.stopping or loop.cursor is not None:
                 continue  # unregistered or stopped while its watermark was read
             try:
-                cursor = loop.cursor = _Cursor(
+                cursor = loop.cursor = Cursor(
                     _plan.first_candidate(loop.task.cron, now, marks.get(loop.wm_name)),
                     backoff,
                 )
@@ -1460,7 +1267,7 @@ class Scheduler:
 
     # -- reporting -------------------------------------------------------------------------------
 
-    def _note_misfire(self, loop: _Loop, decision: _plan.Decision) -> None:
+    def _note_misfire(self, loop: Loop, decision: _plan.Decision) -> None:
         first = decision.first_late
         if first is None:
             return
@@ -1484,7 +1291,7 @@ class Scheduler:
 
     def _report_error(
         self,
-        loop: _Loop,
+        loop: Loop,
         nominal: datetime | None,
         error: BaseException,
         *,
@@ -1497,7 +1304,7 @@ class Scheduler:
 
     def _report_dispatch_failure(
         self,
-        loop: _Loop,
+        loop: Loop,
         nominal: datetime,
         error: Exception,
         *,

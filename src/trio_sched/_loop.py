@@ -1,0 +1,250 @@
+"""The per-task loop as data: a task's `Loop` (cursor, counters, where it waits) and
+the `Park` of the occurrence it waits for (rules S1, S8, S9 of `_runtime`).
+
+A loop has no Trio task while it waits: it is a `Loop` record, its `Cursor` (the next
+nominal instant to consider) and, near an occurrence, a `Park` on the shared timer; when
+the next occurrence is more than 5 s away it is *dormant* (a single timer entry). The
+`Phase` of its park says where the occurrence is: on the timer, in its burst's
+``acquire_batch``, in its burst's enqueue, or done. The scheduler's burst (S9) moves the
+loop from one occurrence to the next; a Trio task runs for a loop only to retry an
+occurrence handed back to it.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING, Final, NamedTuple, final
+
+import trio
+
+from trio_sched import _plan
+from trio_sched._events import TaskStatistics
+from trio_sched._lease import LeaseGuard
+from trio_sched._task import MisfirePolicy, Task
+from trio_sched._timer import TimerHandle
+from trio_sched.locks._protocol import LockLease
+
+if TYPE_CHECKING:
+    from trio_sched._runtime import Scheduler
+
+__all__ = [
+    "H_FENCING",
+    "H_NOMINAL",
+    "H_OCCURRENCE",
+    "H_TASK",
+    "H_TRIGGER",
+    "WAITING",
+    "Cursor",
+    "InFlight",
+    "Loop",
+    "Nominal",
+    "Park",
+    "Phase",
+]
+
+H_TASK: Final = "x-trio-sched-task"
+H_OCCURRENCE: Final = "x-trio-sched-occurrence"
+H_NOMINAL: Final = "x-trio-sched-nominal"
+H_FENCING: Final = "x-trio-sched-fencing-token"
+H_TRIGGER: Final = "x-trio-sched-trigger"
+
+
+class Phase(enum.Enum):
+    TIMER = 1  # parked on the timer heap
+    ACQUIRING = 2  # in an acquire_batch call
+    DISPATCHING = 3  # in its burst's enqueue (S9)
+    DONE = 4  # decided, and settled or handed to its loop
+
+
+WAITING: Final = frozenset((Phase.TIMER, Phase.ACQUIRING))
+
+
+@final
+class Loop:
+    """Mutable state of one registered task's loop (counters feed `TaskStatistics`)."""
+
+    __slots__ = (
+        "base_headers",
+        "cursor",
+        "dispatch_scope",
+        "dormant",
+        "errors",
+        "fire_once",
+        "fired",
+        "idem_base",
+        "in_flight",
+        "last_counted_late",
+        "last_fire",
+        "last_lateness",
+        "lease_losses",
+        "lock_misses",
+        "misfired",
+        "next_fire",
+        "nursery",
+        "park",
+        "scheduler",
+        "skipped",
+        "slack_ms",
+        "stopping",
+        "task",
+        "triggered",
+        "ttl",
+        "wm_name",
+    )
+
+    def __init__(
+        self, scheduler: Scheduler, task: Task, ttl: float, prefix: str, grace: float
+    ) -> None:
+        self.scheduler = scheduler
+        self.task = task
+        # Per-task constants of the hot path, computed once.
+        self.ttl = ttl
+        # S7: an on-time occurrence this close below the watermark is left to its lock.
+        self.slack_ms = max(0, int((ttl - grace) * 1000))
+        self.wm_name = _plan.watermark_name(prefix, task.name)
+        self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
+        self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
+        self.base_headers = {**task.headers, H_TASK: task.name, H_TRIGGER: "schedule"}
+        self.stopping = False
+        # S8: where the loop is (kept while it is dormant) and its wake-up entry.
+        self.cursor: Cursor | None = None
+        self.dormant: TimerHandle | None = None
+        self.dispatch_scope: trio.CancelScope | None = None
+        self.park: Park | None = None
+        self.in_flight: InFlight | None = None
+        self.nursery: trio.Nursery | None = None
+        self.next_fire: datetime | None = None
+        self.last_fire: datetime | None = None
+        self.last_lateness: float | None = None
+        self.last_counted_late: datetime | None = None
+        self.fired = self.triggered = self.skipped = self.misfired = 0
+        self.lock_misses = self.lease_losses = self.errors = 0
+
+    def wake(self) -> None:
+        """Timer callback of a dormant loop (S8): start its Trio task again."""
+        self.scheduler._wake_dormant(self)
+
+    def stop(self) -> None:
+        """Stop waiting at once (S6); a dispatch in flight is left to finish."""
+        self.stopping = True
+        if self.dormant is not None:
+            self.dormant.cancel()
+            self.dormant = None
+        park = self.park
+        if park is not None and not park.abandoned and park.phase in WAITING:
+            # Wake the parked loop directly instead of through a cancel scope: a scope
+            # per occurrence costs more than the rest of the wake-up (S3). A park in its
+            # burst's enqueue is left to finish: the batch settles it (S9).
+            if park.phase is Phase.TIMER and park.handle is not None:
+                park.handle.cancel()
+            park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
+            park.phase = Phase.DONE
+
+    def snapshot(self) -> TaskStatistics:
+        return TaskStatistics(
+            name=self.task.name,
+            next_fire=self.next_fire,
+            last_fire=self.last_fire,
+            fired=self.fired,
+            triggered=self.triggered,
+            skipped=self.skipped,
+            misfired=self.misfired,
+            lock_misses=self.lock_misses,
+            lease_losses=self.lease_losses,
+            errors=self.errors,
+            last_lateness=self.last_lateness,
+        )
+
+
+@final
+class Park:
+    """One occurrence a loop waits for: timer, then decision, then batched acquire.
+
+    One park serves a loop for many occurrences when the burst's batch moves the loop
+    on (S9, `arm`): a long-lived object reused instead of a new one per fire keeps the
+    garbage collector's old generation from growing with every burst.
+    """
+
+    __slots__ = (
+        "abandoned",
+        "acquired_at",
+        "decision",
+        "error",
+        "expires",
+        "handle",
+        "headers",
+        "idem",
+        "info",
+        "job_id",
+        "key",
+        "lease",
+        "loop",
+        "nominal",
+        "nominal_ts",
+        "phase",
+        "slack_ms",
+    )
+
+    def __init__(self, loop: Loop, nominal: datetime, nominal_ts: float) -> None:
+        self.loop = loop
+        # The job headers that do not depend on the lease (`Scheduler._prepare`); the
+        # Job copies them, so the same dict serves every occurrence of this park.
+        self.headers = loop.base_headers.copy()
+        self.abandoned = False
+        self.arm(nominal, nominal_ts)
+        self.acquired_at = 0.0
+        self.expires = 0.0  # Trio time its lease runs out unrenewed
+        # Made while the loop waits, off the critical path of a burst (`_prepare`);
+        # valid when the decision fires `nominal` itself (on time), rebuilt otherwise.
+        self.key = ""
+        self.slack_ms = 0  # of the lock request (S7): none for a late occurrence
+        self.info: Nominal | None = None
+        self.idem = ""
+        self.job_id = ""
+
+    @property
+    def ttl(self) -> float:
+        """The lock TTL of its task (what its lease guard renews it for)."""
+        return self.loop.ttl
+
+    def arm(self, nominal: datetime, nominal_ts: float) -> None:
+        """Make this park wait for the occurrence at `nominal`: a new park, or a settled
+        one reused for the loop's next occurrence (S9)."""
+        self.nominal = nominal
+        self.nominal_ts = nominal_ts
+        self.handle: TimerHandle | None = None
+        self.phase = Phase.TIMER
+        self.decision: _plan.Decision | None = None
+        self.lease: LockLease | None = None
+        self.error: Exception | None = None
+
+
+@final
+class InFlight:
+    """The dispatch a loop is running, for reporting if its scope gets cancelled."""
+
+    __slots__ = ("decision", "guard", "nominal")
+
+    def __init__(self, decision: _plan.Decision, guard: LeaseGuard) -> None:
+        self.decision = decision
+        self.guard = guard
+        self.nominal = decision.nominal
+
+
+@final
+class Cursor:
+    """Where a loop is: the next occurrence to consider, and its retry state."""
+
+    __slots__ = ("backoff", "nominal", "retry_at")
+
+    def __init__(self, nominal: datetime, backoff: float) -> None:
+        self.nominal = nominal
+        self.retry_at: float | None = None
+        self.backoff = backoff
+
+
+class Nominal(NamedTuple):
+    utc: datetime
+    ms: int
+    iso: str
