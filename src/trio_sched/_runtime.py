@@ -120,7 +120,6 @@ from trio_sched._errors import (
     ClosedError,
     ConflictError,
     InvalidArgumentError,
-    LeaseLostError,
     NotFoundError,
     NotInitializedError,
     RetryableError,
@@ -144,6 +143,7 @@ from trio_sched._loop import (
     Park,
     Phase,
 )
+from trio_sched._reporting import Reporter
 from trio_sched._task import Task
 from trio_sched._timer import TimerHeap
 from trio_sched._watermarks import Pending, Watermarks
@@ -271,8 +271,7 @@ class Scheduler:
         self._in_flight = 0
         self._batches = Pending()  # acquire batches in flight (S2, S9)
         self._triggers = Pending()
-        self._channels: list[trio.MemorySendChannel[SchedulerEvent]] = []
-        self._events_dropped = 0
+        self._reporter = Reporter(config)  # events, counters, logs (E1-E3)
         self._prefix = config.lock_key_prefix
 
     # -- registry (synchronous, any time before close) -------------------------------
@@ -382,9 +381,9 @@ class Scheduler:
                 await self._watermarks.flush_last()  # hard stop: one last attempt (S6)
                 if self._close_providers:
                     await self._close_owned()
-            for channel in self._channels:
+            for channel in self._reporter.channels:
                 channel.close()
-            self._channels.clear()
+            self._reporter.channels.clear()
             self._closed.set()
 
     def stop_nowait(self) -> None:
@@ -443,11 +442,11 @@ class Scheduler:
             try:
                 lease = await self._locks.acquire(key, ttl)
             except Exception as exc:
-                self._report_error(loop, now, exc, manual=True)
+                self._reporter.error(loop, now, exc, manual=True)
                 raise
             if lease is None:
                 held = ConflictError(f"manual occurrence key {key!r} is already held")
-                self._report_error(loop, now, held, manual=True)
+                self._reporter.error(loop, now, held, manual=True)
                 raise held
             now_utc = now.astimezone(UTC)
             info = Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
@@ -466,10 +465,10 @@ class Scheduler:
             assert self._services is not None
             error = await self._guarded_enqueue(job, lease, ttl, acquired_at, self._services)
             if error is not None:
-                self._report_dispatch_failure(loop, now, error, manual=True)
+                self._reporter.dispatch_failure(loop, now, error, manual=True)
                 raise error
             loop.triggered += 1
-            self._emit(EventKind.FIRED, task.name, now, 0.0, job=job, manual=True)
+            self._reporter.emit(EventKind.FIRED, task.name, now, 0.0, job=job, manual=True)
             return job
         finally:
             self._triggers.leave()
@@ -484,7 +483,7 @@ class Scheduler:
             timer_lag=self._timer.last_lag,
             timer_lag_max=self._timer.max_lag,
             in_flight_dispatches=self._in_flight,
-            events_dropped=self._events_dropped,
+            events_dropped=self._reporter.dropped,
         )
 
     def events(self, max_buffer_size: int = 1000) -> trio.MemoryReceiveChannel[SchedulerEvent]:
@@ -497,7 +496,7 @@ class Scheduler:
         if self._state is _State.CLOSED:
             raise ClosedError("scheduler is closed")
         send, receive = trio.open_memory_channel[SchedulerEvent](max_buffer_size)
-        self._channels.append(send)
+        self._reporter.channels.append(send)
         return receive
 
     async def measure_loop_lag(self) -> float:
@@ -531,7 +530,7 @@ class Scheduler:
                 nursery.cancel_scope.cancel()  # renewers of finished dispatches, if any
         except Exception as exc:
             # A bug or an impossible schedule: report, keep the other tasks running.
-            self._report_crash(loop, exc)
+            self._reporter.crash(loop, exc)
 
     async def _loop_body(self, loop: Loop, resume: Park | None) -> None:
         cursor = loop.cursor
@@ -631,16 +630,16 @@ class Scheduler:
         assert decision is not None
         task = loop.task
         if decision.first_late is not None:
-            self._note_misfire(loop, decision)
+            self._reporter.misfire(loop, decision)
         if decision.action is _plan.Action.SKIP:
             loop.skipped += 1
-            self._emit(
+            self._reporter.emit(
                 EventKind.SKIPPED, task.name, decision.nominal, decision.lateness, reason="misfire"
             )
             cursor.nominal = task.cron.next_after(decision.nominal)
             return False
         if park.error is not None:
-            self._report_error(loop, decision.nominal, park.error, lateness=decision.lateness)
+            self._reporter.error(loop, decision.nominal, park.error, lateness=decision.lateness)
             if _is_transient(park.error):
                 # O7: same occurrence again after a pause; decide() re-judges it.
                 cursor.retry_at = trio.current_time() + cursor.backoff
@@ -652,7 +651,7 @@ class Scheduler:
         cursor.backoff = self._config.retry_backoff
         if park.lease is None:
             loop.lock_misses += 1
-            self._emit(
+            self._reporter.emit(
                 EventKind.SKIPPED,
                 task.name,
                 decision.nominal,
@@ -1021,7 +1020,7 @@ class Scheduler:
         (in a batch or the timer pass): report it as a crashed loop is reported, end
         that loop (it is not parked again) and keep every other task running."""
         loop = park.loop
-        self._report_crash(loop, exc)
+        self._reporter.crash(loop, exc)
         # Stop it as `unregister` would: a park re-armed before the failure stops
         # waiting.
         loop.park = park
@@ -1030,10 +1029,6 @@ class Scheduler:
             park.abandoned = True
             park.phase = Phase.DONE
         loop.park = None  # detached: nothing refers to it any more
-
-    def _report_crash(self, loop: Loop, exc: Exception) -> None:
-        self._config.logger.error("task %r: loop crashed", loop.task.name, exc_info=exc)
-        self._report_error(loop, None, exc)
 
     # -- dispatch (S3) -------------------------------------------------------------------------
 
@@ -1112,7 +1107,9 @@ class Scheduler:
     ) -> None:
         """Count an ended dispatch: fired (`error` None) or failed."""
         if error is not None:
-            self._report_dispatch_failure(loop, decision.nominal, error, lateness=decision.lateness)
+            self._reporter.dispatch_failure(
+                loop, decision.nominal, error, lateness=decision.lateness
+            )
             return
         assert job is not None
         self._record_fired(loop, decision, job)
@@ -1128,7 +1125,9 @@ class Scheduler:
         loop.last_fire = decision.nominal
         loop.last_lateness = decision.lateness
         self._watermarks.mark(loop.wm_name, loop.task.name, self._nominal(decision.nominal).ms)
-        self._emit(EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job)
+        self._reporter.emit(
+            EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job
+        )
 
     async def _guarded_enqueue(
         self,
@@ -1233,7 +1232,7 @@ class Scheduler:
             except Exception as exc:
                 for loop in chunk:
                     if not loop.stopping:
-                        self._report_error(loop, None, exc)
+                        self._reporter.error(loop, None, exc)
                 if not _is_transient(exc):
                     return {}
             await self._timer.sleep_until(trio.current_time() + backoff)
@@ -1255,7 +1254,7 @@ class Scheduler:
                     self._go_dormant(loop, cursor)
             except Exception as exc:
                 # An impossible schedule: that loop ends alone, like a crashed loop.
-                self._report_crash(loop, exc)
+                self._reporter.crash(loop, exc)
                 loop.stop()
 
     def _watermark_failed(self, task: str, error: Exception) -> None:
@@ -1263,100 +1262,9 @@ class Scheduler:
         loop = self._loops.get(task)
         if loop is not None:
             loop.errors += 1
-            self._emit(EventKind.ERROR, task, None, None, error=error)
+            self._reporter.emit(EventKind.ERROR, task, None, None, error=error)
 
     # -- reporting -------------------------------------------------------------------------------
-
-    def _note_misfire(self, loop: Loop, decision: _plan.Decision) -> None:
-        first = decision.first_late
-        if first is None:
-            return
-        covered = loop.last_counted_late
-        if covered is not None and first <= covered:
-            # A retry of a misfire already counted (O7: the loop retries the latest late
-            # occurrence, which is late again): the same misfire, now reaching further.
-            loop.last_counted_late = max(covered, decision.nominal)
-            return
-        loop.last_counted_late = decision.nominal
-        loop.misfired += 1
-        lateness = decision.lateness + (decision.nominal - first).total_seconds()
-        self._config.logger.warning(
-            "task %r: occurrence %s reached %.3fs late (policy %s)",
-            loop.task.name,
-            first.isoformat(),
-            lateness,
-            loop.task.policy.value,
-        )
-        self._emit(EventKind.MISSED, loop.task.name, first, lateness)
-
-    def _report_error(
-        self,
-        loop: Loop,
-        nominal: datetime | None,
-        error: BaseException,
-        *,
-        lateness: float | None = None,
-        manual: bool = False,
-    ) -> None:
-        loop.errors += 1
-        self._config.logger.error("task %r: %r", loop.task.name, error)
-        self._emit(EventKind.ERROR, loop.task.name, nominal, lateness, error=error, manual=manual)
-
-    def _report_dispatch_failure(
-        self,
-        loop: Loop,
-        nominal: datetime,
-        error: Exception,
-        *,
-        lateness: float | None = None,
-        manual: bool = False,
-    ) -> None:
-        if isinstance(error, LeaseLostError):
-            loop.lease_losses += 1
-            self._config.logger.error("task %r: lease lost mid-dispatch: %r", loop.task.name, error)
-            self._emit(
-                EventKind.LEASE_LOST, loop.task.name, nominal, lateness, error=error, manual=manual
-            )
-        else:
-            self._report_error(loop, nominal, error, lateness=lateness, manual=manual)
-
-    def _emit(
-        self,
-        kind: EventKind,
-        task: str,
-        nominal: datetime | None,
-        lateness: float | None,
-        *,
-        error: BaseException | None = None,
-        reason: str | None = None,
-        job: Job | None = None,
-        manual: bool = False,
-    ) -> None:
-        hook = self._config.on_event
-        if hook is None and not self._channels:
-            return  # nobody listens: build nothing (hot path)
-        event = SchedulerEvent(
-            kind=kind,
-            task=task,
-            nominal=nominal.astimezone(UTC) if nominal is not None else None,
-            lateness=lateness,
-            error=error,
-            reason=reason,
-            job=job,
-            manual=manual,
-        )
-        if hook is not None:
-            try:
-                hook(event)
-            except Exception:
-                self._config.logger.exception("on_event hook raised; ignored")
-        for channel in tuple(self._channels):
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                self._events_dropped += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._channels.remove(channel)
 
     # -- small helpers ---------------------------------------------------------------------------
 
