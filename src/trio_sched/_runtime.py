@@ -1,15 +1,19 @@
 """`Scheduler` and `open_scheduler`: the Trio runtime (rules O1-O9 of docs/runtime.md).
 
-Shape (4.1): `Scheduler.run` owns a *services* nursery (the shared timer, batch calls,
-watermark flushes, renewers of manual triggers) and inside it a *loops* nursery with one
-loop per registered task. Each loop owns a small nursery for its lease renewers.
+Shape: `Scheduler.run` owns a *services* nursery (the shared timer, the bursts,
+watermark flushes, the waker, renewers of bursts and manual triggers) and inside it a
+*loops* nursery (the starter, and the short-lived Trio task a loop gets to retry an
+occurrence handed back to it, with a small nursery for its lease renewer). A waiting
+loop is data (`_loop`): no Trio task. Lease guards are in `_lease`, watermarks in
+`_watermarks`, events and counters in `_reporting`; docs/runtime.md draws where one
+occurrence goes.
 
 Rules:
 - S1 Occurrences come from the cron engine (``next_after`` on the wall clock) and all
   identity derives from the nominal instant (`_plan`, O1/O2). A loop parks on the shared
-  timer (`_timer`, 4.3) until the wall clock reaches its nominal instant; loops due at
-  the same instant share one timer entry.
-- S2 Batching (4.5): all occurrences that become due in one timer pass are decided in
+  timer (`_timer`) until the wall clock reaches its nominal instant; loops due at the
+  same instant share one timer entry.
+- S2 Batching: all occurrences that become due in one timer pass are decided in
   that pass (pure `_plan.decide`, one wall-clock read) and acquired with ONE
   ``acquire_batch`` call, the watermark check included. Lock misses, acquire errors and
   misfire skips are settled right there, without waking a loop; an acquired occurrence
@@ -61,12 +65,12 @@ Rules:
   long ago and still holds. Late occurrences (misfires, catch-up after a restart) are
   refused by the watermark outright. Exactly once therefore holds while the clocks of
   instances differ by less than ``lock_ttl - misfire_grace``.
-- S8 Dormant loops: a loop whose next occurrence is more than 5 s away (wall clock)
-  ends its Trio task (nursery, scopes, coroutine frames) and leaves one entry on the
-  shared timer that starts it again 2 s before the occurrence; its cursor stays on the
-  task's record, so it resumes exactly where it was. An idle schedule then costs a
-  record and a timer entry instead of a parked Trio task. Stop and unregister cancel the
-  entry; a wall-clock jump moves it like any wall-anchored entry.
+- S8 Dormant loops: a loop whose next occurrence is more than 5 s away (wall clock) is
+  not parked; it leaves one entry on the shared timer that hands it to the waker (S11)
+  2 s before the occurrence; its cursor stays on the task's record, so it resumes
+  exactly where it was. An idle schedule then costs a record and a timer entry. Stop
+  and unregister cancel the entry; a wall-clock jump moves it like any wall-anchored
+  entry.
 - S9 The burst enqueues: the task that acquired a burst's locks also enqueues the
   burst, and records each outcome (counters, watermark, event) and parks each loop on
   its next occurrence itself, whatever the jobs runtime: the loops' Trio tasks are not
