@@ -38,6 +38,8 @@ def test_is_a_jobs_runtime() -> None:
         {"max_pending": 1.5},
         {"drain_timeout": -1.0},
         {"drain_timeout": math.nan},
+        {"drain_timeout": -(10**400)},
+        {"drain_timeout": "10"},
         {"unserved_warning": -1},
         {"unserved_warning": "5"},
     ],
@@ -45,6 +47,10 @@ def test_is_a_jobs_runtime() -> None:
 def test_invalid_arguments(kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidArgumentError):
         MemoryJobs(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_huge_drain_timeout_means_forever() -> None:
+    assert MemoryJobs(drain_timeout=10**400)._drain_timeout == math.inf  # not OverflowError
 
 
 async def test_enqueue_rejects_non_jobs() -> None:

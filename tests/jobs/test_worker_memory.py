@@ -41,6 +41,8 @@ def test_memory_jobs_is_consumable() -> None:
         ({"queues": []}, "queues"),
         ({"queues": "q"}, "queues"),
         ({"handler_timeout": 0}, "handler_timeout"),
+        ({"handler_timeout": 10**400}, "handler_timeout must be a finite"),
+        ({"drain_timeout": -(10**400)}, "drain_timeout"),
         ({"handlers": {}}, "handlers is empty"),
         ({"handlers": [("work", _never)]}, "handlers must be a mapping"),
         ({"handlers": {"work": "not a function"}}, "'work' is not callable"),

@@ -733,7 +733,13 @@ def _check_handlers(handlers: object) -> None:
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise InvalidArgumentError(f"{name} must be a finite number of seconds") from None
+    if math.isnan(seconds):
         raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise InvalidArgumentError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value!r}")

@@ -181,8 +181,15 @@ class MemoryJobs:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
-        if not (drain_timeout >= 0 and not math.isnan(drain_timeout)):
+        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, int | float):
+            raise InvalidArgumentError(f"drain_timeout must be seconds, got {drain_timeout!r}")
+        try:
+            drain = float(drain_timeout)
+        except OverflowError:  # a huge int: as good as math.inf, which is allowed
+            drain = math.inf if drain_timeout > 0 else -math.inf
+        if not drain >= 0:  # also NaN
             raise InvalidArgumentError(f"drain_timeout must be >= 0, got {drain_timeout!r}")
+        drain_timeout = drain
         if isinstance(visibility_timeout, bool) or not (
             isinstance(visibility_timeout, int | float) and visibility_timeout > 0
         ):
