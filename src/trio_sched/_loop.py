@@ -26,7 +26,7 @@ from trio_sched._timer import TimerHandle
 from trio_sched.locks._protocol import LockLease
 
 if TYPE_CHECKING:
-    from trio_sched._runtime import Scheduler
+    from trio_sched._parking import Parking
 
 __all__ = [
     "H_FENCING",
@@ -83,7 +83,7 @@ class Loop:
         "next_fire",
         "nursery",
         "park",
-        "scheduler",
+        "parking",
         "skipped",
         "slack_ms",
         "stopping",
@@ -93,10 +93,8 @@ class Loop:
         "wm_name",
     )
 
-    def __init__(
-        self, scheduler: Scheduler, task: Task, ttl: float, prefix: str, grace: float
-    ) -> None:
-        self.scheduler = scheduler
+    def __init__(self, parking: Parking, task: Task, ttl: float, prefix: str, grace: float) -> None:
+        self.parking = parking
         self.task = task
         # Per-task constants of the hot path, computed once.
         self.ttl = ttl
@@ -123,7 +121,7 @@ class Loop:
 
     def wake(self) -> None:
         """Timer callback of a dormant loop (S8): start its Trio task again."""
-        self.scheduler._wake_dormant(self)
+        self.parking.wake_dormant(self)
 
     def stop(self) -> None:
         """Stop waiting at once (S6); a dispatch in flight is left to finish."""

@@ -1,0 +1,438 @@
+"""The burst: every occurrence due at one instant, decided, acquired, enqueued and
+recorded together (rules S2, S9 of `_runtime`).
+
+At the end of each timer pass `process_due` decides what became due (pure
+`_plan.decide`, one wall-clock read); skips are settled at once, the rest is acquired
+with ONE ``acquire_batch`` call and enqueued together: one ``enqueue_many`` call for a
+`BatchJobsRuntime`, or one ``enqueue`` per job, ``ENQUEUE_CONCURRENCY`` at once, for a
+plain runtime (`_enqueue_each`), each under its own lease guard (`_lease`). Then each
+outcome is recorded (counters, watermark, event) and its loop moved on to its next
+occurrence (`Parking`), or handed to its loop's own task to retry (`LoopTasks`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final, final
+
+import trio
+
+from trio_sched import _plan
+from trio_sched._config import Config
+from trio_sched._errors import ConflictError, InvalidArgumentError, RetryableError
+from trio_sched._events import EventKind
+from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
+from trio_sched._loop import H_FENCING, Loop, Park, Phase
+from trio_sched._parking import Parking
+from trio_sched._reporting import Reporter
+from trio_sched._task import Task
+from trio_sched._timer import TimerHeap
+from trio_sched._watermarks import Pending, Watermarks
+from trio_sched.jobs._job import Job, JobsRuntime
+from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
+
+if TYPE_CHECKING:
+    from trio_sched._tasks import LoopTasks
+
+__all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
+
+_TRANSIENT: Final = (RetryableError, OSError)
+# S9: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
+ENQUEUE_CONCURRENCY: Final = 64
+_MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT)
+
+
+def task_job(
+    task: Task,
+    job_id: str,
+    idem: str,
+    headers: Mapping[str, str],
+    run_at: datetime,
+    created: datetime,
+    fencing_token: int,
+) -> Job:
+    """The `Job` of one occurrence (scheduled or manual) of `task`."""
+    return Job(
+        id=job_id,
+        name=task.effective_job_name,
+        queue=task.queue,
+        payload=task.payload,
+        headers=headers,
+        content_type=task.content_type,
+        tenant_id=task.tenant_id,
+        idempotency_key=idem,
+        run_at=run_at,
+        created_at=created,
+        fencing_token=fencing_token,
+    )
+
+
+class _Cancelled(Exception):
+    """The result of an `enqueue` of a burst that its own lease guard cancelled."""
+
+
+_CANCELLED: Final = _Cancelled()
+
+
+@final
+class Burst:
+    """Decides, acquires, enqueues and records the bursts of one scheduler (S2, S9)."""
+
+    def __init__(
+        self,
+        *,
+        timer: TimerHeap,
+        locks: LockProvider,
+        jobs: JobsRuntime,
+        enqueue_many: Callable[[Sequence[Job]], Awaitable[list[Exception | None]]] | None,
+        config: Config,
+        leases: LeaseKeeper,
+        watermarks: Watermarks,
+        reporter: Reporter,
+        parking: Parking,
+    ) -> None:
+        self._timer = timer
+        self._locks = locks
+        self._jobs = jobs
+        self._enqueue_many = enqueue_many
+        self._config = config
+        self._wall_clock = config.wall_clock
+        self._leases = leases
+        self._watermarks = watermarks
+        self._reporter = reporter
+        self._parking = parking
+        self._tasks: LoopTasks | None = None  # set once both exist (`bind`)
+        self.services: trio.Nursery | None = None  # set by the scheduler while it runs
+        self.in_flight = 0  # dispatches in flight (bursts, loop retries, triggers)
+        self.batches = Pending()  # acquire batches in flight (S2, S9)
+
+    def bind(self, tasks: LoopTasks) -> None:
+        self._tasks = tasks
+
+    def process_due(self) -> None:
+        """Timer pass end: decide everything that became due together (S2)."""
+        due = self._parking.take_due()
+        if not due:
+            return
+        now = self._wall_clock()
+        now_ts = now.timestamp()
+        grace = self._config.misfire_grace
+        firing: list[Park] = []
+        # Every park due at one nominal instant shares its on-time decision (the common
+        # case); late or early ones are decided one by one.
+        on_time: dict[datetime, _plan.Decision | None] = {}
+        for park in due:
+            if park.abandoned:
+                continue
+            task = park.loop.task
+            nominal = park.nominal
+            decision = on_time.get(nominal, _MISSING)
+            if decision is _MISSING:
+                decision = on_time[nominal] = _plan.decide_on_time(nominal, now, grace)
+            if decision is None:
+                decision = _plan.decide(task.cron, nominal, now, grace, task.policy)
+            if decision.action is _plan.Action.WAIT:
+                # Woke early by the wall clock: wait for the rest, measured just now.
+                deadline = trio.current_time() + (park.nominal_ts - now_ts)
+                due_again = functools.partial(self._parking.on_due, park)
+                park.handle = self._timer.call_at_wall(
+                    park.nominal_ts, due_again, deadline=deadline
+                )
+                continue
+            park.decision = decision
+            if decision.action is _plan.Action.SKIP:
+                # Settled here, without waking the loop's task (S9).
+                park.phase = Phase.DONE
+                self._settle_outside(park)
+            else:
+                if decision.late:  # a misfire: maybe another occurrence, no slack (S7)
+                    self._parking.prepare(park, decision.nominal, late=True)
+                park.phase = Phase.ACQUIRING
+                firing.append(park)
+        if firing:
+            assert self.services is not None
+            self.batches.enter()
+            self.services.start_soon(self._acquire_batch, firing)
+
+    async def _acquire_batch(self, parks: list[Park]) -> None:
+        """One ``acquire_batch`` for every occurrence due together (S2), then S9."""
+        try:
+            await self._acquire_and_dispatch(parks)
+        finally:
+            self.batches.leave()
+
+    async def _acquire_and_dispatch(self, parks: list[Park]) -> None:
+        # Built now rather than while the loops wait: one request kept per waiting loop
+        # (a tracked object) would be promoted to the collector's old generation with
+        # every burst and trigger full collections (~200 ms each at 10,000 loops).
+        requests: list[AcquireRequest] = []
+        for park in parks:
+            loop = park.loop
+            info = park.info
+            assert info is not None
+            requests.append(
+                AcquireRequest(park.key, loop.ttl, loop.wm_name, info.ms, park.slack_ms)
+            )
+        started = trio.current_time()
+        leases: list[LockLease | None]
+        try:
+            leases = list(await self._locks.acquire_batch(requests))
+            if len(leases) != len(requests):
+                raise InvalidArgumentError(
+                    f"acquire_batch answered {len(leases)} results for {len(requests)} requests"
+                )
+        except Exception as exc:
+            for park in parks:
+                park.error = exc
+            leases = [None] * len(parks)
+        orphans: list[LockLease] = []
+        dispatching: list[Park] = []
+        for park, lease in zip(parks, leases, strict=True):
+            if park.abandoned:
+                if lease is not None:
+                    orphans.append(lease)
+                continue
+            park.lease = lease
+            park.acquired_at = started
+            park.expires = started + park.loop.ttl
+            if lease is not None and park.error is None:
+                park.phase = Phase.DISPATCHING
+                dispatching.append(park)
+                continue
+            # A lock miss or an acquire error: settled here, no loop task is needed.
+            park.phase = Phase.DONE
+            self._settle_outside(park)
+        if dispatching:
+            await self._dispatch_batch(dispatching, started)
+        for lease in orphans:  # S4: nothing was attempted for these
+            try:
+                await self._locks.release(lease)
+            except Exception:
+                self._config.logger.warning("could not release unused lease %r", lease.key)
+
+    async def _dispatch_batch(self, parks: list[Park], acquired_at: float) -> None:
+        """S9: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
+        call, or, for a plain runtime, job by job from this task and a few helpers
+        (`_enqueue_each`).
+
+        Each occurrence keeps its own lease guard (renewal, ``dispatch_timeout``). With
+        ``enqueue_many`` they share the call's cancel scope: a lost lease or the timeout
+        cancels the call; job by job, a guard cancels its own job's enqueue only. The guards
+        are made only if the call still runs when the first of them would act (the
+        shortest TTL/3, or the timeout); an enqueue rarely takes that long. Then, per
+        occurrence: accepted or a duplicate (`ConflictError`) counts as fired; a
+        transient error, a failure of the whole call or a call cancelled for another
+        occurrence's lost lease hands the occurrence to its loop, which enqueues it
+        again on its own (safe: the idempotency key dedupes, S5 retries); any other
+        error is reported. The loops' tasks are woken only for those hand-overs.
+        """
+        enqueue_many = self._enqueue_many
+        services = self.services
+        assert services is not None
+        created = self._wall_clock()
+        jobs = [self.occurrence_job(park, created) for park in parks]
+        results: list[Exception | None] | None = None
+        with trio.CancelScope() as scope:
+            batch = BatchGuard(parks, scope, acquired_at, plain=enqueue_many is None)
+            first_check = min(park.loop.ttl for park in parks) / 3
+            first_check = acquired_at + min(first_check, self._config.dispatch_timeout)
+            self._leases.arm_batch_at(batch, first_check, services)
+            self.in_flight += len(jobs)
+            try:
+                if enqueue_many is not None:
+                    results = await enqueue_many(jobs)
+                else:
+                    results = await self._enqueue_each(jobs, batch)
+                if len(results) != len(jobs):
+                    raise InvalidArgumentError(
+                        f"enqueue_many answered {len(results)} results for {len(jobs)} jobs"
+                    )
+            except Exception as exc:
+                results = None
+                self._config.logger.warning(
+                    "enqueue_many of %d occurrences failed, each goes back to its loop: %r",
+                    len(jobs),
+                    exc,
+                )
+            finally:
+                self.in_flight -= len(jobs)
+                batch.finish()
+        guards = batch.guards
+        for index, park in enumerate(parks):
+            guard = guards[index] if guards else None
+            try:
+                self._batch_outcome(park, guard, jobs[index], results, index)
+            except Exception as exc:
+                self._crashed_outside(park, exc)
+
+    async def _enqueue_each(self, jobs: list[Job], batch: BatchGuard) -> list[Exception | None]:
+        """A plain runtime's burst (S9): `enqueue` every job, at most
+        ``ENQUEUE_CONCURRENCY`` at once, from this task and up to that many helpers
+        (never a task per occurrence). Returns what ``enqueue_many`` would: ``None`` or
+        the job's error, in order; `_CANCELLED` for a job its own guard cancelled."""
+        results: list[Exception | None] = [None] * len(jobs)
+        order = iter(range(len(jobs)))  # shared: each job is taken by one of them
+        helpers = min(len(jobs), ENQUEUE_CONCURRENCY) - 1
+        if helpers <= 0:
+            await self._enqueue_some(jobs, batch, results, order)
+            return results
+        async with trio.open_nursery() as nursery:
+            for _ in range(helpers):
+                nursery.start_soon(self._enqueue_some, jobs, batch, results, order)
+            await self._enqueue_some(jobs, batch, results, order)
+        return results
+
+    async def _enqueue_some(
+        self,
+        jobs: list[Job],
+        batch: BatchGuard,
+        results: list[Exception | None],
+        order: Iterator[int],
+    ) -> None:
+        """Take jobs from `order` and enqueue them one after another. Each runs in this
+        task's current cancel scope, which only its job's guard cancels (`_Slot`); after
+        a cancellation the next job gets a fresh scope, so no job is cancelled for
+        another one's lease."""
+        enqueue = self._jobs.enqueue
+        running = batch.running
+        cancelled = batch.cancelled
+        while True:
+            index = -1
+            with trio.CancelScope() as scope:
+                for index in order:
+                    if index in cancelled:  # its guard acted before it started
+                        results[index] = _CANCELLED
+                        continue
+                    running[index] = scope
+                    try:
+                        await enqueue(jobs[index])
+                    except Exception as exc:
+                        results[index] = exc
+                    del running[index]
+                    if scope.cancel_called:
+                        break  # cancelled as that job returned: a fresh scope for the next
+                else:
+                    return
+            if scope.cancelled_caught:
+                running.pop(index, None)
+                results[index] = _CANCELLED
+
+    def _batch_outcome(
+        self,
+        park: Park,
+        guard: LeaseGuard | None,
+        job: Job,
+        results: list[Exception | None] | None,
+        index: int,
+    ) -> None:
+        """Settle one occurrence of a batch's call, or hand it to its loop (S9).
+        `results` is ``None`` when the call raised or was cancelled."""
+        loop = park.loop
+        cursor = loop.cursor
+        decision = park.decision
+        assert cursor is not None
+        assert decision is not None
+        error: Exception | None
+        if results is None:
+            if guard is None or (guard.lost is None and not guard.timed_out):
+                if not park.abandoned:
+                    self._loop_tasks().hand_over(park, guard)  # the loop enqueues it on its own
+                return
+            # Cancelled for this occurrence's own lease or the timeout (even if the
+            # runtime then raised instead of letting the cancellation through).
+            error = guard.lost if guard.lost is not None else self.timed_out(loop)
+        elif results[index] is _CANCELLED:
+            # By its own guard (a plain runtime's burst): lost lease or timeout.
+            assert guard is not None
+            error = guard.lost if guard.lost is not None else self.timed_out(loop)
+        else:
+            error = results[index]
+            if isinstance(error, ConflictError):
+                error = None  # already enqueued under its idempotency key: fired
+            if error is not None and _is_transient(error) and not park.abandoned:
+                self._loop_tasks().hand_over(park, guard)  # the loop retries it (S5)
+                return
+        park.phase = Phase.DONE
+        self._parking.settle(loop, cursor, park)
+        self.dispatched(loop, decision, job, error)
+        cursor.nominal = loop.task.cron.next_after(decision.nominal)
+        self._parking.move_on(park)
+
+    def _settle_outside(self, park: Park) -> None:
+        """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire
+        error) outside its loop's task, and move the loop on (S9)."""
+        try:
+            cursor = park.loop.cursor
+            assert cursor is not None
+            self._parking.settle(park.loop, cursor, park)
+            self._parking.move_on(park)
+        except Exception as exc:
+            self._crashed_outside(park, exc)
+
+    def _crashed_outside(self, park: Park, exc: Exception) -> None:
+        """A bug or an impossible schedule while settling `park` outside its loop's task
+        (in a batch or the timer pass): report it as a crashed loop is reported, end
+        that loop (it is not parked again) and keep every other task running."""
+        loop = park.loop
+        self._reporter.crash(loop, exc)
+        # Stop it as `unregister` would: a park re-armed before the failure stops
+        # waiting.
+        loop.park = park
+        loop.stop()
+        if not park.abandoned:  # it was being settled, not waiting: end it the same way
+            park.abandoned = True
+            park.phase = Phase.DONE
+        loop.park = None  # detached: nothing refers to it any more
+
+    def occurrence_job(self, park: Park, created: datetime) -> Job:
+        """The job of an acquired occurrence. Hot path (one call per fire): everything
+        lease-independent was prepared while the loop waited (`_prepare`), per-task
+        constants come from its loop."""
+        info = park.info
+        lease = park.lease
+        assert info is not None
+        assert lease is not None
+        headers = park.headers
+        headers[H_FENCING] = str(lease.fencing_token)  # Job copies the headers
+        return task_job(
+            park.loop.task, park.job_id, park.idem, headers, info.utc, created, lease.fencing_token
+        )
+
+    def dispatched(
+        self, loop: Loop, decision: _plan.Decision, job: Job | None, error: Exception | None
+    ) -> None:
+        """Count an ended dispatch: fired (`error` None) or failed."""
+        if error is not None:
+            self._reporter.dispatch_failure(
+                loop, decision.nominal, error, lateness=decision.lateness
+            )
+            return
+        assert job is not None
+        self._record_fired(loop, decision, job)
+
+    def timed_out(self, loop: Loop) -> RetryableError:
+        return RetryableError(
+            f"dispatch of task {loop.task.name!r} did not finish within "
+            f"dispatch_timeout={self._config.dispatch_timeout}s"
+        )
+
+    def _record_fired(self, loop: Loop, decision: _plan.Decision, job: Job) -> None:
+        loop.fired += 1
+        loop.last_fire = decision.nominal
+        loop.last_lateness = decision.lateness
+        self._watermarks.mark(
+            loop.wm_name, loop.task.name, self._parking.nominal(decision.nominal).ms
+        )
+        self._reporter.emit(
+            EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job
+        )
+
+    def _loop_tasks(self) -> LoopTasks:
+        assert self._tasks is not None, "Burst.bind was not called"
+        return self._tasks

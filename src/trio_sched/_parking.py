@@ -1,0 +1,315 @@
+"""Where loops wait: parks on the shared timer, dormancy, the start (rules S1, S8, S10, S11
+of `_runtime`).
+
+`Parking` puts each loop on its next occurrence (`next_park`: a `Park` on the timer,
+loops due at one instant sharing one entry) or lets it go dormant (one timer entry that
+hands it to the waker 2 s ahead), records the outcome of a decided occurrence
+(`settle`) and moves the loop on (`move_on`). It also starts the loops (the starter
+task: watermarks 500 tasks per call, then the first park) and collects what the timer
+found due (`take_due`) for the burst. No Trio task per loop: a waiting loop is data.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final, final
+
+import trio
+
+from trio_sched import _plan
+from trio_sched._config import Config
+from trio_sched._errors import RetryableError
+from trio_sched._events import EventKind
+from trio_sched._loop import H_NOMINAL, H_OCCURRENCE, Cursor, Loop, Nominal, Park
+from trio_sched._reporting import Reporter
+from trio_sched._timer import TimerHeap
+from trio_sched.locks._protocol import LockProvider
+
+__all__ = ["Parking"]
+
+_TRANSIENT: Final = (RetryableError, OSError)
+# S8: a loop whose next occurrence is more than _DORMANT_AFTER seconds away (wall clock)
+# goes dormant and is parked again _WAKE_AHEAD seconds before the occurrence.
+_DORMANT_AFTER: Final = 5.0
+_WAKE_AHEAD: Final = 2.0
+# Derived forms (epoch ms, ISO text) of recent nominal instants: every task due at the
+# same instant shares one entry.
+_NOMINAL_CACHE: Final = 4096
+# S10, S11: loops are started and woken this many at a time (then a yield).
+START_CHUNK: Final = 500
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT)
+
+
+@final
+class Parking:
+    """The waiting side of a scheduler's loops (S1, S8, S10, S11)."""
+
+    def __init__(
+        self, timer: TimerHeap, locks: LockProvider, config: Config, reporter: Reporter
+    ) -> None:
+        self._timer = timer
+        self._locks = locks
+        self._config = config
+        self._reporter = reporter
+        self._wall_clock = config.wall_clock
+        self._prefix = config.lock_key_prefix
+        # Set by the scheduler while it runs (None otherwise).
+        self.services: trio.Nursery | None = None
+        self.loops_nursery: trio.Nursery | None = None
+        self._due: list[Park] = []  # what the timer found due, for the burst
+        self._nominals: dict[datetime, Nominal] = {}
+        self._park_groups: dict[float, list[Park]] = {}
+        # Loops registered and not started yet, and the task starting them (S10).
+        self._to_start: list[Loop] = []
+        self._starter: trio.CancelScope | None = None
+        # Dormant loops whose wake-up came, and whether the task parking them runs (S11).
+        self._waking: list[Loop] = []
+        self._waker_running = False
+
+    def take_due(self) -> list[Park]:
+        """The parks the timer found due since the last call (S2); not a checkpoint."""
+        due, self._due = self._due, []
+        return due
+
+    def stop_starting(self) -> None:
+        """A stop: loops not started yet never start (S6, S10)."""
+        if self._starter is not None:
+            self._starter.cancel()
+
+    def next_park(
+        self,
+        loop: Loop,
+        cursor: Cursor,
+        reuse: Park | None = None,
+    ) -> Park | None:
+        """Park the loop on the occurrence at its cursor; not a checkpoint.
+
+        Returns ``None`` (and changes nothing) when that occurrence is far enough off
+        for the loop to go dormant (S8). The loop waits detached (S9): called by the
+        loop's task before it ends, by a burst's batch for a loop whose outcome it
+        settled and by the dormancy wake-up, so no Trio task runs for a waiting loop.
+        """
+        loop.next_fire = cursor.nominal
+        nominal_ts = cursor.nominal.timestamp()
+        retry_at = cursor.retry_at
+        if retry_at is None and (
+            nominal_ts - (trio.current_time() + self._timer.wall_offset()) > _DORMANT_AFTER
+        ):
+            # A heuristic distance through the timer's cached wall offset (no wall-clock
+            # read per occurrence).
+            return None
+        cursor.retry_at = None
+        if reuse is None:
+            park = Park(loop, cursor.nominal, nominal_ts)
+        else:
+            park = reuse
+            park.arm(cursor.nominal, nominal_ts)
+        self.prepare(park, cursor.nominal)
+        loop.park = park
+        if retry_at is None:
+            # Loops due at the same instant share one timer entry (one heap operation
+            # per instant, not per loop); an abandoned park is skipped when it fires.
+            group = self._park_groups.get(nominal_ts)
+            if group is None:
+                group = self._park_groups[nominal_ts] = []
+                due_group = functools.partial(self._park_group_due, nominal_ts)
+                self._timer.call_at_wall(nominal_ts, due_group)
+            group.append(park)
+        else:
+            park.handle = self._timer.call_at(retry_at, functools.partial(self.on_due, park))
+        return park
+
+    def settle(self, loop: Loop, cursor: Cursor, park: Park) -> bool:
+        """Record the decided outcome of `park` and move the cursor on; not a checkpoint.
+
+        Returns True when the occurrence is to be dispatched under ``park.lease`` (the
+        caller then moves the cursor once the dispatch ended). Skips, lock misses and
+        acquire errors are settled here, whoever runs it (the loop or the batch).
+        """
+        decision = park.decision
+        assert decision is not None
+        task = loop.task
+        if decision.first_late is not None:
+            self._reporter.misfire(loop, decision)
+        if decision.action is _plan.Action.SKIP:
+            loop.skipped += 1
+            self._reporter.emit(
+                EventKind.SKIPPED, task.name, decision.nominal, decision.lateness, reason="misfire"
+            )
+            cursor.nominal = task.cron.next_after(decision.nominal)
+            return False
+        if park.error is not None:
+            self._reporter.error(loop, decision.nominal, park.error, lateness=decision.lateness)
+            if _is_transient(park.error):
+                # O7: same occurrence again after a pause; decide() re-judges it.
+                cursor.retry_at = trio.current_time() + cursor.backoff
+                cursor.backoff = min(cursor.backoff * 2, self._config.retry_backoff_max)
+                cursor.nominal = decision.nominal
+            else:
+                cursor.nominal = task.cron.next_after(decision.nominal)
+            return False
+        cursor.backoff = self._config.retry_backoff
+        if park.lease is None:
+            loop.lock_misses += 1
+            self._reporter.emit(
+                EventKind.SKIPPED,
+                task.name,
+                decision.nominal,
+                decision.lateness,
+                reason="lock_held",
+            )
+            cursor.nominal = task.cron.next_after(decision.nominal)
+            return False
+        return True
+
+    def move_on(self, park: Park) -> None:
+        """After `park` was settled outside its loop's task (S9): park the loop on its
+        next occurrence, or let it go dormant or stop; no Trio task is needed."""
+        loop = park.loop
+        cursor = loop.cursor
+        assert cursor is not None
+        if park.abandoned:
+            return  # stopped: nothing more for this loop
+        if not loop.stopping and self.next_park(loop, cursor, park) is not None:
+            return
+        loop.park = None
+        if not loop.stopping:
+            self.go_dormant(loop, cursor)
+
+    def prepare(self, park: Park, nominal: datetime, *, late: bool = False) -> None:
+        """Lock request and lease-independent job parts of the occurrence at `nominal`.
+
+        The request carries the watermark slack of rule S7 unless the occurrence is late.
+        """
+        loop = park.loop
+        info = park.info = self.nominal(nominal)
+        key = park.key = f"{self._prefix}:{loop.task.name}:{info.ms}"
+        park.slack_ms = 0 if late else loop.slack_ms
+        idem = park.idem = f"{loop.idem_base}:{info.ms}"
+        park.job_id = _plan.job_id(idem)
+        headers = park.headers
+        headers[H_OCCURRENCE] = key
+        headers[H_NOMINAL] = info.iso
+
+    def go_dormant(self, loop: Loop, cursor: Cursor) -> None:
+        """S8: the occurrence at the cursor is far off (`_next_park` said so): end the
+        loop's Trio task and leave a timer entry that starts it again shortly before."""
+        # A bound method of the loop: the smallest callable that knows its loop.
+        wake_at = cursor.nominal.timestamp() - _WAKE_AHEAD
+        loop.dormant = self._timer.call_at_wall(wake_at, loop.wake)
+
+    def wake_dormant(self, loop: Loop) -> None:
+        """Timer callback of a dormant loop (S8): queue it for the waker task, which
+        parks it again without a Trio task of its own (S9), a chunk per step (S11)."""
+        loop.dormant = None
+        if loop.stopping or self.services is None:  # not running, or stopping (S6)
+            return
+        self._waking.append(loop)
+        if not self._waker_running:
+            self._waker_running = True
+            self.services.start_soon(self._wake_loops, name="trio_sched:wake")
+
+    async def _wake_loops(self) -> None:
+        try:
+            while self._waking:
+                chunk = self._waking[:START_CHUNK]
+                del self._waking[:START_CHUNK]
+                for loop in chunk:
+                    cursor = loop.cursor
+                    assert cursor is not None  # a loop goes dormant from its cursor (S8)
+                    if loop.stopping or loop.park is not None or loop.dormant is not None:
+                        continue
+                    if self.next_park(loop, cursor) is None:
+                        self.go_dormant(loop, cursor)  # the wall clock moved back meanwhile
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._waker_running = False
+            self._waking.clear()
+
+    def _park_group_due(self, nominal_ts: float) -> None:
+        group = self._park_groups.pop(nominal_ts, ())
+        self._due.extend(park for park in group if not park.abandoned)
+
+    def on_due(self, park: Park) -> None:
+        # Look up self._due at call time: _process_due swaps in a fresh list.
+        self._due.append(park)
+
+    def nominal(self, nominal: datetime) -> Nominal:
+        """Derived forms of a nominal instant, shared by every task due at it."""
+        info = self._nominals.get(nominal)
+        if info is None:
+            if len(self._nominals) >= _NOMINAL_CACHE:
+                self._nominals.clear()
+            utc = nominal.astimezone(UTC)
+            info = Nominal(utc, _plan.epoch_ms(utc), utc.isoformat())
+            self._nominals[nominal] = info
+        return info
+
+    def start(self, loop: Loop) -> None:
+        """Queue `loop` to be started by the starter task (S10); not a checkpoint."""
+        self._to_start.append(loop)
+        if self._starter is None and self.loops_nursery is not None:
+            self._starter = trio.CancelScope()
+            self.loops_nursery.start_soon(self._start_loops, name="trio_sched:start")
+
+    async def _start_loops(self) -> None:
+        """S10: start the queued loops, ``START_CHUNK`` at a time: one
+        ``get_watermarks`` call per chunk, then each loop is parked on its first
+        occurrence (or goes dormant) right here, without a Trio task of its own, and
+        the task yields before the next chunk, so no step holds the Trio loop long."""
+        scope = self._starter
+        assert scope is not None
+        try:
+            with scope:
+                while self._to_start:
+                    chunk = [loop for loop in self._to_start[:START_CHUNK] if not loop.stopping]
+                    del self._to_start[:START_CHUNK]
+                    if chunk:
+                        marks = await self._start_watermarks(chunk)
+                        self._park_first(chunk, marks)
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self._starter = None
+            self._to_start.clear()  # cancelled by a stop: those loops never start
+
+    async def _start_watermarks(self, chunk: list[Loop]) -> dict[str, int]:
+        """The watermarks of `chunk`, in one call, retried while transient (O7). A
+        failure that is not transient starts those loops fresh: no catch-up, and
+        nothing fires twice (the O3 locks)."""
+        names = [loop.wm_name for loop in chunk]
+        backoff = self._config.retry_backoff
+        while True:
+            try:
+                return dict(await self._locks.get_watermarks(names))
+            except Exception as exc:
+                for loop in chunk:
+                    if not loop.stopping:
+                        self._reporter.error(loop, None, exc)
+                if not _is_transient(exc):
+                    return {}
+            await self._timer.sleep_until(trio.current_time() + backoff)
+            backoff = min(backoff * 2, self._config.retry_backoff_max)
+
+    def _park_first(self, chunk: list[Loop], marks: Mapping[str, int]) -> None:
+        """Give each loop of `chunk` its cursor and park it on its first occurrence."""
+        now = self._wall_clock()
+        backoff = self._config.retry_backoff
+        for loop in chunk:
+            if loop.stopping or loop.cursor is not None:
+                continue  # unregistered or stopped while its watermark was read
+            try:
+                cursor = loop.cursor = Cursor(
+                    _plan.first_candidate(loop.task.cron, now, marks.get(loop.wm_name)),
+                    backoff,
+                )
+                if self.next_park(loop, cursor) is None:
+                    self.go_dormant(loop, cursor)
+            except Exception as exc:
+                # An impossible schedule: that loop ends alone, like a crashed loop.
+                self._reporter.crash(loop, exc)
+                loop.stop()
