@@ -1,5 +1,5 @@
 """The burst: every occurrence due at one instant, decided, acquired, enqueued and
-recorded together (rules S2, S9 of `_runtime`).
+recorded together (rules D5, D6 of `_runtime`).
 
 At the end of each timer pass `process_due` decides what became due (pure
 `_plan.decide`, one wall-clock read); skips are settled at once, the rest is acquired
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
 
 _TRANSIENT: Final = (RetryableError, OSError)
-# S9: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
+# D6: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
 ENQUEUE_CONCURRENCY: Final = 64
 _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
 
@@ -82,7 +82,7 @@ _CANCELLED: Final = _Cancelled()
 
 @final
 class Burst:
-    """Decides, acquires, enqueues and records the bursts of one scheduler (S2, S9)."""
+    """Decides, acquires, enqueues and records the bursts of one scheduler (D5, D6)."""
 
     def __init__(
         self,
@@ -110,13 +110,13 @@ class Burst:
         self._tasks: LoopTasks | None = None  # set once both exist (`bind`)
         self.services: trio.Nursery | None = None  # set by the scheduler while it runs
         self.in_flight = 0  # dispatches in flight (bursts, loop retries, triggers)
-        self.batches = Pending()  # acquire batches in flight (S2, S9)
+        self.batches = Pending()  # acquire batches in flight (D5, D6)
 
     def bind(self, tasks: LoopTasks) -> None:
         self._tasks = tasks
 
     def process_due(self) -> None:
-        """Timer pass end: decide everything that became due together (S2)."""
+        """Timer pass end: decide everything that became due together (D5)."""
         due = self._parking.take_due()
         if not due:
             return
@@ -147,11 +147,11 @@ class Burst:
                 continue
             park.decision = decision
             if decision.action is _plan.Action.SKIP:
-                # Settled here, without waking the loop's task (S9).
+                # Settled here, without waking the loop's task (D6).
                 park.phase = Phase.DONE
                 self._settle_outside(park)
             else:
-                if decision.late:  # a misfire: maybe another occurrence, no slack (S7)
+                if decision.late:  # a misfire: maybe another occurrence, no slack (D10)
                     self._parking.prepare(park, decision.nominal, late=True)
                 park.phase = Phase.ACQUIRING
                 firing.append(park)
@@ -161,7 +161,7 @@ class Burst:
             self.services.start_soon(self._acquire_batch, firing)
 
     async def _acquire_batch(self, parks: list[Park]) -> None:
-        """One ``acquire_batch`` for every occurrence due together (S2), then S9."""
+        """One ``acquire_batch`` for every occurrence due together (D5), then D6."""
         try:
             await self._acquire_and_dispatch(parks)
         finally:
@@ -210,14 +210,14 @@ class Burst:
             self._settle_outside(park)
         if dispatching:
             await self._dispatch_batch(dispatching, started)
-        for lease in orphans:  # S4: nothing was attempted for these
+        for lease in orphans:  # D9: nothing was attempted for these
             try:
                 await self._locks.release(lease)
             except Exception:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
 
     async def _dispatch_batch(self, parks: list[Park], acquired_at: float) -> None:
-        """S9: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
+        """D6: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
         call, or, for a plain runtime, job by job from this task and a few helpers
         (`_enqueue_each`).
 
@@ -229,7 +229,7 @@ class Burst:
         occurrence: accepted or a duplicate (`ConflictError`) counts as fired; a
         transient error, a failure of the whole call or a call cancelled for another
         occurrence's lost lease hands the occurrence to its loop, which enqueues it
-        again on its own (safe: the idempotency key dedupes, S5 retries); any other
+        again on its own (safe: the idempotency key dedupes, D8 retries); any other
         error is reported. The loops' tasks are woken only for those hand-overs.
         """
         enqueue_many = self._enqueue_many
@@ -272,7 +272,7 @@ class Burst:
                 self._crashed_outside(park, exc)
 
     async def _enqueue_each(self, jobs: list[Job], batch: BatchGuard) -> list[Exception | None]:
-        """A plain runtime's burst (S9): `enqueue` every job, at most
+        """A plain runtime's burst (D6): `enqueue` every job, at most
         ``ENQUEUE_CONCURRENCY`` at once, from this task and up to that many helpers
         (never a task per occurrence). Returns what ``enqueue_many`` would: ``None`` or
         the job's error, in order; `_CANCELLED` for a job its own guard cancelled."""
@@ -331,7 +331,7 @@ class Burst:
         results: list[Exception | None] | None,
         index: int,
     ) -> None:
-        """Settle one occurrence of a batch's call, or hand it to its loop (S9).
+        """Settle one occurrence of a batch's call, or hand it to its loop (D6).
         `results` is ``None`` when the call raised or was cancelled."""
         loop = park.loop
         cursor = loop.cursor
@@ -356,7 +356,7 @@ class Burst:
             if isinstance(error, ConflictError):
                 error = None  # already enqueued under its idempotency key: fired
             if error is not None and _is_transient(error) and not park.abandoned:
-                self._loop_tasks().hand_over(park, guard)  # the loop retries it (S5)
+                self._loop_tasks().hand_over(park, guard)  # the loop retries it (D8)
                 return
         park.phase = Phase.DONE
         self._parking.settle(loop, cursor, park)
@@ -366,7 +366,7 @@ class Burst:
 
     def _settle_outside(self, park: Park) -> None:
         """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire
-        error) outside its loop's task, and move the loop on (S9)."""
+        error) outside its loop's task, and move the loop on (D6)."""
         try:
             cursor = park.loop.cursor
             assert cursor is not None

@@ -1,4 +1,4 @@
-"""Lease guards: what keeps the lease of one in-flight dispatch (rule S3 of `_runtime`).
+"""Lease guards: what keeps the lease of one in-flight dispatch (rule D7 of `_runtime`).
 
 - G1 Every dispatch runs under a `LeaseGuard`: the lease, its TTL, when it runs out
   unrenewed (Trio time, measured from before the request that took or renewed it) and
@@ -49,7 +49,7 @@ class Leased(Protocol):
 
 @final
 class LeaseGuard:
-    """The lease of one in-flight dispatch and what keeps it (S3).
+    """The lease of one in-flight dispatch and what keeps it (D7).
 
     One timer entry serves both the first renewal (TTL/3 after the acquire) and the
     dispatch timeout; the renewer task is spawned only if the dispatch is still running
@@ -156,7 +156,7 @@ class GuardGroup:
 
 @final
 class BatchGuard:
-    """The lease guards of one burst's enqueue, made on demand (S9).
+    """The lease guards of one burst's enqueue, made on demand (D6).
 
     With ``enqueue_many`` every guard cancels the call's `scope`. A plain runtime's
     burst (`plain`) enqueues job by job instead, and each guard cancels only its own
@@ -205,7 +205,7 @@ class BatchGuard:
 
 @final
 class Slot:
-    """Job `index` of a plain runtime's burst, as its lease guard cancels it (S9)."""
+    """Job `index` of a plain runtime's burst, as its lease guard cancels it (D6)."""
 
     __slots__ = ("batch", "index")
 
@@ -237,7 +237,7 @@ class LeaseKeeper:
 
     def arm_batch_at(self, batch: BatchGuard, check_at: float, nursery: trio.Nursery) -> None:
         """Give every occurrence of `batch` its guard at `check_at` (Trio time) if the
-        batch's call is still running then (S9); renewers are started in `nursery`."""
+        batch's call is still running then (D6); renewers are started in `nursery`."""
         batch.handle = self._timer.call_at(
             check_at, functools.partial(self._arm_batch, batch, nursery)
         )
@@ -268,9 +268,9 @@ class LeaseKeeper:
         nursery: trio.Nursery,
         expires: float | None = None,
     ) -> LeaseGuard:
-        """Guard `lease` (S3). `expires` (Trio time) is when it runs out unrenewed:
+        """Guard `lease` (D7). `expires` (Trio time) is when it runs out unrenewed:
         ``acquired_at + ttl`` for a lease just taken, later for one a batch's guard
-        renewed before handing the occurrence over (S9)."""
+        renewed before handing the occurrence over (D6)."""
         # The timeout counts from the acquire request, like the lease: every dispatch of
         # one batch then has the same check instant and they share one timer entry.
         timeout_at = acquired_at + self._dispatch_timeout

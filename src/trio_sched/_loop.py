@@ -1,11 +1,11 @@
 """The per-task loop as data: a task's `Loop` (cursor, counters, where it waits) and
-the `Park` of the occurrence it waits for (rules S1, S8, S9 of `_runtime`).
+the `Park` of the occurrence it waits for (rules D1, D3, D6 of `_runtime`).
 
 A loop has no Trio task while it waits: it is a `Loop` record, its `Cursor` (the next
 nominal instant to consider) and, near an occurrence, a `Park` on the shared timer; when
 the next occurrence is more than 5 s away it is *dormant* (a single timer entry). The
 `Phase` of its park says where the occurrence is: on the timer, in its burst's
-``acquire_batch``, in its burst's enqueue, or done. The scheduler's burst (S9) moves the
+``acquire_batch``, in its burst's enqueue, or done. The scheduler's burst (D6) moves the
 loop from one occurrence to the next; a Trio task runs for a loop only to retry an
 occurrence handed back to it.
 """
@@ -53,7 +53,7 @@ H_TRIGGER: Final = "x-trio-sched-trigger"
 class Phase(enum.Enum):
     TIMER = 1  # parked on the timer heap
     ACQUIRING = 2  # in an acquire_batch call
-    DISPATCHING = 3  # in its burst's enqueue (S9)
+    DISPATCHING = 3  # in its burst's enqueue (D6)
     DONE = 4  # decided, and settled or handed to its loop
 
 
@@ -98,14 +98,14 @@ class Loop:
         self.task = task
         # Per-task constants of the hot path, computed once.
         self.ttl = ttl
-        # S7: an on-time occurrence this close below the watermark is left to its lock.
+        # D10: an on-time occurrence this close below the watermark is left to its lock.
         self.slack_ms = max(0, int((ttl - grace) * 1000))
         self.wm_name = _plan.watermark_name(prefix, task.name)
         self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
         self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
         self.base_headers = {**task.headers, H_TASK: task.name, H_TRIGGER: "schedule"}
         self.stopping = False
-        # S8: where the loop is (kept while it is dormant) and its wake-up entry.
+        # D3: where the loop is (kept while it is dormant) and its wake-up entry.
         self.cursor: Cursor | None = None
         self.dormant: TimerHandle | None = None
         self.dispatch_scope: trio.CancelScope | None = None
@@ -120,11 +120,11 @@ class Loop:
         self.lock_misses = self.lease_losses = self.errors = 0
 
     def wake(self) -> None:
-        """Timer callback of a dormant loop (S8): start its Trio task again."""
+        """Timer callback of a dormant loop (D3): start its Trio task again."""
         self.parking.wake_dormant(self)
 
     def stop(self) -> None:
-        """Stop waiting at once (S6); a dispatch in flight is left to finish."""
+        """Stop waiting at once (D11); a dispatch in flight is left to finish."""
         self.stopping = True
         if self.dormant is not None:
             self.dormant.cancel()
@@ -132,11 +132,11 @@ class Loop:
         park = self.park
         if park is not None and not park.abandoned and park.phase in WAITING:
             # Wake the parked loop directly instead of through a cancel scope: a scope
-            # per occurrence costs more than the rest of the wake-up (S3). A park in its
-            # burst's enqueue is left to finish: the batch settles it (S9).
+            # per occurrence costs more than the rest of the wake-up (D7). A park in its
+            # burst's enqueue is left to finish: the batch settles it (D6).
             if park.phase is Phase.TIMER and park.handle is not None:
                 park.handle.cancel()
-            park.abandoned = True  # an in-flight batch releases a lease it gets (S4)
+            park.abandoned = True  # an in-flight batch releases a lease it gets (D9)
             park.phase = Phase.DONE
 
     def snapshot(self) -> TaskStatistics:
@@ -160,7 +160,7 @@ class Park:
     """One occurrence a loop waits for: timer, then decision, then batched acquire.
 
     One park serves a loop for many occurrences when the burst's batch moves the loop
-    on (S9, `arm`): a long-lived object reused instead of a new one per fire keeps the
+    on (D6, `arm`): a long-lived object reused instead of a new one per fire keeps the
     garbage collector's old generation from growing with every burst.
     """
 
@@ -196,7 +196,7 @@ class Park:
         # Made while the loop waits, off the critical path of a burst (`_prepare`);
         # valid when the decision fires `nominal` itself (on time), rebuilt otherwise.
         self.key = ""
-        self.slack_ms = 0  # of the lock request (S7): none for a late occurrence
+        self.slack_ms = 0  # of the lock request (D10): none for a late occurrence
         self.info: Nominal | None = None
         self.idem = ""
         self.job_id = ""
@@ -208,7 +208,7 @@ class Park:
 
     def arm(self, nominal: datetime, nominal_ts: float) -> None:
         """Make this park wait for the occurrence at `nominal`: a new park, or a settled
-        one reused for the loop's next occurrence (S9)."""
+        one reused for the loop's next occurrence (D6)."""
         self.nominal = nominal
         self.nominal_ts = nominal_ts
         self.handle: TimerHandle | None = None

@@ -1,4 +1,4 @@
-"""Where loops wait: parks on the shared timer, dormancy, the start (rules S1, S8, S10, S11
+"""Where loops wait: parks on the shared timer, dormancy, the start (rules D1, D3, D2, D4
 of `_runtime`).
 
 `Parking` puts each loop on its next occurrence (`next_park`: a `Park` on the timer,
@@ -30,14 +30,14 @@ from trio_sched.locks._protocol import LockProvider
 __all__ = ["Parking"]
 
 _TRANSIENT: Final = (RetryableError, OSError)
-# S8: a loop whose next occurrence is more than _DORMANT_AFTER seconds away (wall clock)
+# D3: a loop whose next occurrence is more than _DORMANT_AFTER seconds away (wall clock)
 # goes dormant and is parked again _WAKE_AHEAD seconds before the occurrence.
 _DORMANT_AFTER: Final = 5.0
 _WAKE_AHEAD: Final = 2.0
 # Derived forms (epoch ms, ISO text) of recent nominal instants: every task due at the
 # same instant shares one entry.
 _NOMINAL_CACHE: Final = 4096
-# S10, S11: loops are started and woken this many at a time (then a yield).
+# D2, D4: loops are started and woken this many at a time (then a yield).
 START_CHUNK: Final = 500
 
 
@@ -47,7 +47,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 @final
 class Parking:
-    """The waiting side of a scheduler's loops (S1, S8, S10, S11)."""
+    """The waiting side of a scheduler's loops (D1, D3, D2, D4)."""
 
     def __init__(
         self, timer: TimerHeap, locks: LockProvider, config: Config, reporter: Reporter
@@ -64,20 +64,20 @@ class Parking:
         self._due: list[Park] = []  # what the timer found due, for the burst
         self._nominals: dict[datetime, Nominal] = {}
         self._park_groups: dict[float, list[Park]] = {}
-        # Loops registered and not started yet, and the task starting them (S10).
+        # Loops registered and not started yet, and the task starting them (D2).
         self._to_start: list[Loop] = []
         self._starter: trio.CancelScope | None = None
-        # Dormant loops whose wake-up came, and whether the task parking them runs (S11).
+        # Dormant loops whose wake-up came, and whether the task parking them runs (D4).
         self._waking: list[Loop] = []
         self._waker_running = False
 
     def take_due(self) -> list[Park]:
-        """The parks the timer found due since the last call (S2); not a checkpoint."""
+        """The parks the timer found due since the last call (D5); not a checkpoint."""
         due, self._due = self._due, []
         return due
 
     def stop_starting(self) -> None:
-        """A stop: loops not started yet never start (S6, S10)."""
+        """A stop: loops not started yet never start (D11, D2)."""
         if self._starter is not None:
             self._starter.cancel()
 
@@ -90,7 +90,7 @@ class Parking:
         """Park the loop on the occurrence at its cursor; not a checkpoint.
 
         Returns ``None`` (and changes nothing) when that occurrence is far enough off
-        for the loop to go dormant (S8). The loop waits detached (S9): called by the
+        for the loop to go dormant (D3). The loop waits detached (D6): called by the
         loop's task before it ends, by a burst's batch for a loop whose outcome it
         settled and by the dormancy wake-up, so no Trio task runs for a waiting loop.
         """
@@ -168,7 +168,7 @@ class Parking:
         return True
 
     def move_on(self, park: Park) -> None:
-        """After `park` was settled outside its loop's task (S9): park the loop on its
+        """After `park` was settled outside its loop's task (D6): park the loop on its
         next occurrence, or let it go dormant or stop; no Trio task is needed."""
         loop = park.loop
         cursor = loop.cursor
@@ -184,7 +184,7 @@ class Parking:
     def prepare(self, park: Park, nominal: datetime, *, late: bool = False) -> None:
         """Lock request and lease-independent job parts of the occurrence at `nominal`.
 
-        The request carries the watermark slack of rule S7 unless the occurrence is late.
+        The request carries the watermark slack of rule D10 unless the occurrence is late.
         """
         loop = park.loop
         info = park.info = self.nominal(nominal)
@@ -197,17 +197,17 @@ class Parking:
         headers[H_NOMINAL] = info.iso
 
     def go_dormant(self, loop: Loop, cursor: Cursor) -> None:
-        """S8: the occurrence at the cursor is far off (`_next_park` said so): end the
+        """D3: the occurrence at the cursor is far off (`_next_park` said so): end the
         loop's Trio task and leave a timer entry that starts it again shortly before."""
         # A bound method of the loop: the smallest callable that knows its loop.
         wake_at = cursor.nominal.timestamp() - _WAKE_AHEAD
         loop.dormant = self._timer.call_at_wall(wake_at, loop.wake)
 
     def wake_dormant(self, loop: Loop) -> None:
-        """Timer callback of a dormant loop (S8): queue it for the waker task, which
-        parks it again without a Trio task of its own (S9), a chunk per step (S11)."""
+        """Timer callback of a dormant loop (D3): queue it for the waker task, which
+        parks it again without a Trio task of its own (D6), a chunk per step (D4)."""
         loop.dormant = None
-        if loop.stopping or self.services is None:  # not running, or stopping (S6)
+        if loop.stopping or self.services is None:  # not running, or stopping (D11)
             return
         self._waking.append(loop)
         if not self._waker_running:
@@ -221,7 +221,7 @@ class Parking:
                 del self._waking[:START_CHUNK]
                 for loop in chunk:
                     cursor = loop.cursor
-                    assert cursor is not None  # a loop goes dormant from its cursor (S8)
+                    assert cursor is not None  # a loop goes dormant from its cursor (D3)
                     if loop.stopping or loop.park is not None or loop.dormant is not None:
                         continue
                     if self.next_park(loop, cursor) is None:
@@ -251,14 +251,14 @@ class Parking:
         return info
 
     def start(self, loop: Loop) -> None:
-        """Queue `loop` to be started by the starter task (S10); not a checkpoint."""
+        """Queue `loop` to be started by the starter task (D2); not a checkpoint."""
         self._to_start.append(loop)
         if self._starter is None and self.loops_nursery is not None:
             self._starter = trio.CancelScope()
             self.loops_nursery.start_soon(self._start_loops, name="trio_sched:start")
 
     async def _start_loops(self) -> None:
-        """S10: start the queued loops, ``START_CHUNK`` at a time: one
+        """D2: start the queued loops, ``START_CHUNK`` at a time: one
         ``get_watermarks`` call per chunk, then each loop is parked on its first
         occurrence (or goes dormant) right here, without a Trio task of its own, and
         the task yields before the next chunk, so no step holds the Trio loop long."""

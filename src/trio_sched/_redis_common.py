@@ -9,7 +9,7 @@ Rules:
   (``max_connections``), so at most that many commands are in flight and the pool holds
   about that many connections. redis-py's own retries are off (``Retry(NoBackoff(), 0)``):
   a retry hidden in the driver could re-run a write whose first reply was lost, and would
-  break the time bound of R2. Retrying is the caller's decision (the runtime's S5).
+  break the time bound of R2. Retrying is the caller's decision (the runtime's D8).
 - R2 Every call is bounded by ``operation_timeout`` twice over: the sockets carry it as
   ``socket_timeout``/``socket_connect_timeout`` (so a worker thread never hangs), and the
   Trio side waits at most that long, waiting for a limiter slot included, then raises

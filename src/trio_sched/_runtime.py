@@ -9,20 +9,58 @@ loop is data (`_loop`): no Trio task. Lease guards are in `_lease`, watermarks i
 occurrence goes.
 
 Rules:
-- S1 Occurrences come from the cron engine (``next_after`` on the wall clock) and all
+- D1 Occurrences come from the cron engine (``next_after`` on the wall clock) and all
   identity derives from the nominal instant (`_plan`, O1/O2). A loop parks on the shared
   timer (`_timer`) until the wall clock reaches its nominal instant; loops due at the
   same instant share one timer entry.
-- S2 Batching: all occurrences that become due in one timer pass are decided in
+- D2 Start: one starter task starts the loops (all of them at `run`, later ones as
+  they are registered), ``_START_CHUNK`` at a time: one ``get_watermarks`` call for the
+  chunk (transient errors retried with backoff and reported per task; another error
+  starts those tasks fresh), then each loop gets its cursor and is parked on its first
+  occurrence, or goes dormant, right there: no Trio task per loop, and a yield between
+  chunks so starting 100,000 tasks never holds the Trio loop for long. A stop cancels
+  the starter (loops not started yet never start); an impossible schedule ends its
+  loop alone, reported like a crashed loop.
+- D3 Dormant loops: a loop whose next occurrence is more than 5 s away (wall clock) is
+  not parked; it leaves one entry on the shared timer that hands it to the waker (D4)
+  2 s before the occurrence; its cursor stays on the task's record, so it resumes
+  exactly where it was. An idle schedule then costs a record and a timer entry. Stop
+  and unregister cancel the entry; a wall-clock jump moves it like any wall-anchored
+  entry.
+- D4 Dormant loops woken together (their wake-up instants coincide, 2 s before a
+  shared occurrence) are parked again by one waker task, ``_START_CHUNK`` per step, so
+  20,000 of them do not hold the Trio loop for one long step. A burst itself is still
+  decided, acquired and enqueued whole (one step each for its bookkeeping).
+- D5 Batching: all occurrences that become due in one timer pass are decided in
   that pass (pure `_plan.decide`, one wall-clock read) and acquired with ONE
   ``acquire_batch`` call, the watermark check included. Lock misses, acquire errors and
   misfire skips are settled right there, without waking a loop; an acquired occurrence
-  is dispatched with its whole burst (S9). A failure while settling
+  is dispatched with its whole burst (D6). A failure while settling
   outside a loop's task (an impossible next occurrence) ends that loop alone, reported
   like a crashed loop. Watermarks of dispatches finishing together are advanced with one
   ``advance_watermarks`` call. Watermarks of tasks starting together are read with one
-  ``get_watermarks`` call per chunk of S10.
-- S3 Dispatch (O5) by a loop, for an occurrence its burst handed over to retry (S9): a
+  ``get_watermarks`` call per chunk of D2.
+- D6 The burst enqueues: the task that acquired a burst's locks also enqueues the
+  burst, and records each outcome (counters, watermark, event) and parks each loop on
+  its next occurrence itself, whatever the jobs runtime: the loops' Trio tasks are not
+  woken (a loop parks *detached*: no Trio task between occurrences; dormancy (D3) and
+  stop need none either). A `BatchJobsRuntime` (it has ``enqueue_many``) gets one
+  ``enqueue_many`` call; every occurrence keeps its own lease guard, all on the
+  call's cancel scope: a lost lease or the timeout cancels the call; the occurrence
+  whose lease was lost (or every one, on timeout) is reported as in D7, and the others
+  are handed to their loops, with their leases as last renewed, which enqueue them
+  again on their own (D7, D8). A plain `JobsRuntime` gets one ``enqueue`` per job, at
+  most ``_ENQUEUE_CONCURRENCY`` at once, from the burst's task and a few helpers
+  (`_enqueue_each`); each job's enqueue runs in a scope only its own guard cancels, so a
+  lost lease or the timeout ends that occurrence alone (reported as in D7) and nothing
+  is enqueued twice, even on a runtime that does not dedupe. A transient per-job result
+  or a failure of the whole call hands the occurrence over the same way; repeating is
+  safe because the idempotency key dedupes (and a transient error says nothing was
+  stored, as D8 assumes). After a hard stop nothing is handed over (the loops nursery
+  is closed). Lock misses, acquire errors and misfire skips are settled the same way,
+  by the batch or the timer pass, without waking a loop. A stop or unregister while
+  the call runs lets it finish (D11).
+- D7 Dispatch (O5) by a loop, for an occurrence its burst handed over to retry (D6): a
   loop dispatches inside its own *dispatch cancel scope*: one scope
   per loop, only ever cancelled while a dispatch runs, and replaced by a fresh one after
   each cancellation (a new `trio.CancelScope` per dispatch measured ~8 us, 8 ms per
@@ -34,11 +72,7 @@ Rules:
   dispatch scope and records ``lease_lost``. `Scheduler.trigger` runs its dispatch in a
   scope of its own. After its enqueue returns, a dispatch yields once (shielded) before
   its bookkeeping, so the loops of a burst all enqueue first.
-- S4 Locks are never released after a dispatch was attempted (O3): the key stays until
-  its TTL. The only release is of a lease acquired for a loop that was cancelled before
-  it could dispatch (stop/unregister while its batch was in flight): nothing was
-  attempted, so releasing cannot cause a double fire.
-- S5 Errors (O7): ``RetryableError`` and ``OSError`` (connection trouble, timeouts) are
+- D8 Errors (O7): ``RetryableError`` and ``OSError`` (connection trouble, timeouts) are
   transient: an acquire is retried with exponential backoff (``retry_backoff`` doubling
   to ``retry_backoff_max``) and each retry is decided again by `_plan.decide`, so past
   ``misfire_grace`` the misfire policy decides (``skip`` drops it, ``fire_once`` keeps
@@ -47,16 +81,11 @@ Rules:
   exception from a provider or runtime is not retried: it is reported (``error`` event,
   log) and the loop moves on. ``ConflictError`` from ``enqueue`` (duplicate idempotency
   key) counts as a successful dispatch. A loop never dies of a backend error.
-- S6 Stop (O9): `Scheduler.stop` stops new occurrences at once (parked loops are
-  woken and end; a detached loop's park is dropped), lets in-flight dispatches, batches
-  and triggers finish (each bounded by
-  ``dispatch_timeout``), flushes pending watermarks, releases no occurrence lock, and
-  closes the providers only when the scheduler was created with
-  ``close_providers=True`` (providers passed in belong to the caller). Cancelling
-  `Scheduler.run` from outside is a hard stop: in-flight dispatches are cancelled, locks
-  stay until their TTL, pending watermarks get one shielded flush attempt bounded by
-  ``dispatch_timeout``.
-- S7 Watermarks and skewed clocks: an instance whose clock runs ahead can move a task's
+- D9 Locks are never released after a dispatch was attempted (O3): the key stays until
+  its TTL. The only release is of a lease acquired for a loop that was cancelled before
+  it could dispatch (stop/unregister while its batch was in flight): nothing was
+  attempted, so releasing cannot cause a double fire.
+- D10 Watermarks and skewed clocks: an instance whose clock runs ahead can move a task's
   watermark past an occurrence that the on-time instances have not reached yet and
   nobody dispatched (it started, restarted or misfired past it). So an occurrence
   reached on time is refused by the watermark only when it lies at least
@@ -65,44 +94,15 @@ Rules:
   long ago and still holds. Late occurrences (misfires, catch-up after a restart) are
   refused by the watermark outright. Exactly once therefore holds while the clocks of
   instances differ by less than ``lock_ttl - misfire_grace``.
-- S8 Dormant loops: a loop whose next occurrence is more than 5 s away (wall clock) is
-  not parked; it leaves one entry on the shared timer that hands it to the waker (S11)
-  2 s before the occurrence; its cursor stays on the task's record, so it resumes
-  exactly where it was. An idle schedule then costs a record and a timer entry. Stop
-  and unregister cancel the entry; a wall-clock jump moves it like any wall-anchored
-  entry.
-- S9 The burst enqueues: the task that acquired a burst's locks also enqueues the
-  burst, and records each outcome (counters, watermark, event) and parks each loop on
-  its next occurrence itself, whatever the jobs runtime: the loops' Trio tasks are not
-  woken (a loop parks *detached*: no Trio task between occurrences; dormancy (S8) and
-  stop need none either). A `BatchJobsRuntime` (it has ``enqueue_many``) gets one
-  ``enqueue_many`` call; every occurrence keeps its own lease guard, all on the
-  call's cancel scope: a lost lease or the timeout cancels the call; the occurrence
-  whose lease was lost (or every one, on timeout) is reported as in S3, and the others
-  are handed to their loops, with their leases as last renewed, which enqueue them
-  again on their own (S3, S5). A plain `JobsRuntime` gets one ``enqueue`` per job, at
-  most ``_ENQUEUE_CONCURRENCY`` at once, from the burst's task and a few helpers
-  (`_enqueue_each`); each job's enqueue runs in a scope only its own guard cancels, so a
-  lost lease or the timeout ends that occurrence alone (reported as in S3) and nothing
-  is enqueued twice, even on a runtime that does not dedupe. A transient per-job result
-  or a failure of the whole call hands the occurrence over the same way; repeating is
-  safe because the idempotency key dedupes (and a transient error says nothing was
-  stored, as S5 assumes). After a hard stop nothing is handed over (the loops nursery
-  is closed). Lock misses, acquire errors and misfire skips are settled the same way,
-  by the batch or the timer pass, without waking a loop. A stop or unregister while
-  the call runs lets it finish (S6).
-- S10 Start: one starter task starts the loops (all of them at `run`, later ones as
-  they are registered), ``_START_CHUNK`` at a time: one ``get_watermarks`` call for the
-  chunk (transient errors retried with backoff and reported per task; another error
-  starts those tasks fresh), then each loop gets its cursor and is parked on its first
-  occurrence, or goes dormant, right there: no Trio task per loop, and a yield between
-  chunks so starting 100,000 tasks never holds the Trio loop for long. A stop cancels
-  the starter (loops not started yet never start); an impossible schedule ends its
-  loop alone, reported like a crashed loop.
-- S11 Dormant loops woken together (their wake-up instants coincide, 2 s before a
-  shared occurrence) are parked again by one waker task, ``_START_CHUNK`` per step, so
-  20,000 of them do not hold the Trio loop for one long step. A burst itself is still
-  decided, acquired and enqueued whole (one step each for its bookkeeping).
+- D11 Stop (O9): `Scheduler.stop` stops new occurrences at once (parked loops are
+  woken and end; a detached loop's park is dropped), lets in-flight dispatches, batches
+  and triggers finish (each bounded by
+  ``dispatch_timeout``), flushes pending watermarks, releases no occurrence lock, and
+  closes the providers only when the scheduler was created with
+  ``close_providers=True`` (providers passed in belong to the caller). Cancelling
+  `Scheduler.run` from outside is a hard stop: in-flight dispatches are cancelled, locks
+  stay until their TTL, pending watermarks get one shielded flush attempt bounded by
+  ``dispatch_timeout``.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ from trio_sched.locks._protocol import LockProvider
 
 __all__ = ["Scheduler", "open_scheduler"]
 
-# Re-exported for tests that read the bounds (S9, S10).
+# Re-exported for tests that read the bounds (D6, D2).
 _ENQUEUE_CONCURRENCY: Final = ENQUEUE_CONCURRENCY
 _START_CHUNK: Final = START_CHUNK
 
@@ -167,7 +167,7 @@ class _State(enum.Enum):
 
 @final
 class Scheduler:
-    """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules S1-S10).
+    """A cron scheduler on a `LockProvider` and a `JobsRuntime` (rules D1-D11).
 
     Use it through `open_scheduler`, or run it yourself::
 
@@ -175,7 +175,7 @@ class Scheduler:
         scheduler.register(task)          # before or after start
         await scheduler.start(nursery)    # = await nursery.start(scheduler.run)
         ...
-        await scheduler.stop()            # graceful (S6); returns once fully stopped
+        await scheduler.stop()            # graceful (D11); returns once fully stopped
 
     A scheduler runs once: after it stopped, make a new one (over the same providers,
     it resumes from the persisted watermarks).
@@ -212,9 +212,9 @@ class Scheduler:
         self._loop_nursery: trio.Nursery | None = None
         self._reporter = Reporter(config)  # events, counters, logs (E1-E3)
         self._watermarks = Watermarks(locks, config, self._watermark_failed)  # O3, M1-M3
-        self._leases = LeaseKeeper(self._timer, locks, config)  # guards of dispatches (S3)
-        self._parking = Parking(self._timer, locks, config, self._reporter)  # S1, S8, S10
-        self._burst = Burst(  # S2, S9
+        self._leases = LeaseKeeper(self._timer, locks, config)  # guards of dispatches (D7)
+        self._parking = Parking(self._timer, locks, config, self._reporter)  # D1, D3, D2
+        self._burst = Burst(  # D5, D6
             timer=self._timer,
             locks=locks,
             jobs=jobs,
@@ -225,7 +225,7 @@ class Scheduler:
             reporter=self._reporter,
             parking=self._parking,
         )
-        self._tasks = LoopTasks(  # S3, S5, and triggers (O8)
+        self._tasks = LoopTasks(  # D7, D8, and triggers (O8)
             timer=self._timer,
             jobs=jobs,
             config=config,
@@ -293,10 +293,10 @@ class Scheduler:
         await nursery.start(self.run)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until `stop` (then drain, S6) or until cancelled (hard stop, S6).
+        """Run until `stop` (then drain, D11) or until cancelled (hard stop, D11).
 
         Use ``await nursery.start(scheduler.run)`` (what `start` does); it reports
-        started once the starter of the registered loops is spawned (S10). Cancelled: every
+        started once the starter of the registered loops is spawned (D2). Cancelled: every
         loop and in-flight dispatch is cancelled, no lock is released (they end by
         their TTL), pending watermarks get one shielded flush attempt and owned providers
         are closed (shielded, bounded by ``dispatch_timeout``).
@@ -325,8 +325,8 @@ class Scheduler:
                         for loop in self._loops.values():
                             loop.stop()
                         self._parking.stop_starting()  # loops not started yet never will
-                        # Batches in flight finish their dispatches (S6) and may hand some
-                        # to their loops (S9), which start in this nursery: keep it open.
+                        # Batches in flight finish their dispatches (D11) and may hand some
+                        # to their loops (D6), which start in this nursery: keep it open.
                         await self._burst.batches.wait_idle()
                 finally:
                     # Closed (also on a hard stop, while a batch may still be finishing):
@@ -343,7 +343,7 @@ class Scheduler:
             self._attach(None, None)
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self._config.dispatch_timeout
-                await self._watermarks.flush_last()  # hard stop: one last attempt (S6)
+                await self._watermarks.flush_last()  # hard stop: one last attempt (D11)
                 if self._close_providers:
                     await self._close_owned()
             for channel in self._reporter.channels:
@@ -352,7 +352,7 @@ class Scheduler:
             self._closed.set()
 
     def stop_nowait(self) -> None:
-        """Ask a running scheduler to stop (S6) without waiting. Idempotent.
+        """Ask a running scheduler to stop (D11) without waiting. Idempotent.
 
         A scheduler that never started is closed at once.
         """
@@ -362,7 +362,7 @@ class Scheduler:
         self._stop_requested.set()
 
     async def stop(self) -> None:
-        """Stop gracefully (S6) and wait until the scheduler is closed. Idempotent.
+        """Stop gracefully (D11) and wait until the scheduler is closed. Idempotent.
 
         A checkpoint. Cancelling the wait does not cancel the stop, which continues in
         the task running `run`.
@@ -480,11 +480,11 @@ class Scheduler:
     def running(self) -> bool:
         return self._state is _State.RUNNING
 
-    # -- the per-task loop (S1) -------------------------------------------------------------
+    # -- the per-task loop (D1) -------------------------------------------------------------
 
-    # -- dispatch (S3) -------------------------------------------------------------------------
+    # -- dispatch (D7) -------------------------------------------------------------------------
 
-    # -- watermarks (O3, S2) --------------------------------------------------------------------
+    # -- watermarks (O3, D5) --------------------------------------------------------------------
 
     def _attach(self, services: trio.Nursery | None, loops: trio.Nursery | None) -> None:
         """Tell the components where their tasks run (None: nowhere, not running)."""
@@ -495,7 +495,7 @@ class Scheduler:
         self._tasks.loops_nursery = loops
 
     def _pass_end(self) -> None:
-        """Timer pass end (`_timer` R2): the burst decides what became due (S2)."""
+        """Timer pass end (`_timer` R2): the burst decides what became due (D5)."""
         self._burst.process_due()
 
     def _watermark_failed(self, task: str, error: Exception) -> None:
@@ -531,7 +531,7 @@ async def open_scheduler(
     config: Config | None = None,
     close_providers: bool = False,
 ) -> AsyncIterator[Scheduler]:
-    """Run a `Scheduler` for the duration of the block (S6 on exit).
+    """Run a `Scheduler` for the duration of the block (D11 on exit).
 
     Entering is a checkpoint and returns once the scheduler runs. Leaving the block
     (normally or by an exception) stops it gracefully and waits for the drain; an

@@ -1,4 +1,4 @@
-"""A loop's own Trio task, and the dispatches that are not a burst's (rules S3, S5 of
+"""A loop's own Trio task, and the dispatches that are not a burst's (rules D7, D8 of
 `_runtime`): an occurrence a burst handed back (a transient enqueue error, a failed
 ``enqueue_many`` call, or a call cancelled for another occurrence's lease) is retried
 by a task started for its loop, which then parks the loop again and ends; and the
@@ -34,7 +34,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 @final
 class LoopTasks:
-    """Starts a loop's Trio task to retry a handed-back occurrence (S3, S5), and runs
+    """Starts a loop's Trio task to retry a handed-back occurrence (D7, D8), and runs
     a trigger's guarded enqueue."""
 
     def __init__(
@@ -63,14 +63,14 @@ class LoopTasks:
 
     async def run_loop(self, loop: Loop, resume: Park) -> None:
         """The Trio task of a loop, started only to dispatch or retry `resume`, an
-        occurrence its burst handed over (S9); it ends once the loop is parked again."""
+        occurrence its burst handed over (D6); it ends once the loop is parked again."""
         try:
             async with trio.open_nursery() as nursery:
                 loop.nursery = nursery
                 try:
                     await self._loop_body(loop, resume)
                 finally:
-                    loop.nursery = None  # a dormant loop keeps no Trio objects alive (S8)
+                    loop.nursery = None  # a dormant loop keeps no Trio objects alive (D3)
                 nursery.cancel_scope.cancel()  # renewers of finished dispatches, if any
         except Exception as exc:
             # A bug or an impossible schedule: report, keep the other tasks running.
@@ -78,13 +78,13 @@ class LoopTasks:
 
     async def _loop_body(self, loop: Loop, resume: Park | None) -> None:
         cursor = loop.cursor
-        assert cursor is not None  # set when the loop was started (S10)
-        # A handed-over occurrence (`resume`, S9) is dispatched even when stopping (S6).
+        assert cursor is not None  # set when the loop was started (D2)
+        # A handed-over occurrence (`resume`, D6) is dispatched even when stopping (D11).
         while resume is not None or (
             not loop.stopping and loop.dormant is None and loop.park is None
         ):
             # One dispatch scope serves every dispatch of this loop until one of them is
-            # cancelled (lease lost, timeout); then a fresh scope is made (S3). Nothing
+            # cancelled (lease lost, timeout); then a fresh scope is made (D7). Nothing
             # but a dispatch in flight is ever cancelled through it.
             with trio.CancelScope() as scope:
                 loop.dispatch_scope = scope
@@ -97,7 +97,7 @@ class LoopTasks:
                 cursor.nominal = loop.task.cron.next_after(in_flight.nominal)
 
     async def _occurrences(self, loop: Loop, cursor: Cursor, first: Park | None) -> None:
-        """Settle or dispatch the handed-over occurrence `first` (S9) if any, then park
+        """Settle or dispatch the handed-over occurrence `first` (D6) if any, then park
         the loop on its next occurrence and end this task: the loop parks *detached*
         (no Trio task while it waits); the burst's batch moves it on and starts a task
         again only to hand it an occurrence to dispatch or retry on its own.
@@ -109,9 +109,9 @@ class LoopTasks:
             if park is None:
                 if self._parking.next_park(loop, cursor, done) is None:
                     self._parking.go_dormant(loop, cursor)
-                return  # parked detached (S9) or dormant (S8): this task ends
+                return  # parked detached (D6) or dormant (D3): this task ends
             if park.abandoned:
-                return  # stopped (S6)
+                return  # stopped (D11)
             done = park  # nothing else refers to it any more
             if self._parking.settle(loop, cursor, park):
                 decision, lease = park.decision, park.lease
@@ -152,7 +152,7 @@ class LoopTasks:
             self._burst.in_flight -= 1
         # Yield once before the bookkeeping (counters, watermark, event, next occurrence):
         # in a burst every loop then enqueues before any loop does its bookkeeping, which
-        # halves the time to the burst's last enqueue at no extra CPU (S3). Shielded: the
+        # halves the time to the burst's last enqueue at no extra CPU (D7). Shielded: the
         # outcome is decided, a cancellation now must not turn it into a failure.
         await trio.lowlevel.cancel_shielded_checkpoint()
         # Not cancelled: the dispatch ended by itself (success or error).
@@ -179,7 +179,7 @@ class LoopTasks:
     async def enqueue_with_retry(
         self, job: Job, retry_until: float | None, *, first_error: Exception | None = None
     ) -> None:
-        """Enqueue, retrying transient errors (S5) until `retry_until` (wall time)."""
+        """Enqueue, retrying transient errors (D8) until `retry_until` (wall time)."""
         backoff = self._config.retry_backoff
         error = first_error
         while True:
@@ -199,7 +199,7 @@ class LoopTasks:
                 error = exc
 
     def _wake(self, park: Park) -> None:
-        """Hand `park` to its loop: start a Trio task for the (detached) loop (S9), which
+        """Hand `park` to its loop: start a Trio task for the (detached) loop (D6), which
         then settles or dispatches it on its own."""
         park.phase = Phase.DONE
         loop = park.loop
@@ -211,7 +211,7 @@ class LoopTasks:
         nursery.start_soon(self.run_loop, loop, park, name=f"trio_sched:{loop.task.name}")
 
     def hand_over(self, park: Park, guard: LeaseGuard | None) -> None:
-        """Give a batch's occurrence to its loop (S9) with the lease as the batch's guard
+        """Give a batch's occurrence to its loop (D6) with the lease as the batch's guard
         last renewed it, so the loop's own guard renews it on time."""
         if guard is not None:
             park.lease = guard.lease
@@ -226,7 +226,7 @@ class LoopTasks:
         acquired_at: float,
         nursery: trio.Nursery,
     ) -> Exception | None:
-        """Enqueue a triggered `job` under `lease` in its own cancel scope (S3)."""
+        """Enqueue a triggered `job` under `lease` in its own cancel scope (D7)."""
         self._burst.in_flight += 1
         try:
             with trio.CancelScope() as scope:

@@ -1,4 +1,4 @@
-"""Watermarks of dispatched occurrences (rule O3), advanced in batches (rule S2).
+"""Watermarks of dispatched occurrences (rule O3), advanced in batches (rule D5).
 
 - M1 A task's watermark is the epoch ms of its last dispatched occurrence. `mark`
   records one (never moving a pending mark back) and schedules one flush for everything

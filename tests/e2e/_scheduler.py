@@ -5,7 +5,7 @@
 Rules:
 - ES1 The process runs `open_scheduler` with a `RedisLockProvider` and a `RedisJobs`
   on the shared prefix (X1), the same `TASKS` as its siblings, for ``--seconds`` of real
-  time, then leaves the block (a graceful stop, S6) and exits by itself. A
+  time, then leaves the block (a graceful stop, D11) and exits by itself. A
   `faulthandler` deadline dumps every thread's stack and exits ``HANG_AFTER`` seconds
   after its run time, so a hang becomes a visible failure with a dump.
 - ES2 Its wall clock is ``datetime.now(UTC) + --skew`` seconds (`Config.wall_clock`).
@@ -67,7 +67,7 @@ class RecordingJobs:
         await self._record(job, "ok")
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
-        """A burst in one call (runtime rule S9): `RedisJobs.enqueue_many`, then one
+        """A burst in one call (runtime rule D6): `RedisJobs.enqueue_many`, then one
         record per job with its own outcome."""
         try:
             results = await self._inner.enqueue_many(jobs)

@@ -18,9 +18,9 @@ Rules:
   ``RPUSH`` to the list ``--records``; Postgres: ``INSERT`` into the table
   ``--records``, which has no unique constraint), so a double fire stays visible. A
   record is a JSON object: task, nominal epoch ms, pid, fencing token, idempotency key.
-  The Redis recorder takes a burst in one ``enqueue_many`` call (runtime rule S9, one
+  The Redis recorder takes a burst in one ``enqueue_many`` call (runtime rule D6, one
   ``RPUSH`` of all its records); the Postgres recorder only has ``enqueue`` (each loop
-  dispatches its own occurrence, S3): the multi-process tests cover both paths.
+  dispatches its own occurrence, D7): the multi-process tests cover both paths.
 - M4 The wall clock is ``datetime.now(UTC) + --skew`` seconds (`Config.wall_clock`).
 - M5 Status for the parent goes to ``--status`` as JSON, written atomically: once the
   scheduler runs (``started_wall``, on this process's skewed wall clock), and once it

@@ -287,7 +287,7 @@ def test_skewed_clocks_with_the_leader_sigkilled(backend: Backend, tmp_path: Pat
     # watermark the others keep, so its first occurrence may be late ON ITS CLOCK: the
     # skip policy drops it there, and its next on-time dispatch moves the shared
     # watermark past it before the others (on time, their clocks behind) reach it. By
-    # rule S7 of the runtime the others still fire it: an on-time occurrence that close
+    # rule D10 of the runtime the others still fire it: an on-time occurrence that close
     # below the watermark is left to its lock, which nobody took. So nothing is missing,
     # even where the restarted process reported a misfire.
     missing, _dropped = run_scenario(backend, tmp_path, 15.0, (-2.0, 0.0, 2.0), kill_at=5.0)

@@ -21,7 +21,7 @@ async def _read_back(jobs: PostgresJobs, job_id: str) -> Job | None:
 
 
 async def test_postgres_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch) -> None:
-    # PostgresJobs has enqueue_many, so the suite must run its batch checks on it (rule S5).
+    # PostgresJobs has enqueue_many, so the suite must run its batch checks on it (rule JS5).
     assert isinstance(make_jobs(), BatchJobsRuntime)
     batches: list[int] = []
     real = PostgresJobs.enqueue_many

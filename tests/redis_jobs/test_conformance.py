@@ -26,7 +26,7 @@ async def _read_back_memory(jobs: MemoryJobs, job_id: str) -> Job | None:
 
 
 async def test_redis_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch) -> None:
-    # RedisJobs has enqueue_many, so the suite must run its batch checks on it (rule S5).
+    # RedisJobs has enqueue_many, so the suite must run its batch checks on it (rule JS5).
     assert isinstance(make_jobs(), BatchJobsRuntime)
     batches: list[int] = []
     real = RedisJobs.enqueue_many

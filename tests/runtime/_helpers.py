@@ -49,8 +49,8 @@ def loop_tasks(name: str) -> int:
 
 class _Mode:
     """Which `RecordingJobs` the tests get (set per test by ``tests/runtime/conftest.py``):
-    without ``enqueue_many`` every occurrence is dispatched by its loop (rule S3 of the
-    runtime), with it a burst is enqueued in one call (S9). Every test runs both ways."""
+    without ``enqueue_many`` every occurrence is dispatched by its loop (rule D7 of the
+    runtime), with it a burst is enqueued in one call (D6). Every test runs both ways."""
 
     batch = False
 

@@ -1,5 +1,5 @@
 """Every runtime test runs against a jobs runtime without ``enqueue_many`` (each loop
-dispatches its own occurrence, rule S3) and with it (a burst is one call, rule S9):
+dispatches its own occurrence, rule D7) and with it (a burst is one call, rule D6):
 modules that build a scheduler use ``pytestmark = pytest.mark.usefixtures("jobs_mode")``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rule S9 of the runtime: a burst's occurrences are enqueued with one ``enqueue_many``
+"""Rule D6 of the runtime: a burst's occurrences are enqueued with one ``enqueue_many``
 call when the jobs runtime has it, the loops' Trio tasks stay asleep, and every way the
 call can go wrong ends with each occurrence fired once or reported."""
 
@@ -225,7 +225,7 @@ async def test_unregister_during_the_call_lets_it_finish_and_stops_the_loop(
 async def test_stop_waits_for_a_call_whose_occurrences_go_back_to_their_loops(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """S6 with S9: the call in flight at stop fails as a whole; its occurrences are
+    """D11 with D6: the call in flight at stop fails as a whole; its occurrences are
     handed to their loops (started for that, though the scheduler is stopping), which
     enqueue them before the scheduler closes."""
     wall = FakeWall(at(8, 59, 59))
@@ -291,7 +291,7 @@ async def test_hard_stop_while_a_call_finishes_anyway_hands_nothing_over(
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
         await trio.sleep(2)  # 09:00 is in its enqueue_many call
-        nursery.cancel_scope.cancel()  # hard stop (S6): no error may come out of run
+        nursery.cancel_scope.cancel()  # hard stop (D11): no error may come out of run
     assert jobs.calls == [1]
     assert jobs.enqueue_calls == []  # nothing was handed to a loop after the stop
     assert events == []  # and nothing failed trying

@@ -1,4 +1,4 @@
-"""Rule S9 for a plain `JobsRuntime` (``enqueue`` only, no ``enqueue_many``): the burst
+"""Rule D6 for a plain `JobsRuntime` (``enqueue`` only, no ``enqueue_many``): the burst
 makes the ``enqueue`` calls itself, at most ``_ENQUEUE_CONCURRENCY`` at once, the loops'
 Trio tasks stay asleep, and a lost lease or the timeout cancels only the enqueue of the
 occurrence it concerns (a plain runtime may not dedupe, so nothing is enqueued twice)."""

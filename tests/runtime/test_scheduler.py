@@ -270,7 +270,7 @@ async def test_instances_sharing_locks_fire_each_occurrence_once_despite_skew(
 async def test_a_fast_clock_joining_or_restarting_loses_no_occurrence(
     autojump_clock: trio.testing.MockClock, policy: str, fast_restarts: bool
 ) -> None:
-    """S7: an instance 2 s ahead starts (or restarts) after the others; it begins (or
+    """D10: an instance 2 s ahead starts (or restarts) after the others; it begins (or
     misfires) past occurrences the on-time instances have not reached, and its
     watermark moves past them. They must still fire, once each."""
     ttl = 10.0
@@ -302,8 +302,8 @@ async def test_a_fast_clock_joining_or_restarting_loses_no_occurrence(
 async def test_dormant_loop_ends_its_task_and_wakes_on_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """S8: between occurrences more than 5 s apart the loop is dormant; it is parked
-    again before each occurrence, which fires on time, once. S9: on either runtime kind
+    """D3: between occurrences more than 5 s apart the loop is dormant; it is parked
+    again before each occurrence, which fires on time, once. D6: on either runtime kind
     it never needs a Trio task after its start: it parks detached."""
     wall = FakeWall(at(8, 59, 58))
     jobs = RecordingJobs()
@@ -313,7 +313,7 @@ async def test_dormant_loop_ends_its_task_and_wakes_on_time(
         assert loop_tasks("ten") == 0  # dormant: next fire 09:00:10 is 7 s away
         assert s.statistics().tasks["ten"].next_fire == at(9, 0, 10)
         await trio.sleep(wall.trio_time_of(at(9, 0, 9)) - trio.current_time())
-        # Woken 2 s ahead, parked for 09:00:10, detached (S9): still no Trio task.
+        # Woken 2 s ahead, parked for 09:00:10, detached (D6): still no Trio task.
         assert loop_tasks("ten") == 0
         assert s.statistics().tasks["ten"].next_fire == at(9, 0, 10)
         await trio.sleep(wall.trio_time_of(at(9, 1, 5)) - trio.current_time())
@@ -693,7 +693,7 @@ async def test_unregister_during_acquire_releases_the_unused_lease(
         scheduler.unregister("hourly")
         await trio.sleep(10)
     assert jobs.jobs == []
-    # Nothing was dispatched, so the lease was released (S4): the key is free again.
+    # Nothing was dispatched, so the lease was released (D9): the key is free again.
     key = _plan.occurrence_key("trio_sched", "hourly", at(9, 0))
     assert await inner.acquire(key, 1.0) is not None
 

@@ -1,4 +1,4 @@
-"""Rule S10 of the runtime: loops are started by one starter task, ``_START_CHUNK`` at
+"""Rule D2 of the runtime: loops are started by one starter task, ``_START_CHUNK`` at
 a time (one ``get_watermarks`` call per chunk, then a yield), each parked on its first
 occurrence without a Trio task of its own; a stop during the start ends it at once."""
 

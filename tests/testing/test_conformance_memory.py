@@ -1,6 +1,6 @@
 """Run the conformance suites on the memory backends, and prove the lock suite can fail.
 
-The lock suite needs every provider `make()` returns to share one backend (rule S4 of
+The lock suite needs every provider `make()` returns to share one backend (rule LS4 of
 `trio_sched.testing._locks`). For the memory provider that is one `MemoryLockProvider`
 seen through `_View` objects: a view forwards everything, and its ``aclose`` closes the
 view only, as closing one Redis client leaves the server up.
@@ -131,7 +131,7 @@ async def _read_back(jobs: MemoryJobs, job_id: str) -> Job | None:
 
 
 async def test_jobs_suite_memory_running(monkeypatch: pytest.MonkeyPatch) -> None:
-    # MemoryJobs has enqueue_many, so the suite must run its batch checks (rule S5).
+    # MemoryJobs has enqueue_many, so the suite must run its batch checks (rule JS5).
     assert isinstance(MemoryJobs(), BatchJobsRuntime)
     batches: list[int] = []
     real = MemoryJobs.enqueue_many
@@ -430,7 +430,7 @@ async def test_jobs_suite_accepts_the_unbroken_mutant_base() -> None:
     await check_jobs_runtime(lambda: _JobsMutant("none"), read_back=_mutant_read_back)
     before = _BatchMutant.calls
     await check_jobs_runtime(lambda: _BatchMutant("none"), read_back=_mutant_read_back)
-    assert _BatchMutant.calls > before  # the batch checks ran (rule S5)
+    assert _BatchMutant.calls > before  # the batch checks ran (rule JS5)
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,7 @@ class BatchJobsRuntime(JobsRuntime, Protocol):
     """A `JobsRuntime` that also accepts many jobs in one call (optional capability).
 
     The scheduler enqueues every occurrence of one burst with one ``enqueue_many`` call
-    when its runtime has the method (rule S9 of the runtime), instead of one ``enqueue``
+    when its runtime has the method (rule D6 of the runtime), instead of one ``enqueue``
     per occurrence. Contract (checked by `trio_sched.testing.check_jobs_runtime`):
 
     - It returns one entry per job, in order: ``None`` when the job was accepted,

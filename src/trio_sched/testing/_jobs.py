@@ -1,18 +1,18 @@
 """`check_jobs_runtime`: the conformance suite every `JobsRuntime` runs.
 
 Rules of the suite:
-- S1 It enqueues only through `JobsRuntime.enqueue` (and `BatchJobsRuntime.enqueue_many`
-  when the runtime has it, rule S5) and reads jobs back only through the ``read_back``
+- JS1 It enqueues only through `JobsRuntime.enqueue` (and `BatchJobsRuntime.enqueue_many`
+  when the runtime has it, rule JS5) and reads jobs back only through the ``read_back``
   callable the caller supplies (the protocol has no read method: a Redis runtime reads
   its stream, a Postgres runtime its table, `MemoryJobs` its ``enqueued`` record).
   ``read_back(runtime, job_id)`` returns the stored job as a worker would receive it,
   or ``None`` when no job with that id was stored.
-- S2 Job ids, idempotency keys and the queue name carry a fresh random prefix, so
+- JS2 Job ids, idempotency keys and the queue name carry a fresh random prefix, so
   reruns and parallel runs against one server never collide.
-- S3 ``make()`` is called twice (one runtime for the checks, one to close). It needs no
+- JS3 ``make()`` is called twice (one runtime for the checks, one to close). It needs no
   handler or worker: the suite only checks what ``enqueue`` accepts and stores.
-- S4 Each failure raises `AssertionError` (a `CheckFailed`) naming the check.
-- S5 ``enqueue_many`` is an optional capability: the ``batch-*`` checks (and the
+- JS4 Each failure raises `AssertionError` (a `CheckFailed`) naming the check.
+- JS5 ``enqueue_many`` is an optional capability: the ``batch-*`` checks (and the
   ``enqueue_many`` part of ``aclose``) run only when the runtime is a `BatchJobsRuntime`
   (``isinstance``), and are skipped silently otherwise. A runtime with the method is
   held to the contract of `BatchJobsRuntime`: one entry per job, in order; ``None`` for
@@ -77,14 +77,14 @@ async def check_jobs_runtime(
     """Check that the runtimes `make` returns accept, dedupe and store jobs faithfully.
 
     `make` returns an async context manager yielding a runtime; `read_back` reads a
-    stored job by id (rule S1); `queue` overrides the random queue name; `concurrency`
+    stored job by id (rule JS1); `queue` overrides the random queue name; `concurrency`
     is the number of racing enqueues. Raises `AssertionError` naming the failed check.
 
     When the runtime is also a `BatchJobsRuntime`, ``enqueue_many`` is checked too
     (stores each job faithfully, aligned results, conflicts by key before and inside
     the call, empty batch, non-`Job` item, after close). A runtime without
     ``enqueue_many`` skips those checks silently: that is right only because the
-    capability is optional (rule S5), so passing says nothing about batches then.
+    capability is optional (rule JS5), so passing says nothing about batches then.
 
     How to run it for a new backend (with pytest-trio)::
 
@@ -251,7 +251,7 @@ async def _aclose(ctx: _Ctx[R]) -> None:
             pass
         else:
             fail(_SUITE, check, "enqueue on a closed runtime did not raise ClosedError")
-        if isinstance(other, BatchJobsRuntime):  # rule S5
+        if isinstance(other, BatchJobsRuntime):  # rule JS5
             try:
                 await other.enqueue_many([ctx.job("closed-batch")])
             except ClosedError:
@@ -261,7 +261,7 @@ async def _aclose(ctx: _Ctx[R]) -> None:
     await ctx.runtime.health_check()  # closing one runtime leaves the others working
 
 
-# -- enqueue_many (rule S5: only for a BatchJobsRuntime) -------------------------------
+# -- enqueue_many (rule JS5: only for a BatchJobsRuntime) -------------------------------
 
 
 def _batch_runtime(ctx: _Ctx[R], check: str) -> BatchJobsRuntime:

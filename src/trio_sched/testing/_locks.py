@@ -1,18 +1,18 @@
 """`check_lock_provider`: the conformance suite every `LockProvider` runs.
 
 Rules of the suite:
-- S1 It talks to the backend only through the `LockProvider` methods, and to time only
+- LS1 It talks to the backend only through the `LockProvider` methods, and to time only
   through ``advance`` (default `trio.sleep`): it works on real servers with real time
   and on in-memory providers under `trio.testing.MockClock` with autojump.
-- S2 Every key and watermark name starts with a fresh random prefix, so reruns and
+- LS2 Every key and watermark name starts with a fresh random prefix, so reruns and
   parallel runs against one server never collide; nothing is cleaned up (keys expire by
   their TTL, watermarks are namespaced and tiny).
-- S3 TTLs are multiples of ``ttl`` (default 0.5 s), with margins of at least 0.4 * ttl
+- LS3 TTLs are multiples of ``ttl`` (default 0.5 s), with margins of at least 0.4 * ttl
   around every expiry, so a run on a real server takes a few seconds.
-- S4 ``make()`` is called up to three times, with up to three providers open at once.
+- LS4 ``make()`` is called up to three times, with up to three providers open at once.
   All providers one ``make`` returns must coordinate through the same backend, as two
   scheduler processes would (for an in-memory provider: views of one provider object).
-- S5 Each failure raises `AssertionError` (a `CheckFailed`) whose message names the
+- LS5 Each failure raises `AssertionError` (a `CheckFailed`) whose message names the
   check; an unexpected exception inside a check is turned into one, chained.
 """
 
@@ -75,7 +75,7 @@ async def check_lock_provider(
     """Check that the providers `make` returns behave as rules L1-L5 require.
 
     `make` returns an async context manager yielding a provider; every provider it
-    returns must share one backend (rule S4). `ttl` is the base TTL in seconds,
+    returns must share one backend (rule LS4). `ttl` is the base TTL in seconds,
     `advance(seconds)` lets that much backend time pass (default `trio.sleep`), `prefix`
     overrides the random key prefix and `concurrency` is the number of racing tasks.
     Raises `AssertionError` naming the failed check.
