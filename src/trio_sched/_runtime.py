@@ -116,6 +116,7 @@ from types import MappingProxyType
 from typing import Final, final
 
 import trio
+from trio_util import AsyncValue
 
 from trio_sched import _plan
 from trio_sched._burst import ENQUEUE_CONCURRENCY, Burst, task_job
@@ -198,9 +199,8 @@ class Scheduler:
         self._config = config
         self._close_providers = close_providers
         self._loops: dict[str, Loop] = {}
-        self._state = _State.NEW
-        self._stop_requested = trio.Event()
-        self._closed = trio.Event()
+        # new -> running -> stopping -> closed; `stop` and callers await it (`wait_state`).
+        self._state: AsyncValue[_State] = AsyncValue(_State.NEW)
         self._wall_clock = config.wall_clock
         self._timer = TimerHeap(
             wall_time=self._wall_time,
@@ -246,7 +246,7 @@ class Scheduler:
         Raises `ConflictError` for a name already registered, `ValidationError` for an
         invalid task, `ClosedError` once stopping or closed. Not a checkpoint.
         """
-        if self._state in (_State.STOPPING, _State.CLOSED):
+        if self._state.value in (_State.STOPPING, _State.CLOSED):
             raise ClosedError("scheduler is stopped; register on a new Scheduler")
         if not isinstance(task, Task):
             raise InvalidArgumentError(f"register expects a Task, got {type(task).__name__}")
@@ -255,7 +255,7 @@ class Scheduler:
             raise ConflictError(f"task {task.name!r} is already registered")
         loop = Loop(self._parking, task, self._ttl(task), self._prefix, self._config.misfire_grace)
         self._loops[task.name] = loop
-        if self._state is _State.RUNNING and self._loop_nursery is not None:
+        if self._state.value is _State.RUNNING and self._loop_nursery is not None:
             self._parking.start(loop)  # before that, `run` starts every registered loop
 
     def unregister(self, name: str) -> None:
@@ -264,7 +264,7 @@ class Scheduler:
 
         Raises `NotFoundError` for an unknown name and `ClosedError` once closed.
         """
-        if self._state is _State.CLOSED:
+        if self._state.value is _State.CLOSED:
             raise ClosedError("scheduler is closed")
         loop = self._loops.pop(name, None)
         if loop is None:
@@ -301,13 +301,13 @@ class Scheduler:
         their TTL), pending watermarks get one shielded flush attempt and owned providers
         are closed (shielded, bounded by ``dispatch_timeout``).
         """
-        if self._state is _State.CLOSED:
+        if self._state.value is _State.CLOSED:
             raise ClosedError("scheduler is closed; make a new Scheduler")
-        if self._state is not _State.NEW:
+        if self._state.value is not _State.NEW:
             raise ConflictError("scheduler is already running")
         # A clock that cannot be read would crash every loop: refuse to start (K2).
         check_wall_clock(self._wall_clock)
-        self._state = _State.RUNNING
+        self._state.value = _State.RUNNING
         try:
             async with trio.open_nursery() as services:
                 self._services = services
@@ -320,8 +320,7 @@ class Scheduler:
                         for loop in self._loops.values():
                             self._parking.start(loop)
                         task_status.started()
-                        await self._stop_requested.wait()
-                        self._state = _State.STOPPING
+                        await self._state.wait_value(_State.STOPPING)  # `stop_nowait`
                         for loop in self._loops.values():
                             loop.stop()
                         self._parking.stop_starting()  # loops not started yet never will
@@ -338,7 +337,7 @@ class Scheduler:
                 await self._watermarks.drain()
                 services.cancel_scope.cancel()
         finally:
-            self._state = _State.CLOSED
+            self._state.value = _State.STOPPING  # also after a hard stop: cleaning up
             self._services = self._loop_nursery = None
             self._attach(None, None)
             with trio.CancelScope(shield=True) as cleanup:
@@ -349,17 +348,18 @@ class Scheduler:
             for channel in self._reporter.channels:
                 channel.close()
             self._reporter.channels.clear()
-            self._closed.set()
+            self._state.value = _State.CLOSED
 
     def stop_nowait(self) -> None:
         """Ask a running scheduler to stop (D11) without waiting. Idempotent.
 
-        A scheduler that never started is closed at once.
+        A scheduler that never started is closed at once; a running one is
+        ``stopping`` from now on (no new registrations or triggers).
         """
-        if self._state is _State.NEW:
-            self._state = _State.CLOSED
-            self._closed.set()
-        self._stop_requested.set()
+        if self._state.value is _State.NEW:
+            self._state.value = _State.CLOSED
+        elif self._state.value is _State.RUNNING:
+            self._state.value = _State.STOPPING
 
     async def stop(self) -> None:
         """Stop gracefully (D11) and wait until the scheduler is closed. Idempotent.
@@ -367,11 +367,11 @@ class Scheduler:
         A checkpoint. Cancelling the wait does not cancel the stop, which continues in
         the task running `run`.
         """
-        never_started = self._state is _State.NEW
+        never_started = self._state.value is _State.NEW
         self.stop_nowait()
         if never_started and self._close_providers:
             await self._close_owned()
-        await self._closed.wait()
+        await self._state.wait_value(_State.CLOSED)
 
     # -- manual trigger (O8) ------------------------------------------------------------
 
@@ -388,9 +388,9 @@ class Scheduler:
         lock). Cancelled while enqueuing: the job may or may not be enqueued; the manual
         lock stays until its TTL.
         """
-        if self._state is _State.NEW:
+        if self._state.value is _State.NEW:
             raise NotInitializedError("scheduler is not running; start it first")
-        if self._state is not _State.RUNNING:
+        if self._state.value is not _State.RUNNING:
             raise ClosedError("scheduler is stopping or closed")
         loop = self._loops.get(name)
         if loop is None:
@@ -443,7 +443,7 @@ class Scheduler:
     def statistics(self) -> SchedulerStatistics:
         """A snapshot of every registered task's counters and the timer's loop lag."""
         return SchedulerStatistics(
-            state=self._state.value,
+            state=self._state.value.value,
             tasks=MappingProxyType({n: loop.snapshot() for n, loop in self._loops.items()}),
             timer_lag=self._timer.last_lag,
             timer_lag_max=self._timer.max_lag,
@@ -458,7 +458,7 @@ class Scheduler:
         ``statistics().events_dropped``), so a slow reader never slows the schedule.
         The channel ends (``EndOfChannel``) when the scheduler closes. Not a checkpoint.
         """
-        if self._state is _State.CLOSED:
+        if self._state.value is _State.CLOSED:
             raise ClosedError("scheduler is closed")
         send, receive = trio.open_memory_channel[SchedulerEvent](max_buffer_size)
         self._reporter.channels.append(send)
@@ -470,15 +470,36 @@ class Scheduler:
         A checkpoint; cancelling it leaves nothing behind. Raises
         `NotInitializedError` unless running.
         """
-        if self._state is not _State.RUNNING:
+        if self._state.value is not _State.RUNNING:
             raise NotInitializedError("scheduler is not running")
         deadline = trio.current_time()
         await self._timer.sleep_until(deadline)
         return trio.current_time() - deadline
 
     @property
+    def state(self) -> str:
+        """``"new"``, ``"running"``, ``"stopping"`` or ``"closed"``; not a checkpoint."""
+        state: _State = self._state.value
+        return state.value
+
+    async def wait_state(self, *states: str) -> str:
+        """Wait until the scheduler is in one of `states` (``"running"``,
+        ``"stopping"``, ``"closed"``, ...) and return it. A checkpoint; cancelling it
+        changes nothing. ``InvalidArgumentError`` for an unknown or missing state."""
+        wanted = set()
+        for name in states:
+            try:
+                wanted.add(_State(name))
+            except ValueError:
+                raise InvalidArgumentError(f"unknown scheduler state {name!r}") from None
+        if not wanted:
+            raise InvalidArgumentError("wait_state needs at least one state")
+        reached: _State = await self._state.wait_value(lambda state: state in wanted)
+        return reached.value
+
+    @property
     def running(self) -> bool:
-        return self._state is _State.RUNNING
+        return self._state.value is _State.RUNNING
 
     # -- the per-task loop (D1) -------------------------------------------------------------
 

@@ -659,6 +659,38 @@ async def test_a_wall_clock_returning_naive_datetimes_stops_the_start(
     assert scheduler.statistics().state == "new"
 
 
+async def test_the_state_can_be_awaited_from_another_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(BASE)
+    scheduler = Scheduler(jobs=RecordingJobs(), locks=MemoryLockProvider(), config=config(wall))
+    seen: list[tuple[str, float]] = []
+
+    async def watch() -> None:
+        for wanted in ("running", "stopping", "closed"):
+            seen.append((await scheduler.wait_state(wanted), trio.current_time()))
+
+    assert scheduler.state == "new"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        await trio.sleep(1)
+        await scheduler.start(nursery)
+        assert scheduler.state == "running"
+        await trio.sleep(1)
+        scheduler.stop_nowait()
+        assert scheduler.state == "stopping"  # at once: no new registrations or triggers
+        with pytest.raises(ClosedError):
+            scheduler.register(every_second("late"))
+        assert await scheduler.wait_state("closed") == "closed"
+    assert [state for state, _ in seen] == ["running", "stopping", "closed"]
+    assert seen[0][1] == pytest.approx(1)
+    assert seen[1][1] == pytest.approx(2)
+    with pytest.raises(InvalidArgumentError):
+        await scheduler.wait_state("asleep")
+    with pytest.raises(InvalidArgumentError):
+        await scheduler.wait_state()
+
+
 async def test_hard_cancel_releases_nothing(autojump_clock: trio.testing.MockClock) -> None:
     wall = FakeWall(at(8, 59, 59))
     locks = MemoryLockProvider()
