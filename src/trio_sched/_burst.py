@@ -21,7 +21,7 @@ import trio
 
 from trio_sched import _plan
 from trio_sched._config import Config
-from trio_sched._errors import ConflictError, InvalidArgumentError, RetryableError
+from trio_sched._errors import ConflictError, InvalidArgumentError, RetryableError, is_transient
 from trio_sched._events import EventKind
 from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
 from trio_sched._loop import H_FENCING, Loop, Park, Phase
@@ -38,14 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
 
-_TRANSIENT: Final = (RetryableError, OSError)
 # D6: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
 ENQUEUE_CONCURRENCY: Final = 64
 _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _TRANSIENT)
 
 
 def task_job(
@@ -355,7 +350,7 @@ class Burst:
             error = results[index]
             if isinstance(error, ConflictError):
                 error = None  # already enqueued under its idempotency key: fired
-            if error is not None and _is_transient(error) and not park.abandoned:
+            if error is not None and is_transient(error) and not park.abandoned:
                 self._loop_tasks().hand_over(park, guard)  # the loop retries it (D8)
                 return
         park.phase = Phase.DONE

@@ -95,3 +95,9 @@ for _cls in (
 ):
     _cls.__module__ = "trio_sched"
 del _cls
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is worth retrying: a `RetryableError` or an `OSError` (connection
+    trouble, timeouts). The runtime's rule D8 and the watermark flush (M2) use it."""
+    return isinstance(exc, RetryableError | OSError)

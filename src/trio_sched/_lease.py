@@ -23,15 +23,11 @@ from typing import Protocol, final
 import trio
 
 from trio_sched._config import Config
-from trio_sched._errors import LeaseLostError, RetryableError
+from trio_sched._errors import LeaseLostError, is_transient
 from trio_sched._timer import TimerHandle, TimerHeap
 from trio_sched.locks._protocol import LockLease, LockProvider
 
 __all__ = ["BatchGuard", "LeaseGuard", "LeaseKeeper", "Leased", "Slot"]
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, (RetryableError, OSError))
 
 
 class Leased(Protocol):
@@ -331,7 +327,7 @@ class LeaseKeeper:
                     guard.lose(exc)
                     return
                 except Exception as exc:
-                    if _is_transient(exc) and trio.current_time() + backoff < guard.expires:
+                    if is_transient(exc) and trio.current_time() + backoff < guard.expires:
                         await self._timer.sleep_until(trio.current_time() + backoff)
                         backoff = min(backoff * 2, self._backoff_max)
                         continue

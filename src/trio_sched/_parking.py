@@ -20,7 +20,7 @@ import trio
 
 from trio_sched import _plan
 from trio_sched._config import Config
-from trio_sched._errors import RetryableError
+from trio_sched._errors import is_transient
 from trio_sched._events import EventKind
 from trio_sched._loop import H_NOMINAL, H_OCCURRENCE, Cursor, Loop, Nominal, Park
 from trio_sched._reporting import Reporter
@@ -29,7 +29,6 @@ from trio_sched.locks._protocol import LockProvider
 
 __all__ = ["Parking"]
 
-_TRANSIENT: Final = (RetryableError, OSError)
 # D3: a loop whose next occurrence is more than _DORMANT_AFTER seconds away (wall clock)
 # goes dormant and is parked again _WAKE_AHEAD seconds before the occurrence.
 _DORMANT_AFTER: Final = 5.0
@@ -39,10 +38,6 @@ _WAKE_AHEAD: Final = 2.0
 _NOMINAL_CACHE: Final = 4096
 # D2, D4: loops are started and woken this many at a time (then a yield).
 START_CHUNK: Final = 500
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _TRANSIENT)
 
 
 @final
@@ -145,7 +140,7 @@ class Parking:
             return False
         if park.error is not None:
             self._reporter.error(loop, decision.nominal, park.error, lateness=decision.lateness)
-            if _is_transient(park.error):
+            if is_transient(park.error):
                 # O7: same occurrence again after a pause; decide() re-judges it.
                 cursor.retry_at = trio.current_time() + cursor.backoff
                 cursor.backoff = min(cursor.backoff * 2, self._config.retry_backoff_max)
@@ -290,7 +285,7 @@ class Parking:
                 for loop in chunk:
                     if not loop.stopping:
                         self._reporter.error(loop, None, exc)
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     return {}
             await self._timer.sleep_until(trio.current_time() + backoff)
             backoff = min(backoff * 2, self._config.retry_backoff_max)

@@ -7,14 +7,14 @@ guarded enqueue of a manual trigger (O8).
 
 from __future__ import annotations
 
-from typing import Final, final
+from typing import final
 
 import trio
 
 from trio_sched import _plan
 from trio_sched._burst import Burst
 from trio_sched._config import Config
-from trio_sched._errors import ConflictError, RetryableError
+from trio_sched._errors import ConflictError, RetryableError, is_transient
 from trio_sched._lease import LeaseGuard, LeaseKeeper
 from trio_sched._loop import Cursor, InFlight, Loop, Park, Phase
 from trio_sched._parking import Parking
@@ -24,12 +24,6 @@ from trio_sched.jobs._job import Job, JobsRuntime
 from trio_sched.locks._protocol import LockLease
 
 __all__ = ["LoopTasks"]
-
-_TRANSIENT: Final = (RetryableError, OSError)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _TRANSIENT)
 
 
 @final
@@ -139,7 +133,7 @@ class LoopTasks:
             except ConflictError:
                 pass  # already enqueued under this idempotency key: success
             except Exception as exc:
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     raise
                 retry_until: float | None = None
                 if not (decision.late or loop.fire_once):
@@ -194,7 +188,7 @@ class LoopTasks:
             except ConflictError:
                 return  # already enqueued under this idempotency key: success
             except Exception as exc:
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     raise
                 error = exc
 

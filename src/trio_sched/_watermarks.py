@@ -20,7 +20,7 @@ from typing import Final, final
 import trio
 
 from trio_sched._config import Config
-from trio_sched._errors import RetryableError
+from trio_sched._errors import is_transient
 from trio_sched.locks._protocol import LockProvider
 
 __all__ = ["Pending", "Watermarks"]
@@ -117,7 +117,7 @@ class Watermarks:
                 await self._locks.advance_watermarks(marks)
                 return
             except Exception as exc:
-                transient = isinstance(exc, (RetryableError, OSError))
+                transient = is_transient(exc)
                 if transient and attempt + 1 < _ATTEMPTS:
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, config.retry_backoff_max)
