@@ -113,13 +113,13 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC
 from types import MappingProxyType
-from typing import Final, final
+from typing import final
 
 import trio
 from trio_util import AsyncValue
 
 from trio_sched import _plan
-from trio_sched._burst import ENQUEUE_CONCURRENCY, Burst, task_job
+from trio_sched._burst import Burst, task_job
 from trio_sched._config import Config, check_wall_clock
 from trio_sched._errors import (
     ClosedError,
@@ -143,7 +143,7 @@ from trio_sched._loop import (
     Loop,
     Nominal,
 )
-from trio_sched._parking import START_CHUNK, Parking
+from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
 from trio_sched._task import Task
 from trio_sched._tasks import LoopTasks
@@ -153,10 +153,6 @@ from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
 from trio_sched.locks._protocol import LockProvider
 
 __all__ = ["Scheduler", "open_scheduler"]
-
-# Re-exported for tests that read the bounds (D6, D2).
-_ENQUEUE_CONCURRENCY: Final = ENQUEUE_CONCURRENCY
-_START_CHUNK: Final = START_CHUNK
 
 
 class _State(enum.Enum):

@@ -7,13 +7,31 @@ span days run in milliseconds and every instant is exact.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import trio
 
+from trio_sched import Config
 from trio_sched.jobs import Job
 from trio_sched.locks import AcquireRequest, LockLease, LockProvider
+
+# The logger of the runtime tests' schedulers: errors the tests provoke stay quiet.
+QUIET = logging.getLogger("trio_sched.tests.quiet")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
+
+
+def at(h: int, m: int, s: int = 0, day: int = 5) -> datetime:
+    """An instant on 2026-01-05 (a Monday) or `day` of January 2026, UTC."""
+    return datetime(2026, 1, day, h, m, s, tzinfo=UTC)
+
+
+def config(wall: FakeWall, **kw: object) -> Config:
+    """A `Config` on the fake wall clock `wall`, logging to `QUIET` unless told."""
+    kw.setdefault("logger", QUIET)
+    return Config(wall_clock=wall, **kw)  # type: ignore[arg-type]
 
 
 class FakeWall:

@@ -4,7 +4,6 @@ call can go wrong ends with each occurrence fired once or reported."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -13,7 +12,6 @@ import trio
 import trio.testing
 
 from trio_sched import (
-    Config,
     EventKind,
     LeaseLostError,
     RetryableError,
@@ -25,20 +23,15 @@ from trio_sched import (
 from trio_sched.jobs import Job
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import BatchRecordingJobs, FakeWall, RecordingJobs, WrappedLocks, loop_tasks
-
-QUIET = logging.getLogger("trio_sched.tests.quiet")
-QUIET.addHandler(logging.NullHandler())
-QUIET.propagate = False
-
-
-def at(h: int, m: int, s: int = 0) -> datetime:
-    return datetime(2026, 1, 5, h, m, s, tzinfo=UTC)
-
-
-def config(wall: FakeWall, **kw: object) -> Config:
-    kw.setdefault("logger", QUIET)
-    return Config(wall_clock=wall, **kw)  # type: ignore[arg-type]
+from ._helpers import (
+    BatchRecordingJobs,
+    FakeWall,
+    RecordingJobs,
+    WrappedLocks,
+    at,
+    config,
+    loop_tasks,
+)
 
 
 class LoopSteps(trio.abc.Instrument):

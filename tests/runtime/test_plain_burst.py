@@ -5,39 +5,22 @@ occurrence it concerns (a plain runtime may not dedupe, so nothing is enqueued t
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
-
 import trio
 import trio.testing
 
 from trio_sched import (
-    Config,
     EventKind,
     LeaseLostError,
     RetryableError,
     SchedulerEvent,
     Task,
-    _runtime,
+    _burst,
     open_scheduler,
 )
 from trio_sched.jobs import BatchJobsRuntime, Job
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import FakeWall, RecordingJobs, WrappedLocks, loop_tasks
-
-QUIET = logging.getLogger("trio_sched.tests.quiet")
-QUIET.addHandler(logging.NullHandler())
-QUIET.propagate = False
-
-
-def at(h: int, m: int, s: int = 0) -> datetime:
-    return datetime(2026, 1, 5, h, m, s, tzinfo=UTC)
-
-
-def config(wall: FakeWall, **kw: object) -> Config:
-    kw.setdefault("logger", QUIET)
-    return Config(wall_clock=wall, **kw)  # type: ignore[arg-type]
+from ._helpers import FakeWall, RecordingJobs, WrappedLocks, at, config, loop_tasks
 
 
 class PlainJobs(RecordingJobs):
@@ -83,7 +66,7 @@ async def test_a_burst_enqueues_with_a_bound_and_the_loops_stay_asleep(
     )
     jobs = PlainJobs(delay=0.25)
     n = 150
-    bound = _runtime._ENQUEUE_CONCURRENCY
+    bound = _burst.ENQUEUE_CONCURRENCY
     async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
         for i in range(n):
             s.register(Task(name=f"t{i}", schedule="0 * * * *"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -30,23 +29,11 @@ from trio_sched import (
 )
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import FakeWall, RecordingJobs, WrappedLocks, loop_tasks
+from ._helpers import QUIET, FakeWall, RecordingJobs, WrappedLocks, at, config, loop_tasks
 
 pytestmark = pytest.mark.usefixtures("jobs_mode")
 
 BASE = datetime(2026, 1, 5, 8, 59, 58, 500000, tzinfo=UTC)
-QUIET = logging.getLogger("trio_sched.tests.quiet")
-QUIET.addHandler(logging.NullHandler())
-QUIET.propagate = False
-
-
-def at(h: int, m: int, s: int = 0, day: int = 5) -> datetime:
-    return datetime(2026, 1, day, h, m, s, tzinfo=UTC)
-
-
-def config(wall: FakeWall, **kw: object) -> Config:
-    kw.setdefault("logger", QUIET)
-    return Config(wall_clock=wall, **kw)  # type: ignore[arg-type]
 
 
 def every_second(name: str = "tick", **kw: object) -> Task:

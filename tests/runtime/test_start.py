@@ -4,30 +4,15 @@ occurrence without a Trio task of its own; a stop during the start ends it at on
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import trio
 import trio.testing
 
-from trio_sched import Config, Task, _runtime, open_scheduler
+from trio_sched import Task, _parking, open_scheduler
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import FakeWall, RecordingJobs, WrappedLocks, loop_tasks
-
-QUIET = logging.getLogger("trio_sched.tests.quiet")
-QUIET.addHandler(logging.NullHandler())
-QUIET.propagate = False
-
-
-def at(h: int, m: int, s: int = 0) -> datetime:
-    return datetime(2026, 1, 5, h, m, s, tzinfo=UTC)
-
-
-def config(wall: FakeWall, **kw: object) -> Config:
-    kw.setdefault("logger", QUIET)
-    return Config(wall_clock=wall, **kw)  # type: ignore[arg-type]
+from ._helpers import FakeWall, RecordingJobs, WrappedLocks, at, config, loop_tasks
 
 
 class StepWatch(trio.abc.Instrument):
@@ -47,7 +32,7 @@ async def test_loops_start_in_chunks_without_a_task_each(
     wall = FakeWall(at(8, 59, 58))
     locks = WrappedLocks(MemoryLockProvider())
     jobs = RecordingJobs()
-    chunk = _runtime._START_CHUNK
+    chunk = _parking.START_CHUNK
     n = 2 * chunk + 200
     watch = StepWatch()
     trio.lowlevel.add_instrument(watch)
