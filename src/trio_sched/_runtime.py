@@ -306,12 +306,10 @@ class Scheduler:
         self._state.value = _State.RUNNING
         try:
             async with trio.open_nursery() as services:
-                self._services = services
                 self._attach(services, None)
                 await services.start(self._timer.run)
                 try:
                     async with trio.open_nursery() as loops:
-                        self._loop_nursery = loops
                         self._attach(services, loops)
                         for loop in self._loops.values():
                             self._parking.start(loop)
@@ -326,7 +324,6 @@ class Scheduler:
                 finally:
                     # Closed (also on a hard stop, while a batch may still be finishing):
                     # from now on nothing is handed to a loop (`LoopTasks.wake`).
-                    self._loop_nursery = None
                     self._attach(services, None)
                 # Every loop ended: no dispatch of ours is in flight any more.
                 await self._triggers.wait_idle()
@@ -334,7 +331,6 @@ class Scheduler:
                 services.cancel_scope.cancel()
         finally:
             self._state.value = _State.STOPPING  # also after a hard stop: cleaning up
-            self._services = self._loop_nursery = None
             self._attach(None, None)
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self._config.dispatch_timeout
@@ -504,7 +500,10 @@ class Scheduler:
     # -- watermarks (O3, D5) --------------------------------------------------------------------
 
     def _attach(self, services: trio.Nursery | None, loops: trio.Nursery | None) -> None:
-        """Tell the components where their tasks run (None: nowhere, not running)."""
+        """Where tasks run (None: nowhere, not running), for the scheduler and every
+        component; the one place that sets them."""
+        self._services = services
+        self._loop_nursery = loops
         self._watermarks.attach(services)
         self._parking.services = services
         self._burst.services = services
