@@ -82,10 +82,9 @@ class Parking:
         cursor: Cursor,
         reuse: Park | None = None,
     ) -> Park | None:
-        """Park the loop on the occurrence at its cursor; not a checkpoint.
-
-        Returns ``None`` (and changes nothing) when that occurrence is far enough off
-        for the loop to go dormant (D3). The loop waits detached (D6): called by the
+        """Park the loop on the occurrence at its cursor, or, when that occurrence is far
+        enough off, let the loop go dormant (D3: the park is dropped and ``None``
+        returned); not a checkpoint. The loop waits detached (D6): called by the
         loop's task before it ends, by a burst's batch for a loop whose outcome it
         settled and by the dormancy wake-up, so no Trio task runs for a waiting loop.
         """
@@ -97,6 +96,8 @@ class Parking:
         ):
             # A heuristic distance through the timer's cached wall offset (no wall-clock
             # read per occurrence).
+            loop.park = None
+            self._go_dormant(loop, cursor)
             return None
         cursor.retry_at = None
         if reuse is None:
@@ -170,11 +171,10 @@ class Parking:
         assert cursor is not None
         if park.abandoned:
             return  # stopped: nothing more for this loop
-        if not loop.stopping and self.next_park(loop, cursor, park) is not None:
+        if loop.stopping:
+            loop.park = None
             return
-        loop.park = None
-        if not loop.stopping:
-            self.go_dormant(loop, cursor)
+        self.next_park(loop, cursor, park)
 
     def prepare(self, park: Park, nominal: datetime, *, late: bool = False) -> None:
         """Lock request and lease-independent job parts of the occurrence at `nominal`.
@@ -191,9 +191,9 @@ class Parking:
         headers[H_OCCURRENCE] = key
         headers[H_NOMINAL] = info.iso
 
-    def go_dormant(self, loop: Loop, cursor: Cursor) -> None:
-        """D3: the occurrence at the cursor is far off (`_next_park` said so): end the
-        loop's Trio task and leave a timer entry that starts it again shortly before."""
+    def _go_dormant(self, loop: Loop, cursor: Cursor) -> None:
+        """D3: the occurrence at the cursor is far off (`next_park` found): leave one
+        timer entry that hands the loop to the waker `_WAKE_AHEAD` seconds before it."""
         # A bound method of the loop: the smallest callable that knows its loop.
         wake_at = cursor.nominal.timestamp() - _WAKE_AHEAD
         loop.dormant = self._timer.call_at_wall(wake_at, loop.wake)
@@ -219,8 +219,7 @@ class Parking:
                     assert cursor is not None  # a loop goes dormant from its cursor (D3)
                     if loop.stopping or loop.park is not None or loop.dormant is not None:
                         continue
-                    if self.next_park(loop, cursor) is None:
-                        self.go_dormant(loop, cursor)  # the wall clock moved back meanwhile
+                    self.next_park(loop, cursor)  # dormant again if the wall clock moved back
                 await trio.lowlevel.checkpoint()
         finally:
             self._waker_running = False
@@ -231,7 +230,7 @@ class Parking:
         self._due.extend(park for park in group if not park.abandoned)
 
     def on_due(self, park: Park) -> None:
-        # Look up self._due at call time: _process_due swaps in a fresh list.
+        # Look up self._due at call time: `take_due` swaps in a fresh list.
         self._due.append(park)
 
     def nominal(self, nominal: datetime) -> Nominal:
@@ -302,8 +301,7 @@ class Parking:
                     _plan.first_candidate(loop.task.cron, now, marks.get(loop.wm_name)),
                     backoff,
                 )
-                if self.next_park(loop, cursor) is None:
-                    self.go_dormant(loop, cursor)
+                self.next_park(loop, cursor)
             except Exception as exc:
                 # An impossible schedule: that loop ends alone, like a crashed loop.
                 self._reporter.crash(loop, exc)

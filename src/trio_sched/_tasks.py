@@ -101,8 +101,7 @@ class LoopTasks:
         while first is not None or not loop.stopping:
             park, first = first, None
             if park is None:
-                if self._parking.next_park(loop, cursor, done) is None:
-                    self._parking.go_dormant(loop, cursor)
+                self._parking.next_park(loop, cursor, done)
                 return  # parked detached (D6) or dormant (D3): this task ends
             if park.abandoned:
                 return  # stopped (D11)
