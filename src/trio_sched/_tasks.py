@@ -126,27 +126,20 @@ class LoopTasks:
         in_flight = loop.in_flight = InFlight(decision, guard)
         self._burst.in_flight += 1
         error: Exception | None = None
+        # D8: an on-time skip occurrence is retried inside the grace window only.
+        retry_until: float | None = None
+        if not (decision.late or loop.fire_once):
+            retry_until = park.nominal_ts + self._config.misfire_grace
         try:
-            try:
-                await self._jobs.enqueue(job)
-            except ConflictError:
-                pass  # already enqueued under this idempotency key: success
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                retry_until: float | None = None
-                if not (decision.late or loop.fire_once):
-                    retry_until = park.nominal_ts + self._config.misfire_grace
-                await self.enqueue_with_retry(job, retry_until, first_error=exc)
+            await self.enqueue_with_retry(job, retry_until)
         except Exception as exc:
             error = exc
         finally:
             guard.finish()
             self._burst.in_flight -= 1
-        # Yield once before the bookkeeping (counters, watermark, event, next occurrence):
-        # in a burst every loop then enqueues before any loop does its bookkeeping, which
-        # halves the time to the burst's last enqueue at no extra CPU (D7). Shielded: the
-        # outcome is decided, a cancellation now must not turn it into a failure.
+        # Yield once before the bookkeeping (counters, watermark, event, next occurrence),
+        # so loops retrying together all enqueue first (D7). Shielded: the outcome is
+        # decided, a cancellation now must not turn it into a failure.
         await trio.lowlevel.cancel_shielded_checkpoint()
         # Not cancelled: the dispatch ended by itself (success or error).
         loop.in_flight = None
@@ -169,12 +162,11 @@ class LoopTasks:
             error = guard.lost if guard.lost is not None else self._burst.timed_out(loop)
         self._burst.dispatched(loop, in_flight.decision, job, error)
 
-    async def enqueue_with_retry(
-        self, job: Job, retry_until: float | None, *, first_error: Exception | None = None
-    ) -> None:
-        """Enqueue, retrying transient errors (D8) until `retry_until` (wall time)."""
+    async def enqueue_with_retry(self, job: Job, retry_until: float | None) -> None:
+        """Enqueue, retrying transient errors (D8) until `retry_until` (wall time; None:
+        without a bound of its own). `ConflictError` counts as enqueued."""
         backoff = self._config.retry_backoff
-        error = first_error
+        error: Exception | None = None
         while True:
             if error is not None:
                 if retry_until is not None and self._wall_time() + backoff > retry_until:
