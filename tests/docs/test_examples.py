@@ -92,12 +92,17 @@ def test_the_pages_have_python_examples() -> None:
     ]
 
 
+def _code(line: str) -> str:
+    """`line` without its trailing comment (two spaces then ``#``) and outer spaces."""
+    return line.split("  #", 1)[0].strip()
+
+
 def _meaningful(code: str) -> list[str]:
     """The fragment's lines that must appear in its program: stripped, without blank
     lines, comment-only lines or trailing comments."""
     kept = []
     for line in code.splitlines():
-        text = line.split("  #", 1)[0].strip()
+        text = _code(line)
         if text and not text.startswith("#"):
             kept.append(text)
     return kept
@@ -107,7 +112,7 @@ def _program(example: Example) -> str:
     if example.completed_in is None:
         return example.code
     program = example.completed_in.read_text()
-    available = [line.split("  #", 1)[0].strip() for line in program.splitlines()]
+    available = [_code(line) for line in program.splitlines()]
     position = 0
     for wanted in _meaningful(example.code):
         try:
@@ -153,7 +158,7 @@ def _commands() -> list[tuple[str, str]]:
     found = []
     for example in SHELL:
         for line in example.code.splitlines():
-            line = line.split("  #", 1)[0].strip()
+            line = _code(line)
             if line and not line.startswith("#"):
                 found += [(example.id, c) for c in re.split(r"\s*&&\s*", line)]
     return found
