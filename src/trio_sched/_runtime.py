@@ -392,7 +392,7 @@ class Scheduler:
         nonce = secrets.token_hex(6)
         key = _plan.manual_occurrence_key(self._prefix, task.name, now, nonce)
         idem = _plan.manual_idempotency_key(task.name, task.idempotency_key, now, nonce)
-        ttl = self._ttl(task)
+        ttl = loop.ttl  # the task's lock TTL, fixed when it was registered
         self._triggers.enter()
         try:
             acquired_at = trio.current_time()
