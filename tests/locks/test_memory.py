@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from trio_sched import ClosedError, InvalidArgumentError, LeaseLostError
-from trio_sched.locks import AcquireRequest, LockLease, LockProvider, MemoryLockProvider
+from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider, MemoryLockProvider
 
 
 async def _acquire(provider: MemoryLockProvider, key: str, ttl: float) -> LockLease:
@@ -109,7 +109,9 @@ async def test_batch_refusals_and_statistics() -> None:
             AcquireRequest("a", 5.0),
         ]
     )
-    assert [r is not None for r in results] == [True, False, False, False]
+    assert [isinstance(r, LockLease) for r in results] == [True, False, False, False]
+    assert results[1] is None  # refused by its watermark
+    assert isinstance(results[2], Held)  # leased by another token, not dispatched
     stats = provider.statistics()
     assert (stats.acquires, stats.misses, stats.refused_by_watermark) == (2, 2, 1)
     assert (stats.held_locks, stats.watermarks) == (2, 1)

@@ -1,4 +1,5 @@
-"""MemoryLockProvider against a ten-line reference model, on random operation sequences.
+"""MemoryLockProvider against a small reference model of its records (rules L6-L8), on
+random operation sequences.
 
 The provider runs on an injected clock (a plain float the machine advances), so each
 operation can run in its own short `trio.run` and the model needs no Trio at all.
@@ -17,21 +18,24 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from trio_sched import LeaseLostError
-from trio_sched.locks import AcquireRequest, LockLease, MemoryLockProvider
+from trio_sched.locks import AcquireRequest, Held, LockLease, MemoryLockProvider
 
 T = TypeVar("T")
 
 KEYS = st.sampled_from(["a", "b", "c"])
 TTLS = st.sampled_from([1.0, 2.0, 5.0])
+KEEPS = st.sampled_from([0.0, 4.0, 10.0])
 MARKS = st.sampled_from(["m1", "m2"])
 NOMINALS = st.integers(min_value=0, max_value=10)
 
 
 @dataclass
-class _Held:
+class _Record:
     token: str
-    expires: float
+    expires: float  # lease end
     fencing: int
+    kept: float  # memory end
+    dispatched: bool = False
 
 
 def _run(make: Callable[[], Awaitable[T]]) -> T:
@@ -50,27 +54,50 @@ class LockModel(RuleBasedStateMachine):
         self.provider = MemoryLockProvider(
             clock=lambda: self.now, wall_clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
         )
-        self.held: dict[str, _Held] = {}
+        self.held: dict[str, _Record] = {}
         self.marks: dict[str, int] = {}
         self.fencing = 0
 
-    def _owner(self, key: str) -> _Held | None:
-        held = self.held.get(key)
-        return held if held is not None and held.expires > self.now else None
+    def _record(self, key: str) -> _Record | None:
+        record = self.held.get(key)
+        return record if record is not None and record.kept > self.now else None
 
-    def _take(self, key: str, ttl: float, lease: LockLease | None) -> LockLease | None:
-        if self._owner(key) is not None:
-            assert lease is None, f"{key!r} is held, yet acquired"
-            return None
-        assert lease is not None, f"{key!r} is free, yet refused"
+    def _owner(self, key: str) -> _Record | None:
+        """The record of `key` if its lease runs (dispatched or not)."""
+        record = self._record(key)
+        return record if record is not None and record.expires > self.now else None
+
+    def _take(
+        self, key: str, ttl: float, keep: float, lease: LockLease | Held | None
+    ) -> LockLease | None:
+        record = self._record(key)
+        previous = None
+        if record is not None:
+            if record.dispatched:
+                assert lease is None, f"{key!r} is dispatched, yet answered {lease!r}"
+                return None
+            if record.expires > self.now:
+                assert isinstance(lease, Held), f"{key!r} is leased, yet answered {lease!r}"
+                assert lease.token == record.token
+                assert lease.expires_in == record.expires - self.now
+                return None
+            previous = record.token
+        assert isinstance(lease, LockLease), f"{key!r} is free, yet answered {lease!r}"
+        assert lease.taken_over == previous, (lease, previous)
         self.fencing += 1
         assert lease.fencing_token == self.fencing
-        self.held[key] = _Held(lease.token, self.now + ttl, lease.fencing_token)
+        kept = max(self.now + max(ttl, keep), record.kept if record is not None else 0.0)
+        self.held[key] = _Record(lease.token, self.now + ttl, lease.fencing_token, kept)
         return lease
 
     @rule(target=leases, key=KEYS, ttl=TTLS)
     def acquire(self, key: str, ttl: float) -> LockLease | None:
-        return self._take(key, ttl, _run(lambda: self.provider.acquire(key, ttl)))
+        answer = _run(lambda: self.provider.acquire(key, ttl))
+        record = self._record(key)
+        if record is not None and not record.dispatched and record.expires > self.now:
+            assert answer is None, f"{key!r} is leased, yet acquired"
+            return None
+        return self._take(key, ttl, ttl, answer)
 
     @rule(
         target=leases,
@@ -81,6 +108,7 @@ class LockModel(RuleBasedStateMachine):
                 ttl=TTLS,
                 watermark=st.none() | MARKS,
                 nominal_ms=NOMINALS,
+                keep=KEEPS,
             ),
             max_size=4,
         ),
@@ -89,12 +117,19 @@ class LockModel(RuleBasedStateMachine):
         results = _run(lambda: self.provider.acquire_batch(requests))
         assert len(results) == len(requests)
         last = None
+        granted: set[str] = set()
         for request, lease in zip(requests, results, strict=True):
             mark = self.marks.get(request.watermark) if request.watermark else None
             if mark is not None and request.nominal_ms <= mark:
                 assert lease is None, f"{request} is at or before watermark {mark}"
                 continue
-            last = self._take(request.key, request.ttl, lease) or last
+            if request.key in granted:
+                assert lease is None, f"{request} was granted twice in one batch"
+                continue
+            taken = self._take(request.key, request.ttl, request.keep, lease)
+            if taken is not None:
+                granted.add(request.key)
+                last = taken
         return last
 
     @rule(lease=leases, ttl=TTLS)
@@ -111,16 +146,28 @@ class LockModel(RuleBasedStateMachine):
         renewed = _run(lambda: self.provider.renew(lease, ttl))
         assert renewed.fencing_token == owner.fencing
         owner.expires = self.now + ttl
+        owner.kept = max(owner.kept, owner.expires)
 
     @rule(lease=leases)
     def release(self, lease: LockLease | None) -> None:
         if lease is None:
             return
         owner = self._owner(lease.key)
-        owns = owner is not None and owner.token == lease.token
+        owns = owner is not None and owner.token == lease.token and not owner.dispatched
         assert _run(lambda: self.provider.release(lease)) == owns
         if owns:
             del self.held[lease.key]
+
+    @rule(lease=leases)
+    def mark_dispatched(self, lease: LockLease | None) -> None:
+        if lease is None:
+            return
+        record = self._record(lease.key)
+        owns = record is not None and record.token == lease.token
+        assert _run(lambda: self.provider.mark_dispatched([lease])) == [owns]
+        if owns:
+            assert record is not None
+            record.dispatched = True
 
     @rule(mark=MARKS, value=NOMINALS)
     def advance_watermark(self, mark: str, value: int) -> None:

@@ -23,7 +23,7 @@ import trio.testing
 
 from trio_sched import ClosedError, ConflictError, InvalidArgumentError, LeaseLostError
 from trio_sched.jobs import BatchJobsRuntime, Job, MemoryJobs
-from trio_sched.locks import AcquireRequest, LockLease, LockProvider, MemoryLockProvider
+from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider, MemoryLockProvider
 from trio_sched.testing import CheckFailed, check_jobs_runtime, check_lock_provider
 
 
@@ -42,7 +42,9 @@ class _View:
     async def acquire(self, key: str, ttl: float) -> LockLease | None:
         return await self._open().acquire(key, ttl)
 
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
         return await self._open().acquire_batch(requests)
 
     async def renew(self, lease: LockLease, ttl: float) -> LockLease:
@@ -50,6 +52,9 @@ class _View:
 
     async def release(self, lease: LockLease) -> bool:
         return await self._open().release(lease)
+
+    async def mark_dispatched(self, leases: Sequence[LockLease]) -> list[bool]:
+        return await self._open().mark_dispatched(leases)
 
     async def get_watermarks(self, names: Sequence[str]) -> dict[str, int]:
         return await self._open().get_watermarks(names)
@@ -195,9 +200,11 @@ class _Tracking(_View):
             self.holders[key] = lease
         return lease
 
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
         results = await super().acquire_batch(requests)
-        self.holders.update({lease.key: lease for lease in results if lease is not None})
+        self.holders.update({r.key: r for r in results if isinstance(r, LockLease)})
         return results
 
 
@@ -236,9 +243,11 @@ class _PerKeyFencing(_View):
         lease = await super().acquire(key, ttl)
         return None if lease is None else self._fence(lease)
 
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
         return [
-            None if lease is None else self._fence(lease)
+            self._fence(lease) if isinstance(lease, LockLease) else lease
             for lease in await super().acquire_batch(requests)
         ]
 
@@ -268,7 +277,9 @@ class _RenewDoesNotExtend(_View):
 
 
 class _BatchIgnoresWatermarks(_View):
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
         return await super().acquire_batch(
             [dataclasses.replace(r, watermark=None) for r in requests]
         )
@@ -301,6 +312,53 @@ class _NotExclusive(_View):
         return lease
 
 
+class _HeldAsNone(_View):
+    """Answers None for a held key (no way to watch for a takeover)."""
+
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
+        results = await super().acquire_batch(requests)
+        return [None if isinstance(r, Held) else r for r in results]
+
+
+class _NoTakeoverName(_View):
+    """Takes an expired lease over without naming the old token."""
+
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
+        results = await super().acquire_batch(requests)
+        return [
+            dataclasses.replace(r, taken_over=None) if isinstance(r, LockLease) else r
+            for r in results
+        ]
+
+
+class _MarkDoesNothing(_View):
+    """mark_dispatched answers True without marking: dispatched occurrences are taken
+    over once their lease runs out."""
+
+    async def mark_dispatched(self, leases: Sequence[LockLease]) -> list[bool]:
+        await trio.lowlevel.checkpoint()
+        return [True] * len(leases)
+
+
+class _MarkIgnoresToken(_Tracking):
+    async def mark_dispatched(self, leases: Sequence[LockLease]) -> list[bool]:
+        return await super().mark_dispatched([self.holders.get(x.key, x) for x in leases])
+
+
+class _ForgetsAtLeaseEnd(_View):
+    """Keeps a record only as long as its lease (no memory): a dispatched occurrence is
+    free again once its lease runs out."""
+
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
+        return await super().acquire_batch([dataclasses.replace(r, keep=0.0) for r in requests])
+
+
 class _CloseDoesNothing(_View):
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -322,6 +380,11 @@ def _mutants() -> dict[str, tuple[Callable[[MemoryLockProvider], _View], str]]:
         "batch-ignores-watermarks": (_BatchIgnoresWatermarks, "acquire-batch"),
         "watermark-moves-back": (lambda s: _WatermarkMovesBack(s, overlay), "watermarks"),
         "not-exclusive": (_NotExclusive, "exclusive"),
+        "held-answered-none": (_HeldAsNone, "acquire-batch"),
+        "takeover-names-nobody": (_NoTakeoverName, "takeover"),
+        "mark-does-nothing": (_MarkDoesNothing, "takeover"),
+        "mark-ignores-token": (lambda s: _MarkIgnoresToken(s, holders), "takeover"),
+        "forgets-at-lease-end": (_ForgetsAtLeaseEnd, "takeover"),
         "aclose-does-nothing": (_CloseDoesNothing, "aclose"),
     }
 

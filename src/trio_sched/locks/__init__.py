@@ -6,6 +6,7 @@ and are imported only by users who ask for them, so ``import trio_sched`` stays 
 """
 
 from trio_sched.locks._protocol import AcquireRequest as AcquireRequest
+from trio_sched.locks._protocol import Held as Held
 from trio_sched.locks._protocol import LockLease as LockLease
 from trio_sched.locks._protocol import LockProvider as LockProvider
 from trio_sched.locks.memory import MemoryLockProvider as MemoryLockProvider
@@ -13,6 +14,7 @@ from trio_sched.locks.memory import MemoryLockStatistics as MemoryLockStatistics
 
 __all__ = [
     "AcquireRequest",
+    "Held",
     "LockLease",
     "LockProvider",
     "MemoryLockProvider",

@@ -4,14 +4,28 @@ Rules:
 - L1 Acquire is set-if-absent with a TTL measured on the *backend's* clock.
 - L2 Every successful acquire carries a fencing token that strictly increases across
   the provider's whole key space (never reused, never decreasing).
-- L3 ``renew`` and ``release`` only act when the lease's ``token`` still owns the key.
+- L3 ``renew`` only acts when the lease's ``token`` still owns the key and its lease has
+  not run out; ``release`` only when, in addition, the occurrence is not dispatched.
 - L4 A watermark is a per-name integer (epoch milliseconds of the last dispatched
   occurrence) that only moves forward. ``acquire_batch`` refuses an occurrence at or
   before its task's watermark, unless the request's ``watermark_slack_ms`` says the
   occurrence is recent enough for its lock alone to decide: a request is refused when
   ``nominal_ms <= watermark`` and ``watermark - nominal_ms >= watermark_slack_ms``.
-- L5 ``acquire_batch`` and ``advance_watermarks`` do their whole batch in one backend
-  round trip.
+- L5 ``acquire_batch``, ``mark_dispatched`` and ``advance_watermarks`` do their whole
+  batch in one backend round trip.
+- L6 A key is a *record* of one occurrence: its lease (``ttl``, renewed while the
+  dispatch runs) and its memory (``keep`` seconds from the acquire, at least until the
+  lease ends). While the record is kept, ``acquire_batch`` answers a request for it
+  with `Held` (the holder's token and the seconds until its lease runs out, backend
+  clock) while it is leased and not dispatched, and with ``None`` once it is
+  dispatched (L8). A record whose memory ended is gone: the key is free.
+- L7 Takeover: a request for a kept record whose lease ran out undispatched takes the
+  occurrence over: a new lease (new token, higher fencing token, ``ttl`` from now)
+  whose `LockLease.taken_over` names the old token. Of racing contenders exactly one
+  wins; the old token's ``renew``, ``release`` and ``mark_dispatched`` then fail.
+- L8 ``mark_dispatched`` marks each record its lease's token still owns as dispatched
+  (its lease may have run out as long as nobody took it over): it is never taken over
+  again and ``release`` leaves it, until its memory ends.
 
 TTLs and timeouts are ``float`` seconds, as everywhere in Trio.
 """
@@ -28,9 +42,11 @@ from trio_sched._errors import InvalidArgumentError
 
 __all__ = [
     "AcquireRequest",
+    "Held",
     "LockLease",
     "LockProvider",
     "check_key",
+    "check_request",
     "check_ttl",
     "refused_by_watermark",
 ]
@@ -42,13 +58,27 @@ class LockLease:
 
     `expire_at` is the provider's best estimate of the expiry as an aware UTC
     datetime (informational: expiry itself is decided on the backend's clock).
-    `fencing_token` strictly increases per provider key space (rule L2).
+    `fencing_token` strictly increases per provider key space (rule L2). `taken_over`
+    is the token of the expired, undispatched lease this one took over (rule L7), or
+    ``None`` for a fresh acquire.
     """
 
     key: str
     token: str
     expire_at: datetime
     fencing_token: int
+    taken_over: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """`acquire_batch`'s answer for an occurrence another token leases and has not
+    dispatched yet (rule L6): `token` is the holder's, `expires_in` the seconds (>= 0,
+    backend clock) until its lease runs out unrenewed. A caller that wants the
+    occurrence taken over if the holder fails asks again after that (rule L7)."""
+
+    token: str
+    expires_in: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +93,9 @@ class AcquireRequest:
     reaches on time: an instance whose clock runs ahead may have moved the watermark
     past an occurrence nobody dispatched yet, and such a recent occurrence is still
     protected by its lock (held until its TTL once taken). `watermark` may be ``None``
-    for locks that have no watermark (manual triggers).
+    for locks that have no watermark (manual triggers). `keep` is how long, in seconds
+    from the acquire, the record remembers the occurrence (rule L6); a value below
+    `ttl` (the default 0) means `ttl`.
     """
 
     key: str
@@ -71,6 +103,7 @@ class AcquireRequest:
     watermark: str | None = None
     nominal_ms: int = 0
     watermark_slack_ms: int = 0
+    keep: float = 0.0
 
 
 @runtime_checkable
@@ -84,14 +117,19 @@ class LockProvider(Protocol):
     """
 
     async def acquire(self, key: str, ttl: float) -> LockLease | None:
-        """Take `key` for `ttl` seconds if nobody holds it; ``None`` when held."""
+        """Take `key` for `ttl` seconds if nobody holds it (or take it over, L7);
+        ``None`` when held or dispatched."""
         ...
 
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
-        """Acquire many keys in one round trip; result ``i`` answers request ``i``.
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
+        """Acquire (or take over, L7) many keys in one round trip; result ``i`` answers
+        request ``i``.
 
-        A request is answered ``None`` when its key is held or its occurrence is at or
-        before its watermark.
+        A request is answered `Held` when another token leases its key undispatched
+        (L6), ``None`` when its occurrence is dispatched or at or before its watermark
+        (L4), or when the same key was granted earlier in the batch.
         """
         ...
 
@@ -103,7 +141,12 @@ class LockProvider(Protocol):
         ...
 
     async def release(self, lease: LockLease) -> bool:
-        """Delete the key if `lease` still owns it; returns whether it did."""
+        """Delete the key if `lease` still owns it undispatched; returns whether it did."""
+        ...
+
+    async def mark_dispatched(self, leases: Sequence[LockLease]) -> list[bool]:
+        """Mark each lease's occurrence dispatched (L8) in one round trip; result ``i``
+        says whether lease ``i``'s token still owned its record."""
         ...
 
     async def get_watermarks(self, names: Sequence[str]) -> dict[str, int]:
@@ -138,6 +181,19 @@ def check_ttl(ttl: object) -> float:
     if not (math.isfinite(ttl) and ttl > 0):
         raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
     return ttl
+
+
+def check_request(request: AcquireRequest) -> float:
+    """Check a batch request's key, TTL and `keep` (every provider); return how long its
+    record is kept, in seconds: ``max(ttl, keep)`` (rule L6)."""
+    check_key(request.key)
+    ttl = check_ttl(request.ttl)
+    keep = request.keep
+    if isinstance(keep, bool) or not isinstance(keep, int | float):
+        raise InvalidArgumentError(f"keep must be a number of seconds, got {keep!r}")
+    if not (math.isfinite(keep) and keep >= 0):
+        raise InvalidArgumentError(f"keep must be a finite number of seconds >= 0, got {keep!r}")
+    return max(ttl, keep)
 
 
 def refused_by_watermark(request: AcquireRequest, mark: int | None) -> bool:

@@ -19,10 +19,12 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol`):
 - M4 ``LockLease.expire_at`` comes from ``wall_clock`` (default ``datetime.now(UTC)``)
   plus the TTL; it is informational, expiry is decided on ``clock`` alone.
 - M5 The fencing token is one counter per provider, incremented on every successful
-  acquire (single or batch) and never reused. ``renew`` keeps the lease's token.
-- M6 Expired entries stay in the dict until an acquire finds the dict at least twice as
-  large as after the last sweep (and at least 1,024 entries), then one sweep removes
-  them all: amortised O(1) per acquire, memory bounded by the live keys.
+  acquire or takeover (single or batch) and never reused. ``renew`` keeps the lease's
+  token.
+- M6 Entries whose memory ended (L6) stay in the dict until an acquire finds the dict
+  at least twice as large as after the last sweep (and at least 1,024 entries), then
+  one sweep removes them all: amortised O(1) per acquire, memory bounded by the kept
+  records.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import ClosedError, InvalidArgumentError, LeaseLostError
 from trio_sched.locks._protocol import (
     AcquireRequest,
+    Held,
     LockLease,
     check_key,
+    check_request,
     check_ttl,
     refused_by_watermark,
 )
@@ -52,22 +56,27 @@ __all__ = ["MemoryLockProvider", "MemoryLockStatistics"]
 _MIN_SWEEP_SIZE = 1024
 
 
-# An entry is a plain (token, expires on the provider's clock, fencing token) tuple: the
-# garbage collector stops tracking plain tuples of atoms, not NamedTuples, and a busy
-# provider holds one entry per occurrence for a whole TTL.
-_Entry = tuple[str, float, int]
+# An entry is a plain (token, lease end, fencing token, memory end, dispatched) tuple
+# (times on the provider's clock): the garbage collector stops tracking plain tuples of
+# atoms, not NamedTuples, and a busy provider holds one entry per occurrence for as long
+# as its record is kept (L6).
+_Entry = tuple[str, float, int, float, bool]
 _TOKEN: Final = 0
 _EXPIRES: Final = 1
 _FENCING: Final = 2
+_KEPT: Final = 3
+_DISPATCHED: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
 class MemoryLockStatistics:
     """A snapshot of a `MemoryLockProvider`.
 
-    `held_locks` counts unexpired keys; `stored_keys` also counts expired keys not yet
-    swept (rule M6). `refused_by_watermark` counts batch requests refused by rule L4 and
-    is not part of `misses` (a key found held).
+    `held_locks` counts leases that have not run out; `stored_keys` every stored record,
+    also those whose memory ended and that are not swept yet (rule M6).
+    `refused_by_watermark` counts batch requests refused by rule L4 and is not part of
+    `misses` (a key found held or dispatched). `takeovers` counts rule L7's,
+    `dispatched` the successful marks of rule L8.
     """
 
     held_locks: int
@@ -82,6 +91,8 @@ class MemoryLockStatistics:
     releases_missed: int
     last_fencing_token: int
     closed: bool
+    takeovers: int = 0
+    dispatched: int = 0
 
 
 @final
@@ -116,11 +127,14 @@ class MemoryLockProvider(ClosesOnExit):
         self._renewals_lost = 0
         self._releases = 0
         self._releases_missed = 0
+        self._takeovers = 0
+        self._marked = 0
 
     # -- LockProvider ---------------------------------------------------------------
 
     async def acquire(self, key: str, ttl: float) -> LockLease | None:
-        """Take `key` for `ttl` seconds if nobody holds it; ``None`` when held.
+        """Take `key` for `ttl` seconds if nobody holds it, or take it over (L7);
+        ``None`` when held or dispatched.
 
         A checkpoint before the atomic decision: cancelled means not taken (rule M2).
         """
@@ -131,42 +145,52 @@ class MemoryLockProvider(ClosesOnExit):
             self._check_open()
             now = self._now()
             self._maybe_sweep(now)
-            return self._try_take(key, ttl, now)
+            result = self._try_take(key, ttl, ttl, now)
+            return result if isinstance(result, LockLease) else None
 
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
-        """Acquire many keys at once; result ``i`` answers request ``i``.
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
+        """Acquire (or take over, L7) many keys at once; result ``i`` answers request
+        ``i``.
 
-        ``None`` means held, or refused by its watermark (rule L4).
+        `Held` means leased by another token undispatched (L6); ``None`` dispatched,
+        refused by its watermark (rule L4), or granted earlier in the batch.
         The whole batch is decided under one lock acquisition after one checkpoint, so a
-        cancelled call took nothing and no other caller sees half a batch. A key named
-        twice in one batch is granted to the first request only.
+        cancelled call took nothing and no other caller sees half a batch.
         """
-        for request in requests:
-            check_key(request.key)
-            check_ttl(request.ttl)
+        kept = [check_request(request) for request in requests]
         await trio.lowlevel.checkpoint()
         with self._mutex:
             self._check_open()
             now = self._now()
             self._maybe_sweep(now)
-            results: list[LockLease | None] = []
+            results: list[LockLease | Held | None] = []
             expire_at: dict[float, datetime] = {}
-            for request in requests:
+            granted: set[str] = set()
+            for request, keep in zip(requests, kept, strict=True):
                 if request.watermark is not None and refused_by_watermark(
                     request, self._watermarks.get(request.watermark)
                 ):
                     self._refused += 1
                     results.append(None)
                     continue
-                results.append(self._try_take(request.key, request.ttl, now, expire_at))
+                if request.key in granted:
+                    self._misses += 1
+                    results.append(None)
+                    continue
+                result = self._try_take(request.key, request.ttl, keep, now, expire_at)
+                if isinstance(result, LockLease):
+                    granted.add(request.key)
+                results.append(result)
             return results
 
     async def renew(self, lease: LockLease, ttl: float) -> LockLease:
         """Extend `lease` to `ttl` seconds from now; same token and fencing token.
 
-        Raises `LeaseLostError` when the key expired (even if nobody took it since) or
-        another token holds it. A checkpoint before the atomic decision: a cancelled
-        renew changed nothing (the old expiry stands).
+        Raises `LeaseLostError` when the lease ran out (even if nobody took it over
+        since) or another token holds the key. A checkpoint before the atomic decision: a
+        cancelled renew changed nothing (the old expiry stands).
         """
         check_ttl(ttl)
         await trio.lowlevel.checkpoint()
@@ -176,10 +200,14 @@ class MemoryLockProvider(ClosesOnExit):
             entry = self._entries.get(lease.key)
             if entry is None or entry[_TOKEN] != lease.token or entry[_EXPIRES] <= now:
                 self._renewals_lost += 1
-                if entry is not None and entry[_EXPIRES] <= now:
-                    del self._entries[lease.key]
                 raise LeaseLostError(f"lease on {lease.key!r} was lost (expired or taken)")
-            self._entries[lease.key] = (entry[_TOKEN], now + ttl, entry[_FENCING])
+            self._entries[lease.key] = (
+                entry[_TOKEN],
+                now + ttl,
+                entry[_FENCING],
+                max(entry[_KEPT], now + ttl),
+                entry[_DISPATCHED],
+            )
             self._renewals += 1
             return LockLease(
                 key=lease.key,
@@ -189,7 +217,8 @@ class MemoryLockProvider(ClosesOnExit):
             )
 
     async def release(self, lease: LockLease) -> bool:
-        """Delete the key if `lease` still owns it and has not expired.
+        """Delete the key if `lease` still owns it, its lease has not run out and it is
+        not dispatched (L3, L8).
 
         Returns ``False`` (and changes nothing) otherwise. A checkpoint before the atomic
         decision: a cancelled release kept the key (it then ends by its TTL).
@@ -199,12 +228,38 @@ class MemoryLockProvider(ClosesOnExit):
             self._check_open()
             now = self._now()
             entry = self._entries.get(lease.key)
-            if entry is None or entry[_TOKEN] != lease.token or entry[_EXPIRES] <= now:
+            if (
+                entry is None
+                or entry[_TOKEN] != lease.token
+                or entry[_EXPIRES] <= now
+                or entry[_DISPATCHED]
+            ):
                 self._releases_missed += 1
                 return False
             del self._entries[lease.key]
             self._releases += 1
             return True
+
+    async def mark_dispatched(self, leases: Sequence[LockLease]) -> list[bool]:
+        """Mark each lease's record dispatched if its token still owns it (L8).
+
+        A checkpoint before the atomic update: a cancelled call marked nothing.
+        """
+        await trio.lowlevel.checkpoint()
+        with self._mutex:
+            self._check_open()
+            now = self._now()
+            results: list[bool] = []
+            for lease in leases:
+                entry = self._entries.get(lease.key)
+                if entry is None or entry[_TOKEN] != lease.token or entry[_KEPT] <= now:
+                    results.append(False)
+                    continue
+                if not entry[_DISPATCHED]:
+                    self._entries[lease.key] = (*entry[:_DISPATCHED], True)
+                    self._marked += 1
+                results.append(True)
+            return results
 
     async def get_watermarks(self, names: Sequence[str]) -> dict[str, int]:
         """Current watermarks for `names`; names never advanced are absent. A checkpoint."""
@@ -268,35 +323,54 @@ class MemoryLockProvider(ClosesOnExit):
                 releases_missed=self._releases_missed,
                 last_fencing_token=self._fencing,
                 closed=self._closed,
+                takeovers=self._takeovers,
+                dispatched=self._marked,
             )
 
     # -- internals (all called with self._mutex held) ---------------------------------
 
     def _try_take(
-        self, key: str, ttl: float, now: float, expire_at: dict[float, datetime] | None = None
-    ) -> LockLease | None:
-        """Take `key` if free. `expire_at` caches wall-clock expiries per TTL within one
+        self,
+        key: str,
+        ttl: float,
+        keep: float,
+        now: float,
+        expire_at: dict[float, datetime] | None = None,
+    ) -> LockLease | Held | None:
+        """Take `key` if free, or take it over (L7); `keep` is how long its record is
+        kept (>= `ttl`). `expire_at` caches wall-clock expiries per TTL within one
         batch: the wall clock is read once per batch, not once per lease."""
         entry = self._entries.get(key)
-        if entry is not None and entry[_EXPIRES] > now:
-            self._misses += 1
-            return None
+        previous: str | None = None
+        kept = now + keep
+        if entry is not None and entry[_KEPT] > now:
+            if entry[_DISPATCHED]:
+                self._misses += 1
+                return None
+            if entry[_EXPIRES] > now:
+                self._misses += 1
+                return Held(entry[_TOKEN], entry[_EXPIRES] - now)
+            previous = entry[_TOKEN]  # ran out undispatched: taken over (L7)
+            kept = max(kept, entry[_KEPT])
+            self._takeovers += 1
         self._fencing += 1
         # Tokens need uniqueness, not secrecy: a random per-provider prefix and the
         # fencing counter are unique and cost far less than a random token per lease.
         token = f"{self._token_prefix}{self._fencing:x}"
-        self._entries[key] = (token, now + ttl, self._fencing)
+        self._entries[key] = (token, now + ttl, self._fencing, kept, False)
         self._acquires += 1
         if expire_at is None:
             wall = self._expire_at(ttl)
         else:
             wall = expire_at.get(ttl) or expire_at.setdefault(ttl, self._expire_at(ttl))
-        return LockLease(key=key, token=token, expire_at=wall, fencing_token=self._fencing)
+        return LockLease(
+            key=key, token=token, expire_at=wall, fencing_token=self._fencing, taken_over=previous
+        )
 
     def _maybe_sweep(self, now: float) -> None:
         if len(self._entries) < self._sweep_at:
             return
-        self._entries = {k: e for k, e in self._entries.items() if e[_EXPIRES] > now}
+        self._entries = {k: e for k, e in self._entries.items() if e[_KEPT] > now}
         self._sweep_at = max(_MIN_SWEEP_SIZE, 2 * len(self._entries))
 
     def _now(self) -> float:

@@ -1,7 +1,7 @@
 """Conformance suites every backend runs, in the spirit of `trio.testing`'s stream checks.
 
 - `check_lock_provider(make, *, ttl=0.5, advance=trio.sleep, prefix=None,
-  concurrency=20)` checks a `LockProvider` against rules L1-L5.
+  concurrency=20)` checks a `LockProvider` against rules L1-L8.
 - `check_jobs_runtime(make, *, read_back, queue=None, concurrency=10)` checks a
   `JobsRuntime`: acceptance, dedupe by idempotency key, that every `Job` field survives,
   and, for a `BatchJobsRuntime`, the contract of ``enqueue_many``.

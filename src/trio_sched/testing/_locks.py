@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import trio
 
 from trio_sched._errors import ClosedError, LeaseLostError
-from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
+from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider
 from trio_sched.testing._check import expect, fail, run_check, unique_prefix
 
 __all__ = ["check_lock_provider"]
@@ -72,7 +72,7 @@ async def check_lock_provider(
     prefix: str | None = None,
     concurrency: int = 20,
 ) -> None:
-    """Check that the providers `make` returns behave as rules L1-L5 require.
+    """Check that the providers `make` returns behave as rules L1-L8 require.
 
     `make` returns an async context manager yielding a provider; every provider it
     returns must share one backend (rule LS4). `ttl` is the base TTL in seconds,
@@ -332,6 +332,7 @@ async def _batch(ctx: _Ctx) -> None:
         AcquireRequest(old, ctx.ttl * 4, mark, 995, watermark_slack_ms=5),
     ]
     granted = [True, False, False, False, True, True, False, True, False]
+    held_at = 1  # answered Held (rule L6); the other refusals None
     results = await ctx.a.acquire_batch(requests)
     expect(
         len(results) == len(requests),
@@ -341,6 +342,7 @@ async def _batch(ctx: _Ctx) -> None:
     )
     before = ctx.fencing[-1]
     tokens: list[int] = []
+    result: LockLease | Held | None
     for i, (request, result, want) in enumerate(zip(requests, results, granted, strict=True)):
         if want:
             lease = _lease_shape(check, result, request.key)
@@ -351,12 +353,14 @@ async def _batch(ctx: _Ctx) -> None:
                 f"answer {i}: fencing token {lease.fencing_token} not above {before}",
             )
             tokens.append(lease.fencing_token)
+        elif i == held_at:
+            _held_shape(check, result, held_lease, ctx.ttl * 4)
         else:
             expect(
                 result is None,
                 _SUITE,
                 check,
-                f"answer {i} ({request!r}) should be None (held, refused by watermark or "
+                f"answer {i} ({request!r}) should be None (refused by watermark or "
                 f"taken earlier in the batch), got {result!r}",
             )
     expect(
@@ -428,7 +432,7 @@ async def _race_batches(ctx: _Ctx) -> None:
         order = keys[i % len(keys) :] + keys[: i % len(keys)]
         results = await provider.acquire_batch([AcquireRequest(k, ctx.ttl * 4) for k in order])
         for lease in results:
-            if lease is not None:
+            if isinstance(lease, LockLease):
                 granted[lease.key].append(lease)
 
     async with trio.open_nursery() as nursery:
@@ -451,6 +455,171 @@ async def _race_batches(ctx: _Ctx) -> None:
             f"fencing token {token} not above earlier {ctx.fencing[-1]}",
         )
         ctx.fencing.append(token)
+
+
+def _held_shape(check: str, result: object, holder: LockLease, ttl: float) -> Held:
+    if not isinstance(result, Held):
+        fail(
+            _SUITE,
+            check,
+            f"a request for a key leased by another token and not dispatched must be "
+            f"answered Held (rule L6), got {result!r}",
+        )
+    expect(
+        result.token == holder.token,
+        _SUITE,
+        check,
+        f"Held.token {result.token!r} is not the holder's {holder.token!r}",
+    )
+    expect(
+        isinstance(result.expires_in, float | int) and 0 <= result.expires_in <= ttl * 1.1,
+        _SUITE,
+        check,
+        f"Held.expires_in must be the seconds left of a {ttl:g} s lease, got "
+        f"{result.expires_in!r}",
+    )
+    return result
+
+
+async def _batch_one(provider: LockProvider, request: AcquireRequest) -> LockLease | Held | None:
+    results = await provider.acquire_batch([request])
+    if len(results) != 1:
+        fail(_SUITE, "batch-of-one", f"one request got {len(results)} answers")
+    return results[0]
+
+
+async def _held(ctx: _Ctx) -> None:
+    check = "held"
+    key = ctx.key("held")
+    first = await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl * 4, keep=ctx.ttl * 8))
+    if not isinstance(first, LockLease):
+        fail(_SUITE, check, f"acquire_batch of a free key answered {first!r}")
+    ctx.saw(check, _lease_shape(check, first, key))
+    expect(first.taken_over is None, _SUITE, check, "a fresh lease names a taken_over token")
+    _held_shape(check, await _batch_one(ctx.b, AcquireRequest(key, ctx.ttl)), first, ctx.ttl * 4)
+    await ctx.advance(ctx.ttl * 2)
+    again = _held_shape(
+        check, await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl)), first, ctx.ttl * 4
+    )
+    expect(
+        again.expires_in <= ctx.ttl * 2.5,
+        _SUITE,
+        check,
+        f"Held.expires_in did not count down: {again.expires_in:g} s left of a "
+        f"{ctx.ttl * 4:g} s lease taken {ctx.ttl * 2:g} s ago",
+    )
+
+
+async def _takeover(ctx: _Ctx) -> None:
+    check = "takeover"
+    key = ctx.key("takeover")
+    old = await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl, keep=ctx.ttl * 8))
+    if not isinstance(old, LockLease):
+        fail(_SUITE, check, f"acquire_batch of a free key answered {old!r}")
+    ctx.saw(check, old)
+    await ctx.advance(ctx.ttl * 1.5)  # the lease ran out, the record is kept
+    new = await _batch_one(ctx.b, AcquireRequest(key, ctx.ttl * 4, keep=ctx.ttl * 8))
+    if not isinstance(new, LockLease):
+        fail(
+            _SUITE,
+            check,
+            f"a request for an occurrence whose lease ran out undispatched must take it "
+            f"over (rule L7), got {new!r}",
+        )
+    ctx.saw(check, _lease_shape(check, new, key))
+    expect(
+        new.taken_over == old.token and new.token != old.token,
+        _SUITE,
+        check,
+        f"the takeover must have a new token and name the old one: {old!r} -> {new!r}",
+    )
+    try:
+        await ctx.a.renew(old, ctx.ttl)
+    except LeaseLostError:
+        pass
+    else:
+        fail(_SUITE, check, "the taken-over lease could still be renewed")
+    marked = await ctx.a.mark_dispatched([old])
+    expect(marked == [False], _SUITE, check, f"mark_dispatched of a taken-over lease: {marked}")
+    expect(not await ctx.a.release(old), _SUITE, check, "a taken-over lease could be released")
+    _held_shape(check, await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl)), new, ctx.ttl * 4)
+    marked = await ctx.b.mark_dispatched([new])
+    expect(marked == [True], _SUITE, check, f"mark_dispatched by the new holder: {marked}")
+
+
+async def _dispatched(ctx: _Ctx) -> None:
+    check = "dispatched"
+    key, other = ctx.key("dispatched"), ctx.key("dispatched")
+    results = await ctx.a.acquire_batch(
+        [AcquireRequest(key, ctx.ttl, keep=ctx.ttl * 3), AcquireRequest(other, ctx.ttl * 4)]
+    )
+    lease, second = results
+    if not isinstance(lease, LockLease) or not isinstance(second, LockLease):
+        fail(_SUITE, check, f"acquire_batch of two free keys answered {results!r}")
+    ctx.saw(check, lease)
+    ctx.fencing.append(max(lease.fencing_token, second.fencing_token))
+    forged = dataclasses.replace(second, token=second.token + "-forged")
+    marked = await ctx.b.mark_dispatched([lease, forged])
+    expect(marked == [True, False], _SUITE, check, f"mark_dispatched answered {marked}")
+    expect(await ctx.b.mark_dispatched([]) == [], _SUITE, check, "an empty mark must give []")
+    for provider in (ctx.a, ctx.b):
+        answer = await _batch_one(provider, AcquireRequest(key, ctx.ttl))
+        expect(
+            answer is None,
+            _SUITE,
+            check,
+            f"a request for a dispatched occurrence must be answered None, got {answer!r}",
+        )
+    expect(not await ctx.a.release(lease), _SUITE, check, "a dispatched record was released")
+    await ctx.advance(ctx.ttl * 1.5)  # the lease ran out; the record is still kept
+    answer = await _batch_one(ctx.b, AcquireRequest(key, ctx.ttl))
+    expect(
+        answer is None,
+        _SUITE,
+        check,
+        f"a dispatched occurrence was taken over after its lease ran out: {answer!r}",
+    )
+    _held_shape(check, await _batch_one(ctx.b, AcquireRequest(other, ctx.ttl)), second, ctx.ttl * 4)
+    await ctx.advance(ctx.ttl * 2)  # 3.5 * ttl after the acquire: the memory ended
+    fresh = await _batch_one(ctx.b, AcquireRequest(key, ctx.ttl))
+    if not isinstance(fresh, LockLease):
+        fail(_SUITE, check, f"the key was not free once its record's memory ended: {fresh!r}")
+    ctx.saw(check, fresh)
+    expect(
+        fresh.taken_over is None,
+        _SUITE,
+        check,
+        f"a key whose record ended is a fresh acquire, not a takeover: {fresh!r}",
+    )
+
+
+async def _race_takeover(ctx: _Ctx) -> None:
+    check = "race-takeover"
+    key = ctx.key("race-takeover")
+    old = await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl, keep=ctx.ttl * 8))
+    if not isinstance(old, LockLease):
+        fail(_SUITE, check, f"acquire_batch of a free key answered {old!r}")
+    ctx.saw(check, old)
+    await ctx.advance(ctx.ttl * 1.5)
+    winners: list[LockLease] = []
+
+    async def contender(provider: LockProvider) -> None:
+        answer = await _batch_one(provider, AcquireRequest(key, ctx.ttl * 4))
+        if isinstance(answer, LockLease):
+            winners.append(answer)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(ctx.concurrency):
+            nursery.start_soon(contender, ctx.a if i % 2 == 0 else ctx.b)
+    expect(
+        len(winners) == 1,
+        _SUITE,
+        check,
+        f"{ctx.concurrency} concurrent takeovers of one expired lease: {len(winners)} "
+        f"winners, want 1",
+    )
+    expect(winners[0].taken_over == old.token, _SUITE, check, "the winner names no old token")
+    ctx.saw(check, winners[0])
 
 
 async def _health(ctx: _Ctx) -> None:
@@ -488,6 +657,10 @@ _CHECKS: tuple[tuple[str, Callable[[_Ctx], Awaitable[None]]], ...] = (
     ("release-reacquire", _release_reacquire),
     ("fencing", _fencing_increases),
     ("acquire-batch", _batch),
+    ("held", _held),
+    ("takeover", _takeover),
+    ("dispatched", _dispatched),
+    ("race-takeover", _race_takeover),
     ("watermarks", _watermarks),
     ("race-one-key", _race_one_key),
     ("race-batches", _race_batches),
