@@ -475,8 +475,7 @@ def _held_shape(check: str, result: object, holder: LockLease, ttl: float) -> He
         isinstance(result.expires_in, float | int) and 0 <= result.expires_in <= ttl * 1.1,
         _SUITE,
         check,
-        f"Held.expires_in must be the seconds left of a {ttl:g} s lease, got "
-        f"{result.expires_in!r}",
+        f"Held.expires_in must be the seconds left of a {ttl:g} s lease, got {result.expires_in!r}",
     )
     return result
 
