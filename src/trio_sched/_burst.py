@@ -21,19 +21,26 @@ import trio
 
 from trio_sched import _plan
 from trio_sched._config import Config
-from trio_sched._errors import ConflictError, InvalidArgumentError, RetryableError, is_transient
+from trio_sched._errors import (
+    ConflictError,
+    InvalidArgumentError,
+    LeaseLostError,
+    RetryableError,
+    is_transient,
+)
 from trio_sched._events import EventKind
 from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
-from trio_sched._loop import H_FENCING, Loop, Park, Phase
+from trio_sched._loop import H_FENCING, H_OCCURRENCE, Loop, Park, Phase
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
 from trio_sched._task import Task
 from trio_sched._timer import TimerHeap
 from trio_sched._watermarks import Pending, Watermarks
 from trio_sched.jobs._job import Job, JobsRuntime
-from trio_sched.locks._protocol import AcquireRequest, LockLease, LockProvider
+from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider
 
 if TYPE_CHECKING:
+    from trio_sched._takeover import Takeovers
     from trio_sched._tasks import LoopTasks
 
 __all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
@@ -91,6 +98,7 @@ class Burst:
         watermarks: Watermarks,
         reporter: Reporter,
         parking: Parking,
+        takeovers: Takeovers,
     ) -> None:
         self._timer = timer
         self._locks = locks
@@ -102,6 +110,7 @@ class Burst:
         self._watermarks = watermarks
         self._reporter = reporter
         self._parking = parking
+        self._takeovers = takeovers
         self._tasks: LoopTasks | None = None  # set once both exist (`bind`)
         self.services: trio.Nursery | None = None  # set by the scheduler while it runs
         self.in_flight = 0  # dispatches in flight (bursts, loop retries, triggers)
@@ -172,10 +181,10 @@ class Burst:
             info = park.info
             assert info is not None
             requests.append(
-                AcquireRequest(park.key, loop.ttl, loop.wm_name, info.ms, park.slack_ms)
+                AcquireRequest(park.key, loop.ttl, loop.wm_name, info.ms, park.slack_ms, loop.keep)
             )
         started = trio.current_time()
-        leases: list[LockLease | None]
+        leases: list[LockLease | Held | None]
         try:
             leases = list(await self._locks.acquire_batch(requests))
             if len(leases) != len(requests):
@@ -188,11 +197,19 @@ class Burst:
             leases = [None] * len(parks)
         orphans: list[LockLease] = []
         dispatching: list[Park] = []
+        takeovers = self._takeovers
         for park, lease in zip(parks, leases, strict=True):
             if park.abandoned:
-                if lease is not None:
+                if isinstance(lease, LockLease):
                     orphans.append(lease)
                 continue
+            if isinstance(lease, Held):
+                # Another instance leases it: a lock miss, and watched in case its holder
+                # fails before dispatching it (D12).
+                decision = park.decision
+                assert decision is not None
+                takeovers.watch(park.loop, decision.nominal, lease, started + park.loop.keep)
+                lease = None
             park.lease = lease
             park.acquired_at = started
             park.expires = started + park.loop.ttl
@@ -210,6 +227,17 @@ class Burst:
                 await self._locks.release(lease)
             except Exception:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
+
+    async def dispatch_taken_over(self, parks: list[Park], acquired_at: float) -> None:
+        """Dispatch occurrences this instance took over (D12), as a burst (D6); their
+        loops are not moved (each is on a later occurrence by now)."""
+        await self._dispatch_batch(parks, acquired_at)
+
+    def settled_taken_over(self, park: Park) -> None:
+        """A taken-over occurrence the skip policy dropped (D12): mark its record, so no
+        other instance takes it over again."""
+        assert park.lease is not None
+        self._watermarks.settle(park.lease)
 
     async def _dispatch_batch(self, parks: list[Park], acquired_at: float) -> None:
         """D6: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
@@ -230,6 +258,16 @@ class Burst:
         enqueue_many = self._enqueue_many
         services = self.services
         assert services is not None
+        # D12: an occurrence whose lease ran out by this instance's clock (a stall since
+        # the acquire) is not enqueued: another instance may have taken it over.
+        now = trio.current_time()
+        if any(park.expires <= now for park in parks):
+            for park in parks:
+                if park.expires <= now:
+                    self._conclude_safely(park, None, self.ran_out(park.key))
+            parks = [park for park in parks if park.expires > now]
+            if not parks:
+                return
         created = self._wall_clock()
         jobs = [self.occurrence_job(park, created) for park in parks]
         results: list[Exception | None] | None = None
@@ -259,10 +297,11 @@ class Burst:
                 self.in_flight -= len(jobs)
                 batch.finish()
         guards = batch.guards
+        done_ts = self._wall_clock().timestamp()  # E2: lateness up to the enqueue
         for index, park in enumerate(parks):
             guard = guards[index] if guards else None
             try:
-                self._batch_outcome(park, guard, jobs[index], results, index)
+                self._batch_outcome(park, guard, jobs[index], results, index, done_ts)
             except Exception as exc:
                 self._crashed_outside(park, exc)
 
@@ -304,6 +343,9 @@ class Burst:
                     if index in cancelled:  # its guard acted before it started
                         results[index] = _CANCELLED
                         continue
+                    if batch.expires(index) <= trio.current_time():  # D12, as above
+                        results[index] = self.ran_out(jobs[index].headers[H_OCCURRENCE])
+                        continue
                     running[index] = scope
                     try:
                         await enqueue(jobs[index])
@@ -325,19 +367,16 @@ class Burst:
         job: Job,
         results: list[Exception | None] | None,
         index: int,
+        done_ts: float,
     ) -> None:
         """Settle one occurrence of a batch's call, or hand it to its loop (D6).
         `results` is ``None`` when the call raised or was cancelled."""
         loop = park.loop
-        cursor = loop.cursor
-        decision = park.decision
-        assert cursor is not None
-        assert decision is not None
         error: Exception | None
         if results is None:
             if guard is None or (guard.lost is None and not guard.timed_out):
                 if not park.abandoned:
-                    self._loop_tasks().hand_over(park, guard)  # the loop enqueues it on its own
+                    self._loop_tasks().hand_over(park, guard, job)  # enqueued on its own
                 return
             # Cancelled for this occurrence's own lease or the timeout (even if the
             # runtime then raised instead of letting the cancellation through).
@@ -351,13 +390,47 @@ class Burst:
             if isinstance(error, ConflictError):
                 error = None  # already enqueued under its idempotency key: fired
             if error is not None and is_transient(error) and not park.abandoned:
-                self._loop_tasks().hand_over(park, guard)  # the loop retries it (D8)
+                self._loop_tasks().hand_over(park, guard, job)  # retried on its own (D8)
                 return
+        info = park.info
+        assert info is not None
+        lateness = done_ts - info.ms / 1000
+        self.conclude(park, None if error is not None else job, error, lateness)
+
+    def conclude(
+        self, park: Park, job: Job | None, error: Exception | None, lateness: float | None
+    ) -> None:
+        """Record the end of the dispatch of `park` (fired when `error` is None) and move
+        its loop on; a taken-over occurrence (D12) leaves its loop where it is."""
+        loop = park.loop
+        decision = park.decision
+        assert decision is not None
         park.phase = Phase.DONE
+        lease = park.lease
+        if park.taken_over:
+            self.dispatched(loop, decision, job, error, lease, lateness)
+            return
+        cursor = loop.cursor
+        assert cursor is not None
         self._parking.settle(loop, cursor, park)
-        self.dispatched(loop, decision, job, error)
+        self.dispatched(loop, decision, job, error, lease, lateness)
         cursor.nominal = loop.task.cron.next_after(decision.nominal)
         self._parking.move_on(park)
+
+    def _conclude_safely(self, park: Park, job: Job | None, error: Exception | None) -> None:
+        try:
+            self.conclude(park, job, error, None)
+        except Exception as exc:
+            self._crashed_outside(park, exc)
+
+    @staticmethod
+    def ran_out(key: str) -> LeaseLostError:
+        """D12: the error of an occurrence not enqueued because its lease ran out by this
+        instance's clock before the enqueue."""
+        return LeaseLostError(
+            f"the lease of {key!r} ran out (by this instance's clock) before its enqueue: "
+            "not enqueued; another instance may take the occurrence over"
+        )
 
     def _settle_outside(self, park: Park) -> None:
         """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire
@@ -376,6 +449,8 @@ class Burst:
         that loop (it is not parked again) and keep every other task running."""
         loop = park.loop
         self._reporter.crash(loop, exc)
+        if park.taken_over:
+            return  # not the loop's own park: the loop goes on
         # Stop it as `unregister` would: a park re-armed before the failure stops
         # waiting.
         loop.park = park
@@ -400,16 +475,26 @@ class Burst:
         )
 
     def dispatched(
-        self, loop: Loop, decision: _plan.Decision, job: Job | None, error: Exception | None
+        self,
+        loop: Loop,
+        decision: _plan.Decision,
+        job: Job | None,
+        error: Exception | None,
+        lease: LockLease | None = None,
+        lateness: float | None = None,
     ) -> None:
-        """Count an ended dispatch: fired (`error` None) or failed."""
+        """Count an ended dispatch: fired (`error` None) or failed. `lateness` is up to
+        the enqueue's return (E2; the decision's when None), `lease` the occurrence's,
+        whose record is marked dispatched (D12)."""
         if error is not None:
             self._reporter.dispatch_failure(
                 loop, decision.nominal, error, lateness=decision.lateness
             )
             return
         assert job is not None
-        self._record_fired(loop, decision, job)
+        self._record_fired(
+            loop, decision, job, lease, decision.lateness if lateness is None else lateness
+        )
 
     def timed_out(self, loop: Loop) -> RetryableError:
         return RetryableError(
@@ -417,16 +502,21 @@ class Burst:
             f"dispatch_timeout={self._config.dispatch_timeout}s"
         )
 
-    def _record_fired(self, loop: Loop, decision: _plan.Decision, job: Job) -> None:
+    def _record_fired(
+        self,
+        loop: Loop,
+        decision: _plan.Decision,
+        job: Job,
+        lease: LockLease | None,
+        lateness: float,
+    ) -> None:
         loop.fired += 1
         loop.last_fire = decision.nominal
-        loop.last_lateness = decision.lateness
+        loop.last_lateness = lateness
         self._watermarks.mark(
-            loop.wm_name, loop.task.name, self._parking.nominal(decision.nominal).ms
+            loop.wm_name, loop.task.name, self._parking.nominal(decision.nominal).ms, lease
         )
-        self._reporter.emit(
-            EventKind.FIRED, loop.task.name, decision.nominal, decision.lateness, job=job
-        )
+        self._reporter.emit(EventKind.FIRED, loop.task.name, decision.nominal, lateness, job=job)
 
     def _loop_tasks(self) -> LoopTasks:
         assert self._tasks is not None, "Burst.bind was not called"

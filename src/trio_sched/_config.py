@@ -5,7 +5,8 @@ Rules:
   a number (not a bool), finite, and within its range, else a `ValidationError` naming
   the field (an int too large for a float too, never an ``OverflowError``). Ranges:
   ``dispatch_timeout`` and ``clock_check_interval`` in (0, 1 day]; ``default_lock_ttl``
-  (and `Task.lock_ttl`) in [0.1 s, 1 day]; ``misfire_grace`` in [0.01 s, 1 day];
+  (and `Task.lock_ttl`) in [0.1 s, 1 day]; ``dedupe_window`` in [0, 1 day];
+  ``misfire_grace`` in [0.01 s, 1 day];
   ``retry_backoff`` and ``retry_backoff_max`` in [0, 1 day]; ``timer_spin`` in
   [0, 0.05 s]. Why: a lock TTL is stored in whole milliseconds (Redis PX) and renewed
   every TTL/3, so a shorter one expires before anything renews it; one day bounds every
@@ -30,6 +31,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,8 +87,15 @@ class Config:
 
     - ``dispatch_timeout``: bound on one dispatch (enqueue and its retries), seconds,
       counted from the occurrence's lock request. More than 0, at most 1 day.
-    - ``default_lock_ttl``: occurrence lock TTL for tasks without ``lock_ttl``; from
-      0.1 s to 1 day.
+    - ``default_lock_ttl``: occurrence lease TTL for tasks without ``lock_ttl``; from
+      0.1 s to 1 day. The lease is renewed every TTL/3 while its dispatch runs; when
+      its holder dies or stalls, another instance takes the occurrence over once the
+      lease runs out (rule D12), so a short lease means a fast takeover.
+    - ``dedupe_window``: how long an occurrence's record is kept after its lease could
+      have ended (``lock_ttl + dispatch_timeout`` after the acquire), remembered as
+      dispatched or watched for a takeover: instances whose clocks differ by less than
+      ``lock_ttl + dispatch_timeout + dedupe_window - misfire_grace`` (79 s with the
+      defaults) fire it at most once (D10). From 0 to 1 day.
     - ``misfire_grace``: how late an occurrence may be reached and still fire on time;
       from 0.01 s (the scheduler's own wake-up latency must fit in it) to 1 day.
     - ``lock_key_prefix``: first part of every lock key and watermark name.
@@ -100,10 +111,14 @@ class Config:
       milliseconds). Costs up to that much CPU per distinct wake-up instant; ``0``
       disables it (wake-ups are then up to ~1 ms late). At most 0.05 s.
     - ``on_event``: optional synchronous hook receiving every event (K3).
+    - ``instance``: this scheduler's name in job headers (``x-trio-sched-instance``)
+      and events; default ``host:pid:random``. A non-empty str of at most 200
+      printable characters.
     """
 
     dispatch_timeout: float = 10.0
-    default_lock_ttl: float = 30.0
+    default_lock_ttl: float = 10.0
+    dedupe_window: float = 60.0
     misfire_grace: float = 1.0
     lock_key_prefix: str = "trio_sched"
     wall_clock: Callable[[], datetime] = utc_now
@@ -113,6 +128,7 @@ class Config:
     clock_check_interval: float = 1.0
     timer_spin: float = 0.0015
     on_event: Callable[[SchedulerEvent], object] | None = None
+    instance: str = field(default_factory=lambda: default_instance())
 
     def __post_init__(self) -> None:
         check_seconds("dispatch_timeout", self.dispatch_timeout, minimum=0.0, exclusive=True)
@@ -121,6 +137,7 @@ class Config:
             "clock_check_interval", self.clock_check_interval, minimum=0.0, exclusive=True
         )
         check_seconds("misfire_grace", self.misfire_grace, minimum=MIN_MISFIRE_GRACE)
+        check_seconds("dedupe_window", self.dedupe_window, minimum=0.0)
         check_seconds("retry_backoff", self.retry_backoff, minimum=0.0)
         check_seconds("retry_backoff_max", self.retry_backoff_max, minimum=0.0)
         check_seconds("timer_spin", self.timer_spin, minimum=0.0, maximum=MAX_TIMER_SPIN)
@@ -143,6 +160,21 @@ class Config:
             raise ValidationError("logger: expected a logging.Logger", field="logger")
         if self.on_event is not None and not callable(self.on_event):
             raise ValidationError("on_event: expected a callable or None", field="on_event")
+        instance = self.instance
+        if (
+            not isinstance(instance, str)
+            or not 0 < len(instance) <= 200
+            or not instance.isprintable()
+        ):
+            raise ValidationError(
+                f"instance: expected 1 to 200 printable characters, got {instance!r}",
+                field="instance",
+            )
+
+
+def default_instance() -> str:
+    """The default `Config.instance`: ``host:pid:random`` (unique per scheduler)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def _naive_clock_name(clock: object) -> str | None:

@@ -5,11 +5,16 @@ Rules:
   ``skipped`` (an occurrence was not dispatched on purpose: ``reason`` is ``"misfire"``
   for the skip policy or ``"lock_held"`` when another instance holds it or its
   watermark already passed it), ``missed`` (an occurrence was reached late, O6; the
-  skip or fire_once decision follows as its own event), ``lease_lost`` (O5) and
-  ``error`` (a backend or runtime failure; ``error`` holds the exception).
+  skip or fire_once decision follows as its own event), ``lease_lost`` (O5),
+  ``takeover`` (this instance took over an occurrence whose holder let its lease run
+  out undispatched, D12: ``taken_over`` is the old lease's token, ``token`` the new
+  one; its ``fired``, ``skipped`` or ``lease_lost`` event follows) and ``error`` (a
+  backend or runtime failure; ``error`` holds the exception). ``instance`` is
+  `Config.instance` of the scheduler that emitted it.
 - E2 Times: ``nominal`` is the occurrence's nominal instant (aware, UTC);
-  ``lateness`` is seconds between ``nominal`` and the moment the scheduler read the
-  wall clock to decide (None where it does not apply).
+  ``lateness`` is seconds between ``nominal`` and, for ``fired``, the moment its
+  enqueue returned; for the others, the moment the scheduler read the wall clock to
+  decide (None where it does not apply).
 - E3 Every value here is frozen: a statistics record is a snapshot.
 """
 
@@ -35,6 +40,7 @@ class EventKind(enum.Enum):
     SKIPPED = "skipped"
     MISSED = "missed"
     LEASE_LOST = "lease_lost"
+    TAKEOVER = "takeover"
     ERROR = "error"
 
 
@@ -51,6 +57,9 @@ class SchedulerEvent:
     reason: str | None = None
     job: Job | None = None
     manual: bool = False
+    instance: str | None = None
+    token: str | None = None
+    taken_over: str | None = None
 
 
 @final
@@ -61,7 +70,9 @@ class TaskStatistics:
     ``fired`` counts scheduled occurrences this instance dispatched, ``triggered``
     manual triggers; ``misfired`` counts misfire decisions (each covers every late
     occurrence up to the latest one), ``skipped`` the ones the skip policy dropped;
-    ``lock_misses`` occurrences another instance (or the watermark) already had.
+    ``lock_misses`` occurrences another instance (or the watermark) already had;
+    ``takeovers`` occurrences this instance took over from a holder whose lease ran
+    out undispatched (D12; each also counts as the lock miss it first was).
     ``last_lateness`` is the lateness of the last fired occurrence, seconds.
     """
 
@@ -76,6 +87,7 @@ class TaskStatistics:
     lease_losses: int
     errors: int
     last_lateness: float | None
+    takeovers: int = 0
 
 
 @final

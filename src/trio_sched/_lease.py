@@ -191,6 +191,10 @@ class BatchGuard:
         self.handle: TimerHandle | None = None
         self.done = False
 
+    def expires(self, index: int) -> float:
+        """When the lease of occurrence `index` runs out unrenewed (Trio time)."""
+        return self.guards[index].expires if self.guards else self.parks[index].expires
+
     def finish(self) -> None:
         self.done = True
         if self.handle is not None:

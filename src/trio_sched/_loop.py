@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "H_FENCING",
+    "H_INSTANCE",
     "H_NOMINAL",
     "H_OCCURRENCE",
     "H_TASK",
@@ -48,6 +49,7 @@ H_OCCURRENCE: Final = "x-trio-sched-occurrence"
 H_NOMINAL: Final = "x-trio-sched-nominal"
 H_FENCING: Final = "x-trio-sched-fencing-token"
 H_TRIGGER: Final = "x-trio-sched-trigger"
+H_INSTANCE: Final = "x-trio-sched-instance"
 
 
 class Phase(enum.Enum):
@@ -74,6 +76,7 @@ class Loop:
         "fired",
         "idem_base",
         "in_flight",
+        "keep",
         "last_counted_late",
         "last_fire",
         "last_lateness",
@@ -87,23 +90,41 @@ class Loop:
         "skipped",
         "slack_ms",
         "stopping",
+        "takeovers",
         "task",
         "triggered",
         "ttl",
         "wm_name",
     )
 
-    def __init__(self, parking: Parking, task: Task, ttl: float, prefix: str, grace: float) -> None:
+    def __init__(
+        self,
+        parking: Parking,
+        task: Task,
+        ttl: float,
+        prefix: str,
+        grace: float,
+        window: float,
+        instance: str,
+    ) -> None:
         self.parking = parking
         self.task = task
         # Per-task constants of the hot path, computed once.
         self.ttl = ttl
-        # D10: an on-time occurrence this close below the watermark is left to its lock.
-        self.slack_ms = max(0, int((ttl - grace) * 1000))
+        # L6: how long an occurrence's record is kept: its lease, then `window` (the
+        # dispatch timeout and the dedupe window: the record outlives every lease).
+        self.keep = ttl + window
+        # D10: an occurrence this close below the watermark is left to its record.
+        self.slack_ms = max(0, int((self.keep - grace) * 1000))
         self.wm_name = _plan.watermark_name(prefix, task.name)
         self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
         self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
-        self.base_headers = {**task.headers, H_TASK: task.name, H_TRIGGER: "schedule"}
+        self.base_headers = {
+            **task.headers,
+            H_TASK: task.name,
+            H_TRIGGER: "schedule",
+            H_INSTANCE: instance,
+        }
         self.stopping = False
         # D3: where the loop is (kept while it is dormant) and its wake-up entry.
         self.cursor: Cursor | None = None
@@ -117,7 +138,7 @@ class Loop:
         self.last_lateness: float | None = None
         self.last_counted_late: datetime | None = None
         self.fired = self.triggered = self.skipped = self.misfired = 0
-        self.lock_misses = self.lease_losses = self.errors = 0
+        self.lock_misses = self.lease_losses = self.errors = self.takeovers = 0
 
     def wake(self) -> None:
         """Timer callback of a dormant loop (D3): start its Trio task again."""
@@ -152,6 +173,7 @@ class Loop:
             lease_losses=self.lease_losses,
             errors=self.errors,
             last_lateness=self.last_lateness,
+            takeovers=self.takeovers,
         )
 
 
@@ -182,6 +204,7 @@ class Park:
         "nominal_ts",
         "phase",
         "slack_ms",
+        "taken_over",
     )
 
     def __init__(self, loop: Loop, nominal: datetime, nominal_ts: float) -> None:
@@ -200,6 +223,9 @@ class Park:
         self.info: Nominal | None = None
         self.idem = ""
         self.job_id = ""
+        # D12: a park of its own for an occurrence this instance took over (not the
+        # loop's park: the loop went on to its next occurrence meanwhile).
+        self.taken_over = False
 
     @property
     def ttl(self) -> float:

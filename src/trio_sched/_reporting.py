@@ -107,6 +107,8 @@ class Reporter:
         reason: str | None = None,
         job: Job | None = None,
         manual: bool = False,
+        token: str | None = None,
+        taken_over: str | None = None,
     ) -> None:
         hook = self._config.on_event
         if hook is None and not self.channels:
@@ -120,6 +122,9 @@ class Reporter:
             reason=reason,
             job=job,
             manual=manual,
+            instance=self._config.instance,
+            token=token,
+            taken_over=taken_over,
         )
         if hook is not None:
             try:

@@ -145,6 +145,7 @@ from trio_sched._loop import (
 )
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
+from trio_sched._takeover import Takeovers
 from trio_sched._task import Task
 from trio_sched._tasks import LoopTasks
 from trio_sched._timer import TimerHeap
@@ -210,6 +211,13 @@ class Scheduler:
         self._watermarks = Watermarks(locks, config, self._watermark_failed)  # O3, M1-M3
         self._leases = LeaseKeeper(self._timer, locks, config)  # guards of dispatches (D7)
         self._parking = Parking(self._timer, locks, config, self._reporter)  # D1, D3, D2
+        self._takeovers = Takeovers(  # D12
+            timer=self._timer,
+            locks=locks,
+            config=config,
+            reporter=self._reporter,
+            parking=self._parking,
+        )
         self._burst = Burst(  # D5, D6
             timer=self._timer,
             locks=locks,
@@ -220,7 +228,9 @@ class Scheduler:
             watermarks=self._watermarks,
             reporter=self._reporter,
             parking=self._parking,
+            takeovers=self._takeovers,
         )
+        self._takeovers.bind(self._burst)
         self._tasks = LoopTasks(  # D7, D8, and triggers (O8)
             timer=self._timer,
             jobs=jobs,
@@ -249,7 +259,16 @@ class Scheduler:
         task.validate()
         if task.name in self._loops:
             raise ConflictError(f"task {task.name!r} is already registered")
-        loop = Loop(self._parking, task, self._ttl(task), self._prefix, self._config.misfire_grace)
+        config = self._config
+        loop = Loop(
+            self._parking,
+            task,
+            self._ttl(task),
+            self._prefix,
+            config.misfire_grace,
+            config.dispatch_timeout + config.dedupe_window,
+            config.instance,
+        )
         self._loops[task.name] = loop
         if self._state.value is _State.RUNNING and self._loop_nursery is not None:
             self._parking.start(loop)  # before that, `run` starts every registered loop
@@ -318,6 +337,7 @@ class Scheduler:
                         for loop in self._loops.values():
                             loop.stop()
                         self._parking.stop_starting()  # loops not started yet never will
+                        self._takeovers.stop()  # other instances keep watching (D12)
                         # Batches in flight finish their dispatches (D11) and may hand some
                         # to their loops (D6), which start in this nursery: keep it open.
                         await self._burst.batches.wait_idle()
@@ -507,6 +527,7 @@ class Scheduler:
         self._watermarks.attach(services)
         self._parking.services = services
         self._burst.services = services
+        self._takeovers.services = services
         self._parking.loops_nursery = loops
         self._tasks.loops_nursery = loops
 

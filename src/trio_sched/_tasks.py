@@ -131,7 +131,7 @@ class LoopTasks:
         if not (decision.late or loop.fire_once):
             retry_until = park.nominal_ts + self._config.misfire_grace
         try:
-            await self.enqueue_with_retry(job, retry_until)
+            await self.enqueue_with_retry(job, retry_until, guard)
         except Exception as exc:
             error = exc
         finally:
@@ -160,11 +160,17 @@ class LoopTasks:
         guard = in_flight.guard
         if job is None:
             error = guard.lost if guard.lost is not None else self._burst.timed_out(loop)
-        self._burst.dispatched(loop, in_flight.decision, job, error)
+        decision = in_flight.decision
+        lateness = self._wall_time() - decision.nominal.timestamp()  # E2: to the enqueue
+        self._burst.dispatched(loop, decision, job, error, guard.lease, lateness)
 
-    async def enqueue_with_retry(self, job: Job, retry_until: float | None) -> None:
+    async def enqueue_with_retry(
+        self, job: Job, retry_until: float | None, guard: LeaseGuard | None = None
+    ) -> None:
         """Enqueue, retrying transient errors (D8) until `retry_until` (wall time; None:
-        without a bound of its own). `ConflictError` counts as enqueued."""
+        without a bound of its own). `ConflictError` counts as enqueued. Under a
+        `guard`, no attempt starts once the lease ran out by this instance's clock
+        (D12: `LeaseLostError`)."""
         backoff = self._config.retry_backoff
         error: Exception | None = None
         while True:
@@ -173,6 +179,8 @@ class LoopTasks:
                     raise error
                 await self._timer.sleep_until(trio.current_time() + backoff)
                 backoff = min(backoff * 2, self._config.retry_backoff_max)
+            if guard is not None and guard.expires <= trio.current_time():
+                raise self._burst.ran_out(guard.lease.key)
             try:
                 await self._jobs.enqueue(job)
                 return
@@ -195,13 +203,36 @@ class LoopTasks:
         loop.park = park
         nursery.start_soon(self.run_loop, loop, park, name=f"trio_sched:{loop.task.name}")
 
-    def hand_over(self, park: Park, guard: LeaseGuard | None) -> None:
+    def hand_over(self, park: Park, guard: LeaseGuard | None, job: Job) -> None:
         """Give a batch's occurrence to its loop (D6) with the lease as the batch's guard
-        last renewed it, so the loop's own guard renews it on time."""
+        last renewed it, so the loop's own guard renews it on time. A taken-over
+        occurrence (D12) is retried by a task of its own instead: its loop is on a later
+        occurrence by now."""
         if guard is not None:
             park.lease = guard.lease
             park.expires = guard.expires
-        self._wake(park)
+        if not park.taken_over:
+            self._wake(park)
+            return
+        nursery = self.loops_nursery
+        if nursery is None:  # hard stop: nothing runs any more
+            park.abandoned = True
+            return
+        nursery.start_soon(self._retry_taken_over, park, job, nursery)
+
+    async def _retry_taken_over(self, park: Park, job: Job, nursery: trio.Nursery) -> None:
+        lease = park.lease
+        assert lease is not None
+        error = await self.guarded_enqueue(
+            job, lease, park.loop.ttl, park.acquired_at, nursery, park.expires
+        )
+        info = park.info
+        assert info is not None
+        lateness = self._wall_time() - info.ms / 1000
+        try:
+            self._burst.conclude(park, job if error is None else None, error, lateness)
+        except Exception as exc:
+            self._reporter.crash(park.loop, exc)
 
     async def guarded_enqueue(
         self,
@@ -210,14 +241,16 @@ class LoopTasks:
         ttl: float,
         acquired_at: float,
         nursery: trio.Nursery,
+        expires: float | None = None,
     ) -> Exception | None:
-        """Enqueue a triggered `job` under `lease` in its own cancel scope (D7)."""
+        """Enqueue `job` (a trigger's, or a taken-over occurrence's retry) under `lease`
+        in its own cancel scope (D7); `expires` as for `LeaseKeeper.arm`."""
         self._burst.in_flight += 1
         try:
             with trio.CancelScope() as scope:
-                guard = self._leases.arm(lease, ttl, acquired_at, scope, nursery)
+                guard = self._leases.arm(lease, ttl, acquired_at, scope, nursery, expires)
                 try:
-                    await self.enqueue_with_retry(job, None)
+                    await self.enqueue_with_retry(job, None, guard)
                     return None
                 finally:
                     guard.finish()

@@ -1,9 +1,15 @@
-"""Watermarks of dispatched occurrences (rule O3), advanced in batches (rule D5).
+"""What was dispatched: watermarks (rule O3) and occurrence records marked dispatched
+(rule L8), written in batches (rule D5).
 
 - M1 A task's watermark is the epoch ms of its last dispatched occurrence. `mark`
-  records one (never moving a pending mark back) and schedules one flush for everything
-  marked until it runs: dispatches finishing together share one ``advance_watermarks``
-  call.
+  records one (never moving a pending mark back), with the lease of the occurrence
+  (its record is marked dispatched, so nobody takes it over: D12), and schedules one
+  flush for everything marked until it runs: dispatches finishing together share one
+  ``mark_dispatched`` call (first: other instances watch those records) and one
+  ``advance_watermarks`` call. `settle` marks a record without a watermark (a
+  taken-over occurrence the skip policy dropped). A provider without
+  ``mark_dispatched`` (written before rules L6-L8) is not asked: its records are not
+  marked, and a takeover's enqueue is deduplicated by its idempotency key.
 - M2 A flush retries transient errors (``retry_backoff`` doubling to
   ``retry_backoff_max``) up to ``_ATTEMPTS`` times; then, or on another error, it logs,
   reports each task concerned through ``on_failure`` and gives up: the occurrence locks
@@ -21,7 +27,7 @@ import trio
 
 from trio_sched._config import Config
 from trio_sched._errors import is_transient
-from trio_sched.locks._protocol import LockProvider
+from trio_sched.locks._protocol import LockLease, LockProvider
 
 __all__ = ["Pending", "Watermarks"]
 
@@ -59,6 +65,7 @@ class Watermarks:
     """The pending watermark advances of one scheduler (M1-M3)."""
 
     __slots__ = (
+        "_can_mark",
         "_config",
         "_flush_scheduled",
         "_flushes",
@@ -67,6 +74,7 @@ class Watermarks:
         "_on_failure",
         "_owner",
         "_pending",
+        "_records",
     )
 
     def __init__(
@@ -79,6 +87,8 @@ class Watermarks:
         self._config = config
         self._on_failure = on_failure  # (task name, error) for each task not advanced
         self._pending: dict[str, int] = {}
+        self._records: list[LockLease] = []
+        self._can_mark = callable(getattr(locks, "mark_dispatched", None))
         self._owner: dict[str, str] = {}  # watermark name -> task name
         self._flush_scheduled = False
         self._flushes = Pending()
@@ -88,33 +98,54 @@ class Watermarks:
         """Where flushes run (the scheduler's services nursery), or None once closed."""
         self._nursery = nursery
 
-    def mark(self, name: str, task: str, ms: int) -> None:
-        """Record that `task` dispatched its occurrence at `ms` (M1); not a checkpoint."""
+    def mark(self, name: str, task: str, ms: int, lease: LockLease | None = None) -> None:
+        """Record that `task` dispatched its occurrence at `ms` under `lease` (M1); not a
+        checkpoint."""
         self._owner[name] = task
         current = self._pending.get(name)
         if current is None or ms > current:
             self._pending[name] = ms
+        if lease is not None and self._can_mark:
+            self._records.append(lease)
+        self._schedule()
+
+    def settle(self, lease: LockLease) -> None:
+        """Mark the record of `lease` dispatched, without a watermark (M1)."""
+        if self._can_mark:
+            self._records.append(lease)
+            self._schedule()
+
+    def _schedule(self) -> None:
         if not self._flush_scheduled and self._nursery is not None:
             self._flush_scheduled = True
             self._nursery.start_soon(self._flush)
 
+    def _take(self) -> tuple[dict[str, int], list[LockLease]]:
+        marks, self._pending = self._pending, {}
+        records, self._records = self._records, []
+        return marks, records
+
     async def _flush(self) -> None:
         self._flush_scheduled = False
-        marks, self._pending = self._pending, {}
-        if not marks:
+        marks, records = self._take()
+        if not marks and not records:
             return
         self._flushes.enter()
         try:
-            await self._advance(marks)
+            await self._advance(marks, records)
         finally:
             self._flushes.leave()
 
-    async def _advance(self, marks: dict[str, int]) -> None:
+    async def _advance(self, marks: dict[str, int], records: list[LockLease]) -> None:
         config = self._config
         backoff = config.retry_backoff
         for attempt in range(_ATTEMPTS):
             try:
-                await self._locks.advance_watermarks(marks)
+                if records:
+                    await self._locks.mark_dispatched(records)
+                    records = []  # done: a retry only repeats the watermarks
+                if marks:
+                    await self._locks.advance_watermarks(marks)
                 return
             except Exception as exc:
                 transient = is_transient(exc)
@@ -123,7 +154,10 @@ class Watermarks:
                     backoff = min(backoff * 2, config.retry_backoff_max)
                     continue
                 config.logger.error(
-                    "advancing %d watermarks failed (locks still protect for their TTL): %r",
+                    "recording %d dispatched occurrences and %d watermarks failed (another "
+                    "instance may take an unmarked one over, and its enqueue is then "
+                    "deduplicated by its idempotency key): %r",
+                    len(records),
                     len(marks),
                     exc,
                 )
@@ -136,14 +170,13 @@ class Watermarks:
     async def drain(self) -> None:
         """Flush everything pending and wait for flushes in flight (M3). A checkpoint
         when anything is pending."""
-        while self._pending or self._flushes.count:
-            if self._pending:
+        while self._pending or self._records or self._flushes.count:
+            if self._pending or self._records:
                 await self._flush()
             else:
                 await self._flushes.wait_idle()
 
     async def flush_last(self) -> None:
         """One last attempt for what is still pending (hard stop, M3)."""
-        if self._pending:
-            marks, self._pending = self._pending, {}
-            await self._advance(marks)
+        if self._pending or self._records:
+            await self._advance(*self._take())

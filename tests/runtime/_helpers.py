@@ -15,7 +15,7 @@ import trio
 
 from trio_sched import Config
 from trio_sched.jobs import Job
-from trio_sched.locks import AcquireRequest, LockLease, LockProvider
+from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider
 
 # The logger of the runtime tests' schedulers: errors the tests provoke stay quiet.
 QUIET = logging.getLogger("trio_sched.tests.quiet")
@@ -158,6 +158,7 @@ class WrappedLocks:
         self.inner = inner
         self.batch_sizes: list[int] = []
         self.advance_calls: list[dict[str, int]] = []
+        self.marked: list[LockLease] = []  # leases passed to mark_dispatched
         self.get_watermark_calls: list[list[str]] = []
         self.renewals = 0
         self.reject_renewals = False
@@ -170,7 +171,9 @@ class WrappedLocks:
     async def acquire(self, key: str, ttl: float) -> LockLease | None:
         return await self.inner.acquire(key, ttl)
 
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
         self.batch_sizes.append(len(requests))
         if self.batch_failures > 0 and self.batch_error is not None:
             self.batch_failures -= 1
@@ -191,6 +194,10 @@ class WrappedLocks:
 
     async def release(self, lease: LockLease) -> bool:
         return await self.inner.release(lease)
+
+    async def mark_dispatched(self, leases: Sequence[LockLease]) -> list[bool]:
+        self.marked.extend(leases)
+        return await self.inner.mark_dispatched(leases)
 
     async def get_watermarks(self, names: Sequence[str]) -> dict[str, int]:
         self.get_watermark_calls.append(list(names))

@@ -144,8 +144,10 @@ def test_validate_rechecks_and_task_is_frozen() -> None:
 def test_config_defaults_and_validation() -> None:
     config = Config()
     assert config.dispatch_timeout == 10.0
-    assert config.default_lock_ttl == 30.0
+    assert config.default_lock_ttl == 10.0
+    assert config.dedupe_window == 60.0
     assert config.misfire_grace == 1.0
+    assert config.instance and config.instance != Config().instance
     assert config.lock_key_prefix == "trio_sched"
     assert config.wall_clock().tzinfo is not None
     for field, value in [
@@ -162,6 +164,11 @@ def test_config_defaults_and_validation() -> None:
         ("logger", "log"),
         ("on_event", 5),
         ("dispatch_timeout", True),
+        ("dedupe_window", -1),
+        ("instance", ""),
+        ("instance", "a\nb"),
+        ("instance", "x" * 201),
+        ("instance", 7),
     ]:
         with pytest.raises(ValidationError) as info:
             Config(**{field: value})
@@ -171,6 +178,7 @@ def test_config_defaults_and_validation() -> None:
 DURATIONS = (
     "dispatch_timeout",
     "default_lock_ttl",
+    "dedupe_window",
     "misfire_grace",
     "retry_backoff",
     "retry_backoff_max",

@@ -115,9 +115,9 @@ async def check_lock_provider(
 # -- the checks ----------------------------------------------------------------------
 
 
-def _lease_shape(check: str, lease: LockLease | None, key: str) -> LockLease:
-    if lease is None:
-        fail(_SUITE, check, f"acquire of free key {key!r} returned None")
+def _lease_shape(check: str, lease: LockLease | Held | None, key: str) -> LockLease:
+    if not isinstance(lease, LockLease):
+        fail(_SUITE, check, f"acquire of free key {key!r} answered {lease!r}")
     expect(lease.key == key, _SUITE, check, f"lease.key {lease.key!r} != requested {key!r}")
     expect(
         isinstance(lease.token, str) and bool(lease.token),
