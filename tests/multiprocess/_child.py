@@ -27,6 +27,13 @@ Rules:
   has left `open_scheduler` (``stopped_wall``: the wall clock just before leaving, plus
   the scheduler's per-task statistics, every error event's text and every misfire
   decision, M6).
+- M7 Faults (``--fault``, once, at the first burst ``--fault-after`` seconds after the
+  start): ``die-in-enqueue`` SIGKILLs the process inside its jobs runtime's enqueue,
+  before anything is recorded: it holds the leases of that burst and dispatched none
+  of them; ``pause-after-acquire`` blocks the whole process (a ``time.sleep`` in the
+  Trio thread, as a SIGSTOP would) for ``--lock-ttl`` + 1.5 s right after an
+  ``acquire_batch`` that granted leases, so it resumes holding leases that ran out.
+  ``--lock-ttl`` and ``--grace`` set the tasks' lock TTL and ``misfire_grace``.
 - M6 A misfire decision is reported as ``[task, first late ms, decided ms, action]``:
   ``skip`` dropped every occurrence from the first late one through the decided one;
   ``fire`` (fire_once) dispatched the decided one, the latest late occurrence, alone.
@@ -35,10 +42,13 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,7 +59,7 @@ import trio
 from trio_sched import Config, EventKind, MisfirePolicy, SchedulerEvent, Task, open_scheduler
 from trio_sched._plan import epoch_ms
 from trio_sched.jobs import Job, JobsRuntime
-from trio_sched.locks import LockProvider
+from trio_sched.locks import LockLease, LockProvider
 
 HANG_AFTER = 20.0  # M1: seconds past the run time before the stack dump and exit
 
@@ -75,6 +85,47 @@ def record_of(job: Job) -> str:
     )
 
 
+class Fault:
+    """M7: which fault to inject, once, and when it may strike."""
+
+    def __init__(self, kind: str | None, after: float) -> None:
+        self.kind = kind
+        self.at = time.monotonic() + after
+        self.done = False
+
+    def due(self, kind: str) -> bool:
+        if self.kind != kind or self.done or time.monotonic() < self.at:
+            return False
+        self.done = True
+        return True
+
+
+FAULT = Fault(None, 0.0)
+
+
+def maybe_die() -> None:
+    if FAULT.due("die-in-enqueue"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PausingLocks:
+    """M7: forwards to the real provider; pauses the process after one granting
+    ``acquire_batch``."""
+
+    def __init__(self, inner: Any, pause: float) -> None:
+        self._inner = inner
+        self._pause = pause
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def acquire_batch(self, requests: Sequence[Any]) -> list[Any]:
+        answers = await self._inner.acquire_batch(requests)
+        if any(isinstance(a, LockLease) for a in answers) and FAULT.due("pause-after-acquire"):
+            time.sleep(self._pause)  # the whole process stops, as under SIGSTOP
+        return list(answers)
+
+
 class RedisRecordingJobs:
     """M3 on Redis: RPUSH each job's record to one list (a list keeps duplicates)."""
 
@@ -86,10 +137,12 @@ class RedisRecordingJobs:
         self._limiter = trio.CapacityLimiter(4)
 
     async def enqueue(self, job: Job) -> None:
+        maybe_die()
         line = record_of(job)
         await trio.to_thread.run_sync(self._client.rpush, self._key, line, limiter=self._limiter)
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
+        maybe_die()
         lines = [record_of(job) for job in jobs]
         if lines:
             await trio.to_thread.run_sync(
@@ -119,6 +172,7 @@ class PostgresRecordingJobs:
         self._limiter = trio.CapacityLimiter(1)
 
     async def enqueue(self, job: Job) -> None:
+        maybe_die()
         line = record_of(job)
         await trio.to_thread.run_sync(
             self._conn.execute, self._insert, (line,), limiter=self._limiter
@@ -166,12 +220,15 @@ async def run_scheduler(
             "misfired": t.misfired,
             "errors": t.errors,
             "lease_losses": t.lease_losses,
+            "takeovers": t.takeovers,
         }
         for name, t in stats.tasks.items()
     }
 
 
 async def main(args: argparse.Namespace) -> None:
+    global FAULT
+    FAULT = Fault(args.fault, args.fault_after)
     skew = timedelta(seconds=args.skew)
 
     def wall_clock() -> datetime:
@@ -188,6 +245,8 @@ async def main(args: argparse.Namespace) -> None:
 
         locks = PostgresLockProvider(PostgresLockProviderConfig(url=args.url, table=args.space))
         jobs = PostgresRecordingJobs(args.url, args.records)
+    if args.fault == "pause-after-acquire":
+        locks = PausingLocks(locks, (args.lock_ttl or 10.0) + 1.5)
 
     errors: list[str] = []
     first_late: dict[str, int] = {}
@@ -210,9 +269,15 @@ async def main(args: argparse.Namespace) -> None:
             start = first_late.pop(event.task)
             misfires.append((event.task, start, epoch_ms(event.nominal), action))
 
-    config = Config(wall_clock=wall_clock, lock_key_prefix="mp", on_event=on_event)
+    extra: dict[str, Any] = {}
+    if args.grace is not None:
+        extra["misfire_grace"] = args.grace
+    config = Config(wall_clock=wall_clock, lock_key_prefix="mp", on_event=on_event, **extra)
+    tasks = TASKS
+    if args.lock_ttl is not None:
+        tasks = tuple(dataclasses.replace(task, lock_ttl=args.lock_ttl) for task in TASKS)
     status: dict[str, Any] = {"pid": os.getpid(), "skew": args.skew}
-    await run_scheduler(jobs, locks, config, TASKS, args.seconds, args.status, status)
+    await run_scheduler(jobs, locks, config, tasks, args.seconds, args.status, status)
     status["errors"] = errors
     status["misfires"] = misfires
     status["exited_wall"] = wall_clock().timestamp()
@@ -228,6 +293,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--skew", type=float, default=0.0)
     parser.add_argument("--status", type=Path, required=True)
+    parser.add_argument("--fault", choices=("die-in-enqueue", "pause-after-acquire"))
+    parser.add_argument("--fault-after", type=float, default=0.0)
+    parser.add_argument("--lock-ttl", type=float)
+    parser.add_argument("--grace", type=float)
     return parser.parse_args(argv)
 
 
