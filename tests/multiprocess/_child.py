@@ -122,7 +122,7 @@ class PausingLocks:
     async def acquire_batch(self, requests: Sequence[Any]) -> list[Any]:
         answers = await self._inner.acquire_batch(requests)
         if any(isinstance(a, LockLease) for a in answers) and FAULT.due("pause-after-acquire"):
-            time.sleep(self._pause)  # the whole process stops, as under SIGSTOP
+            time.sleep(self._pause)  # noqa: ASYNC251 - the whole process stops, as under SIGSTOP
         return list(answers)
 
 
