@@ -21,7 +21,10 @@ Rules:
   return naive datetimes (``datetime.now``, ``datetime.utcnow``, ``datetime.today``)
   are refused at construction; any other clock is called once when the scheduler
   starts (`check_wall_clock`), and one that raises or returns anything but an aware
-  datetime stops the start with a `ValidationError` (it could never fire a task).
+  datetime stops the start with a `ValidationError` (it could never fire a task). A
+  clock that fails *later* does not stop the scheduler: `GuardedClock` logs the
+  failure once per run of failures and answers with its last good reading advanced by
+  Trio's clock until the clock reads well again.
 - K3 ``on_event`` is called synchronously from the scheduler's own tasks for every
   `SchedulerEvent`; it must be quick and must not block. An exception it raises is
   logged and otherwise ignored, so a broken hook cannot stop the schedule.
@@ -36,8 +39,10 @@ import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, final
+
+import trio
 
 from trio_sched._errors import ValidationError
 
@@ -50,6 +55,7 @@ __all__ = [
     "MIN_LOCK_TTL",
     "MIN_MISFIRE_GRACE",
     "Config",
+    "GuardedClock",
     "check_seconds",
     "check_wall_clock",
 ]
@@ -205,6 +211,53 @@ def check_wall_clock(clock: Callable[[], datetime]) -> datetime:
             field="wall_clock",
         )
     return now
+
+
+@final
+class GuardedClock:
+    """A wall clock that never fails once it read well (K2): a reading that raises or is
+    not an aware datetime is replaced by the last good one advanced by Trio's clock,
+    and logged once per run of failures. Call it inside the Trio run."""
+
+    __slots__ = ("_clock", "_failing", "_last", "_last_at", "_logger", "failures")
+
+    def __init__(self, clock: Callable[[], datetime], logger: logging.Logger) -> None:
+        self._clock = clock
+        self._logger = logger
+        self._last: datetime | None = None
+        self._last_at = 0.0
+        self._failing = False
+        self.failures = 0  # readings replaced so far
+
+    def __call__(self) -> datetime:
+        try:
+            now = self._clock()
+        except Exception as exc:
+            return self._replace(f"raised {type(exc).__name__}: {exc}")
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            return self._replace(f"returned {now!r}, not an aware datetime")
+        self._last = now
+        self._last_at = trio.current_time()
+        if self._failing:
+            self._failing = False
+            self._logger.warning("wall_clock reads well again")
+        return now
+
+    def _replace(self, what: str) -> datetime:
+        last = self._last
+        if last is None:
+            # Never read well: nothing to stand in for it (`check_wall_clock` refuses
+            # such a clock at start).
+            raise ValidationError(f"wall_clock: {what}", field="wall_clock")
+        self.failures += 1
+        if not self._failing:
+            self._failing = True
+            self._logger.error(
+                "wall_clock %s; using its last good reading advanced by Trio's clock "
+                "until it reads well again",
+                what,
+            )
+        return last + timedelta(seconds=trio.current_time() - self._last_at)
 
 
 def check_seconds(

@@ -1,4 +1,4 @@
-"""`Scheduler` and `open_scheduler`: the Trio runtime (rules O1-O9 of docs/runtime.md).
+"""`Scheduler` and `open_scheduler`: the Trio runtime (rules O1-O10 of docs/runtime.md).
 
 Shape: `Scheduler.run` owns a *services* nursery (the shared timer, the bursts,
 watermark flushes, the waker, renewers of bursts and manual triggers) and inside it a
@@ -81,19 +81,20 @@ Rules:
   exception from a provider or runtime is not retried: it is reported (``error`` event,
   log) and the loop moves on. ``ConflictError`` from ``enqueue`` (duplicate idempotency
   key) counts as a successful dispatch. A loop never dies of a backend error.
-- D9 Locks are never released after a dispatch was attempted (O3): the key stays until
-  its TTL. The only release is of a lease acquired for a loop that was cancelled before
-  it could dispatch (stop/unregister while its batch was in flight): nothing was
+- D9 Locks are never released after a dispatch was attempted (O3): the record stays
+  for its memory. The only release is of a lease acquired for a loop that was cancelled
+  before it could dispatch (stop/unregister while its batch was in flight): nothing was
   attempted, so releasing cannot cause a double fire.
 - D10 Watermarks and skewed clocks: an instance whose clock runs ahead can move a task's
   watermark past an occurrence that the on-time instances have not reached yet and
   nobody dispatched (it started, restarted or misfired past it). So an occurrence
   reached on time is refused by the watermark only when it lies at least
-  ``lock_ttl - misfire_grace`` below it (``AcquireRequest.watermark_slack_ms``); closer
-  ones are decided by their lock, which a dispatching instance took less than that
-  long ago and still holds. Late occurrences (misfires, catch-up after a restart) are
-  refused by the watermark outright. Exactly once therefore holds while the clocks of
-  instances differ by less than ``lock_ttl - misfire_grace``.
+  ``keep - misfire_grace`` below it (``AcquireRequest.watermark_slack_ms``; ``keep``
+  = ``lock_ttl + dispatch_timeout + dedupe_window``, the record's memory); closer
+  ones are decided by their record, which a dispatching instance made less than that
+  long ago and which is still kept. Late occurrences (misfires, catch-up after a
+  restart) are refused by the watermark outright. Exactly once therefore holds while
+  the clocks of instances differ by less than ``keep - misfire_grace``.
 - D11 Stop (O9): `Scheduler.stop` stops new occurrences at once (parked loops are
   woken and end; a detached loop's park is dropped), lets in-flight dispatches, batches
   and triggers finish (each bounded by
@@ -102,11 +103,22 @@ Rules:
   ``close_providers=True`` (providers passed in belong to the caller). Cancelling
   `Scheduler.run` from outside is a hard stop: in-flight dispatches are cancelled, locks
   stay until their TTL, pending watermarks get one shielded flush attempt bounded by
-  ``dispatch_timeout``.
+  ``dispatch_timeout``. Either stop drops this instance's watches (D12).
+- D12 Takeover (O10, `_takeover` T1-T5): an occurrence another instance leases and
+  has not dispatched (``Held``) is a lock miss and is watched: asked for again when the
+  lease runs out, in one ``acquire_batch`` per instant, and dispatched by this
+  instance if it took it over (its misfire policy judged from the nominal instant),
+  without moving its loop. Before every enqueue (a burst's call, each job of a plain
+  runtime, each retry) the lease must still be valid by this instance's monotonic
+  clock, measured from before the request that took or renewed it; an occurrence
+  whose lease ran out is not enqueued and is reported ``lease_lost``. After the
+  enqueue the record is marked dispatched with the watermark flush (`_watermarks`), so
+  watchers find it dispatched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -120,7 +132,7 @@ from trio_util import AsyncValue
 
 from trio_sched import _plan
 from trio_sched._burst import Burst, task_job
-from trio_sched._config import Config, check_wall_clock
+from trio_sched._config import Config, GuardedClock, check_wall_clock
 from trio_sched._errors import (
     ClosedError,
     ConflictError,
@@ -193,7 +205,11 @@ class Scheduler:
             raise InvalidArgumentError(f"config must be a Config, got {type(config).__name__}")
         self._jobs = jobs
         self._locks = locks
-        self._config = config
+        self._user_config = config
+        # Every part reads the wall clock through one guard (K2: a clock that fails
+        # later is logged and bridged, never a crashed scheduler).
+        self._clock = GuardedClock(config.wall_clock, config.logger)
+        config = self._config = dataclasses.replace(config, wall_clock=self._clock)
         self._close_providers = close_providers
         self._loops: dict[str, Loop] = {}
         # new -> running -> stopping -> closed; `stop` and callers await it (`wait_state`).
@@ -293,7 +309,7 @@ class Scheduler:
 
     @property
     def config(self) -> Config:
-        return self._config
+        return self._user_config
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -321,7 +337,7 @@ class Scheduler:
         if self._state.value is not _State.NEW:
             raise ConflictError("scheduler is already running")
         # A clock that cannot be read would crash every loop: refuse to start (K2).
-        check_wall_clock(self._wall_clock)
+        check_wall_clock(self._user_config.wall_clock)
         self._state.value = _State.RUNNING
         try:
             async with trio.open_nursery() as services:

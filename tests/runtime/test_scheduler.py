@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -735,3 +736,41 @@ async def test_two_instances_split_lock_misses(autojump_clock: trio.testing.Mock
     assert len(jobs.jobs) == 10
     assert sum(s.fired for s in stats) == 10
     assert sum(s.lock_misses for s in stats) == 10  # the other instance found each held
+
+
+@pytest.mark.parametrize("failure", ["raises", "returns None", "returns naive"])
+async def test_a_wall_clock_failing_later_is_bridged_not_fatal(
+    failure: str, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # K2 of Config: after a good start, a clock that breaks for a while (here from
+    # 09:00:30 to 09:03:30) is replaced by its last good reading advanced by Trio's
+    # clock, logged once, and the schedule goes on.
+    wall = FakeWall(at(8, 59, 59))
+    broken = {"on": False}
+
+    def clock() -> datetime:
+        reading = wall()
+        if not broken["on"]:
+            return reading
+        if failure == "raises":
+            raise RuntimeError("NTP daemon gone")
+        return None if failure == "returns None" else reading.replace(tzinfo=None)  # type: ignore[return-value]
+
+    logger = logging.getLogger("trio_sched.tests.clock")
+    jobs = RecordingJobs()
+    cfg = Config(wall_clock=clock, logger=logger)
+    with caplog.at_level(logging.WARNING, logger="trio_sched.tests.clock"):
+        async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg) as s:
+            s.register(Task(name="m", schedule="* * * * *"))
+            await trio.sleep(31)
+            broken["on"] = True
+            await trio.sleep(180)
+            broken["on"] = False
+            await trio.sleep(60)
+            stats = s.statistics().tasks["m"]
+    assert jobs.nominals("m") == [at(9, m) for m in range(5)]
+    assert (stats.fired, stats.errors) == (5, 0)
+    failures = [r for r in caplog.records if "last good reading" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].levelno == logging.ERROR
+    assert any("reads well again" in r.getMessage() for r in caplog.records)
