@@ -98,7 +98,7 @@ async def test_holder_dies_before_enqueueing_and_another_instance_takes_over(
 ) -> None:
     shared = MemoryLockProvider()
     jobs_a = RecordingJobs(delay=10_000.0)  # A's enqueue never returns: A dies in it
-    jobs_b, events_a, events_b, counters = await _run_pair(
+    jobs_b, _events_a, events_b, counters = await _run_pair(
         jobs_a, WrappedLocks(shared), WrappedLocks(shared), kill_a_after=2.7
     )
     assert jobs_a.jobs == []
@@ -107,11 +107,13 @@ async def test_holder_dies_before_enqueueing_and_another_instance_takes_over(
     assert _kinds(events_b) == ["skipped", "takeover", "missed", "fired"]
     takeover = next(e for e in events_b if e.kind is EventKind.TAKEOVER)
     fired = next(e for e in events_b if e.kind is EventKind.FIRED)
-    assert takeover.taken_over is not None and takeover.token not in (None, takeover.taken_over)
+    assert takeover.taken_over is not None
+    assert takeover.token not in (None, takeover.taken_over)
     assert takeover.instance == fired.instance == "b"
     job = jobs_b.jobs[0]
     assert job.headers["x-trio-sched-instance"] == "b"
-    assert job.fencing_token is not None and job.fencing_token > 1
+    assert job.fencing_token is not None
+    assert job.fencing_token > 1
     # A died at 09:00:00.7, before its first renewal (TTL/3 after the acquire): B took
     # over once the lease ran out, TTL after A's acquire at 09:00:00 plus one timer
     # pass; B measures on its own clock, 0.5 s behind A's.
@@ -141,7 +143,7 @@ async def test_a_dispatched_occurrence_is_not_taken_over(
     shared = MemoryLockProvider()
     jobs_a = RecordingJobs(delay=0.8)  # still enqueueing when B asks, 0.5 s later
     locks_a, locks_b = WrappedLocks(shared), WrappedLocks(shared)
-    jobs_b, events_a, events_b, counters = await _run_pair(jobs_a, locks_a, locks_b)
+    jobs_b, _events_a, events_b, counters = await _run_pair(jobs_a, locks_a, locks_b)
     assert [job.run_at for job in jobs_a.jobs] == [at(9, 0)]
     assert jobs_b.jobs == []
     assert [lease.key for lease in locks_a.marked] == ["trio_sched:t:1767603600000"]

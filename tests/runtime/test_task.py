@@ -147,7 +147,8 @@ def test_config_defaults_and_validation() -> None:
     assert config.default_lock_ttl == 10.0
     assert config.dedupe_window == 60.0
     assert config.misfire_grace == 1.0
-    assert config.instance and config.instance != Config().instance
+    assert config.instance
+    assert config.instance != Config().instance
     assert config.lock_key_prefix == "trio_sched"
     assert config.wall_clock().tzinfo is not None
     for field, value in [
