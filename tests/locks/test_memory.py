@@ -73,13 +73,21 @@ async def test_naive_wall_clock_is_rejected() -> None:
         await provider.acquire("k", 1.0)
 
 
-@pytest.mark.parametrize("ttl", [0, -1.0, math.nan, math.inf, True, "1"])
+@pytest.mark.parametrize("ttl", [0, -1.0, math.nan, math.inf, True, "1", 1e12, 10**400])
 async def test_invalid_ttl(ttl: object) -> None:
     provider = MemoryLockProvider()
     with pytest.raises(InvalidArgumentError, match="ttl"):
         await provider.acquire("k", ttl)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="ttl"):
         await provider.acquire_batch([AcquireRequest("k", ttl)])  # type: ignore[arg-type]
+    assert provider.statistics().acquires == 0
+
+
+@pytest.mark.parametrize("keep", [-1.0, math.nan, math.inf, True, "1", 1e12])
+async def test_invalid_keep(keep: object) -> None:
+    provider = MemoryLockProvider()
+    with pytest.raises(InvalidArgumentError, match="keep"):
+        await provider.acquire_batch([AcquireRequest("k", 1.0, keep=keep)])  # type: ignore[arg-type]
     assert provider.statistics().acquires == 0
 
 

@@ -32,7 +32,6 @@ TTLs and timeouts are ``float`` seconds, as everywhere in Trio.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,15 +171,23 @@ def check_key(key: object) -> None:
         raise InvalidArgumentError(f"lock key must be a non-empty str, got {key!r}")
 
 
+# The longest TTL or memory any provider accepts (ten years): every backend, and an
+# aware datetime of the expiry, can hold it; longer is certainly a mistake.
+MAX_TTL = 10 * 366 * 86_400.0
+
+
 def check_ttl(ttl: object) -> float:
-    """Return `ttl` if it is a finite number of seconds > 0, else raise
+    """Return `ttl` if it is a finite number of seconds in (0, `MAX_TTL`], else raise
     `InvalidArgumentError` (every provider)."""
     # bool is an int; a TTL of True seconds is certainly a bug.
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise InvalidArgumentError(f"ttl must be a number of seconds, got {ttl!r}")
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
-    return ttl
+    if not (ttl > 0 and ttl <= MAX_TTL):  # also false for NaN; an int never overflows here
+        raise InvalidArgumentError(
+            f"ttl must be a finite number of seconds > 0 and at most {MAX_TTL:g} "
+            f"(ten years), got {ttl!r}"
+        )
+    return float(ttl)
 
 
 def check_request(request: AcquireRequest) -> float:
@@ -191,8 +198,10 @@ def check_request(request: AcquireRequest) -> float:
     keep = request.keep
     if isinstance(keep, bool) or not isinstance(keep, int | float):
         raise InvalidArgumentError(f"keep must be a number of seconds, got {keep!r}")
-    if not (math.isfinite(keep) and keep >= 0):
-        raise InvalidArgumentError(f"keep must be a finite number of seconds >= 0, got {keep!r}")
+    if not (keep >= 0 and keep <= MAX_TTL):
+        raise InvalidArgumentError(
+            f"keep must be a number of seconds from 0 to {MAX_TTL:g} (ten years), got {keep!r}"
+        )
     return max(ttl, keep)
 
 
