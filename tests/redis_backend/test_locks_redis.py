@@ -30,7 +30,7 @@ from trio_sched import (
 )
 from trio_sched._redis_common import RedisDriver, error_code, redact_url
 from trio_sched.health import lock_provider_health_checker
-from trio_sched.locks import AcquireRequest, LockProvider
+from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider
 from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
 from trio_sched.testing import check_lock_provider
 
@@ -167,8 +167,12 @@ async def test_batch_statistics_and_duplicates(redis_url: str, redis_prefix: str
             ]
         )
         granted = results[0]
-        assert granted is not None
-        assert results[1:] == [None, None, None]
+        assert isinstance(granted, LockLease)
+        assert results[1] is None  # granted to the first request
+        assert isinstance(results[2], Held)  # held by another token, not dispatched (L6)
+        assert results[2].token == held.token
+        assert 4.5 < results[2].expires_in <= 5.0
+        assert results[3] is None
         assert granted.fencing_token > held.fencing_token
         stats = locks.statistics()
         assert (stats.acquires, stats.misses, stats.refused_by_watermark) == (2, 2, 1)
@@ -185,13 +189,15 @@ async def test_batch_names_survive_json_and_tokens_follow_request_order(
         requests = [AcquireRequest(f"key:{name}", 5.0, name, 101) for name in odd]
         requests += [AcquireRequest(f"low:{name}", 5.0, name, 100) for name in odd]
         results = await locks.acquire_batch(requests)
-        leases = [lease for lease in results[: len(odd)] if lease is not None]
+        leases = [lease for lease in results[: len(odd)] if isinstance(lease, LockLease)]
         assert [lease.key for lease in leases] == [f"key:{name}" for name in odd]
         assert results[len(odd) :] == [None] * len(odd)
         tokens = [lease.fencing_token for lease in leases]
         assert tokens == list(range(tokens[0], tokens[0] + len(odd)))
         for lease in leases:
-            assert await locks.acquire_batch([AcquireRequest(lease.key, 5.0)]) == [None]
+            (held,) = await locks.acquire_batch([AcquireRequest(lease.key, 5.0)])
+            assert isinstance(held, Held)
+            assert held.token == lease.token
             assert await locks.release(lease)
 
 
@@ -421,7 +427,10 @@ async def test_keys_live_under_the_prefix(redis_url: str, redis_prefix: str) -> 
                 f"{redis_prefix}:watermarks",
             }
             assert 0 < client.pttl(f"{redis_prefix}:lock:x") <= 5000
-            assert client.get(f"{redis_prefix}:lock:x") == lease.token
+            # RD8: "{dispatched}:{lease end, server epoch ms}:{token}"
+            flag, lease_end, token = client.get(f"{redis_prefix}:lock:x").split(":")
+            assert (flag, token) == ("0", lease.token)
+            assert abs(int(lease_end) / 1000 - lease.expire_at.timestamp()) < 0.01
     async with provider(redis_url, redis_prefix + "-other") as other:
         assert await other.acquire("x", 1.0) is not None  # another prefix, another space
         assert await other.get_watermarks(["wm"]) == {}
