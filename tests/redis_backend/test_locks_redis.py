@@ -440,6 +440,8 @@ async def test_takeover_across_providers_keeps_the_longer_memory(
             assert isinstance(held, Held)
             assert held.token == new.token
             assert 0.5 < held.expires_in <= 1.0
+            renewed = await b.renew(new, 1.0)
+            assert (renewed.token, renewed.taken_over) == (new.token, old.token)
 
 
 async def test_memory_follows_renewals_and_marks_keep_it(redis_url: str, redis_prefix: str) -> None:

@@ -547,6 +547,7 @@ class RedisLockProvider(ClosesOnExit):
             token=lease.token,
             expire_at=_expiry(seconds, micros, ttl),
             fencing_token=lease.fencing_token,
+            taken_over=lease.taken_over,  # still the lease that took the record over
         )
 
     async def release(self, lease: LockLease) -> bool:
