@@ -685,7 +685,8 @@ class RedisLockProvider(ClosesOnExit):
 
 @final
 class _Release:
-    """The compensation of an acquire (R3): release `keys` if `tokens` still own them."""
+    """The compensation of an acquire (R3, RD5): release the records of `keys` that
+    `tokens` still lease (not run out, not dispatched), as `release` would."""
 
     __slots__ = ("_driver", "_keys", "_tokens")
 
