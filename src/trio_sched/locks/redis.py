@@ -32,9 +32,10 @@ Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
   nobody took over still holds its token), ``SETRANGE`` of the flag byte, which leaves
   the key's expiry alone. A record whose memory ended is gone and cannot be marked.
   A watermark advance is HGET-compare-HSET (``max``).
-  Old servers: no command newer than Redis 2.8 (no ``PEXPIRE GT``, no ``KEEPTTL``), and
-  the scripts that read ``TIME`` call ``redis.replicate_commands()`` when it exists
-  (Redis 3.2-4.x refuse a write after ``TIME`` without it; it is the default from 5).
+  Old servers: every command exists since Redis 2.6.12 (no ``PEXPIRE GT``, no
+  ``KEEPTTL``), and the scripts that read ``TIME`` call ``redis.replicate_commands()``
+  when it exists: Redis 3.2-4.x refuse a write after ``TIME`` without it (from 5 on it
+  is the default), so 3.2 is the oldest server the provider runs on.
 - RD3 ``acquire_batch`` is ONE script call for the whole batch (one round trip, L5),
   with the watermark check of rule L4 inside it, so the batch is atomic as a whole. A key
   named twice is granted to its first request only. The requests travel as one JSON
@@ -77,8 +78,8 @@ Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
   stored (nothing reads it back). A value of another format or type under a lock key
   (a bare token left by a provider from before L6, or foreign data) is no record:
   requests for it are answered ``None``, ``renew`` raises `LeaseLostError`, ``release``
-  and ``mark_dispatched`` answer ``False``; no script overwrites it or fails on it, so
-  a batch never stops half-way.
+  and ``mark_dispatched`` answer ``False``; no script overwrites it, and none fails on
+  it (``GET`` runs through ``pcall``), so foreign data never stops a batch half-way.
 """
 
 from __future__ import annotations
