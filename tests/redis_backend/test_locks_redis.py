@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -30,13 +31,14 @@ from trio_sched import (
 )
 from trio_sched._redis_common import RedisDriver, error_code, redact_url
 from trio_sched.health import lock_provider_health_checker
-from trio_sched.locks import AcquireRequest, LockProvider
+from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider
 from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
 from trio_sched.testing import check_lock_provider
 
 from .servers import RedisProcess, free_port
 
 SECRET = "s3cr3t-Pa55"
+FAKE_LEASE = LockLease("k", "no-such-token", datetime.now(UTC), 1)
 
 
 def maker(
@@ -167,8 +169,12 @@ async def test_batch_statistics_and_duplicates(redis_url: str, redis_prefix: str
             ]
         )
         granted = results[0]
-        assert granted is not None
-        assert results[1:] == [None, None, None]
+        assert isinstance(granted, LockLease)
+        assert results[1] is None  # granted to the first request
+        assert isinstance(results[2], Held)  # held by another token, not dispatched (L6)
+        assert results[2].token == held.token
+        assert 4.5 < results[2].expires_in <= 5.0
+        assert results[3] is None
         assert granted.fencing_token > held.fencing_token
         stats = locks.statistics()
         assert (stats.acquires, stats.misses, stats.refused_by_watermark) == (2, 2, 1)
@@ -185,13 +191,15 @@ async def test_batch_names_survive_json_and_tokens_follow_request_order(
         requests = [AcquireRequest(f"key:{name}", 5.0, name, 101) for name in odd]
         requests += [AcquireRequest(f"low:{name}", 5.0, name, 100) for name in odd]
         results = await locks.acquire_batch(requests)
-        leases = [lease for lease in results[: len(odd)] if lease is not None]
+        leases = [lease for lease in results[: len(odd)] if isinstance(lease, LockLease)]
         assert [lease.key for lease in leases] == [f"key:{name}" for name in odd]
         assert results[len(odd) :] == [None] * len(odd)
         tokens = [lease.fencing_token for lease in leases]
         assert tokens == list(range(tokens[0], tokens[0] + len(odd)))
         for lease in leases:
-            assert await locks.acquire_batch([AcquireRequest(lease.key, 5.0)]) == [None]
+            (held,) = await locks.acquire_batch([AcquireRequest(lease.key, 5.0)])
+            assert isinstance(held, Held)
+            assert held.token == lease.token
             assert await locks.release(lease)
 
 
@@ -256,6 +264,10 @@ async def test_bad_arguments_raise_before_any_io() -> None:
     with pytest.raises(InvalidArgumentError):
         await locks.acquire_batch([AcquireRequest("k", 1.0, "wm", 2**60)])
     with pytest.raises(InvalidArgumentError):
+        await locks.acquire_batch([AcquireRequest("k", 1.0, keep=-1.0)])
+    with pytest.raises(InvalidArgumentError):
+        await locks.acquire_batch([AcquireRequest("k", 1.0, keep=float("nan"))])
+    with pytest.raises(InvalidArgumentError):
         await locks.advance_watermarks({"wm": 1.5})  # type: ignore[dict-item]
     assert locks.statistics().driver.round_trips == 0
     await locks.aclose()
@@ -272,6 +284,7 @@ async def test_unreachable_server_is_retryable_and_redacted(
             lambda: locks.acquire_batch([AcquireRequest("k", 1.0)]),
             lambda: locks.get_watermarks(["wm"]),
             lambda: locks.advance_watermarks({"wm": 1}),
+            lambda: locks.mark_dispatched([FAKE_LEASE]),
             locks.health_check,
         ]
         for call in calls:
@@ -387,6 +400,133 @@ def test_error_code_is_the_same_on_every_server_version(message: str, code: str)
     assert error_code(message) == code
 
 
+# -- records (RD2, RD8) ---------------------------------------------------------------------
+
+
+def _record(client: redis.Redis, key: str) -> tuple[str, int, str]:
+    """A record's fields as RD8 stores them: dispatched flag, lease end (ms), token."""
+    flag, lease_end, token = client.get(key).split(":", 2)
+    return flag, int(lease_end), token
+
+
+async def test_takeover_across_providers_keeps_the_longer_memory(
+    redis_url: str, redis_prefix: str
+) -> None:
+    key = f"{redis_prefix}:lock:job"
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        async with provider(redis_url, redis_prefix) as a, provider(redis_url, redis_prefix) as b:
+            (old,) = await a.acquire_batch([AcquireRequest("job", 0.2, keep=5.0)])
+            assert isinstance(old, LockLease)
+            assert 4500 < client.pttl(key) <= 5000  # kept for `keep`, not for the lease
+            assert await b.acquire("job", 5.0) is None  # acquire maps Held to None
+            await trio.sleep(0.35)  # the lease ran out, the record is kept
+            # A single acquire is a batch of one with keep=ttl: it takes the record over,
+            # and the record keeps the longer of its memory left and the new 1 s.
+            new = await b.acquire("job", 1.0)
+            assert new is not None
+            assert new.taken_over == old.token
+            assert new.fencing_token > old.fencing_token
+            assert 2000 < client.pttl(key) <= 4700  # not the 1 s of the new lease
+            flag, lease_end, token = _record(client, key)
+            assert (flag, token) == ("0", new.token)
+            assert abs(lease_end / 1000 - new.expire_at.timestamp()) < 0.01
+            assert (b.statistics().takeovers, b.statistics().acquires) == (1, 1)
+
+            with pytest.raises(LeaseLostError):
+                await a.renew(old, 5.0)
+            assert await a.mark_dispatched([old]) == [False]
+            assert not await a.release(old)
+            (held,) = await a.acquire_batch([AcquireRequest("job", 5.0)])
+            assert isinstance(held, Held)
+            assert held.token == new.token
+            assert 0.5 < held.expires_in <= 1.0
+            renewed = await b.renew(new, 1.0)
+            assert (renewed.token, renewed.taken_over) == (new.token, old.token)
+
+
+async def test_memory_follows_renewals_and_marks_keep_it(redis_url: str, redis_prefix: str) -> None:
+    key = f"{redis_prefix}:lock:job"
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        async with provider(redis_url, redis_prefix) as locks:
+            (lease,) = await locks.acquire_batch([AcquireRequest("job", 1.0, keep=10.0)])
+            assert isinstance(lease, LockLease)
+            assert 9500 < client.pttl(key) <= 10000
+            lease = await locks.renew(lease, 20.0)  # the memory grows to the new lease end
+            assert 19500 < client.pttl(key) <= 20000
+            lease = await locks.renew(lease, 1.0)  # ... and never shrinks
+            assert 19000 < client.pttl(key) <= 20000
+            flag, lease_end, _ = _record(client, key)
+            assert flag == "0"
+            assert abs(lease_end / 1000 - lease.expire_at.timestamp()) < 0.01
+
+            before = client.pttl(key)
+            assert await locks.mark_dispatched([lease]) == [True]
+            assert before - 100 < client.pttl(key) <= before  # SETRANGE keeps the expiry
+            assert _record(client, key)[0] == "1"
+            assert await locks.mark_dispatched([lease]) == [True]  # idempotent
+            assert locks.statistics().dispatched == 1  # counted once
+            assert not await locks.release(lease)  # a dispatched record stays
+            renewed = await locks.renew(lease, 30.0)  # still the holder's lease
+            assert 29500 < client.pttl(key) <= 30000
+            assert _record(client, key)[0] == "1"  # renew keeps the flag
+            assert await locks.acquire_batch([AcquireRequest("job", 1.0)]) == [None]
+            assert renewed.fencing_token == lease.fencing_token
+
+
+async def test_mark_dispatched_is_one_round_trip(
+    throwaway_redis: RedisProcess, redis_prefix: str, count_sends: list[int]
+) -> None:
+    admin = throwaway_redis.client()
+    admin.ping()
+    async with provider(throwaway_redis.url, redis_prefix) as locks:
+        results = await locks.acquire_batch(
+            [AcquireRequest(f"k{i}", 5.0) for i in range(100)]
+            + [AcquireRequest("short", 0.1, keep=5.0)]
+        )
+        leases = [lease for lease in results if isinstance(lease, LockLease)]
+        assert len(leases) == 101
+        await locks.mark_dispatched([leases[0]])  # loads the script
+        await trio.sleep(0.2)  # "short" ran out; nobody took it over, so it is still its own
+        forged = dataclasses.replace(leases[1], token="forged")
+        before_stats = _commandstats(admin)
+        sends_before = len(count_sends)
+        marked = await locks.mark_dispatched([*leases, forged])
+        assert len(count_sends) - sends_before == 1
+        after_stats = _commandstats(admin)
+        assert marked == [True] * 101 + [False]
+        delta = {k: v - before_stats.get(k, 0) for k, v in after_stats.items()}
+        delta = {k: v for k, v in delta.items() if v and k != "info"}
+        assert delta == {"evalsha": 1, "get": 102, "setrange": 100}  # k0 was marked before
+        assert locks.statistics().dispatched == 101
+    admin.close()
+
+
+async def test_values_that_are_not_records_are_left_alone(
+    redis_url: str, redis_prefix: str
+) -> None:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        async with provider(redis_url, redis_prefix) as locks:
+            # A bare token (the format before L6) and foreign data of another type.
+            client.set(f"{redis_prefix}:lock:bare", "0123abcd", px=5000)
+            client.hset(f"{redis_prefix}:lock:hash", "field", "value")
+            results = await locks.acquire_batch(
+                [AcquireRequest(name, 5.0) for name in ("a", "bare", "hash", "b")]
+            )
+            first, bare, foreign, last = results
+            assert (bare, foreign) == (None, None)
+            assert isinstance(first, LockLease)
+            assert isinstance(last, LockLease)
+            assert last.fencing_token == first.fencing_token + 1  # the batch went on
+            for name, token in (("bare", "0123abcd"), ("hash", "0123abcd")):
+                lease = LockLease(name, token, datetime.now(UTC), 1)
+                with pytest.raises(LeaseLostError):
+                    await locks.renew(lease, 5.0)
+                assert not await locks.release(lease)
+                assert await locks.mark_dispatched([lease, first]) == [False, True]
+            assert client.get(f"{redis_prefix}:lock:bare") == "0123abcd"
+            assert client.hgetall(f"{redis_prefix}:lock:hash") == {"field": "value"}
+
+
 # -- leases ---------------------------------------------------------------------------------
 
 
@@ -421,7 +561,10 @@ async def test_keys_live_under_the_prefix(redis_url: str, redis_prefix: str) -> 
                 f"{redis_prefix}:watermarks",
             }
             assert 0 < client.pttl(f"{redis_prefix}:lock:x") <= 5000
-            assert client.get(f"{redis_prefix}:lock:x") == lease.token
+            # RD8: "{dispatched}:{lease end, server epoch ms}:{token}"
+            flag, lease_end, token = client.get(f"{redis_prefix}:lock:x").split(":")
+            assert (flag, token) == ("0", lease.token)
+            assert abs(int(lease_end) / 1000 - lease.expire_at.timestamp()) < 0.01
     async with provider(redis_url, redis_prefix + "-other") as other:
         assert await other.acquire("x", 1.0) is not None  # another prefix, another space
         assert await other.get_watermarks(["wm"]) == {}
@@ -445,6 +588,8 @@ async def test_closed_provider_raises_closed_error(redis_url: str, redis_prefix:
         lambda: locks.release(lease),
         lambda: locks.get_watermarks([]),
         lambda: locks.advance_watermarks({"wm": 1}),
+        lambda: locks.mark_dispatched([lease]),
+        lambda: locks.mark_dispatched([]),
         locks.health_check,
     ]
     for call in calls:

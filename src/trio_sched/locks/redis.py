@@ -8,33 +8,58 @@ never do. Users import it explicitly::
     async with RedisLockProvider(RedisLockProviderConfig(url="redis://127.0.0.1:6379/0")) as p:
         lease = await p.acquire("trio_sched:report:1767225600000", ttl=30.0)
 
-Rules (on top of L1-L5 of `trio_sched.locks._protocol` and R1-R6 of
+Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
 `trio_sched._redis_common`, which describe threads, timeouts, errors and redaction):
-- RD1 Keys, all under ``prefix``: ``{prefix}:lock:{key}`` holds a lock's token (a string
-  value with a PX expiry), ``{prefix}:fencing`` the fencing counter and
+- RD1 Keys, all under ``prefix``: ``{prefix}:lock:{key}`` holds an occurrence's record
+  (L6, stored as RD8 says), ``{prefix}:fencing`` the fencing counter and
   ``{prefix}:watermarks`` a hash of watermarks (name -> epoch ms). Providers sharing a
   server and a prefix coordinate; different prefixes never see each other. The scripts
   touch several keys, so on Redis Cluster they would need one hash slot: not supported.
-- RD2 Every state change is one Lua script, atomic on the server, and TTLs run on the
-  server's clock (``PX``/``PEXPIRE``, milliseconds rounded up): acquire is ``SET NX PX``
-  then ``INCRBY`` of the fencing counter; renew is GET-compare-PEXPIRE; release is
-  GET-compare-DEL; a watermark advance is HGET-compare-HSET (``max``).
+- RD2 Every state change is one Lua script, atomic on the server, so each decision of
+  L6-L8 is taken and applied in one step no other client interleaves with: of racing
+  takeovers of one record the first to run wins and the others find its lease (L7).
+  Times are the server's: a script that needs the time reads ``TIME`` once, first, and
+  compares lease ends with it; memories are ``PX`` expiries (milliseconds, rounded up).
+  Per operation:
+  acquire: ``SET NX PX`` of a fresh record; when the key exists, ``GET``: ``None`` when
+  dispatched, `Held` while leased, else a takeover: ``SET`` of a record with the new
+  token, ``PX`` the longer of the old memory (``PTTL``) and the request's. Grants and
+  takeovers then get consecutive fencing tokens from one ``INCRBY``.
+  renew: ``GET``, check token and lease end, ``SET`` the new lease end (same flag) with
+  ``PX`` the longer of the memory left and the new lease.
+  release: ``GET``, check token, lease end and flag, ``DEL``.
+  mark_dispatched: ``GET``, check the token (the lease may have run out: a record
+  nobody took over still holds its token), ``SETRANGE`` of the flag byte, which leaves
+  the key's expiry alone. A record whose memory ended is gone and cannot be marked.
+  A watermark advance is HGET-compare-HSET (``max``).
+  Old servers: every command exists since Redis 2.6.12 (no ``PEXPIRE GT``, no
+  ``KEEPTTL``), and the scripts that read ``TIME`` call ``redis.replicate_commands()``
+  when it exists: Redis 3.2-4.x refuse a write after ``TIME`` without it (from 5 on it
+  is the default), so 3.2 is the oldest server the provider runs on.
 - RD3 ``acquire_batch`` is ONE script call for the whole batch (one round trip, L5),
   with the watermark check of rule L4 inside it, so the batch is atomic as a whole. A key
   named twice is granted to its first request only. The requests travel as one JSON
-  argument (decoded by the script with cjson). ``advance_watermarks`` and
-  ``get_watermarks`` are one round trip each; empty batches make none.
+  argument (decoded by the script with cjson). ``acquire`` is a batch of one with
+  ``keep=ttl`` whose `Held` is answered ``None``. ``mark_dispatched``,
+  ``advance_watermarks`` and ``get_watermarks`` are one round trip each; empty batches
+  make none.
 - RD4 ``LockLease.expire_at`` is the server's ``TIME`` (read inside the script) plus the
-  TTL: an estimate on the server's clock; expiry itself is decided by the server alone.
+  TTL, and ``Held.expires_in`` the holder's lease end minus that time: estimates on the
+  server's clock; expiry itself is decided by the server alone.
 - RD5 Cancellation (see R3): every method is a checkpoint and a cancelled call returns
   at once. What it leaves behind, per method:
   ``acquire``/``acquire_batch``: nothing hidden. The lock token is generated here, before
-  the call, so when a call is cancelled, times out or loses its connection, the keys it
-  may have taken are released by that token (compare-and-delete, safe whether or not
-  they were taken). Best effort: when that release fails (server down, provider closed)
-  or overtakes a command still queued on the server, the keys end by their TTL.
+  the call, so when a call is cancelled, times out or loses its connection, the records
+  it may have taken (or taken over) are released by that token (compare-and-delete,
+  safe whether or not they were taken). Best effort: when that release fails (server
+  down, provider closed), overtakes a command still queued on the server, or comes
+  after the lease ran out, the lease ends by its TTL and the next request takes the
+  record over (L7).
   ``renew``: the expiry is either the old or the new one; the lease stays the caller's.
-  ``release``: the key is either deleted or ends by its TTL.
+  ``release``: the record is either deleted or its lease ends by its TTL.
+  ``mark_dispatched``: applied wholly or not at all (one script), and nothing is undone:
+  marking is idempotent (a record its token already marked answers ``True`` again), so
+  the caller may simply repeat it.
   ``advance_watermarks``: applied wholly or not at all (one script); it only moves
   forward, so the caller may simply repeat it.
   ``get_watermarks`` and ``health_check`` change nothing.
@@ -46,6 +71,15 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol` and R1-R6 of
   increasing across such a restart as long as the server's clock moves forward and the
   provider averaged fewer than a million acquires per second. (A failover to a replica
   that lags behind the counter is not covered.)
+- RD8 A record is one string value, ``{dispatched}:{lease end}:{token}``: ``0`` or
+  ``1``, the instant its lease runs out (server epoch milliseconds), the holder's token
+  (``0:1767225630000:9f2c...``). Its key's expiry is the record's memory: ``max(ttl,
+  keep)`` from the acquire, never shorter than its lease. The fencing token is not
+  stored (nothing reads it back). A value of another format or type under a lock key
+  (a bare token left by a provider from before L6, or foreign data) is no record:
+  requests for it are answered ``None``, ``renew`` raises `LeaseLostError`, ``release``
+  and ``mark_dispatched`` answer ``False``; no script overwrites it, and none fails on
+  it (``GET`` runs through ``pcall``), so foreign data never stops a batch half-way.
 """
 
 from __future__ import annotations
@@ -78,7 +112,13 @@ from trio_sched._redis_common import (
     check_timeout,
     redact_url,
 )
-from trio_sched.locks._protocol import AcquireRequest, LockLease, check_key, check_ttl
+from trio_sched.locks._protocol import (
+    AcquireRequest,
+    Held,
+    LockLease,
+    check_request,
+    check_ttl,
+)
 
 __all__ = ["RedisLockProvider", "RedisLockProviderConfig", "RedisLockStatistics"]
 
@@ -86,103 +126,178 @@ _log = logging.getLogger("trio_sched.locks.redis")
 
 _MAX_EXACT: Final = 2**53  # RD6: larger integers are not exact as Lua numbers
 
+# RD8: the fields of a record, or nothing for a value that is not one. GET through
+# pcall: a key of another type answers an error instead of stopping the script half-way.
+_RECORD: Final = """
+local function record(key)
+  local value = redis.pcall('GET', key)
+  if type(value) ~= 'string' then
+    return nil
+  end
+  local flag, lease_end, token = string.match(value, '^([01]):(%d+):(.+)$')
+  if not flag then
+    return nil
+  end
+  return flag, tonumber(lease_end), token, value
+end
+"""
+
+# RD2: the server's time, read once before any write; `now_ms` decides every lease.
+_NOW: Final = """
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+"""
+
 # RD7: a missing counter starts at the server's TIME in microseconds (built as a string:
 # a Lua number that large would be formatted as 1.7e+15), so tokens keep increasing
 # across a restart of a server that lost its data.
 _NEXT_FENCING: Final = """
 local function next_fencing(key, count)
   if redis.call('EXISTS', key) == 0 then
-    local now = redis.call('TIME')
     redis.call('SET', key, now[1] .. string.format('%06d', tonumber(now[2])))
   end
   return redis.call('INCRBY', key, count)
 end
 """
 
-# KEYS: lock, fencing counter. ARGV: token, ttl ms.
-# Reply: nil when held, else {fencing token, server seconds, server microseconds}.
-_ACQUIRE: Final = RedisScript(
-    _NEXT_FENCING
-    + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return false
-end
-local fencing = next_fencing(KEYS[2], 1)
-local now = redis.call('TIME')
-return {fencing, now[1], now[2]}
-"""
-)
-
 # KEYS: fencing counter, watermark hash, lock 1..n.
-# ARGV[1]: a JSON array of n requests [token, ttl ms, has watermark (0/1), watermark
-# name, nominal ms, watermark slack ms], numbers as strings (one argument instead of 6n:
-# redis-py packs each argument in Python, which cost more than the script itself).
-# Reply: n answers (fencing token > 0, 0 = held, -1 = refused by watermark), then the
-# server's TIME as two more items (seconds, microseconds). Grants get consecutive
-# fencing tokens from one INCRBY, in request order.
+# ARGV[1]: a JSON array of n requests [token, ttl ms, keep ms, has watermark (0/1),
+# watermark name, nominal ms, watermark slack ms], numbers as strings (one argument
+# instead of 7n: redis-py packs each argument in Python, which cost more than the script
+# itself).
+# Reply: n answers, then the server's TIME as two more items (seconds, microseconds).
+# An answer is a fencing token (> 0) for a fresh grant, {fencing token, old token} for a
+# takeover, the record (a string) when held, 0 when dispatched, not a record or granted
+# earlier in the batch, -1 when refused by its watermark. Grants and takeovers get
+# consecutive fencing tokens from one INCRBY, in request order.
 _ACQUIRE_BATCH: Final = RedisScript(
-    _NEXT_FENCING
+    _NOW
+    + _RECORD
+    + _NEXT_FENCING
     + """
 local requests = cjson.decode(ARGV[1])
 local n = #KEYS - 2
 local out = {}
+local grants = {}
 local granted = 0
+local taken = {}
+local heads = {}  -- '0:{lease end}:' per ttl: most batches share one
 for i = 1, n do
   local r = requests[i]
+  local key = KEYS[i + 2]
   local refused = false
-  if r[3] == 1 then
-    local mark = redis.call('HGET', KEYS[2], r[4])
-    if mark and tonumber(r[5]) <= tonumber(mark)
-        and tonumber(mark) - tonumber(r[5]) >= tonumber(r[6]) then
+  if r[4] == 1 then
+    local mark = redis.call('HGET', KEYS[2], r[5])
+    if mark and tonumber(r[6]) <= tonumber(mark)
+        and tonumber(mark) - tonumber(r[6]) >= tonumber(r[7]) then
       refused = true
     end
   end
   if refused then
     out[i] = -1
-  elseif redis.call('SET', KEYS[i + 2], r[1], 'NX', 'PX', r[2]) then
-    granted = granted + 1
-    out[i] = granted
-  else
+  elseif taken[key] then
     out[i] = 0
+  else
+    local head = heads[r[2]]
+    if not head then
+      head = string.format('0:%d:', now_ms + tonumber(r[2]))
+      heads[r[2]] = head
+    end
+    local fresh = redis.call('SET', key, head .. r[1], 'NX', 'PX', r[3])
+    local flag, lease_end, token, value
+    if not fresh then
+      flag, lease_end, token, value = record(key)
+    end
+    if fresh or flag == '0' and lease_end <= now_ms then
+      if not fresh then  -- L7: the lease ran out undispatched
+        local kept = math.max(redis.call('PTTL', key), tonumber(r[3]))
+        redis.call('SET', key, head .. r[1], 'PX', string.format('%d', kept))
+        out[i] = {0, token}
+      else
+        out[i] = false
+      end
+      granted = granted + 1
+      grants[granted] = i
+      taken[key] = true
+    elseif flag == '0' then
+      out[i] = value
+    else
+      out[i] = 0
+    end
   end
 end
 if granted > 0 then
   local before = next_fencing(KEYS[1], granted) - granted
-  for i = 1, n do
-    if out[i] > 0 then
-      out[i] = before + out[i]
+  for k = 1, granted do
+    local i = grants[k]
+    if out[i] then
+      out[i][1] = before + k
+    else
+      out[i] = before + k
     end
   end
 end
-local now = redis.call('TIME')
 out[n + 1] = now[1]
 out[n + 2] = now[2]
 return out
 """
 )
 
-# KEYS: lock. ARGV: token, ttl ms. Reply: nil when not owned, else {seconds, microseconds}.
+# KEYS: lock. ARGV: token, ttl ms. Reply: nil when not owned or run out, else
+# {seconds, microseconds}.
 _RENEW: Final = RedisScript(
-    """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    _NOW
+    + _RECORD
+    + """
+local flag, lease_end, token = record(KEYS[1])
+if token ~= ARGV[1] or lease_end <= now_ms then
   return false
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local now = redis.call('TIME')
+local ttl = tonumber(ARGV[2])
+local kept = math.max(redis.call('PTTL', KEYS[1]), ttl)
+redis.call('SET', KEYS[1], string.format('%s:%d:%s', flag, now_ms + ttl, token),
+  'PX', string.format('%d', kept))
 return {now[1], now[2]}
 """
 )
 
-# KEYS: locks. ARGV: their tokens. Reply: how many were deleted.
+# KEYS: locks. ARGV: their tokens. Reply: how many were deleted (leased, undispatched).
 _RELEASE: Final = RedisScript(
-    """
+    _NOW
+    + _RECORD
+    + """
 local deleted = 0
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i] then
+  local flag, lease_end, token = record(KEYS[i])
+  if token == ARGV[i] and flag == '0' and lease_end > now_ms then
     deleted = deleted + redis.call('DEL', KEYS[i])
   end
 end
 return deleted
+"""
+)
+
+# KEYS: locks. ARGV: their tokens. Reply per lock: 0 not owned, 1 marked now, 2 marked
+# before. No TIME: the lease may have run out, and a key whose memory ended is gone.
+_MARK: Final = RedisScript(
+    _RECORD
+    + """
+local out = {}
+for i = 1, #KEYS do
+  local flag, lease_end, token = record(KEYS[i])
+  if token ~= ARGV[i] then
+    out[i] = 0
+  elseif flag == '0' then
+    redis.call('SETRANGE', KEYS[i], 0, '1')
+    out[i] = 1
+  else
+    out[i] = 2
+  end
+end
+return out
 """
 )
 
@@ -250,8 +365,10 @@ class RedisLockStatistics:
     Like `MemoryLockStatistics` minus what only the server knows (held and stored keys,
     watermark count): counting those would need a SCAN of the key space.
     `refused_by_watermark` counts batch requests refused by rule L4 and is not part of
-    `misses` (a key found held). `last_fencing_token` is the highest this client got.
-    `driver` holds round trips, failures, timeouts and compensations (R1-R3).
+    `misses` (a key found held or dispatched). `acquires` counts grants, takeovers
+    included; `takeovers` those of rule L7, `dispatched` the records this client marked
+    (L8; a repeated mark is not counted again). `last_fencing_token` is the highest this
+    client got. `driver` holds round trips, failures, timeouts and compensations (R1-R3).
     """
 
     acquires: int
@@ -264,11 +381,13 @@ class RedisLockStatistics:
     last_fencing_token: int
     closed: bool
     driver: DriverStatistics
+    takeovers: int = 0
+    dispatched: int = 0
 
 
 @final
 class RedisLockProvider(ClosesOnExit):
-    """A `LockProvider` on one Redis server (rules RD1-RD7 above, R1-R6 of the driver).
+    """A `LockProvider` on one Redis server (rules RD1-RD8 above, R1-R6 of the driver).
 
     Construction does no I/O; the first call connects. Also an async context manager
     that closes the provider on exit.
@@ -293,6 +412,8 @@ class RedisLockProvider(ClosesOnExit):
         self._renewals_lost = 0
         self._releases = 0
         self._releases_missed = 0
+        self._takeovers = 0
+        self._marked = 0
         self._fencing = 0
 
     def __repr__(self) -> str:
@@ -306,49 +427,42 @@ class RedisLockProvider(ClosesOnExit):
     # -- LockProvider ---------------------------------------------------------------
 
     async def acquire(self, key: str, ttl: float) -> LockLease | None:
-        """Take `key` for `ttl` seconds if nobody holds it; ``None`` when held.
+        """Take `key` for `ttl` seconds if nobody holds it, or take it over (L7);
+        ``None`` when held or dispatched.
 
-        One round trip (RD2). A checkpoint; a cancelled, timed-out or disconnected call
-        leaves no hidden lock: the key is released by this call's token (RD5).
+        A batch of one with ``keep=ttl`` (RD3): one round trip. A checkpoint; a
+        cancelled, timed-out or disconnected call leaves no hidden lock: the key is
+        released by this call's token (RD5).
         """
-        check_key(key)
-        ttl_ms = _ttl_ms(ttl)
-        token = secrets.token_hex(16)
-        redis_key = self._lock_prefix + key
+        (result,) = await self.acquire_batch([AcquireRequest(key, ttl)])
+        return result if isinstance(result, LockLease) else None
 
-        def run(client: redis.Redis) -> object:
-            return _ACQUIRE.run(
-                self._driver, client, [redis_key, self._fencing_key], [token, ttl_ms]
-            )
+    async def acquire_batch(
+        self, requests: Sequence[AcquireRequest]
+    ) -> list[LockLease | Held | None]:
+        """Acquire (or take over, L7) many keys in ONE round trip; result ``i`` answers
+        request ``i``.
 
-        reply = await self._driver.call(run, undo=self._undo([redis_key], [token]))
-        if reply is None or reply is False:  # Lua false: nil (RESP2) or false (RESP3)
-            self._misses += 1
-            return None
-        fencing, seconds, micros = _triple(reply)
-        self._acquires += 1
-        self._fencing = max(self._fencing, fencing)
-        return LockLease(
-            key=key, token=token, expire_at=_expiry(seconds, micros, ttl), fencing_token=fencing
-        )
-
-    async def acquire_batch(self, requests: Sequence[AcquireRequest]) -> list[LockLease | None]:
-        """Acquire many keys in ONE round trip; result ``i`` answers request ``i``.
-
-        ``None`` means held, or refused by its watermark (rule L4),
-        decided inside the same script (RD3). A checkpoint; cancellation leaves no hidden
+        `Held` means leased by another token undispatched (L6); ``None`` dispatched,
+        refused by its watermark (rule L4), or granted earlier in the batch; all decided
+        inside the same script (RD2, RD3). A checkpoint; cancellation leaves no hidden
         lock (RD5). An empty batch makes no round trip.
         """
-        tokens: list[str] = []
+        tokens = _new_tokens(len(requests))
         keys = [self._fencing_key, self._watermark_key]
-        rows: list[tuple[str, str, int, str, str, str]] = []
-        for request in requests:
-            check_key(request.key)
-            token = secrets.token_hex(16)
-            tokens.append(token)
+        rows: list[tuple[str, str, str, int, str, str, str]] = []
+        millis: dict[float, str] = {}  # most batches share one ttl and keep
+        for request, token in zip(requests, tokens, strict=True):
+            keep = check_request(request)
+            ttl = millis.get(request.ttl)
+            if ttl is None:
+                ttl = millis[request.ttl] = _ms(request.ttl)
+            kept = millis.get(keep)
+            if kept is None:
+                kept = millis[keep] = _ms(keep)
             keys.append(self._lock_prefix + request.key)
             if request.watermark is None:
-                rows.append((token, _ttl_ms(request.ttl), 0, "", "0", "0"))
+                rows.append((token, ttl, kept, 0, "", "0", "0"))
             else:
                 if not isinstance(request.watermark, str):
                     raise InvalidArgumentError(
@@ -356,48 +470,68 @@ class RedisLockProvider(ClosesOnExit):
                     )
                 nominal = _exact_int("nominal_ms", request.nominal_ms)
                 slack = _exact_int("watermark_slack_ms", request.watermark_slack_ms)
-                rows.append((token, _ttl_ms(request.ttl), 1, request.watermark, nominal, slack))
-        args = [json.dumps(rows, separators=(",", ":"))]
+                rows.append((token, ttl, kept, 1, request.watermark, nominal, slack))
         if not requests:
             await self._checkpoint_open()
             return []
+        args = [json.dumps(rows, separators=(",", ":"))]
 
         def run(client: redis.Redis) -> object:
             return _ACQUIRE_BATCH.run(self._driver, client, keys, args)
 
         reply = await self._driver.call(run, undo=self._undo(keys[2:], tokens))
-        answers = _int_list(reply, len(requests) + 2)
-        now = _server_time(answers[-2], answers[-1])
+        if not isinstance(reply, list) or len(reply) != len(requests) + 2:
+            raise SchedulerError(
+                f"unexpected reply from Redis (want {len(requests) + 2} items): {reply!r}"
+            )
+        seconds, micros = _int(reply[-2]), _int(reply[-1])
+        now = _server_time(seconds, micros)
+        now_ms = seconds * 1000 + micros // 1000  # the script's now_ms
         expiries: dict[float, datetime] = {}  # most batches share one TTL
-        results: list[LockLease | None] = []
-        for request, token, answer in zip(requests, tokens, answers, strict=False):
-            if answer > 0:
-                self._acquires += 1
-                self._fencing = max(self._fencing, answer)
-                expire_at = expiries.get(request.ttl)
-                if expire_at is None:
-                    expire_at = expiries[request.ttl] = now + timedelta(seconds=request.ttl)
-                results.append(
-                    LockLease(
-                        key=request.key, token=token, expire_at=expire_at, fencing_token=answer
-                    )
-                )
+        results: list[LockLease | Held | None] = []
+        for request, token, answer in zip(requests, tokens, reply, strict=False):
+            if isinstance(answer, str):
+                results.append(_held(answer, now_ms))
+                self._misses += 1
+                continue
+            previous: str | None = None
+            if isinstance(answer, list):
+                fencing, previous = _takeover(answer)
+                self._takeovers += 1
             else:
-                if answer < 0:
-                    self._refused += 1
-                else:
-                    self._misses += 1
-                results.append(None)
+                fencing = _int(answer)
+                if fencing <= 0:
+                    if fencing < 0:
+                        self._refused += 1
+                    else:
+                        self._misses += 1
+                    results.append(None)
+                    continue
+            self._acquires += 1
+            self._fencing = max(self._fencing, fencing)
+            expire_at = expiries.get(request.ttl)
+            if expire_at is None:
+                expire_at = expiries[request.ttl] = now + timedelta(seconds=request.ttl)
+            results.append(
+                LockLease(
+                    key=request.key,
+                    token=token,
+                    expire_at=expire_at,
+                    fencing_token=fencing,
+                    taken_over=previous,
+                )
+            )
         return results
 
     async def renew(self, lease: LockLease, ttl: float) -> LockLease:
-        """Extend `lease` to `ttl` seconds from now on the server's clock.
+        """Extend `lease` to `ttl` seconds from now on the server's clock, and its
+        record's memory to at least that (RD2).
 
-        Raises `LeaseLostError` when the key expired (even if nobody took it since) or
-        another token holds it. A checkpoint; a cancelled renew may or may not have
-        extended the expiry, the lease stays the caller's either way (RD5).
+        Raises `LeaseLostError` when the lease ran out (even if nobody took it over
+        since) or another token holds the key. A checkpoint; a cancelled renew may or may
+        not have extended the expiry, the lease stays the caller's either way (RD5).
         """
-        ttl_ms = _ttl_ms(ttl)
+        ttl_ms = _ms(check_ttl(ttl))
         redis_key = self._lock_prefix + lease.key
 
         def run(client: redis.Redis) -> object:
@@ -414,12 +548,15 @@ class RedisLockProvider(ClosesOnExit):
             token=lease.token,
             expire_at=_expiry(seconds, micros, ttl),
             fencing_token=lease.fencing_token,
+            taken_over=lease.taken_over,  # still the lease that took the record over
         )
 
     async def release(self, lease: LockLease) -> bool:
-        """Delete the key if `lease` still owns it; returns whether it did.
+        """Delete the record if `lease` still owns it, its lease has not run out and it
+        is not dispatched (L3, L8); returns whether it did.
 
-        A checkpoint; a cancelled release either deleted the key or left it to its TTL.
+        A checkpoint; a cancelled release either deleted the record or left its lease to
+        its TTL (RD5).
         """
         redis_key = self._lock_prefix + lease.key
 
@@ -432,6 +569,28 @@ class RedisLockProvider(ClosesOnExit):
             return True
         self._releases_missed += 1
         return False
+
+    async def mark_dispatched(self, leases: Sequence[LockLease]) -> list[bool]:
+        """Mark each lease's record dispatched (L8) in ONE round trip; result ``i`` says
+        whether lease ``i``'s token still owned its record (its lease may have run out,
+        as long as nobody took it over and its memory has not ended).
+
+        A checkpoint, with the same errors and ``operation_timeout`` as every call (R2,
+        R4). A cancelled or failed call marked all of its records or none, and undoes
+        nothing: repeat it, a mark is idempotent (RD5). An empty list makes no round trip.
+        """
+        keys = [self._lock_prefix + lease.key for lease in leases]
+        tokens = [lease.token for lease in leases]
+        if not keys:
+            await self._checkpoint_open()
+            return []
+
+        def run(client: redis.Redis) -> object:
+            return _MARK.run(self._driver, client, keys, tokens)
+
+        answers = _int_list(await self._driver.call(run), len(keys))
+        self._marked += answers.count(1)
+        return [answer > 0 for answer in answers]
 
     async def get_watermarks(self, names: Sequence[str]) -> dict[str, int]:
         """Current watermarks for `names` (one HMGET); names never advanced are absent.
@@ -511,6 +670,8 @@ class RedisLockProvider(ClosesOnExit):
             last_fencing_token=self._fencing,
             closed=self._driver.closed,
             driver=self._driver.statistics(),
+            takeovers=self._takeovers,
+            dispatched=self._marked,
         )
 
     # -- internals --------------------------------------------------------------------
@@ -525,7 +686,8 @@ class RedisLockProvider(ClosesOnExit):
 
 @final
 class _Release:
-    """The compensation of an acquire (R3): release `keys` if `tokens` still own them."""
+    """The compensation of an acquire (R3, RD5): release the records of `keys` that
+    `tokens` still lease (not run out, not dispatched), as `release` would."""
 
     __slots__ = ("_driver", "_keys", "_tokens")
 
@@ -540,9 +702,16 @@ class _Release:
             _log.debug("released %s lock(s) of an abandoned or failed acquire", deleted)
 
 
-def _ttl_ms(ttl: object) -> str:
-    """TTL seconds as whole milliseconds for PX, rounded up (never 0)."""
-    return str(max(1, math.ceil(check_ttl(ttl) * 1000)))
+def _new_tokens(count: int) -> list[str]:
+    """`count` random 128-bit lock tokens (hex) from one read of the OS's random source:
+    one ``os.urandom`` per batch instead of one per request."""
+    pool = secrets.token_hex(16 * count)
+    return [pool[start : start + 32] for start in range(0, 32 * count, 32)]
+
+
+def _ms(seconds: float) -> str:
+    """Checked seconds as whole milliseconds for PX, rounded up (never 0)."""
+    return str(max(1, math.ceil(seconds * 1000)))
 
 
 def _exact_int(what: str, value: object) -> str:
@@ -575,6 +744,14 @@ def _int_list(reply: object, length: int) -> list[int]:
     return [_int(item) for item in reply]
 
 
-def _triple(reply: object) -> tuple[int, int, int]:
-    first, second, third = _int_list(reply, 3)
-    return first, second, third
+def _held(record: str, now_ms: int) -> Held:
+    """`Held` from a record (RD8) the batch script found leased at its `now_ms`."""
+    _, lease_end, token = record.split(":", 2)
+    return Held(token, max(0, int(lease_end) - now_ms) / 1000)
+
+
+def _takeover(answer: list[object]) -> tuple[int, str]:
+    """The batch script's answer for a takeover: {fencing token, old token}."""
+    if len(answer) != 2 or not isinstance(answer[1], str):
+        raise SchedulerError(f"unexpected takeover reply from Redis: {answer!r}")
+    return _int(answer[0]), answer[1]
