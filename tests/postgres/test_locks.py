@@ -102,6 +102,16 @@ async def test_batch_of_1000_is_one_round_trip(
         assert [lease.key for lease in leases] == [r.key for r in requests]
         assert len({lease.fencing_token for lease in leases}) == 1000
 
+        # 1000 answers Held, and 1000 marks (rule L5), are one round trip each as well.
+        unmarked = [AcquireRequest(r.key, 5.0) for r in requests[500:]]
+        before = wire_trace.position()
+        held = await provider.acquire_batch(unmarked)
+        assert wire_trace.round_trips_since(before)[0] == 1
+        assert all(isinstance(answer, Held) for answer in held)
+        before = wire_trace.position()
+        assert await provider.mark_dispatched(leases) == [True] * 1000
+        assert wire_trace.round_trips_since(before)[0] == 1
+
         before = wire_trace.position()
         await provider.advance_watermarks({f"{prefix}:m{i}": i for i in range(1000)})
         assert wire_trace.round_trips_since(before)[0] == 1
@@ -112,6 +122,7 @@ async def test_batch_of_1000_is_one_round_trip(
 
         before = wire_trace.position()
         assert await provider.acquire_batch([]) == []
+        assert await provider.mark_dispatched([]) == []
         await provider.advance_watermarks({})
         assert wire_trace.round_trips_since(before)[0] == 0
 
