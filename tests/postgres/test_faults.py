@@ -13,6 +13,7 @@ import socket
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,6 +22,7 @@ import trio
 from trio_sched import ClosedError, RetryableError, SchedulerError, ValidationError
 from trio_sched._postgres_common import PostgresDriver, redact_dsn
 from trio_sched.health import lock_provider_health_checker
+from trio_sched.locks import AcquireRequest, LockLease
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
 
 from ._helpers import running_proxy, sync_connect
@@ -277,6 +279,38 @@ async def test_cancelled_acquire_waiting_on_a_row_lock_leaves_no_lock(
         assert await other.acquire(key, 5.0) is not None
 
 
+async def test_cancelled_mark_waiting_on_a_row_lock_is_not_undone(
+    make_provider: ProviderFactory, postgres_url: str, session_table: str
+) -> None:
+    # PG6: a mark that reached the server may still apply after its caller gave up, and
+    # nothing takes it back (a dispatch that happened stays marked).
+    key = f"cancel-mark:{random.random()}"
+    async with make_provider(operation_timeout=5.0) as provider:
+        (lease,) = await provider.acquire_batch([AcquireRequest(key, 30.0)])
+        assert isinstance(lease, LockLease)
+        with sync_connect(postgres_url) as blocker:
+            with blocker.transaction():
+                blocker.execute(
+                    f'SELECT 1 FROM "{session_table}" WHERE key = %s FOR UPDATE', (key,)
+                )
+                with trio.move_on_after(0.3) as scope:
+                    await provider.mark_dispatched([lease])  # waits for the row lock
+                assert scope.cancelled_caught
+            with trio.fail_after(BOUND):
+                while not _dispatched(blocker, session_table, key):  # noqa: ASYNC110 - a row
+                    await trio.sleep(0.02)
+        stats = provider.statistics()
+        assert (stats.driver.abandoned, stats.driver.undos) == (1, 0)
+        # Marked again, now by a call that returns: still the caller's record.
+        assert await provider.mark_dispatched([lease]) == [True]
+        assert not await provider.release(lease)
+
+
+def _dispatched(conn: psycopg.Connection[Any], table: str, key: str) -> bool:
+    row = conn.execute(f'SELECT dispatched FROM "{table}" WHERE key = %s', (key,)).fetchone()
+    return row is not None and bool(row[0])
+
+
 async def test_aclose_is_idempotent_and_use_after_close_raises(
     make_provider: ProviderFactory,
 ) -> None:
@@ -288,6 +322,8 @@ async def test_aclose_is_idempotent_and_use_after_close_raises(
             await provider.acquire("k", 1.0)
         with pytest.raises(ClosedError):
             await provider.advance_watermarks({"w": 1})
+        with pytest.raises(ClosedError):
+            await provider.mark_dispatched([])
         assert provider.statistics().closed
 
 

@@ -19,7 +19,7 @@ import trio
 
 from trio_sched import LeaseLostError, SchedulerError, ValidationError
 from trio_sched._postgres_common import PostgresDriver
-from trio_sched.locks import AcquireRequest, LockLease, LockProvider, MemoryLockProvider
+from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider, MemoryLockProvider
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
 from trio_sched.testing import check_lock_provider
 
@@ -98,9 +98,19 @@ async def test_batch_of_1000_is_one_round_trip(
         trips, sent = wire_trace.round_trips_since(before)
         assert trips == 1, sent
         assert provider.statistics().driver.round_trips == trips_before + 1
-        leases = [lease for lease in results if lease is not None]
+        leases = [lease for lease in results if isinstance(lease, LockLease)]
         assert [lease.key for lease in leases] == [r.key for r in requests]
         assert len({lease.fencing_token for lease in leases}) == 1000
+
+        # 1000 answers Held, and 1000 marks (rule L5), are one round trip each as well.
+        unmarked = [AcquireRequest(r.key, 5.0) for r in requests[500:]]
+        before = wire_trace.position()
+        held = await provider.acquire_batch(unmarked)
+        assert wire_trace.round_trips_since(before)[0] == 1
+        assert all(isinstance(answer, Held) for answer in held)
+        before = wire_trace.position()
+        assert await provider.mark_dispatched(leases) == [True] * 1000
+        assert wire_trace.round_trips_since(before)[0] == 1
 
         before = wire_trace.position()
         await provider.advance_watermarks({f"{prefix}:m{i}": i for i in range(1000)})
@@ -112,6 +122,7 @@ async def test_batch_of_1000_is_one_round_trip(
 
         before = wire_trace.position()
         assert await provider.acquire_batch([]) == []
+        assert await provider.mark_dispatched([]) == []
         await provider.advance_watermarks({})
         assert wire_trace.round_trips_since(before)[0] == 0
 
@@ -119,14 +130,30 @@ async def test_batch_of_1000_is_one_round_trip(
 # -- batch semantics against the memory provider (the reference) -----------------------------
 
 
-async def _scenario(provider: LockProvider, seed: int, prefix: str) -> list[bool]:
-    """A random batch over a few keys, some held, some refused by watermarks."""
+def _kind(answer: LockLease | Held | None) -> str:
+    if isinstance(answer, LockLease):
+        return "lease" if answer.taken_over is None else "takeover"
+    return "held" if isinstance(answer, Held) else "none"
+
+
+async def _scenario(provider: LockProvider, seed: int, prefix: str) -> list[str]:
+    """A random batch over a few keys, some held, some dispatched, some whose lease ran
+    out undispatched (taken over), some refused by watermarks; the kind of each answer."""
     rng = random.Random(seed)
     keys = [f"{prefix}:k{i}" for i in range(12)]
     marks = [f"{prefix}:m{i}" for i in range(3)]
     await provider.advance_watermarks({mark: rng.randrange(0, 10) for mark in marks[:2]})
-    for key in rng.sample(keys, 4):
+    shuffled = rng.sample(keys, 9)
+    held, dispatched, lapsed = shuffled[:3], shuffled[3:6], shuffled[6:]
+    for key in held:
         assert await provider.acquire(key, 30.0) is not None
+    answers = await provider.acquire_batch([AcquireRequest(key, 30.0) for key in dispatched])
+    leases = [lease for lease in answers if isinstance(lease, LockLease)]
+    assert len(leases) == len(dispatched)
+    assert await provider.mark_dispatched(leases) == [True] * len(leases)
+    results = await provider.acquire_batch([AcquireRequest(key, 0.2, keep=30.0) for key in lapsed])
+    assert all(isinstance(lease, LockLease) for lease in results)
+    await trio.sleep(0.4)  # the lapsed leases ran out; their records are kept
     requests = [
         AcquireRequest(
             rng.choice(keys),
@@ -136,7 +163,7 @@ async def _scenario(provider: LockProvider, seed: int, prefix: str) -> list[bool
         )
         for _ in range(40)
     ]
-    return [lease is not None for lease in await provider.acquire_batch(requests)]
+    return [_kind(answer) for answer in await provider.acquire_batch(requests)]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -145,6 +172,7 @@ async def test_batch_answers_match_memory_provider(
 ) -> None:
     memory = MemoryLockProvider()
     want = await _scenario(memory, seed, "same")
+    assert set(want) == {"lease", "takeover", "held", "none"}  # the scenario covers them all
     async with make_provider() as provider:
         got = await _scenario(provider, seed, f"diff:{random.random()}")
     assert got == want
@@ -163,7 +191,7 @@ async def test_duplicate_key_goes_to_first_request_not_refused(
                 AcquireRequest(f"{prefix}:k", 5.0),  # taken above
             ]
         )
-    assert [r is not None for r in results] == [False, True, False]
+    assert [_kind(r) for r in results] == ["none", "lease", "none"]
     assert provider.statistics().refused_by_watermark == 1
 
 
@@ -179,7 +207,7 @@ async def test_concurrent_batches_in_shuffled_orders_grant_each_key_once(
             order = random.Random(i).sample(keys, len(keys))
             provider = a if i % 2 else b
             results = await provider.acquire_batch([AcquireRequest(k, 10.0) for k in order])
-            granted.extend(lease for lease in results if lease is not None)
+            granted.extend(lease for lease in results if isinstance(lease, LockLease))
 
         async with trio.open_nursery() as nursery:
             for i in range(8):
@@ -246,7 +274,7 @@ async def test_concurrent_schema_creation(
     with sync_connect(postgres_url) as conn:
         found = conn.execute(
             "SELECT relname FROM pg_class WHERE relname IN (%s, %s, %s)",
-            (table, table + "_watermarks", table + "_expires_at_idx"),
+            (table, table + "_watermarks", table + "_kept_until_idx"),
         ).fetchall()
     assert len(found) == 3
 
@@ -435,7 +463,7 @@ async def test_amortised_cleanup_runs_before_acquires(postgres_url: str, tables:
         assert _rows(postgres_url, table) == 1
 
 
-def test_explain_cleanup_can_use_the_expires_at_index(postgres_url: str, tables: Tables) -> None:
+def test_explain_cleanup_can_use_the_kept_until_index(postgres_url: str, tables: Tables) -> None:
     table = tables.new()
 
     async def create() -> None:
@@ -447,11 +475,12 @@ def test_explain_cleanup_can_use_the_expires_at_index(postgres_url: str, tables:
     trio.run(create)
     with sync_connect(postgres_url) as conn, conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
+        # The shape of the cleanup's inner SELECT (PG5).
         plan = conn.execute(
-            f'EXPLAIN SELECT key FROM "{table}" WHERE expires_at < now() '
-            "ORDER BY expires_at LIMIT 10"
+            f'EXPLAIN SELECT key FROM "{table}" WHERE kept_until < now() AND expires_at < now() '
+            "ORDER BY kept_until LIMIT 10"
         ).fetchall()
-    assert any(f"{table}_expires_at_idx" in row[0] for row in plan), plan
+    assert any(f"{table}_kept_until_idx" in row[0] for row in plan), plan
 
 
 def test_statistics_need_no_io() -> None:
