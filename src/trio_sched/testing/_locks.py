@@ -509,14 +509,20 @@ async def _held(ctx: _Ctx) -> None:
     )
 
 
-async def _takeover(ctx: _Ctx) -> None:
-    check = "takeover"
-    key = ctx.key("takeover")
+async def _lapsed(ctx: _Ctx, check: str, key: str) -> LockLease:
+    """A lease on `key` by provider a that ran out undispatched; its record is kept."""
     old = await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl, keep=ctx.ttl * 8))
     if not isinstance(old, LockLease):
         fail(_SUITE, check, f"acquire_batch of a free key answered {old!r}")
     ctx.saw(check, old)
-    await ctx.advance(ctx.ttl * 1.5)  # the lease ran out, the record is kept
+    await ctx.advance(ctx.ttl * 1.5)
+    return old
+
+
+async def _takeover(ctx: _Ctx) -> None:
+    check = "takeover"
+    key = ctx.key("takeover")
+    old = await _lapsed(ctx, check, key)
     new = await _batch_one(ctx.b, AcquireRequest(key, ctx.ttl * 4, keep=ctx.ttl * 8))
     if not isinstance(new, LockLease):
         fail(
@@ -595,11 +601,7 @@ async def _dispatched(ctx: _Ctx) -> None:
 async def _race_takeover(ctx: _Ctx) -> None:
     check = "race-takeover"
     key = ctx.key("race-takeover")
-    old = await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl, keep=ctx.ttl * 8))
-    if not isinstance(old, LockLease):
-        fail(_SUITE, check, f"acquire_batch of a free key answered {old!r}")
-    ctx.saw(check, old)
-    await ctx.advance(ctx.ttl * 1.5)
+    old = await _lapsed(ctx, check, key)
     winners: list[LockLease] = []
 
     async def contender(provider: LockProvider) -> None:
