@@ -46,18 +46,20 @@ Rules:
   ``databases`` is `InvalidArgumentError` (R4), a refused connection, a timeout or an
   unresolvable host stays `RetryableError`.
 - R7 Persistence is checked at first use: the first call of a driver first sends
-  ``CONFIG GET appendonly``, ``appendfsync`` and ``save`` (one pipelined round trip, with
-  its own ``operation_timeout``; concurrent first calls wait for one check). Exactly-once
-  and no lost jobs need the append-only file with ``appendfsync always`` or
-  ``everysec``; anything else is logged once as a warning naming what a restart loses:
-  no persistence at all (everything), RDB snapshots only (the writes since the last
-  snapshot, and that loss is not detected, R8), ``appendfsync no`` (what the kernel had
-  not flushed, on an OS crash or power loss). A server refusing ``CONFIG`` (an ACL, a
-  renamed command: managed services) is logged as "could not be checked". With
-  ``require_persistence`` each of those is an `InvalidArgumentError` instead, raised by
-  every call (each re-checks, so fixing the server with ``CONFIG SET`` is picked up)
-  until a check passes. A transient failure of the check is the call's own
-  `RetryableError`. After a data loss (R8) the next call checks again.
+  ``CONFIG GET appendonly``, ``appendfsync`` and ``save`` (one pipelined round trip, in
+  that call's worker thread before its own command, so within the same
+  ``operation_timeout``; concurrent first calls wait for one check). Exactly-once and
+  no lost jobs need the append-only file with ``appendfsync always`` or ``everysec``;
+  anything else is logged once as a warning naming what a restart loses: no
+  persistence at all (everything), RDB snapshots only (the writes since the last
+  snapshot, a loss R8 sees only in part), ``appendfsync no`` (what the kernel had not
+  flushed, on an OS crash or power loss; seen only in part too). A server refusing
+  ``CONFIG`` (an ACL, a renamed command: managed services) is logged as "could not be
+  checked". With ``require_persistence`` each of those is an `InvalidArgumentError`
+  instead, raised by every call before its command (each re-checks, so fixing the
+  server with ``CONFIG SET`` is picked up) until a check passes. A connection failure
+  during the check is the call's own `RetryableError`. After a data loss (R8) the next
+  call checks again.
 - R8 Data loss is detected by an *epoch* sentinel per key space: a string key, no
   expiry, ``{born}:{lost}:{id}`` (``born``: the server's epoch ms when it was created;
   ``lost``: ``1`` once a client found it replacing one it knew; ``id``: the creating
@@ -70,7 +72,9 @@ Rules:
   with ``detected_at`` = ``born``. A client's first call adopts whatever it finds, so a
   loss before a client's first call, or in the middle of it, is not seen by that
   client. A partial loss (an RDB snapshot or a shorter AOF restored, a failover to a
-  lagging replica) keeps the old sentinel and is not seen either.
+  lagging replica) keeps the old sentinel: the lock provider sees it only when its
+  fencing counter turns out behind a token the client already got (the ``behind``
+  argument; it then renews the sentinel, born now), the jobs runtime not at all.
 """
 
 from __future__ import annotations
@@ -597,12 +601,12 @@ class RedisDriver:
             return (
                 f"{where}: the server runs appendonly yes with appendfsync {fsync}: an OS crash "
                 "or power loss loses the writes the kernel had not flushed yet (up to about "
-                f"30 s), and that loss is not detected; {advice} (docs/backends.md)"
+                f"30 s), a loss detected only in part; {advice} (docs/backends.md)"
             )
         if save:
             return (
                 f"{where}: the server persists by RDB snapshots only (save {save!r}): a restart "
-                "loses the writes since the last snapshot, and that loss is not detected; "
+                "loses the writes since the last snapshot, a loss detected only in part; "
                 f"{advice} (docs/backends.md)"
             )
         return (
@@ -703,13 +707,16 @@ class RedisDriver:
 
 
 # R8: the epoch sentinel, checked by a script in the same atomic step as its work.
-# `epoch_check(key, remembered, creator, now_ms)` answers the sentinel's value, whether
-# it replaced the `remembered` '{born}:{id}' ('' when the client knows none; its lost
-# flag is set then), its born ms and whether it is flagged lost. For a key holding
-# foreign data it answers false, true and nothing else (GET through pcall: another type
-# answers an error instead of stopping the script), and the caller changes nothing.
+# `epoch_check(key, remembered, creator, now_ms, behind)` answers the sentinel's value,
+# whether it replaced the `remembered` '{born}:{id}' ('' when the client knows none; its
+# lost flag is set then), its born ms and whether it is flagged lost. `behind` (optional)
+# says the caller found the data older than the client knows it (a rollback): the
+# sentinel is then replaced by a new one, born now and flagged lost, and reported
+# replaced. For a key holding foreign data it answers false, true and nothing else (GET
+# through pcall: another type answers an error instead of stopping the script), and the
+# caller changes nothing.
 EPOCH_LUA: Final = """
-local function epoch_check(key, remembered, creator, now_ms)
+local function epoch_check(key, remembered, creator, now_ms, behind)
   local value = redis.pcall('GET', key)
   if value == false then
     value = string.format('%d:0:%s', now_ms, creator)
@@ -721,14 +728,19 @@ local function epoch_check(key, remembered, creator, now_ms)
   if not born then
     return false, true
   end
-  if remembered == '' or remembered == born .. ':' .. id then
-    return value, false, tonumber(born), lost == '1'
+  if remembered ~= '' and remembered ~= born .. ':' .. id then
+    if lost == '0' then
+      value = born .. ':1:' .. id
+      redis.call('SET', key, value)
+    end
+    return value, true, tonumber(born), true
   end
-  if lost == '0' then
-    value = born .. ':1:' .. id
+  if behind then
+    value = string.format('%d:1:%s', now_ms, creator)
     redis.call('SET', key, value)
+    return value, true, now_ms, true
   end
-  return value, true, tonumber(born), true
+  return value, false, tonumber(born), lost == '1'
 end
 """
 

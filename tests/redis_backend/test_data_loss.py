@@ -196,6 +196,32 @@ async def test_health_check_reports_the_loss_and_the_protection_window(
         assert locks.statistics().data_losses == 1
 
 
+async def test_a_rollback_to_an_older_snapshot_is_detected_by_the_fencing_counter(
+    throwaway_redis: RedisProcess, redis_prefix: str
+) -> None:
+    async with provider(throwaway_redis, redis_prefix) as locks:
+        first = (await locks.acquire_batch([scheduled("a", 1)]))[0]
+        assert isinstance(first, LockLease)
+        with throwaway_redis.client() as client:
+            client.save()  # dump.rdb in the server's workdir, loaded when it starts
+        newer = await locks.acquire_batch([scheduled(f"n{i}", 1) for i in range(5)])
+        highest = max(lease.fencing_token for lease in newer if isinstance(lease, LockLease))
+        throwaway_redis.restart()  # back to the snapshot: the sentinel is the old one
+        born_before, _ = epoch_of(throwaway_redis, redis_prefix)
+        with pytest.raises(DataLossError, match="rolled back") as info:
+            await locks.acquire_batch([scheduled("n0", 1)])
+        born, lost = epoch_of(throwaway_redis, redis_prefix)
+        assert (born > born_before, lost) == (True, "1")  # renewed, born at the detection
+        assert info.value.detected_at == datetime.fromtimestamp(born / 1000, UTC)
+        # The counter was moved up to the highest token this client got (L2) ...
+        manual = await locks.acquire("m", 0.5)
+        assert manual is not None
+        assert manual.fencing_token > highest
+        # ... and the occurrences whose records the rollback erased are refused.
+        assert await locks.acquire_batch([scheduled("n1", born - 1)]) == [None]
+        assert locks.statistics().data_losses == 1
+
+
 async def test_foreign_data_under_the_epoch_key_is_a_conflict(
     throwaway_redis: RedisProcess, redis_prefix: str
 ) -> None:

@@ -83,10 +83,15 @@ Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
   and ``mark_dispatched`` answer ``False``; no script overwrites it, and none fails on
   it (``GET`` runs through ``pcall``), so foreign data never stops a batch half-way.
 - RD9 Data loss (R8). ``acquire_batch`` and ``health_check`` check the epoch sentinel
-  inside their script (one GET; a batch adds no round trip). The call that finds it
-  replaced grants nothing (so nothing is left to release), flags it lost and raises
-  `DataLossError` (a `RetryableError`: the scheduler reports an ``error`` event per
-  occurrence and retries them, rule D8); the loss is logged once per provider.
+  inside their script (a GET of it and of the fencing counter; no extra round trip).
+  A loss is the sentinel replaced, or a *rollback*: the fencing counter behind the
+  highest token this provider got (an older snapshot or AOF restored, a lagging
+  replica promoted); the script then renews the sentinel (born now, flagged lost) and
+  moves the counter up to that token, so fencing tokens keep increasing (L2). The call
+  that finds a loss grants nothing (so nothing is left to release), flags the sentinel
+  lost and raises `DataLossError` (a `RetryableError`: the scheduler reports an
+  ``error`` event per occurrence and retries them, rule D8); the loss is logged once
+  per provider.
   From then on, on every provider of the key space (also one that started after the
   loss, once any provider flagged it): a request with a watermark (a scheduled
   occurrence) whose ``nominal_ms`` is before the new epoch's ``born`` (the *loss
@@ -100,7 +105,8 @@ Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
   and afterwards while ``born`` plus the longest ``max(ttl, keep)`` this provider was
   asked for has not passed. Not covered: an instance whose clock ran *ahead* of the
   server's may have dispatched, before the loss, occurrences nominally after ``born``;
-  a partial loss keeps the sentinel (R8).
+  a rollback is seen only by a provider that got a token the rolled-back counter has
+  not reached (another provider's grants may pass it first).
 """
 
 from __future__ import annotations
@@ -189,14 +195,35 @@ local function next_fencing(key, count)
 end
 """
 
+# RD9: the data was rolled back when the fencing counter is behind a token the client
+# got. `rolled_back` then sets it to that token (so tokens keep increasing, L2) and
+# answers 2, else 1 (the caller found the epoch replaced). A counter that is missing
+# (RD7) or not a number is never behind (GET through pcall, tonumber).
+_ROLLBACK: Final = """
+local function behind(counter, highest)
+  local value = tonumber(redis.pcall('GET', counter))
+  return value ~= nil and value < tonumber(highest)
+end
+local function rolled_back(counter, highest)
+  if behind(counter, highest) then
+    redis.call('SET', counter, highest)
+    return 2
+  end
+  return 1
+end
+"""
+
 # KEYS: fencing counter, watermark hash, epoch sentinel, lock 1..n.
 # ARGV[1]: a JSON array of n requests [token, ttl ms, keep ms, has watermark (0/1),
 # watermark name, nominal ms, watermark slack ms], numbers as strings (one argument
 # instead of 7n: redis-py packs each argument in Python, which cost more than the script
-# itself). ARGV[2], ARGV[3]: the epoch the client remembers and its creator id (R8).
+# itself). ARGV[2], ARGV[3], ARGV[4]: the epoch the client remembers, its creator id
+# (R8) and the highest fencing token it got ('0' for none).
 # Reply: n answers, then the server's TIME as two items (seconds, microseconds), the
 # epoch sentinel (false: foreign data) and 0; or, when the epoch replaced the one the
-# client knew or holds foreign data, only TIME, the epoch and 1: nothing was granted.
+# client knew or holds foreign data, only TIME, the epoch and 1, and when the fencing
+# counter is behind ARGV[4] (a rollback, RD9), only TIME, the new epoch and 2: nothing
+# was granted.
 # An answer is a fencing token (> 0) for a fresh grant, {fencing token, old token} for a
 # takeover, the record (a string) when held, 0 when dispatched, not a record or granted
 # earlier in the batch, -1 when refused by its watermark, -2 when refused after a data
@@ -207,10 +234,12 @@ _ACQUIRE_BATCH: Final = RedisScript(
     + _RECORD
     + _NEXT_FENCING
     + EPOCH_LUA
+    + _ROLLBACK
     + """
-local epoch, replaced, born, lost = epoch_check(KEYS[3], ARGV[2], ARGV[3], now_ms)
+local epoch, replaced, born, lost = epoch_check(KEYS[3], ARGV[2], ARGV[3], now_ms,
+                                                behind(KEYS[1], ARGV[4]))
 if replaced then
-  return {now[1], now[2], epoch, 1}
+  return {now[1], now[2], epoch, rolled_back(KEYS[1], ARGV[4])}
 end
 local guard = lost and born  -- RD9: occurrences before it are refused for a while
 local requests = cjson.decode(ARGV[1])
@@ -287,15 +316,18 @@ return out
 """
 )
 
-# KEYS: epoch sentinel. ARGV: the epoch the client remembers, its creator id (R8).
-# Reply: the server's TIME (seconds, microseconds), the epoch sentinel (false: foreign
-# data) and whether it replaced the one the client knew (0/1).
+# KEYS: epoch sentinel, fencing counter. ARGV: the epoch the client remembers, its
+# creator id (R8), the highest fencing token it got. Reply: the server's TIME (seconds,
+# microseconds), the epoch sentinel (false: foreign data) and 0, or as `_ACQUIRE_BATCH`
+# 1 or 2 when it found a loss.
 _HEALTH: Final = RedisScript(
     _NOW
     + EPOCH_LUA
+    + _ROLLBACK
     + """
-local epoch, replaced = epoch_check(KEYS[1], ARGV[1], ARGV[2], now_ms)
-return {now[1], now[2], epoch, replaced and 1 or 0}
+local epoch, replaced = epoch_check(KEYS[1], ARGV[1], ARGV[2], now_ms,
+                                    behind(KEYS[2], ARGV[3]))
+return {now[1], now[2], epoch, replaced and rolled_back(KEYS[2], ARGV[3]) or 0}
 """
 )
 
@@ -551,14 +583,14 @@ class RedisLockProvider(ClosesOnExit):
             raise error  # RD9: found by health_check; nothing was sent
         self._longest_keep_ms = max(self._longest_keep_ms, *map(int, millis.values()))
         knew, creator = self._epoch.args()
-        args = [json.dumps(rows, separators=(",", ":")), knew, creator]
+        args = [json.dumps(rows, separators=(",", ":")), knew, creator, str(self._fencing)]
 
         def run(client: redis.Redis) -> object:
             return _ACQUIRE_BATCH.run(self._driver, client, keys, args)
 
         reply = await self._driver.call(run, undo=self._undo(keys[3:], tokens))
-        if isinstance(reply, list) and len(reply) == 4 and reply[-1] == 1:
-            raise self._lost(self._epoch.detect(reply[2], knew))
+        if isinstance(reply, list) and len(reply) == 4 and reply[-1] in (1, 2):
+            raise self._lost(self._epoch.detect(reply[2], knew), rolled_back=reply[-1] == 2)
         if not isinstance(reply, list) or len(reply) != len(requests) + 4:
             raise SchedulerError(
                 f"unexpected reply from Redis (want {len(requests) + 4} items): {reply!r}"
@@ -724,15 +756,17 @@ class RedisLockProvider(ClosesOnExit):
         sentinel (created when missing, flagged when found replaced, R8).
         """
         knew, creator = self._epoch.args()
+        keys = [self._epoch.key, self._fencing_key]
+        args = [knew, creator, str(self._fencing)]
 
         def run(client: redis.Redis) -> object:
-            return _HEALTH.run(self._driver, client, [self._epoch.key], [knew, creator])
+            return _HEALTH.run(self._driver, client, keys, args)
 
         reply = await self._driver.call(run)
         if not isinstance(reply, list) or len(reply) != 4:
             raise SchedulerError(f"unexpected reply from Redis (want 4 items): {reply!r}")
-        if reply[3] == 1:
-            error = self._lost(self._epoch.detect(reply[2], knew))
+        if reply[3] in (1, 2):
+            error = self._lost(self._epoch.detect(reply[2], knew), rolled_back=reply[3] == 2)
             self._unreported = error  # the scheduler's next batch reports it too
             raise error
         epoch = self._epoch.adopt(reply[2])
@@ -779,13 +813,20 @@ class RedisLockProvider(ClosesOnExit):
 
     # -- internals --------------------------------------------------------------------
 
-    def _lost(self, detection: Detection) -> DataLossError:
-        """The error of a call whose script found the epoch replaced (RD9)."""
+    def _lost(self, detection: Detection, *, rolled_back: bool) -> DataLossError:
+        """The error of a call whose script found a loss (RD9)."""
         self._driver.recheck_persistence()  # R7: the server may have restarted
+        why = (
+            f"the fencing counter was behind token {self._fencing} this client got (the "
+            "data was rolled back: an older snapshot or AOF restored, or a lagging replica "
+            "promoted), so the sentinel was renewed; "
+            if rolled_back
+            else ""
+        )
         return self._epoch.error(
             detection,
-            "this call acquired nothing; occurrences from before that instant are now "
-            "refused for their records' memory, max(ttl, keep), after it (RD9)",
+            f"{why}this call acquired nothing; occurrences from before that instant are "
+            "now refused for their records' memory, max(ttl, keep), after it (RD9)",
         )
 
     def _undo(self, redis_keys: list[str], tokens: list[str]) -> _Release:
