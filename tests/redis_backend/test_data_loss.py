@@ -5,7 +5,8 @@ persistence check at first use (R7), on throwaway servers of the tests' own.
   ``health_check`` of a provider that knew the old epoch: it grants nothing and raises
   `DataLossError` once; afterwards occurrences from before the loss instant are refused
   for their records' memory, on every provider of the key space, while manual requests
-  (no watermark) and later occurrences are granted.
+  (no watermark) and later occurrences are granted. A rollback to an older snapshot is
+  found by the fencing counter being behind a token the provider got.
 - The scheduler test: two instances, one wall clock 1.5 s behind, the server restarted
   empty mid-run; no occurrence is dispatched twice, and the loss is an error event.
 - Persistence: AOF everysec/always passes silently, anything else warns once (or, with
