@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from trio_sched._config import Config as Config
 from trio_sched._errors import ClosedError as ClosedError
 from trio_sched._errors import ConflictError as ConflictError
+from trio_sched._errors import DataLossError as DataLossError
 from trio_sched._errors import InvalidArgumentError as InvalidArgumentError
 from trio_sched._errors import LeaseLostError as LeaseLostError
 from trio_sched._errors import NotFoundError as NotFoundError

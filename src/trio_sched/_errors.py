@@ -8,9 +8,14 @@ the boundary and chained with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+
 __all__ = [
     "ClosedError",
     "ConflictError",
+    "DataLossError",
     "InvalidArgumentError",
     "LeaseLostError",
     "NotFoundError",
@@ -64,6 +69,35 @@ class RetryableError(SchedulerError):
     """A transient failure (connection trouble, timeout) that is safe to retry."""
 
 
+class DataLossError(RetryableError):
+    """The backend lost data it had acknowledged: a server restarted empty, flushed, or
+    (where the backend can tell) rolled back to an older state.
+
+    Raised once per detection by the call that saw it, which changed nothing. Retrying
+    is safe: the backend is usable again, under the protection its module documents (a
+    lock provider refuses occurrences from before `detected_at` for a while). As a
+    `RetryableError`, the scheduler reports it as an ``error`` event and retries (D8).
+    `detected_at` is the instant (aware UTC, the server's clock) from which the backend
+    holds the data again; `vanished` maps queue names to how many jobs this client
+    knew to be pending there and that are gone (empty for a lock provider).
+    """
+
+    def __init__(
+        self, message: str, *, detected_at: datetime, vanished: Mapping[str, int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.detected_at = detected_at
+        self.vanished: Mapping[str, int] = MappingProxyType(dict(vanished or {}))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The keyword-only fields (and a mappingproxy) would not survive pickle's default.
+        return (_data_loss, (str(self), self.detected_at, dict(self.vanished)))
+
+
+def _data_loss(message: str, detected_at: datetime, vanished: dict[str, int]) -> DataLossError:
+    return DataLossError(message, detected_at=detected_at, vanished=vanished)
+
+
 class InvalidArgumentError(SchedulerError, ValueError):
     """A caller or provider passed an argument that makes no sense."""
 
@@ -88,6 +122,7 @@ for _cls in (
     ConflictError,
     NotFoundError,
     RetryableError,
+    DataLossError,
     InvalidArgumentError,
     NotInitializedError,
     ClosedError,

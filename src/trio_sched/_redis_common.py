@@ -45,6 +45,36 @@ Rules:
   only the server can tell is classified at first use: an index beyond its
   ``databases`` is `InvalidArgumentError` (R4), a refused connection, a timeout or an
   unresolvable host stays `RetryableError`.
+- R7 Persistence is checked at first use: the first call of a driver first sends
+  ``CONFIG GET appendonly``, ``appendfsync`` and ``save`` (one pipelined round trip, in
+  that call's worker thread before its own command, so within the same
+  ``operation_timeout``; concurrent first calls wait for one check). Exactly-once and
+  no lost jobs need the append-only file with ``appendfsync always`` or ``everysec``;
+  anything else is logged once as a warning naming what a restart loses: no
+  persistence at all (everything), RDB snapshots only (the writes since the last
+  snapshot, a loss R8 sees only in part), ``appendfsync no`` (what the kernel had not
+  flushed, on an OS crash or power loss; seen only in part too). A server refusing
+  ``CONFIG`` (an ACL, a renamed command: managed services) is logged as "could not be
+  checked". With ``require_persistence`` each of those is an `InvalidArgumentError`
+  instead, raised by every call before its command (each re-checks, so fixing the
+  server with ``CONFIG SET`` is picked up) until a check passes. A connection failure
+  during the check is the call's own `RetryableError`. After a data loss (R8) the next
+  call checks again.
+- R8 Data loss is detected by an *epoch* sentinel per key space: a string key, no
+  expiry, ``{born}:{lost}:{id}`` (``born``: the server's epoch ms when it was created;
+  ``lost``: ``1`` once a client found it replacing one it knew; ``id``: the creating
+  client's random id). The backend's scripts read it (`EPOCH_LUA`, one GET) in the same
+  atomic step as their work, creating it when missing, and compare it with the one the
+  client remembers (`EpochWatch`): a different ``{born}:{id}`` means the server lost
+  the key space since (restarted without persistence, flushed, keys deleted). That
+  script then changes nothing but the sentinel's ``lost`` flag and answers the new
+  epoch; the client logs the loss once (error), counts it and raises `DataLossError`
+  with ``detected_at`` = ``born``. A client's first call adopts whatever it finds, so a
+  loss before a client's first call, or in the middle of it, is not seen by that
+  client. A partial loss (an RDB snapshot or a shorter AOF restored, a failover to a
+  lagging replica) keeps the old sentinel: the lock provider sees it only when its
+  fencing counter turns out behind a token the client already got (the ``behind``
+  argument; it then renews the sentinel, born now), the jobs runtime not at all.
 """
 
 from __future__ import annotations
@@ -53,9 +83,11 @@ import hashlib
 import logging
 import math
 import re
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -69,6 +101,7 @@ from redis.retry import Retry
 from trio_sched._errors import (
     ClosedError,
     ConflictError,
+    DataLossError,
     InvalidArgumentError,
     RetryableError,
     SchedulerError,
@@ -76,9 +109,14 @@ from trio_sched._errors import (
 )
 
 __all__ = [
+    "EPOCH_LUA",
+    "Detection",
     "DriverStatistics",
+    "Epoch",
+    "EpochWatch",
     "RedisDriver",
     "RedisScript",
+    "check_flag",
     "check_prefix",
     "check_redis_url",
     "redact_url",
@@ -132,6 +170,12 @@ _UNEXPECTED_ARGUMENT: Final = re.compile(r"unexpected keyword argument '([^']*)'
 _DB_OUT_OF_RANGE: Final = "DB index is out of range"
 
 _log = logging.getLogger("trio_sched.redis")
+
+# R7: the settings a persistence check reads, in this order.
+_PERSISTENCE_SETTINGS: Final = ("appendonly", "appendfsync", "save")
+_PERSISTENCE_ADVICE: Final = (
+    "exactly-once and no lost jobs need appendonly yes with appendfsync everysec or always"
+)
 
 
 def redact_url(url: str) -> str:
@@ -384,12 +428,21 @@ class RedisDriver:
     """
 
     def __init__(
-        self, url: str, *, operation_timeout: float, max_connections: int, what: str
+        self,
+        url: str,
+        *,
+        operation_timeout: float,
+        max_connections: int,
+        what: str,
+        require_persistence: bool = False,
     ) -> None:
         check_redis_url(url)
         self.url = redact_url(url)
         self.operation_timeout = operation_timeout
         self._what = what
+        self._require_persistence = require_persistence
+        self._persistence_checked = False
+        self._persistence_lock = threading.Lock()
         self._secrets = _secrets_of(url)
         try:
             self._pool = redis.ConnectionPool.from_url(
@@ -440,7 +493,8 @@ class RedisDriver:
 
         A checkpoint. On cancellation the thread is abandoned and `undo` (if given) runs
         once it finishes (R3). Raises mapped errors (R4), `ClosedError` when closed, and
-        any other exception of `fn` (a bug, not a driver error) unchanged.
+        any other exception of `fn` (a bug, not a driver error) unchanged. The first
+        call checks the server's persistence first (R7).
         """
         self.check_open()
         flight = _Flight()
@@ -449,6 +503,8 @@ class RedisDriver:
             try:
                 if self._closed:
                     raise ClosedError(f"{self._what} ({self.url}) is closed")
+                if not self._persistence_checked:
+                    self._check_persistence(self.client)
                 return fn(self.client)
             finally:
                 with flight.lock:
@@ -492,6 +548,71 @@ class RedisDriver:
         raise RetryableError(
             f"{self._what} ({self.url}): no answer within "
             f"operation_timeout={self.operation_timeout:g}s"
+        )
+
+    def recheck_persistence(self) -> None:
+        """Check persistence again at the next call (R7: after a data loss, R8)."""
+        self._persistence_checked = False
+
+    def _check_persistence(self, client: redis.Redis) -> None:
+        """R7, in the first call's worker thread, before its own command (so both are
+        bounded by that call's deadline); concurrent first calls wait for one check."""
+        with self._persistence_lock:
+            if self._persistence_checked:
+                return
+            self.count_round_trip()
+            pipe = client.pipeline(transaction=False)
+            for name in _PERSISTENCE_SETTINGS:
+                pipe.config_get(name)
+            # A refused CONFIG comes back in place, as an exception.
+            problem = self._persistence_problem(pipe.execute(raise_on_error=False))
+            if problem is not None and self._require_persistence:
+                raise InvalidArgumentError(
+                    f"{problem} (require_persistence=True: fix the server, or set "
+                    "require_persistence=False to run with a warning)"
+                )
+            self._persistence_checked = True
+            if problem is not None:
+                _log.warning("%s", problem)
+
+    def _persistence_problem(self, replies: list[object]) -> str | None:
+        """What the CONFIG GET replies say a restart would lose (R7), or None."""
+        where = f"{self._what} ({self.url})"
+        settings: dict[str, str] = {}
+        for name, reply in zip(_PERSISTENCE_SETTINGS, replies, strict=True):
+            if isinstance(reply, Exception):
+                if isinstance(reply, _AMBIGUOUS):
+                    raise reply  # mapped by `call` (R4) like the call's own failure
+                text = self._scrub(f"{type(reply).__name__}: {reply}")
+                return (
+                    f"{where}: the server's persistence could not be checked: CONFIG GET "
+                    f"{name} was refused ({text}); {_PERSISTENCE_ADVICE} (docs/backends.md)"
+                )
+            value = reply.get(name) if isinstance(reply, dict) else None
+            settings[name] = value if isinstance(value, str) else ""
+        aof = settings["appendonly"] == "yes"
+        fsync = settings["appendfsync"]
+        save = settings["save"].strip()
+        advice = _PERSISTENCE_ADVICE
+        if aof and fsync in ("everysec", "always"):
+            _log.debug("%s: persistence: appendonly yes, appendfsync %s", where, fsync)
+            return None
+        if aof:
+            return (
+                f"{where}: the server runs appendonly yes with appendfsync {fsync}: an OS crash "
+                "or power loss loses the writes the kernel had not flushed yet (up to about "
+                f"30 s), a loss detected only in part; {advice} (docs/backends.md)"
+            )
+        if save:
+            return (
+                f"{where}: the server persists by RDB snapshots only (save {save!r}): a restart "
+                "loses the writes since the last snapshot, a loss detected only in part; "
+                f"{advice} (docs/backends.md)"
+            )
+        return (
+            f"{where}: the server has no persistence (appendonly no, save ''): a restart "
+            "loses every lock, watermark and queued job (the loss is detected and reported, "
+            f"but not undone); {advice} (docs/backends.md)"
         )
 
     def close(self) -> None:
@@ -585,8 +706,146 @@ class RedisDriver:
                 self._undos += 1
 
 
+# R8: the epoch sentinel, checked by a script in the same atomic step as its work.
+# `epoch_check(key, remembered, creator, now_ms, behind)` answers the sentinel's value,
+# whether it replaced the `remembered` '{born}:{id}' ('' when the client knows none; its
+# lost flag is set then), its born ms and whether it is flagged lost. `behind` (optional)
+# says the caller found the data older than the client knows it (a rollback): the
+# sentinel is then replaced by a new one, born now and flagged lost, and reported
+# replaced. For a key holding foreign data it answers false, true and nothing else (GET
+# through pcall: another type answers an error instead of stopping the script), and the
+# caller changes nothing.
+EPOCH_LUA: Final = """
+local function epoch_check(key, remembered, creator, now_ms, behind)
+  local value = redis.pcall('GET', key)
+  if value == false then
+    value = string.format('%d:0:%s', now_ms, creator)
+    redis.call('SET', key, value)
+  elseif type(value) ~= 'string' then
+    return false, true
+  end
+  local born, lost, id = string.match(value, '^(%d+):([01]):(.+)$')
+  if not born then
+    return false, true
+  end
+  if remembered ~= '' and remembered ~= born .. ':' .. id then
+    if lost == '0' then
+      value = born .. ':1:' .. id
+      redis.call('SET', key, value)
+    end
+    return value, true, tonumber(born), true
+  end
+  if behind then
+    value = string.format('%d:1:%s', now_ms, creator)
+    redis.call('SET', key, value)
+    return value, true, now_ms, true
+  end
+  return value, false, tonumber(born), lost == '1'
+end
+"""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """A parsed epoch sentinel (R8): `born` in server epoch ms, whether a client found
+    it replacing one it knew (`lost`), and its identity ``{born}:{id}``."""
+
+    born: int
+    lost: bool
+    identity: str
+
+    @property
+    def born_at(self) -> datetime:
+        return datetime.fromtimestamp(self.born / 1000, UTC)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A data loss one call found (R8): the new `epoch`, the identity the call's client
+    knew, and whether this call is the first of its client to report that epoch."""
+
+    epoch: Epoch
+    knew: str
+    first: bool
+
+
+@final
+class EpochWatch:
+    """What one client remembers of its key space's epoch sentinel (R8).
+
+    `args` are the two script arguments (the remembered identity, '' for none, and this
+    client's creator id), taken before the call; `adopt` and `detect` take the
+    sentinel a script answered: the first epoch a client sees is adopted, and so is
+    the new one of a detection.
+    """
+
+    __slots__ = ("_creator", "_key", "_remembered", "_what", "detections")
+
+    def __init__(self, key: str, what: str) -> None:
+        self._key = key
+        self._what = what
+        self._creator = secrets.token_hex(8)
+        self._remembered = ""
+        self.detections = 0
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def args(self) -> tuple[str, str]:
+        return self._remembered, self._creator
+
+    def parse(self, value: object) -> Epoch:
+        """The sentinel a script answered; `ConflictError` for foreign data (false)."""
+        if not isinstance(value, str) or value.count(":") < 2:
+            raise ConflictError(
+                f"{self._what}: the epoch key {self._key!r} holds foreign data "
+                "(a key under the prefix holds a value trio-sched did not write)"
+            )
+        born, lost, ident = value.split(":", 2)
+        return Epoch(int(born), lost == "1", f"{born}:{ident}")
+
+    def adopt(self, value: object) -> Epoch:
+        """A script found `value` and it replaced nothing: remember it if it is the
+        first epoch this client sees."""
+        epoch = self.parse(value)
+        if not self._remembered:
+            self._remembered = epoch.identity
+        return epoch
+
+    def detect(self, value: object, knew: str) -> Detection:
+        """A script found `value` replacing `knew`, the identity the call sent."""
+        epoch = self.parse(value)
+        first = epoch.identity != self._remembered  # else a concurrent call reported it
+        if first:
+            self._remembered = epoch.identity
+            self.detections += 1
+        return Detection(epoch, knew, first)
+
+    def error(self, detection: Detection, consequence: str, **fields: Any) -> DataLossError:
+        """The `DataLossError` of `detection`, logged (error) when it is the first."""
+        epoch = detection.epoch
+        message = (
+            f"{self._what}: the server lost this key space's data: its epoch sentinel "
+            f"{self._key!r} is {epoch.identity!r}, born {epoch.born_at.isoformat()} "
+            f"(server clock), where this client knew {detection.knew!r}; {consequence}"
+        )
+        if detection.first:
+            _log.error("%s", message)
+        return DataLossError(message, detected_at=epoch.born_at, **fields)
+
+
 def _ignore_outcome(outcome: object) -> None:
     """`start_thread_soon` callback: `_run_undo` never raises, nothing to report."""
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A bool (not merely truthy), else `ValidationError`."""
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name}: expected True or False, got {value!r}", field=name)
+    return value
 
 
 def check_timeout(name: str, value: object) -> float:

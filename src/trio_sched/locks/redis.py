@@ -11,8 +11,9 @@ never do. Users import it explicitly::
 Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
 `trio_sched._redis_common`, which describe threads, timeouts, errors and redaction):
 - RD1 Keys, all under ``prefix``: ``{prefix}:lock:{key}`` holds an occurrence's record
-  (L6, stored as RD8 says), ``{prefix}:fencing`` the fencing counter and
-  ``{prefix}:watermarks`` a hash of watermarks (name -> epoch ms). Providers sharing a
+  (L6, stored as RD8 says), ``{prefix}:fencing`` the fencing counter,
+  ``{prefix}:watermarks`` a hash of watermarks (name -> epoch ms) and ``{prefix}:epoch``
+  the epoch sentinel of R8 (RD9). Providers sharing a
   server and a prefix coordinate; different prefixes never see each other. The scripts
   touch several keys, so on Redis Cluster they would need one hash slot: not supported.
 - RD2 Every state change is one Lua script, atomic on the server, so each decision of
@@ -37,7 +38,8 @@ Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
   when it exists: Redis 3.2-4.x refuse a write after ``TIME`` without it (from 5 on it
   is the default), so 3.2 is the oldest server the provider runs on.
 - RD3 ``acquire_batch`` is ONE script call for the whole batch (one round trip, L5),
-  with the watermark check of rule L4 inside it, so the batch is atomic as a whole. A key
+  with the watermark check of rule L4 and the epoch check of RD9 inside it, so the
+  batch is atomic as a whole. A key
   named twice is granted to its first request only. The requests travel as one JSON
   argument (decoded by the script with cjson). ``acquire`` is a batch of one with
   ``keep=ttl`` whose `Held` is answered ``None``. ``mark_dispatched``,
@@ -62,7 +64,7 @@ Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
   the caller may simply repeat it.
   ``advance_watermarks``: applied wholly or not at all (one script); it only moves
   forward, so the caller may simply repeat it.
-  ``get_watermarks`` and ``health_check`` change nothing.
+  ``get_watermarks`` changes nothing, ``health_check`` nothing but the sentinel (RD9).
   ``aclose`` closes at once, before its checkpoint, so it closes even when cancelled.
 - RD6 Watermark values and nominal instants must be ints within +/-2**53 (Lua numbers
   are doubles); others raise `InvalidArgumentError`.
@@ -80,6 +82,31 @@ Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
   requests for it are answered ``None``, ``renew`` raises `LeaseLostError`, ``release``
   and ``mark_dispatched`` answer ``False``; no script overwrites it, and none fails on
   it (``GET`` runs through ``pcall``), so foreign data never stops a batch half-way.
+- RD9 Data loss (R8). ``acquire_batch`` and ``health_check`` check the epoch sentinel
+  inside their script (a GET of it and of the fencing counter; no extra round trip).
+  A loss is the sentinel replaced, or a *rollback*: the fencing counter behind the
+  highest token this provider got (an older snapshot or AOF restored, a lagging
+  replica promoted); the script then renews the sentinel (born now, flagged lost) and
+  moves the counter up to that token, so fencing tokens keep increasing (L2). The call
+  that finds a loss grants nothing (so nothing is left to release), flags the sentinel
+  lost and raises `DataLossError` (a `RetryableError`: the scheduler reports an
+  ``error`` event per occurrence and retries them, rule D8); the loss is logged once
+  per provider.
+  From then on, on every provider of the key space (also one that started after the
+  loss, once any provider flagged it): a request with a watermark (a scheduled
+  occurrence) whose ``nominal_ms`` is before the new epoch's ``born`` (the *loss
+  instant*: the first time anyone touched the emptied key space, server clock) is
+  answered ``None`` while the server's time is before ``born + max(ttl, keep)`` of the
+  request: its occurrence may have been dispatched before the loss, and its record and
+  watermark are gone; after that memory every record from before the loss would have
+  ended anyway. Requests without a watermark (manual triggers) are not refused.
+  ``health_check`` raises `DataLossError` when it finds the loss (then the next
+  ``acquire_batch`` raises it too, without a round trip, so the scheduler reports it),
+  and afterwards while ``born`` plus the longest ``max(ttl, keep)`` this provider was
+  asked for has not passed. Not covered: an instance whose clock ran *ahead* of the
+  server's may have dispatched, before the loss, occurrences nominally after ``born``;
+  a rollback is seen only by a provider that got a token the rolled-back counter has
+  not reached (another provider's grants may pass it first).
 """
 
 from __future__ import annotations
@@ -98,15 +125,20 @@ import trio
 
 from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
+    DataLossError,
     InvalidArgumentError,
     LeaseLostError,
     SchedulerError,
     ValidationError,
 )
 from trio_sched._redis_common import (
+    EPOCH_LUA,
+    Detection,
     DriverStatistics,
+    EpochWatch,
     RedisDriver,
     RedisScript,
+    check_flag,
     check_prefix,
     check_redis_url,
     check_timeout,
@@ -163,23 +195,55 @@ local function next_fencing(key, count)
 end
 """
 
-# KEYS: fencing counter, watermark hash, lock 1..n.
+# RD9: the data was rolled back when the fencing counter is behind a token the client
+# got. `rolled_back` then sets it to that token (so tokens keep increasing, L2) and
+# answers 2, else 1 (the caller found the epoch replaced). A counter that is missing
+# (RD7) or not a number is never behind (GET through pcall, tonumber).
+_ROLLBACK: Final = """
+local function behind(counter, highest)
+  local value = tonumber(redis.pcall('GET', counter))
+  return value ~= nil and value < tonumber(highest)
+end
+local function rolled_back(counter, highest)
+  if behind(counter, highest) then
+    redis.call('SET', counter, highest)
+    return 2
+  end
+  return 1
+end
+"""
+
+# KEYS: fencing counter, watermark hash, epoch sentinel, lock 1..n.
 # ARGV[1]: a JSON array of n requests [token, ttl ms, keep ms, has watermark (0/1),
 # watermark name, nominal ms, watermark slack ms], numbers as strings (one argument
 # instead of 7n: redis-py packs each argument in Python, which cost more than the script
-# itself).
-# Reply: n answers, then the server's TIME as two more items (seconds, microseconds).
+# itself). ARGV[2], ARGV[3], ARGV[4]: the epoch the client remembers, its creator id
+# (R8) and the highest fencing token it got ('0' for none).
+# Reply: n answers, then the server's TIME as two items (seconds, microseconds), the
+# epoch sentinel (false: foreign data) and 0; or, when the epoch replaced the one the
+# client knew or holds foreign data, only TIME, the epoch and 1, and when the fencing
+# counter is behind ARGV[4] (a rollback, RD9), only TIME, the new epoch and 2: nothing
+# was granted.
 # An answer is a fencing token (> 0) for a fresh grant, {fencing token, old token} for a
 # takeover, the record (a string) when held, 0 when dispatched, not a record or granted
-# earlier in the batch, -1 when refused by its watermark. Grants and takeovers get
-# consecutive fencing tokens from one INCRBY, in request order.
+# earlier in the batch, -1 when refused by its watermark, -2 when refused after a data
+# loss (RD9). Grants and takeovers get consecutive fencing tokens from one INCRBY, in
+# request order.
 _ACQUIRE_BATCH: Final = RedisScript(
     _NOW
     + _RECORD
     + _NEXT_FENCING
+    + EPOCH_LUA
+    + _ROLLBACK
     + """
+local epoch, replaced, born, lost = epoch_check(KEYS[3], ARGV[2], ARGV[3], now_ms,
+                                                behind(KEYS[1], ARGV[4]))
+if replaced then
+  return {now[1], now[2], epoch, rolled_back(KEYS[1], ARGV[4])}
+end
+local guard = lost and born  -- RD9: occurrences before it are refused for a while
 local requests = cjson.decode(ARGV[1])
-local n = #KEYS - 2
+local n = #KEYS - 3
 local out = {}
 local grants = {}
 local granted = 0
@@ -187,17 +251,21 @@ local taken = {}
 local heads = {}  -- '0:{lease end}:' per ttl: most batches share one
 for i = 1, n do
   local r = requests[i]
-  local key = KEYS[i + 2]
+  local key = KEYS[i + 3]
   local refused = false
   if r[4] == 1 then
-    local mark = redis.call('HGET', KEYS[2], r[5])
-    if mark and tonumber(r[6]) <= tonumber(mark)
-        and tonumber(mark) - tonumber(r[6]) >= tonumber(r[7]) then
-      refused = true
+    if guard and tonumber(r[6]) < guard and now_ms < guard + tonumber(r[3]) then
+      refused = -2
+    else
+      local mark = redis.call('HGET', KEYS[2], r[5])
+      if mark and tonumber(r[6]) <= tonumber(mark)
+          and tonumber(mark) - tonumber(r[6]) >= tonumber(r[7]) then
+        refused = -1
+      end
     end
   end
   if refused then
-    out[i] = -1
+    out[i] = refused
   elseif taken[key] then
     out[i] = 0
   else
@@ -242,7 +310,24 @@ if granted > 0 then
 end
 out[n + 1] = now[1]
 out[n + 2] = now[2]
+out[n + 3] = epoch
+out[n + 4] = 0
 return out
+"""
+)
+
+# KEYS: epoch sentinel, fencing counter. ARGV: the epoch the client remembers, its
+# creator id (R8), the highest fencing token it got. Reply: the server's TIME (seconds,
+# microseconds), the epoch sentinel (false: foreign data) and 0, or as `_ACQUIRE_BATCH`
+# 1 or 2 when it found a loss.
+_HEALTH: Final = RedisScript(
+    _NOW
+    + EPOCH_LUA
+    + _ROLLBACK
+    + """
+local epoch, replaced = epoch_check(KEYS[1], ARGV[1], ARGV[2], now_ms,
+                                    behind(KEYS[2], ARGV[3]))
+return {now[1], now[2], epoch, replaced and rolled_back(KEYS[2], ARGV[3]) or 0}
 """
 )
 
@@ -326,17 +411,22 @@ class RedisLockProviderConfig:
     - ``prefix``: first part of every Redis key this provider touches (RD1).
     - ``operation_timeout``: bound on every call in seconds (R2).
     - ``max_connections``: worker threads (and so pooled connections) in use at once (R1).
+    - ``require_persistence``: refuse to work (`InvalidArgumentError` from every call)
+      unless the server runs the append-only file with ``appendfsync everysec`` or
+      ``always`` and lets ``CONFIG GET`` show it; by default that check only warns (R7).
     """
 
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "trio_sched"
     operation_timeout: float = 3.0
     max_connections: int = 10
+    require_persistence: bool = False
 
     def __post_init__(self) -> None:
         check_redis_url(self.url)
         check_prefix(self.prefix)
         check_timeout("operation_timeout", self.operation_timeout)
+        check_flag("require_persistence", self.require_persistence)
         if (
             isinstance(self.max_connections, bool)
             or not isinstance(self.max_connections, int)
@@ -351,7 +441,8 @@ class RedisLockProviderConfig:
         return (
             f"RedisLockProviderConfig(url={redact_url(self.url)!r}, prefix={self.prefix!r}, "
             f"operation_timeout={self.operation_timeout!r}, "
-            f"max_connections={self.max_connections!r})"
+            f"max_connections={self.max_connections!r}, "
+            f"require_persistence={self.require_persistence!r})"
         )
 
     __str__ = __repr__
@@ -368,7 +459,9 @@ class RedisLockStatistics:
     `misses` (a key found held or dispatched). `acquires` counts grants, takeovers
     included; `takeovers` those of rule L7, `dispatched` the records this client marked
     (L8; a repeated mark is not counted again). `last_fencing_token` is the highest this
-    client got. `driver` holds round trips, failures, timeouts and compensations (R1-R3).
+    client got. `data_losses` counts the losses this client detected (R8, RD9) and
+    `refused_after_loss` the requests refused by RD9 (not part of `misses` either).
+    `driver` holds round trips, failures, timeouts and compensations (R1-R3).
     """
 
     acquires: int
@@ -383,6 +476,8 @@ class RedisLockStatistics:
     driver: DriverStatistics
     takeovers: int = 0
     dispatched: int = 0
+    data_losses: int = 0
+    refused_after_loss: int = 0
 
 
 @final
@@ -400,11 +495,19 @@ class RedisLockProvider(ClosesOnExit):
             operation_timeout=self._config.operation_timeout,
             max_connections=self._config.max_connections,
             what="redis lock provider",
+            require_persistence=self._config.require_persistence,
         )
         prefix = self._config.prefix
         self._lock_prefix = f"{prefix}:lock:"
         self._fencing_key = f"{prefix}:fencing"
         self._watermark_key = f"{prefix}:watermarks"
+        self._epoch = EpochWatch(
+            f"{prefix}:epoch", f"redis lock provider ({self._driver.url}, prefix {prefix!r})"
+        )
+        # RD9: a loss `health_check` found, for the next `acquire_batch` to raise too.
+        self._unreported: DataLossError | None = None
+        self._longest_keep_ms = 0  # the longest record memory asked for (health_check)
+        self._refused_after_loss = 0
         self._acquires = 0
         self._misses = 0
         self._refused = 0
@@ -449,7 +552,7 @@ class RedisLockProvider(ClosesOnExit):
         lock (RD5). An empty batch makes no round trip.
         """
         tokens = _new_tokens(len(requests))
-        keys = [self._fencing_key, self._watermark_key]
+        keys = [self._fencing_key, self._watermark_key, self._epoch.key]
         rows: list[tuple[str, str, str, int, str, str, str]] = []
         millis: dict[float, str] = {}  # most batches share one ttl and keep
         for request, token in zip(requests, tokens, strict=True):
@@ -474,17 +577,26 @@ class RedisLockProvider(ClosesOnExit):
         if not requests:
             await self._checkpoint_open()
             return []
-        args = [json.dumps(rows, separators=(",", ":"))]
+        if self._unreported is not None:
+            await self._checkpoint_open()
+            error, self._unreported = self._unreported, None
+            raise error  # RD9: found by health_check; nothing was sent
+        self._longest_keep_ms = max(self._longest_keep_ms, *map(int, millis.values()))
+        knew, creator = self._epoch.args()
+        args = [json.dumps(rows, separators=(",", ":")), knew, creator, str(self._fencing)]
 
         def run(client: redis.Redis) -> object:
             return _ACQUIRE_BATCH.run(self._driver, client, keys, args)
 
-        reply = await self._driver.call(run, undo=self._undo(keys[2:], tokens))
-        if not isinstance(reply, list) or len(reply) != len(requests) + 2:
+        reply = await self._driver.call(run, undo=self._undo(keys[3:], tokens))
+        if isinstance(reply, list) and len(reply) == 4 and reply[-1] in (1, 2):
+            raise self._lost(self._epoch.detect(reply[2], knew), rolled_back=reply[-1] == 2)
+        if not isinstance(reply, list) or len(reply) != len(requests) + 4:
             raise SchedulerError(
-                f"unexpected reply from Redis (want {len(requests) + 2} items): {reply!r}"
+                f"unexpected reply from Redis (want {len(requests) + 4} items): {reply!r}"
             )
-        seconds, micros = _int(reply[-2]), _int(reply[-1])
+        self._epoch.adopt(reply[-2])
+        seconds, micros = _int(reply[-4]), _int(reply[-3])
         now = _server_time(seconds, micros)
         now_ms = seconds * 1000 + micros // 1000  # the script's now_ms
         expiries: dict[float, datetime] = {}  # most batches share one TTL
@@ -501,8 +613,10 @@ class RedisLockProvider(ClosesOnExit):
             else:
                 fencing = _int(answer)
                 if fencing <= 0:
-                    if fencing < 0:
+                    if fencing == -1:
                         self._refused += 1
+                    elif fencing < 0:
+                        self._refused_after_loss += 1
                     else:
                         self._misses += 1
                     results.append(None)
@@ -632,18 +746,39 @@ class RedisLockProvider(ClosesOnExit):
         await self._driver.call(run)
 
     async def health_check(self) -> None:
-        """PING the server within ``operation_timeout``; raise a `SchedulerError` if not.
+        """Check the server within ``operation_timeout`` (one script: its time and the
+        epoch sentinel, R8); raise a `SchedulerError` if it cannot be used.
 
-        `RetryableError` when unreachable or slow, `ClosedError` after `aclose`. A
-        checkpoint; changes nothing.
+        `RetryableError` when unreachable or slow, `ClosedError` after `aclose`,
+        `DataLossError` when it finds a data loss and, after one, while RD9 protects the
+        occurrences from before it (until the loss instant plus the longest record
+        memory this provider was asked for). A checkpoint; changes nothing but the
+        sentinel (created when missing, flagged when found replaced, R8).
         """
+        knew, creator = self._epoch.args()
+        keys = [self._epoch.key, self._fencing_key]
+        args = [knew, creator, str(self._fencing)]
 
         def run(client: redis.Redis) -> object:
-            self._driver.count_round_trip()
-            return client.ping()
+            return _HEALTH.run(self._driver, client, keys, args)
 
-        if await self._driver.call(run) is not True:
-            raise SchedulerError(f"unexpected PING reply from {self._driver.url}")
+        reply = await self._driver.call(run)
+        if not isinstance(reply, list) or len(reply) != 4:
+            raise SchedulerError(f"unexpected reply from Redis (want 4 items): {reply!r}")
+        if reply[3] in (1, 2):
+            error = self._lost(self._epoch.detect(reply[2], knew), rolled_back=reply[3] == 2)
+            self._unreported = error  # the scheduler's next batch reports it too
+            raise error
+        epoch = self._epoch.adopt(reply[2])
+        now_ms = _int(reply[0]) * 1000 + _int(reply[1]) // 1000
+        until = epoch.born + self._longest_keep_ms
+        if epoch.lost and now_ms < until:
+            raise DataLossError(
+                f"redis lock provider ({self._driver.url}): the server lost this key "
+                f"space's data at {epoch.born_at.isoformat()} (server clock); occurrences "
+                f"from before it are refused for {(until - now_ms) / 1000:g} s more (RD9)",
+                detected_at=epoch.born_at,
+            )
 
     async def aclose(self) -> None:
         """Close the connection pool. Idempotent.
@@ -672,9 +807,27 @@ class RedisLockProvider(ClosesOnExit):
             driver=self._driver.statistics(),
             takeovers=self._takeovers,
             dispatched=self._marked,
+            data_losses=self._epoch.detections,
+            refused_after_loss=self._refused_after_loss,
         )
 
     # -- internals --------------------------------------------------------------------
+
+    def _lost(self, detection: Detection, *, rolled_back: bool) -> DataLossError:
+        """The error of a call whose script found a loss (RD9)."""
+        self._driver.recheck_persistence()  # R7: the server may have restarted
+        why = (
+            f"the fencing counter was behind token {self._fencing} this client got (the "
+            "data was rolled back: an older snapshot or AOF restored, or a lagging replica "
+            "promoted), so the sentinel was renewed; "
+            if rolled_back
+            else ""
+        )
+        return self._epoch.error(
+            detection,
+            f"{why}this call acquired nothing; occurrences from before that instant are "
+            "now refused for their records' memory, max(ttl, keep), after it (RD9)",
+        )
 
     def _undo(self, redis_keys: list[str], tokens: list[str]) -> _Release:
         return _Release(self._driver, redis_keys, tokens)
