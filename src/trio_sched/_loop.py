@@ -87,6 +87,7 @@ class Loop:
         "nursery",
         "park",
         "parking",
+        "period",
         "skipped",
         "slack_ms",
         "stopping",
@@ -119,6 +120,9 @@ class Loop:
         self.wm_name = _plan.watermark_name(prefix, task.name)
         self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
         self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
+        # Seconds between its last two occurrences (0 until known): orders a large burst
+        # (D5); `Parking.next_park` keeps it, at one subtraction per occurrence.
+        self.period = 0.0
         self.base_headers = {
             **task.headers,
             H_TASK: task.name,
