@@ -50,7 +50,7 @@ ENQUEUE_CONCURRENCY: Final = 64
 # D5: a burst larger than this is decided, acquired and enqueued in chunks of this many
 # occurrences, shortest task periods first, each chunk its own batch, with a yield
 # between the decisions of two chunks: no step of a burst holds the Trio loop long.
-BURST_CHUNK: Final = 2000
+BURST_CHUNK: Final = 1000
 _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
 
 

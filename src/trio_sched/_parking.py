@@ -90,8 +90,6 @@ class Parking:
         """
         loop.next_fire = cursor.nominal
         nominal_ts = cursor.nominal.timestamp()
-        if reuse is not None:
-            loop.period = nominal_ts - reuse.nominal_ts  # D5: orders large bursts
         retry_at = cursor.retry_at
         if retry_at is None and (
             nominal_ts - (trio.current_time() + self._timer.wall_offset()) > _DORMANT_AFTER
