@@ -47,7 +47,15 @@ __all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
 
 # D6: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
 ENQUEUE_CONCURRENCY: Final = 64
+# D5: a burst larger than this is decided, acquired and enqueued in chunks of this many
+# occurrences, shortest task periods first, each chunk its own batch, with a yield
+# between the decisions of two chunks: no step of a burst holds the Trio loop long.
+BURST_CHUNK: Final = 1000
 _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
+
+
+def _period_of(park: Park) -> float:
+    return park.loop.period
 
 
 def task_job(
@@ -120,10 +128,31 @@ class Burst:
         self._tasks = tasks
 
     def process_due(self) -> None:
-        """Timer pass end: decide everything that became due together (D5)."""
+        """Timer pass end: decide everything that became due together (D5): at once up
+        to `BURST_CHUNK` occurrences, the rest chunk by chunk from a task of its own."""
         due = self._parking.take_due()
         if not due:
             return
+        if len(due) > BURST_CHUNK and self.services is not None:
+            # Shortest periods first: their next occurrence is the nearest, so their
+            # lateness matters most (a minute's burst must not delay the seconds').
+            due.sort(key=_period_of)
+            self.batches.enter()
+            self.services.start_soon(self._decide_rest, due)
+            due = due[:BURST_CHUNK]
+        self._decide(due)
+
+    async def _decide_rest(self, due: list[Park]) -> None:
+        """Decide the chunks of a large burst after its first one (D5), one per step."""
+        try:
+            for start in range(BURST_CHUNK, len(due), BURST_CHUNK):
+                await trio.lowlevel.checkpoint()
+                self._decide(due[start : start + BURST_CHUNK])
+        finally:
+            self.batches.leave()
+
+    def _decide(self, due: list[Park]) -> None:
+        """Decide `due` (one chunk of a burst) and start its batch (D5)."""
         now = self._wall_clock()
         now_ts = now.timestamp()
         grace = self._config.misfire_grace

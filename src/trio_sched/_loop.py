@@ -23,6 +23,7 @@ from trio_sched._events import TaskStatistics
 from trio_sched._lease import LeaseGuard
 from trio_sched._task import MisfirePolicy, Task
 from trio_sched._timer import TimerHandle
+from trio_sched.cron._fields import HOUR, MINUTE, SECOND
 from trio_sched.locks._protocol import LockLease
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Loop:
         "nursery",
         "park",
         "parking",
+        "period",
         "skipped",
         "slack_ms",
         "stopping",
@@ -119,6 +121,7 @@ class Loop:
         self.wm_name = _plan.watermark_name(prefix, task.name)
         self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
         self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
+        self.period = _period_hint(task)  # orders a large burst (D5)
         self.base_headers = {
             **task.headers,
             H_TASK: task.name,
@@ -266,6 +269,19 @@ class Cursor:
         self.nominal = nominal
         self.retry_at: float | None = None
         self.backoff = backoff
+
+
+def _period_hint(task: Task) -> float:
+    """About how often `task` fires, in seconds, from the shape of its schedule (no
+    search): its ``@every`` interval, else the unit of its finest field with more than
+    one value (1 s, 1 min, 1 h), else a day. Orders a large burst, shortest first (D5)."""
+    schedule = task.cron
+    if schedule.interval is not None:
+        return schedule.interval.total_seconds()
+    for index, unit in ((SECOND, 1.0), (MINUTE, 60.0), (HOUR, 3600.0)):
+        if len(schedule.fields[index].values) > 1:
+            return unit
+    return 86_400.0
 
 
 class Nominal(NamedTuple):

@@ -157,6 +157,7 @@ class WrappedLocks:
     def __init__(self, inner: LockProvider) -> None:
         self.inner = inner
         self.batch_sizes: list[int] = []
+        self.batch_keys: list[list[str]] = []  # the lock keys of every acquire_batch
         self.advance_calls: list[dict[str, int]] = []
         self.marked: list[LockLease] = []  # leases passed to mark_dispatched
         self.get_watermark_calls: list[list[str]] = []
@@ -175,6 +176,7 @@ class WrappedLocks:
         self, requests: Sequence[AcquireRequest]
     ) -> list[LockLease | Held | None]:
         self.batch_sizes.append(len(requests))
+        self.batch_keys.append([request.key for request in requests])
         if self.batch_failures > 0 and self.batch_error is not None:
             self.batch_failures -= 1
             await trio.lowlevel.checkpoint()

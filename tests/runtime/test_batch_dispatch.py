@@ -20,6 +20,7 @@ from trio_sched import (
     Task,
     open_scheduler,
 )
+from trio_sched._burst import BURST_CHUNK
 from trio_sched.jobs import Job
 from trio_sched.locks import MemoryLockProvider
 
@@ -314,3 +315,32 @@ async def test_a_loop_that_cannot_go_on_crashes_alone(
     assert (stats.fired, stats.errors) == (2, 1)
     assert [e.kind for e in events if e.task == "end"][-1] is EventKind.ERROR
     assert tasks_now == 0
+
+
+async def test_a_large_burst_goes_in_chunks_shortest_periods_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # D5: more than BURST_CHUNK co-due occurrences are decided, acquired and enqueued in
+    # chunks (one acquire_batch each), the tasks with the shortest period first.
+    wall = FakeWall(at(8, 59, 58))
+    locks = WrappedLocks(MemoryLockProvider())
+    jobs = RecordingJobs()
+    minutes, seconds = BURST_CHUNK + 500, BURST_CHUNK // 2
+    async with open_scheduler(jobs=jobs, locks=locks, config=config(wall)) as s:
+        for i in range(minutes):
+            s.register(Task(name=f"m{i}", schedule="* * * * *"))
+        for i in range(seconds):
+            s.register(Task(name=f"s{i}", schedule="* * * * * *"))
+        await trio.sleep(62.5)  # 09:00:00 and 09:01:00; the seconds from 08:59:59
+        stats = s.statistics().tasks
+    assert sum(t.fired for t in stats.values()) == minutes * 2 + seconds * 62
+    assert len(jobs.jobs) == minutes * 2 + seconds * 62
+    # 09:00:00 and 09:01:00: the every-second tasks go first, then the minute tasks,
+    # never more than BURST_CHUNK per acquire_batch.
+    big = [keys for keys in locks.batch_keys if any(":m" in k for k in keys)]
+    assert len(big) == 4  # two chunks each
+    assert all(len(keys) <= BURST_CHUNK for keys in big)
+    for first in (big[0], big[2]):
+        assert all(":s" in key for key in first[:seconds]), first[:3]
+        assert all(":m" in key for key in first[seconds:])
+    assert sum(len(keys) for keys in big[2:]) == minutes + seconds
