@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, NamedTuple, final
 
 import trio
 
@@ -48,8 +48,9 @@ __all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
 # D6: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
 ENQUEUE_CONCURRENCY: Final = 64
 # D5: a burst larger than this is decided, acquired and enqueued in chunks of this many
-# occurrences, shortest task periods first, each chunk its own batch, with a yield
-# between the decisions of two chunks: no step of a burst holds the Trio loop long.
+# occurrences, shortest task periods first, one chunk after the other, and its outcomes
+# are recorded after the last chunk's enqueue, a chunk per step: no step of a burst
+# holds the Trio loop long, and recording never delays an enqueue.
 BURST_CHUNK: Final = 1000
 _MISSING: Final = _plan.Decision(_plan.Action.WAIT, datetime(1970, 1, 1, tzinfo=UTC), 0.0)
 
@@ -81,6 +82,17 @@ def task_job(
         created_at=created,
         fencing_token=fencing_token,
     )
+
+
+class _Outcomes(NamedTuple):
+    """What an enqueued batch left to record (D6): its parks, their guards (empty when
+    none was made), jobs, per-job results (None: the call failed) and when it ended."""
+
+    parks: list[Park]
+    guards: list[LeaseGuard]
+    jobs: list[Job]
+    results: list[Exception | None] | None
+    done_ts: float
 
 
 class _Cancelled(Exception):
@@ -129,30 +141,45 @@ class Burst:
 
     def process_due(self) -> None:
         """Timer pass end: decide everything that became due together (D5): at once up
-        to `BURST_CHUNK` occurrences, the rest chunk by chunk from a task of its own."""
+        to `BURST_CHUNK` occurrences, the rest chunk by chunk from the burst's task."""
         due = self._parking.take_due()
         if not due:
             return
-        if len(due) > BURST_CHUNK and self.services is not None:
+        rest: list[Park] = []
+        if len(due) > BURST_CHUNK:
             # Shortest periods first: their next occurrence is the nearest, so their
             # lateness matters most (a minute's burst must not delay the seconds').
             due.sort(key=_period_of)
+            due, rest = due[:BURST_CHUNK], due[BURST_CHUNK:]
+        firing = self._decide(due)
+        if firing or rest:
+            assert self.services is not None
             self.batches.enter()
-            self.services.start_soon(self._decide_rest, due)
-            due = due[:BURST_CHUNK]
-        self._decide(due)
+            self.services.start_soon(self._burst, firing, rest)
 
-    async def _decide_rest(self, due: list[Park]) -> None:
-        """Decide the chunks of a large burst after its first one (D5), one per step."""
+    async def _burst(self, firing: list[Park], rest: list[Park]) -> None:
+        """D5, D6: acquire and enqueue `firing`, then decide, acquire and enqueue each
+        chunk of `rest` in turn; a chunked burst records its outcomes after its last
+        enqueue, a chunk per step."""
         try:
-            for start in range(BURST_CHUNK, len(due), BURST_CHUNK):
+            later: list[_Outcomes] | None = [] if rest else None
+            start = 0
+            while True:
+                if firing:
+                    await self._acquire_and_dispatch(firing, later)
+                if start >= len(rest):
+                    break
                 await trio.lowlevel.checkpoint()
-                self._decide(due[start : start + BURST_CHUNK])
+                firing = self._decide(rest[start : start + BURST_CHUNK])
+                start += BURST_CHUNK
+            for outcomes in later or ():
+                await trio.lowlevel.checkpoint()
+                self._record_outcomes(outcomes)
         finally:
             self.batches.leave()
 
-    def _decide(self, due: list[Park]) -> None:
-        """Decide `due` (one chunk of a burst) and start its batch (D5)."""
+    def _decide(self, due: list[Park]) -> list[Park]:
+        """Decide `due` (one chunk of a burst), settling skips; returns what fires (D5)."""
         now = self._wall_clock()
         now_ts = now.timestamp()
         grace = self._config.misfire_grace
@@ -188,19 +215,13 @@ class Burst:
                     self._parking.prepare(park, decision.nominal, late=True)
                 park.phase = Phase.ACQUIRING
                 firing.append(park)
-        if firing:
-            assert self.services is not None
-            self.batches.enter()
-            self.services.start_soon(self._acquire_batch, firing)
+        return firing
 
-    async def _acquire_batch(self, parks: list[Park]) -> None:
-        """One ``acquire_batch`` for every occurrence due together (D5), then D6."""
-        try:
-            await self._acquire_and_dispatch(parks)
-        finally:
-            self.batches.leave()
-
-    async def _acquire_and_dispatch(self, parks: list[Park]) -> None:
+    async def _acquire_and_dispatch(
+        self, parks: list[Park], later: list[_Outcomes] | None = None
+    ) -> None:
+        """One ``acquire_batch`` for `parks` (D5), then their enqueue (D6); their
+        outcomes are recorded at once, or appended to `later`."""
         # Built now rather than while the loops wait: one request kept per waiting loop
         # (a tracked object) would be promoted to the collector's old generation with
         # every burst and trigger full collections (~200 ms each at 10,000 loops).
@@ -250,7 +271,7 @@ class Burst:
             park.phase = Phase.DONE
             self._settle_outside(park)
         if dispatching:
-            await self._dispatch_batch(dispatching, started)
+            await self._dispatch_batch(dispatching, started, later)
         for lease in orphans:  # D9: nothing was attempted for these
             try:
                 await self._locks.release(lease)
@@ -268,7 +289,9 @@ class Burst:
         assert park.lease is not None
         self._watermarks.settle(park.lease)
 
-    async def _dispatch_batch(self, parks: list[Park], acquired_at: float) -> None:
+    async def _dispatch_batch(
+        self, parks: list[Park], acquired_at: float, later: list[_Outcomes] | None = None
+    ) -> None:
         """D6: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
         call, or, for a plain runtime, job by job from this task and a few helpers
         (`_enqueue_each`).
@@ -325,12 +348,21 @@ class Burst:
             finally:
                 self.in_flight -= len(jobs)
                 batch.finish()
-        guards = batch.guards
         done_ts = self._wall_clock().timestamp()  # E2: lateness up to the enqueue
-        for index, park in enumerate(parks):
+        outcomes = _Outcomes(parks, batch.guards, jobs, results, done_ts)
+        if later is None:
+            self._record_outcomes(outcomes)
+        else:
+            later.append(outcomes)
+
+    def _record_outcomes(self, outcomes: _Outcomes) -> None:
+        guards = outcomes.guards
+        for index, park in enumerate(outcomes.parks):
             guard = guards[index] if guards else None
             try:
-                self._batch_outcome(park, guard, jobs[index], results, index, done_ts)
+                self._batch_outcome(
+                    park, guard, outcomes.jobs[index], outcomes.results, index, outcomes.done_ts
+                )
             except Exception as exc:
                 self._crashed_outside(park, exc)
 
