@@ -29,11 +29,16 @@ Rules:
   entry.
 - D4 Dormant loops woken together (their wake-up instants coincide, 2 s before a
   shared occurrence) are parked again by one waker task, ``_START_CHUNK`` per step, so
-  20,000 of them do not hold the Trio loop for one long step. A burst itself is still
-  decided, acquired and enqueued whole (one step each for its bookkeeping).
+  20,000 of them do not hold the Trio loop for one long step.
 - D5 Batching: all occurrences that become due in one timer pass are decided in
   that pass (pure `_plan.decide`, one wall-clock read) and acquired with ONE
-  ``acquire_batch`` call, the watermark check included. Lock misses, acquire errors and
+  ``acquire_batch`` call, the watermark check included. A burst of more than
+  ``BURST_CHUNK`` (1,000) occurrences is sorted by the period of its tasks (shortest
+  first: their next occurrence is nearest), and only its first chunk is decided in the
+  pass; the burst's task acquires and enqueues that chunk, then decides, acquires and
+  enqueues each next chunk after a yield, and records the outcomes after the last
+  enqueue, a chunk per step: no step holds the Trio loop for the whole burst, and no
+  bookkeeping delays an enqueue. Lock misses, acquire errors and
   misfire skips are settled right there, without waking a loop; an acquired occurrence
   is dispatched with its whole burst (D6). A failure while settling
   outside a loop's task (an impossible next occurrence) ends that loop alone, reported
