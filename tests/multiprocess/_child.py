@@ -32,7 +32,8 @@ Rules:
   before anything is recorded: it holds the leases of that burst and dispatched none
   of them; ``pause-after-acquire`` blocks the whole process (a ``time.sleep`` in the
   Trio thread, as a SIGSTOP would) for ``--lock-ttl`` + 1.5 s right after an
-  ``acquire_batch`` that granted leases, so it resumes holding leases that ran out.
+  ``acquire_batch`` that granted fresh leases (a burst's, not a takeover's), so it
+  resumes holding leases that ran out.
   ``--lock-ttl`` and ``--grace`` set the tasks' lock TTL and ``misfire_grace``.
 - M6 A misfire decision is reported as ``[task, first late ms, decided ms, action]``:
   ``skip`` dropped every occurrence from the first late one through the decided one;
@@ -109,8 +110,8 @@ def maybe_die() -> None:
 
 
 class PausingLocks:
-    """M7: forwards to the real provider; pauses the process after one granting
-    ``acquire_batch``."""
+    """M7: forwards to the real provider; pauses the process after one ``acquire_batch``
+    that granted fresh leases."""
 
     def __init__(self, inner: Any, pause: float) -> None:
         self._inner = inner
@@ -121,7 +122,8 @@ class PausingLocks:
 
     async def acquire_batch(self, requests: Sequence[Any]) -> list[Any]:
         answers = await self._inner.acquire_batch(requests)
-        if any(isinstance(a, LockLease) for a in answers) and FAULT.due("pause-after-acquire"):
+        fresh = any(isinstance(a, LockLease) and a.taken_over is None for a in answers)
+        if fresh and FAULT.due("pause-after-acquire"):
             time.sleep(self._pause)  # noqa: ASYNC251 - the whole process stops, as under SIGSTOP
         return list(answers)
 

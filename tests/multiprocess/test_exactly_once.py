@@ -22,14 +22,14 @@ kill lands at a half second, away from dispatches (they take milliseconds after 
 second), so it does not strand a held lock: a process killed between acquire and
 enqueue is the fault variant below.
 
-Fault variants (rule M7 of `_child`, rule D12 of the runtime): three processes, the
-third with its clock 0.3 s ahead (it reaches every occurrence first and takes its
-leases), lock TTL 1 s and ``misfire_grace`` 3 s. The third either SIGKILLs itself
-inside its enqueue, holding a whole burst's leases undispatched, or stops dead for
-2.5 s right after an ``acquire_batch`` granted it leases. Either way the others find
-those occurrences held, take them over once the leases run out and dispatch them:
-nothing is missing and nothing is recorded twice; a paused holder reports
-``lease_lost`` and enqueues nothing under the leases that ran out.
+Fault variant (rule M7 of `_child`, rule D12 of the runtime): four processes with lock
+TTL 1 s and ``misfire_grace`` 3 s; two victims with clocks ahead (they reach every
+occurrence first and take its leases). One SIGKILLs itself inside its enqueue, holding
+a whole burst's leases undispatched; later the other stops dead for 2.5 s right after
+an ``acquire_batch`` granted it leases. Either way the others find those occurrences
+held, take them over once the leases run out and dispatch them: nothing is missing and
+nothing is recorded twice; the paused holder reports ``lease_lost`` and enqueues
+nothing under the leases that ran out.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def run_scenario(
 
 
 def test_three_processes_dispatch_each_occurrence_once(backend: Backend, tmp_path: Path) -> None:
-    missing, dropped = run_scenario(backend, tmp_path, 9.0, (0.0, 0.0, 0.0), kill_at=0)
+    missing, dropped = run_scenario(backend, tmp_path, 7.5, (0.0, 0.0, 0.0), kill_at=0)
     assert missing == set()
     assert dropped == set()
 
@@ -293,7 +293,7 @@ def test_sigkilled_process_restarted(backend: Backend, tmp_path: Path) -> None:
     # Two processes never stop and their clocks agree with the restarted one's: every
     # occurrence is on time for someone, and the restarted process resumes after the
     # shared watermark, which is recent, so it finds nothing late. Nothing is missing.
-    missing, dropped = run_scenario(backend, tmp_path, 13.0, (0.0, 0.0, 0.0), kill_at=4.0)
+    missing, dropped = run_scenario(backend, tmp_path, 11.5, (0.0, 0.0, 0.0), kill_at=3.5)
     assert missing == set()
     assert dropped == set()
 
@@ -307,39 +307,50 @@ def test_skewed_clocks_with_the_leader_sigkilled(backend: Backend, tmp_path: Pat
     # rule D10 of the runtime the others still fire it: an on-time occurrence that close
     # below the watermark is left to its lock, which nobody took. So nothing is missing,
     # even where the restarted process reported a misfire.
-    missing, _dropped = run_scenario(backend, tmp_path, 15.0, (-2.0, 0.0, 2.0), kill_at=5.0)
+    missing, _dropped = run_scenario(backend, tmp_path, 13.5, (-2.0, 0.0, 2.0), kill_at=4.5)
     assert missing == set()
 
 
 FAULT_OPTIONS = ("--lock-ttl", "1.0", "--grace", "3.0")
 
 
-def run_fault(backend: Backend, tmp: Path, fault: str, run: float = 9.0) -> dict[str, int]:
-    """Three processes, the third (clock +0.3 s) suffering `fault` 3 s in (M7).
-    Asserts exactly once with nothing missing; returns the survivors' counters."""
+def test_holders_failing_between_acquire_and_enqueue_lose_nothing(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Four processes: two that never fail, and two victims whose clocks run ahead (so
+    they take the leases first). The one 0.3 s ahead SIGKILLs itself inside its enqueue
+    3 s in, holding a burst's leases; then the one 0.2 s ahead leads, and 4.5 s in it
+    stops dead for 2.5 s right after an acquire granted it leases (rule M7 of
+    `_child`). Exactly once with nothing missing, and the survivors took over."""
+    run = 10.0
     children: list[Child] = []
     try:
         children = [
-            spawn(backend, tmp, "p0", run, 0.0, FAULT_OPTIONS),
-            spawn(backend, tmp, "p1", run, 0.0, FAULT_OPTIONS),
+            spawn(backend, tmp_path, "p0", run, 0.0, FAULT_OPTIONS),
+            spawn(backend, tmp_path, "p1", run, 0.0, FAULT_OPTIONS),
             spawn(
                 backend,
-                tmp,
-                "victim",
+                tmp_path,
+                "dies",
                 run,
                 0.3,
-                (*FAULT_OPTIONS, "--fault", fault, "--fault-after", "3"),
+                (*FAULT_OPTIONS, "--fault", "die-in-enqueue", "--fault-after", "3"),
+            ),
+            spawn(
+                backend,
+                tmp_path,
+                "pauses",
+                run,
+                0.2,
+                (*FAULT_OPTIONS, "--fault", "pause-after-acquire", "--fault-after", "4.5"),
             ),
         ]
         wait_running(children)
-        victim = children[2]
+        dies, pauses = children[2], children[3]
+        code = dies.proc.wait(timeout=run + 30)
+        assert code == -signal.SIGKILL, (code, dies.stderr())
         survivors = children[:2]
-        if fault == "die-in-enqueue":
-            code = victim.proc.wait(timeout=run + 30)
-            assert code == -signal.SIGKILL, (code, victim.stderr())
-            completed = survivors
-        else:
-            completed = children
+        completed = [*survivors, pauses]
         wait_done(completed)
         lo, hi = window(children, completed)
         records = backend.read_records()
@@ -347,27 +358,16 @@ def run_fault(backend: Backend, tmp: Path, fault: str, run: float = 9.0) -> dict
         missing = check_records(records, lo, hi, {c.proc.pid for c in children}, dropped)
         assert missing == set()
         check_statuses(survivors)
-        counters = Counter[str]()
+        takeovers = 0
         for child in survivors:
             status = child.status()
             assert status is not None
-            for task in status["tasks"].values():
-                counters.update(task)
-        if fault == "pause-after-acquire":
-            status = victim.status()
-            assert status is not None
-            assert status["errors"], "the paused holder reported no lease_lost"
-            assert all(e.startswith("lease_lost ") for e in status["errors"]), status["errors"]
-        return dict(counters)
+            takeovers += sum(t["takeovers"] for t in status["tasks"].values())
+        # Each victim held a burst's leases (one per task due) when it failed.
+        assert takeovers >= 2, takeovers
+        status = pauses.status()
+        assert status is not None
+        assert status["errors"], ("the paused holder reported no lease_lost", pauses.stderr())
+        assert all(e.startswith("lease_lost ") for e in status["errors"]), status["errors"]
     finally:
         kill_all(children)
-
-
-@pytest.mark.parametrize("fault", ["die-in-enqueue", "pause-after-acquire"])
-def test_holder_failing_between_acquire_and_enqueue_loses_nothing(
-    backend: Backend, tmp_path: Path, fault: str
-) -> None:
-    counters = run_fault(backend, tmp_path, fault)
-    # The victim held a burst's leases (one per task) when it failed: the others took
-    # those occurrences over (the fire_once one and the others alike).
-    assert counters["takeovers"] >= 1, counters
