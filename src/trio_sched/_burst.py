@@ -468,6 +468,9 @@ class Burst:
         assert decision is not None
         park.phase = Phase.DONE
         lease = park.lease
+        if park.manual:
+            self._manual_outcome(park, job, error, lateness)
+            return
         if park.taken_over:
             self.dispatched(loop, decision, job, error, lease, lateness)
             return
@@ -477,6 +480,54 @@ class Burst:
         self.dispatched(loop, decision, job, error, lease, lateness)
         cursor.nominal = loop.task.cron.next_after(decision.nominal)
         self._parking.move_on(park)
+
+    async def dispatch_manual(self, park: Park) -> None:
+        """O8: acquire and enqueue a trigger's occurrence like a burst of one (D6): the
+        same lease guard, lease check, enqueue and outcome; ``park.settled`` is set
+        when ``park.result`` holds the job or the error (a transient enqueue error is
+        retried on its own first, D8). A checkpoint; cancelled while acquiring or
+        enqueuing, the outcome is the cancellation's (the lock stays until its TTL)."""
+        started = trio.current_time()
+        try:
+            answers = await self._locks.acquire_batch([AcquireRequest(park.key, park.loop.ttl)])
+            lease = answers[0] if len(answers) == 1 else None
+            if not isinstance(lease, LockLease):
+                raise ConflictError(f"manual occurrence key {park.key!r} is already held")
+        except Exception as exc:
+            self._conclude_safely(park, None, exc)
+            return
+        park.lease = lease
+        park.acquired_at = started
+        park.expires = started + park.loop.ttl
+        park.phase = Phase.DISPATCHING
+        await self._dispatch_batch([park], started)
+
+    def _manual_outcome(
+        self, park: Park, job: Job | None, error: Exception | None, lateness: float | None
+    ) -> None:
+        loop = park.loop
+        decision = park.decision
+        assert decision is not None
+        if error is None:
+            assert job is not None
+            loop.triggered += 1
+            self._reporter.emit(
+                EventKind.FIRED, loop.task.name, decision.nominal, lateness, job=job, manual=True
+            )
+        else:
+            self._reporter.dispatch_failure(loop, decision.nominal, error, manual=True)
+        if error is not None:
+            self.settle_detached(park, error)
+        else:
+            assert job is not None
+            self.settle_detached(park, job)
+
+    @staticmethod
+    def settle_detached(park: Park, result: Job | Exception) -> None:
+        """Hand a detached park's outcome to whoever waits for it (a trigger, O8)."""
+        park.result = result
+        if park.settled is not None:
+            park.settled.set()
 
     def _conclude_safely(self, park: Park, job: Job | None, error: Exception | None) -> None:
         try:
@@ -510,7 +561,8 @@ class Burst:
         that loop (it is not parked again) and keep every other task running."""
         loop = park.loop
         self._reporter.crash(loop, exc)
-        if park.taken_over:
+        if park.detached:
+            self.settle_detached(park, exc)
             return  # not the loop's own park: the loop goes on
         # Stop it as `unregister` would: a park re-armed before the failure stops
         # waiting.

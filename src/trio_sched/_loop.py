@@ -28,6 +28,7 @@ from trio_sched.locks._protocol import LockLease
 
 if TYPE_CHECKING:
     from trio_sched._parking import Parking
+    from trio_sched.jobs._job import Job
 
 __all__ = [
     "H_FENCING",
@@ -203,9 +204,12 @@ class Park:
         "key",
         "lease",
         "loop",
+        "manual",
         "nominal",
         "nominal_ts",
         "phase",
+        "result",
+        "settled",
         "slack_ms",
         "taken_over",
     )
@@ -229,6 +233,17 @@ class Park:
         # D12: a park of its own for an occurrence this instance took over (not the
         # loop's park: the loop went on to its next occurrence meanwhile).
         self.taken_over = False
+        # O8: a manual trigger's occurrence, also not the loop's park; `settled` is set
+        # once its outcome is in `result` (the job, or the error).
+        self.manual = False
+        self.settled: trio.Event | None = None
+        self.result: Job | Exception | None = None
+
+    @property
+    def detached(self) -> bool:
+        """Not its loop's own park (a takeover or a trigger): its outcome does not move
+        the loop."""
+        return self.taken_over or self.manual
 
     @property
     def ttl(self) -> float:

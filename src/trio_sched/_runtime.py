@@ -74,8 +74,10 @@ Rules:
   of the loop's nursery, spawned by the timer only when the dispatch is still running
   at TTL/3 (a child task per dispatch would cost ~100 us each); it renews every TTL/3
   and, when a renewal is rejected or the lease would expire unconfirmed, cancels the
-  dispatch scope and records ``lease_lost``. `Scheduler.trigger` runs its dispatch in a
-  scope of its own. After its enqueue returns, a dispatch yields once (shielded) before
+  dispatch scope and records ``lease_lost``. `Scheduler.trigger` dispatches its
+  occurrence the burst's way (a burst of one, `Burst.dispatch_manual`), a takeover
+  with a burst of its own (D12); a transient error of either is retried by a task of
+  its own under its guard. After its enqueue returns, a dispatch yields once (shielded) before
   its bookkeeping, so the loops of a burst all enqueue first.
 - D8 Errors (O7): ``RetryableError`` and ``OSError`` (connection trouble, timeouts) are
   transient: an acquire is retried with exponential backoff (``retry_backoff`` doubling
@@ -136,7 +138,7 @@ import trio
 from trio_util import AsyncValue
 
 from trio_sched import _plan
-from trio_sched._burst import Burst, task_job
+from trio_sched._burst import Burst
 from trio_sched._config import Config, GuardedClock, check_wall_clock
 from trio_sched._errors import (
     ClosedError,
@@ -152,13 +154,12 @@ from trio_sched._events import (
 )
 from trio_sched._lease import LeaseKeeper
 from trio_sched._loop import (
-    H_FENCING,
     H_NOMINAL,
     H_OCCURRENCE,
-    H_TASK,
     H_TRIGGER,
     Loop,
     Nominal,
+    Park,
 )
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
@@ -252,7 +253,7 @@ class Scheduler:
             takeovers=self._takeovers,
         )
         self._takeovers.bind(self._burst)
-        self._tasks = LoopTasks(  # D7, D8, and triggers (O8)
+        self._tasks = LoopTasks(  # D7, D8
             timer=self._timer,
             jobs=jobs,
             config=config,
@@ -417,9 +418,12 @@ class Scheduler:
         `RetryableError` (dispatch timed out) or the backend's error. Does not move the
         task's watermark or its schedule.
 
-        A checkpoint. Cancelled while acquiring: the provider's rules apply (no hidden
-        lock). Cancelled while enqueuing: the job may or may not be enqueued; the manual
-        lock stays until its TTL.
+        The occurrence goes the burst's way (D6): one lease guard, the lease checked by
+        this instance's clock before the enqueue, transient enqueue errors retried until
+        ``dispatch_timeout``. A checkpoint. Cancelled while acquiring: the provider's
+        rules apply (no hidden lock). Cancelled while enqueuing: the job may or may not
+        be enqueued; the manual lock stays until its TTL. Cancelled while a retry runs:
+        the retry goes on and is reported by events.
         """
         if self._state.value is _State.NEW:
             raise NotInitializedError("scheduler is not running; start it first")
@@ -431,45 +435,29 @@ class Scheduler:
         task = loop.task
         now = self._wall_clock()
         nonce = secrets.token_hex(6)
-        key = _plan.manual_occurrence_key(self._prefix, task.name, now, nonce)
-        idem = _plan.manual_idempotency_key(task.name, task.idempotency_key, now, nonce)
-        ttl = loop.ttl  # the task's lock TTL, fixed when it was registered
+        park = Park(loop, now, now.timestamp())
+        park.manual = True
+        park.settled = trio.Event()
+        now_utc = now.astimezone(UTC)
+        info = park.info = Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
+        key = park.key = _plan.manual_occurrence_key(self._prefix, task.name, now, nonce)
+        idem = park.idem = _plan.manual_idempotency_key(task.name, task.idempotency_key, now, nonce)
+        park.job_id = _plan.job_id(idem)
+        park.headers.update({H_OCCURRENCE: key, H_NOMINAL: info.iso, H_TRIGGER: "manual"})
+        park.decision = _plan.Decision(_plan.Action.FIRE, now, 0.0)
         self._triggers.enter()
         try:
-            acquired_at = trio.current_time()
-            try:
-                lease = await self._locks.acquire(key, ttl)
-            except Exception as exc:
-                self._reporter.error(loop, now, exc, manual=True)
-                raise
-            if lease is None:
-                held = ConflictError(f"manual occurrence key {key!r} is already held")
-                self._reporter.error(loop, now, held, manual=True)
-                raise held
-            now_utc = now.astimezone(UTC)
-            info = Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
-            headers = {
-                **task.headers,
-                H_TASK: task.name,
-                H_OCCURRENCE: key,
-                H_NOMINAL: info.iso,
-                H_FENCING: str(lease.fencing_token),
-                H_TRIGGER: "manual",
-            }
-            created = self._wall_clock()
-            job = task_job(
-                task, _plan.job_id(idem), idem, headers, info.utc, created, lease.fencing_token
-            )
-            assert self._services is not None
-            error = await self._tasks.guarded_enqueue(job, lease, ttl, acquired_at, self._services)
-            if error is not None:
-                self._reporter.dispatch_failure(loop, now, error, manual=True)
-                raise error
-            loop.triggered += 1
-            self._reporter.emit(EventKind.FIRED, task.name, now, 0.0, job=job, manual=True)
-            return job
+            # The burst's path (D6), for one occurrence: one lease guard, the lease check
+            # before the enqueue, retries of transient errors until dispatch_timeout.
+            await self._burst.dispatch_manual(park)
+            await park.settled.wait()
         finally:
             self._triggers.leave()
+        result = park.result
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, Job)
+        return result
 
     # -- observability --------------------------------------------------------------------
 

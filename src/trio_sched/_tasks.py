@@ -2,7 +2,8 @@
 `_runtime`): an occurrence a burst handed back (a transient enqueue error, a failed
 ``enqueue_many`` call, or a call cancelled for another occurrence's lease) is retried
 by a task started for its loop, which then parks the loop again and ends; and the
-guarded enqueue of a manual trigger (O8).
+retry of a detached occurrence (a takeover's, D12, or a trigger's, O8) under a guard
+of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import trio
 from trio_sched import _plan
 from trio_sched._burst import Burst
 from trio_sched._config import Config
-from trio_sched._errors import ConflictError, RetryableError, is_transient
+from trio_sched._errors import ClosedError, ConflictError, RetryableError, is_transient
 from trio_sched._lease import LeaseGuard, LeaseKeeper
 from trio_sched._loop import Cursor, InFlight, Loop, Park, Phase
 from trio_sched._parking import Parking
@@ -29,7 +30,7 @@ __all__ = ["LoopTasks"]
 @final
 class LoopTasks:
     """Starts a loop's Trio task to retry a handed-back occurrence (D7, D8), and runs
-    a trigger's guarded enqueue."""
+    the guarded retry of a detached occurrence."""
 
     def __init__(
         self,
@@ -211,16 +212,19 @@ class LoopTasks:
         if guard is not None:
             park.lease = guard.lease
             park.expires = guard.expires
-        if not park.taken_over:
+        if not park.detached:
             self._wake(park)
             return
         nursery = self.loops_nursery
         if nursery is None:  # hard stop: nothing runs any more
             park.abandoned = True
+            self._burst.settle_detached(park, ClosedError("the scheduler stopped"))
             return
-        nursery.start_soon(self._retry_taken_over, park, job, nursery)
+        nursery.start_soon(self._retry_detached, park, job, nursery)
 
-    async def _retry_taken_over(self, park: Park, job: Job, nursery: trio.Nursery) -> None:
+    async def _retry_detached(self, park: Park, job: Job, nursery: trio.Nursery) -> None:
+        """D8 for a taken-over or triggered occurrence: enqueue again under its guard
+        until ``dispatch_timeout``, then record the outcome."""
         lease = park.lease
         assert lease is not None
         error = await self.guarded_enqueue(
@@ -233,6 +237,7 @@ class LoopTasks:
             self._burst.conclude(park, job if error is None else None, error, lateness)
         except Exception as exc:
             self._reporter.crash(park.loop, exc)
+            self._burst.settle_detached(park, exc)
 
     async def guarded_enqueue(
         self,
@@ -243,8 +248,8 @@ class LoopTasks:
         nursery: trio.Nursery,
         expires: float | None = None,
     ) -> Exception | None:
-        """Enqueue `job` (a trigger's, or a taken-over occurrence's retry) under `lease`
-        in its own cancel scope (D7); `expires` as for `LeaseKeeper.arm`."""
+        """Enqueue `job` again (a detached occurrence's retry, D8) under `lease` in its
+        own cancel scope (D7); `expires` as for `LeaseKeeper.arm`."""
         self._burst.in_flight += 1
         try:
             with trio.CancelScope() as scope:

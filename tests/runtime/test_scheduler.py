@@ -30,7 +30,16 @@ from trio_sched import (
 )
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import QUIET, FakeWall, RecordingJobs, WrappedLocks, at, config, loop_tasks
+from ._helpers import (
+    QUIET,
+    BatchRecordingJobs,
+    FakeWall,
+    RecordingJobs,
+    WrappedLocks,
+    at,
+    config,
+    loop_tasks,
+)
 
 pytestmark = pytest.mark.usefixtures("jobs_mode")
 
@@ -352,7 +361,12 @@ async def test_trigger_outcomes(autojump_clock: trio.testing.MockClock) -> None:
         assert second.fencing_token > job.fencing_token
         with pytest.raises(NotFoundError):
             await scheduler.trigger("nope")
-        jobs.fail, jobs.failures = ValueError("runtime broke"), 1
+        if isinstance(jobs, BatchRecordingJobs):
+            # The job's own result (a failed enqueue_many call as a whole is enqueued
+            # again job by job, as for every occurrence, D6).
+            jobs.job_errors["daily"] = ValueError("runtime broke")
+        else:
+            jobs.fail, jobs.failures = ValueError("runtime broke"), 1
         with pytest.raises(ValueError, match="runtime broke"):
             await scheduler.trigger("daily")
         stats = scheduler.statistics().tasks["daily"]
@@ -774,3 +788,25 @@ async def test_a_wall_clock_failing_later_is_bridged_not_fatal(
     assert len(failures) == 1
     assert failures[0].levelno == logging.ERROR
     assert any("reads well again" in r.getMessage() for r in caplog.records)
+
+
+async def test_trigger_goes_the_burst_way_and_retries_a_transient_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # O8 on the one pipeline (D6): the trigger's job carries the instance header like
+    # every job, and a transient enqueue error is retried until it goes through.
+    wall = FakeWall(BASE)
+    jobs = RecordingJobs()
+    events: list[SchedulerEvent] = []
+    cfg = config(wall, instance="here", on_event=events.append)
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg) as s:
+        s.register(Task(name="daily", schedule="0 3 * * *"))
+        jobs.fail, jobs.failures = RetryableError("blip"), 2
+        job = await s.trigger("daily")
+        stats = s.statistics().tasks["daily"]
+    assert jobs.jobs == [job]
+    assert job.headers["x-trio-sched-instance"] == "here"
+    assert job.headers["x-trio-sched-trigger"] == "manual"
+    assert (stats.triggered, stats.fired, stats.errors) == (1, 0, 0)
+    fired = [e for e in events if e.kind is EventKind.FIRED]
+    assert [(e.manual, e.job) for e in fired] == [(True, job)]
