@@ -1,5 +1,5 @@
 """End to end on Redis (issue 6, "Proof"): three scheduler processes and two worker
-processes on one backend for ~20 s; every occurrence handled, none enqueued twice.
+processes on one backend for ~16 s; every occurrence handled, none enqueued twice.
 
 Three scheduler processes (`_scheduler.py`, wall clocks skewed -1, 0 and +1 s) run the
 same five tasks with a `RedisLockProvider` and a `RedisJobs`; two worker processes
@@ -51,7 +51,7 @@ from trio_sched.jobs.redis import RedisJobs, RedisJobsConfig
 from ._common import CONCURRENCY, QUEUES, TASKS, enqueues_key, expected, handled_key
 
 TESTS = Path(__file__).resolve().parents[1]
-SCHEDULER_SECONDS = 20.0
+SCHEDULER_SECONDS = 16.0
 SKEWS = (-1.0, 0.0, 1.0)
 WORKERS = 2
 WORKER_LIFETIME = 60.0  # bound on a worker nobody stops (EW1)

@@ -118,7 +118,7 @@ async def test_lock_suite_with_explicit_advance(autojump_clock: trio.testing.Moc
     assert advanced  # the suite used the hook for every wait
 
 
-async def test_lock_suite_closes_what_it_opens() -> None:
+async def test_lock_suite_closes_what_it_opens(autojump_clock: trio.testing.MockClock) -> None:
     opened: list[_View] = []
 
     def view(shared: MemoryLockProvider) -> _View:
