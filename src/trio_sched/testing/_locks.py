@@ -400,19 +400,28 @@ async def _watermarks(ctx: _Ctx) -> None:
     expect(got == {}, _SUITE, check, f"get_watermarks([]) must give {{}}, got {got}")
 
 
-async def _race_one_key(ctx: _Ctx) -> None:
-    check = "race-one-key"
-    key = ctx.key("race")
+async def _race(
+    ctx: _Ctx, attempt: Callable[[LockProvider], Awaitable[LockLease | Held | None]]
+) -> list[LockLease]:
+    """``ctx.concurrency`` concurrent `attempt` calls, alternating the two providers;
+    the leases they got."""
     winners: list[LockLease] = []
 
     async def contender(provider: LockProvider) -> None:
-        lease = await provider.acquire(key, ctx.ttl * 4)
-        if lease is not None:
-            winners.append(lease)
+        answer = await attempt(provider)
+        if isinstance(answer, LockLease):
+            winners.append(answer)
 
     async with trio.open_nursery() as nursery:
         for i in range(ctx.concurrency):
             nursery.start_soon(contender, ctx.a if i % 2 == 0 else ctx.b)
+    return winners
+
+
+async def _race_one_key(ctx: _Ctx) -> None:
+    check = "race-one-key"
+    key = ctx.key("race")
+    winners = await _race(ctx, lambda provider: provider.acquire(key, ctx.ttl * 4))
     expect(
         len(winners) == 1,
         _SUITE,
@@ -602,16 +611,7 @@ async def _race_takeover(ctx: _Ctx) -> None:
     check = "race-takeover"
     key = ctx.key("race-takeover")
     old = await _lapsed(ctx, check, key)
-    winners: list[LockLease] = []
-
-    async def contender(provider: LockProvider) -> None:
-        answer = await _batch_one(provider, AcquireRequest(key, ctx.ttl * 4))
-        if isinstance(answer, LockLease):
-            winners.append(answer)
-
-    async with trio.open_nursery() as nursery:
-        for i in range(ctx.concurrency):
-            nursery.start_soon(contender, ctx.a if i % 2 == 0 else ctx.b)
+    winners = await _race(ctx, lambda p: _batch_one(p, AcquireRequest(key, ctx.ttl * 4)))
     expect(
         len(winners) == 1,
         _SUITE,
