@@ -214,6 +214,7 @@ class MemoryLockProvider(ClosesOnExit):
                 token=lease.token,
                 expire_at=self._expire_at(ttl),
                 fencing_token=entry[_FENCING],
+                taken_over=lease.taken_over,  # as the Redis and PostgreSQL providers do
             )
 
     async def release(self, lease: LockLease) -> bool:

@@ -557,7 +557,16 @@ async def _takeover(ctx: _Ctx) -> None:
     expect(marked == [False], _SUITE, check, f"mark_dispatched of a taken-over lease: {marked}")
     expect(not await ctx.a.release(old), _SUITE, check, "a taken-over lease could be released")
     _held_shape(check, await _batch_one(ctx.a, AcquireRequest(key, ctx.ttl)), new, ctx.ttl * 4)
-    marked = await ctx.b.mark_dispatched([new])
+    renewed = await ctx.b.renew(new, ctx.ttl * 4)
+    expect(
+        (renewed.token, renewed.fencing_token, renewed.taken_over)
+        == (new.token, new.fencing_token, new.taken_over),
+        _SUITE,
+        check,
+        f"renew of a takeover must keep its token, fencing token and taken_over: {new!r} "
+        f"-> {renewed!r}",
+    )
+    marked = await ctx.b.mark_dispatched([renewed])
     expect(marked == [True], _SUITE, check, f"mark_dispatched by the new holder: {marked}")
 
 
