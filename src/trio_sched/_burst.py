@@ -260,9 +260,7 @@ class Burst:
                 assert decision is not None
                 takeovers.watch(park.loop, decision.nominal, lease, started + park.loop.keep)
                 lease = None
-            park.lease = lease
-            park.acquired_at = started
-            park.expires = started + park.loop.ttl
+            park.leased(lease, started)
             if lease is not None and park.error is None:
                 park.phase = Phase.DISPATCHING
                 dispatching.append(park)
@@ -496,9 +494,7 @@ class Burst:
         except Exception as exc:
             self._conclude_safely(park, None, exc)
             return
-        park.lease = lease
-        park.acquired_at = started
-        park.expires = started + park.loop.ttl
+        park.leased(lease, started)
         park.phase = Phase.DISPATCHING
         await self._dispatch_batch([park], started)
 
@@ -508,19 +504,16 @@ class Burst:
         loop = park.loop
         decision = park.decision
         assert decision is not None
-        if error is None:
-            assert job is not None
-            loop.triggered += 1
-            self._reporter.emit(
-                EventKind.FIRED, loop.task.name, decision.nominal, lateness, job=job, manual=True
-            )
-        else:
-            self._reporter.dispatch_failure(loop, decision.nominal, error, manual=True)
         if error is not None:
+            self._reporter.dispatch_failure(loop, decision.nominal, error, manual=True)
             self.settle_detached(park, error)
-        else:
-            assert job is not None
-            self.settle_detached(park, job)
+            return
+        assert job is not None
+        loop.triggered += 1
+        self._reporter.emit(
+            EventKind.FIRED, loop.task.name, decision.nominal, lateness, job=job, manual=True
+        )
+        self.settle_detached(park, job)
 
     @staticmethod
     def settle_detached(park: Park, result: Job | Exception) -> None:

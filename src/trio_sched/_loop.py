@@ -261,6 +261,13 @@ class Park:
         self.lease: LockLease | None = None
         self.error: Exception | None = None
 
+    def leased(self, lease: LockLease | None, acquired_at: float) -> None:
+        """The answer of its lock request, sent at `acquired_at` (Trio time): its lease
+        (None: not granted) runs out unrenewed a TTL after the request was sent."""
+        self.lease = lease
+        self.acquired_at = acquired_at
+        self.expires = acquired_at + self.loop.ttl
+
 
 @final
 class InFlight:

@@ -183,13 +183,18 @@ class Parking:
         """
         loop = park.loop
         info = park.info = self.nominal(nominal)
-        key = park.key = f"{self._prefix}:{loop.task.name}:{info.ms}"
+        key = park.key = self.occurrence_key(loop, info)
         park.slack_ms = 0 if late else loop.slack_ms
         idem = park.idem = f"{loop.idem_base}:{info.ms}"
         park.job_id = _plan.job_id(idem)
         headers = park.headers
         headers[H_OCCURRENCE] = key
         headers[H_NOMINAL] = info.iso
+
+    def occurrence_key(self, loop: Loop, info: Nominal) -> str:
+        """The lock key of the occurrence of `loop` at `info` (O2; `_plan.occurrence_key`
+        from the cached epoch ms)."""
+        return f"{self._prefix}:{loop.task.name}:{info.ms}"
 
     def _go_dormant(self, loop: Loop, cursor: Cursor) -> None:
         """D3: the occurrence at the cursor is far off (`next_park` found): leave one

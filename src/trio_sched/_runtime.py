@@ -214,8 +214,8 @@ class Scheduler:
         self._user_config = config
         # Every part reads the wall clock through one guard (K2: a clock that fails
         # later is logged and bridged, never a crashed scheduler).
-        self._clock = GuardedClock(config.wall_clock, config.logger)
-        config = self._config = dataclasses.replace(config, wall_clock=self._clock)
+        guarded = GuardedClock(config.wall_clock, config.logger)
+        config = self._config = dataclasses.replace(config, wall_clock=guarded)
         self._close_providers = close_providers
         self._loops: dict[str, Loop] = {}
         # new -> running -> stopping -> closed; `stop` and callers await it (`wait_state`).

@@ -143,7 +143,7 @@ class Takeovers:
         for watch in group:
             loop = watch.loop
             info = parking.nominal(watch.nominal)
-            key = f"{self._config.lock_key_prefix}:{loop.task.name}:{info.ms}"
+            key = parking.occurrence_key(loop, info)
             requests.append(
                 AcquireRequest(key, loop.ttl, loop.wm_name, info.ms, loop.slack_ms, loop.keep)
             )
@@ -202,9 +202,7 @@ class Takeovers:
         park = Park(loop, nominal, nominal.timestamp())
         park.taken_over = True
         self._parking.prepare(park, nominal, late=late)
-        park.lease = lease
-        park.acquired_at = started
-        park.expires = started + loop.ttl
+        park.leased(lease, started)
         park.phase = Phase.DISPATCHING
         if late:
             loop.misfired += 1
