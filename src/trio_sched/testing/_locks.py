@@ -221,12 +221,9 @@ async def _wrong_token(ctx: _Ctx) -> None:
     lease = _lease_shape(check, await ctx.a.acquire(key, ctx.ttl * 4), key)
     ctx.saw(check, lease)
     forged = dataclasses.replace(lease, token=lease.token + "-forged")
-    try:
-        await ctx.b.renew(forged, ctx.ttl * 4)
-    except LeaseLostError:
-        pass
-    else:
-        fail(_SUITE, check, "renew with a wrong token did not raise LeaseLostError")
+    await _renew_is_lost(
+        ctx.b, forged, ctx.ttl * 4, check, "renew with a wrong token did not raise LeaseLostError"
+    )
     expect(
         not await ctx.b.release(forged),
         _SUITE,
@@ -249,22 +246,20 @@ async def _stale_token(ctx: _Ctx) -> None:
     old = _lease_shape(check, await ctx.a.acquire(key, ctx.ttl), key)
     ctx.saw(check, old)
     await ctx.advance(ctx.ttl * 1.5)
-    try:
-        await ctx.a.renew(old, ctx.ttl)
-    except LeaseLostError:
-        pass
-    else:
-        fail(_SUITE, check, "renew of an expired lease (nobody took the key) did not raise")
+    await _renew_is_lost(
+        ctx.a, old, ctx.ttl, check, "renew of an expired lease (nobody took the key) did not raise"
+    )
     new = await ctx.b.acquire(key, ctx.ttl * 4)
     if new is None:
         fail(_SUITE, check, "key still held 1.5 * ttl after acquire")
     ctx.saw(check, new)
-    try:
-        await ctx.a.renew(old, ctx.ttl * 4)
-    except LeaseLostError:
-        pass
-    else:
-        fail(_SUITE, check, "renew of a stale lease (key now held by another) did not raise")
+    await _renew_is_lost(
+        ctx.a,
+        old,
+        ctx.ttl * 4,
+        check,
+        "renew of a stale lease (key now held by another) did not raise",
+    )
     expect(not await ctx.a.release(old), _SUITE, check, "release of a stale lease returned True")
     expect(
         await ctx.a.acquire(key, ctx.ttl) is None,
@@ -288,12 +283,9 @@ async def _release_reacquire(ctx: _Ctx) -> None:
         fail(_SUITE, check, "key not acquirable after release")
     ctx.saw(check, second)
     expect(second.token != first.token, _SUITE, check, "re-acquire reused the old token")
-    try:
-        await ctx.a.renew(first, ctx.ttl)
-    except LeaseLostError:
-        pass
-    else:
-        fail(_SUITE, check, "renew of a released lease did not raise LeaseLostError")
+    await _renew_is_lost(
+        ctx.a, first, ctx.ttl, check, "renew of a released lease did not raise LeaseLostError"
+    )
 
 
 async def _fencing_increases(ctx: _Ctx) -> None:
@@ -466,6 +458,18 @@ async def _race_batches(ctx: _Ctx) -> None:
         ctx.fencing.append(token)
 
 
+async def _renew_is_lost(
+    provider: LockProvider, lease: LockLease, ttl: float, check: str, message: str
+) -> None:
+    """`renew` of `lease` must raise `LeaseLostError` (rule L3); else fail with
+    `message`."""
+    try:
+        await provider.renew(lease, ttl)
+    except LeaseLostError:
+        return
+    fail(_SUITE, check, message)
+
+
 def _held_shape(check: str, result: object, holder: LockLease, ttl: float) -> Held:
     if not isinstance(result, Held):
         fail(
@@ -547,12 +551,7 @@ async def _takeover(ctx: _Ctx) -> None:
         check,
         f"the takeover must have a new token and name the old one: {old!r} -> {new!r}",
     )
-    try:
-        await ctx.a.renew(old, ctx.ttl)
-    except LeaseLostError:
-        pass
-    else:
-        fail(_SUITE, check, "the taken-over lease could still be renewed")
+    await _renew_is_lost(ctx.a, old, ctx.ttl, check, "the taken-over lease could still be renewed")
     marked = await ctx.a.mark_dispatched([old])
     expect(marked == [False], _SUITE, check, f"mark_dispatched of a taken-over lease: {marked}")
     expect(not await ctx.a.release(old), _SUITE, check, "a taken-over lease could be released")
