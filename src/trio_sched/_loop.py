@@ -130,9 +130,10 @@ class Loop:
             H_INSTANCE: instance,
         }
         self.stopping = False
-        # D3: where the loop is (kept while it is dormant) and its wake-up entry.
+        # D3: where the loop is (kept while it is dormant) and, while it is dormant,
+        # the wall-clock instant of its wake-up (its group in `Parking`).
         self.cursor: Cursor | None = None
-        self.dormant: TimerHandle | None = None
+        self.dormant: float | None = None
         self.dispatch_scope: trio.CancelScope | None = None
         self.park: Park | None = None
         self.in_flight: InFlight | None = None
@@ -144,16 +145,11 @@ class Loop:
         self.fired = self.triggered = self.skipped = self.misfired = 0
         self.lock_misses = self.lease_losses = self.errors = self.takeovers = 0
 
-    def wake(self) -> None:
-        """Timer callback of a dormant loop (D3): start its Trio task again."""
-        self.parking.wake_dormant(self)
-
     def stop(self) -> None:
         """Stop waiting at once (D11); a dispatch in flight is left to finish."""
         self.stopping = True
         if self.dormant is not None:
-            self.dormant.cancel()
-            self.dormant = None
+            self.parking.cancel_dormant(self)
         park = self.park
         if park is not None and not park.abandoned and park.phase in WAITING:
             # Wake the parked loop directly instead of through a cancel scope: a scope

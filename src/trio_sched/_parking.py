@@ -59,6 +59,8 @@ class Parking:
         self._due: list[Park] = []  # what the timer found due, for the burst
         self._nominals: dict[datetime, Nominal] = {}
         self._park_groups: dict[float, list[Park]] = {}
+        # D3: dormant loops by wake-up instant (wall clock), one timer entry each.
+        self._dormant_groups: dict[float, dict[Loop, None]] = {}
         # Loops registered and not started yet, and the task starting them (D2).
         self._to_start: list[Loop] = []
         self._starter: trio.CancelScope | None = None
@@ -197,20 +199,43 @@ class Parking:
         return f"{self._prefix}:{loop.task.name}:{info.ms}"
 
     def _go_dormant(self, loop: Loop, cursor: Cursor) -> None:
-        """D3: the occurrence at the cursor is far off (`next_park` found): leave one
-        timer entry that hands the loop to the waker `_WAKE_AHEAD` seconds before it."""
-        # A bound method of the loop: the smallest callable that knows its loop.
+        """D3: the occurrence at the cursor is far off (`next_park` found): the loop
+        joins the dormant group of its wake-up instant, `_WAKE_AHEAD` seconds before the
+        occurrence. Loops waking at the same instant share one timer entry, so a dormant
+        loop costs no timer handle, heap entry or callback object of its own (fewer
+        objects for the garbage collector to walk: rule D4)."""
         wake_at = cursor.nominal.timestamp() - _WAKE_AHEAD
-        loop.dormant = self._timer.call_at_wall(wake_at, loop.wake)
+        group = self._dormant_groups.get(wake_at)
+        if group is None:
+            group = self._dormant_groups[wake_at] = {}
+            self._timer.call_at_wall(wake_at, functools.partial(self._dormant_group_due, wake_at))
+        group[loop] = None
+        loop.dormant = wake_at
 
-    def wake_dormant(self, loop: Loop) -> None:
-        """Timer callback of a dormant loop (D3): queue it for the waker task, which
-        parks it again without a Trio task of its own (D6), a chunk per step (D4)."""
-        loop.dormant = None
-        if loop.stopping or self.services is None:  # not running, or stopping (D11)
+    def cancel_dormant(self, loop: Loop) -> None:
+        """A dormant loop stops (D11): it leaves its group at once (O(1)), so an
+        unregistered task is not kept until its wake-up instant."""
+        wake_at = loop.dormant
+        if wake_at is not None:
+            loop.dormant = None
+            group = self._dormant_groups.get(wake_at)
+            if group is not None:
+                group.pop(loop, None)
+
+    def _dormant_group_due(self, wake_at: float) -> None:
+        """Timer callback of one wake-up instant (D3): queue its loops for the waker
+        task, which parks them again without a Trio task each (D6), a chunk per step
+        (D4)."""
+        group = self._dormant_groups.pop(wake_at, None)
+        if not group:
             return
-        self._waking.append(loop)
-        if not self._waker_running:
+        running = self.services is not None  # not running: nothing to wake for (D11)
+        for loop in group:
+            loop.dormant = None
+            if running and not loop.stopping:
+                self._waking.append(loop)
+        if self._waking and not self._waker_running:
+            assert self.services is not None
             self._waker_running = True
             self.services.start_soon(self._wake_loops, name="trio_sched:wake")
 

@@ -22,11 +22,14 @@ Rules:
   the starter (loops not started yet never start); an impossible schedule ends its
   loop alone, reported like a crashed loop.
 - D3 Dormant loops: a loop whose next occurrence is more than 5 s away (wall clock) is
-  not parked; it leaves one entry on the shared timer that hands it to the waker (D4)
-  2 s before the occurrence; its cursor stays on the task's record, so it resumes
-  exactly where it was. An idle schedule then costs a record and a timer entry. Stop
-  and unregister cancel the entry; a wall-clock jump moves it like any wall-anchored
-  entry.
+  not parked; it joins the dormant group of its wake-up instant, 2 s before the
+  occurrence: one shared timer entry per instant hands the group to the waker (D4).
+  Its cursor stays on the task's record, so it resumes exactly where it was. An idle
+  schedule then costs its record and a slot in its group: no timer handle, heap entry
+  or callback of its own, so 20,000 dormant loops add no objects for the garbage
+  collector's full passes to walk beyond their records. Stop and unregister take the
+  loop out of its group at once; a wall-clock jump moves the group's entry like any
+  wall-anchored entry.
 - D4 Dormant loops woken together (their wake-up instants coincide, 2 s before a
   shared occurrence) are parked again by one waker task, ``_START_CHUNK`` per step, so
   20,000 of them do not hold the Trio loop for one long step.

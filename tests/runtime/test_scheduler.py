@@ -338,6 +338,32 @@ async def test_unregister_and_stop_reach_a_dormant_loop(
     assert [job.headers["x-trio-sched-task"] for job in jobs.jobs] == ["gone", "kept"]
 
 
+async def test_dormant_loops_share_one_timer_entry_per_wake_up_instant(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """D3: dormant loops waking at the same instant share one timer entry (no handle or
+    heap entry per loop); an unregistered dormant loop leaves its group at once, and
+    the rest wake and fire on time."""
+    wall = FakeWall(at(8, 59, 30))
+    jobs = RecordingJobs()
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        timer_before = len(s._timer)
+        for i in range(300):
+            s.register(Task(name=f"m{i}", schedule="0 * * * * *"))
+        await trio.sleep(1)
+        assert s.statistics().tasks["m0"].next_fire == at(9, 0)
+        # All 300 are dormant until 08:59:58: one new timer entry for the lot.
+        assert len(s._timer) == timer_before + 1
+        groups = s._parking._dormant_groups
+        assert [len(group) for group in groups.values()] == [300]
+        for i in range(1, 300):
+            s.unregister(f"m{i}")
+        assert [len(group) for group in groups.values()] == [1]
+        await trio.sleep(wall.trio_time_of(at(9, 0, 1)) - trio.current_time())
+    assert jobs.nominals() == [at(9, 0)]
+    assert jobs.enqueued_at == [wall.trio_time_of(at(9, 0))]
+
+
 async def test_trigger_outcomes(autojump_clock: trio.testing.MockClock) -> None:
     wall = FakeWall(BASE)
     jobs = RecordingJobs()
