@@ -8,8 +8,10 @@ never do. Users import it explicitly::
     async with RedisLockProvider(RedisLockProviderConfig(url="redis://127.0.0.1:6379/0")) as p:
         lease = await p.acquire("trio_sched:report:1767225600000", ttl=30.0)
 
-Rules (on top of L1-L8 of `trio_sched.locks._protocol` and R1-R6 of
-`trio_sched._redis_common`, which describe threads, timeouts, errors and redaction):
+Rules (on top of L1-L8 of `trio_sched.locks._protocol`, R1-R4 and R7 of
+`trio_sched._redis_driver`, which describe threads, timeouts, errors and persistence,
+R5-R6 of `trio_sched._redis_common` (URL checks, redaction) and R8 of
+`trio_sched._redis_epoch` (the data-loss sentinel)):
 - RD1 Keys, all under ``prefix``: ``{prefix}:lock:{key}`` holds an occurrence's record
   (L6, stored as RD8 says), ``{prefix}:fencing`` the fencing counter,
   ``{prefix}:watermarks`` a hash of watermarks (name -> epoch ms) and ``{prefix}:epoch``
@@ -132,18 +134,14 @@ from trio_sched._errors import (
     ValidationError,
 )
 from trio_sched._redis_common import (
-    EPOCH_LUA,
-    Detection,
-    DriverStatistics,
-    EpochWatch,
-    RedisDriver,
-    RedisScript,
     check_flag,
     check_prefix,
     check_redis_url,
     check_timeout,
     redact_url,
 )
+from trio_sched._redis_driver import DriverStatistics, RedisDriver, RedisScript
+from trio_sched._redis_epoch import EPOCH_LUA, Detection, EpochWatch
 from trio_sched.locks._protocol import (
     AcquireRequest,
     Held,
