@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from trio_sched import InvalidArgumentError, RetryableError, ValidationError
-from trio_sched._redis_common import RedisDriver
+from trio_sched._redis_driver import RedisDriver
 from trio_sched.jobs.redis import RedisJobs, RedisJobsConfig
 from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
 

@@ -41,7 +41,7 @@ from trio_sched import (
     open_scheduler,
 )
 from trio_sched._plan import epoch_ms
-from trio_sched._redis_common import EpochWatch
+from trio_sched._redis_epoch import EpochWatch
 from trio_sched.jobs import Job
 from trio_sched.jobs.redis import RedisJobs, RedisJobsConfig
 from trio_sched.locks import AcquireRequest, LockLease

@@ -30,7 +30,8 @@ from trio_sched import (
     SchedulerError,
     ValidationError,
 )
-from trio_sched._redis_common import RedisDriver, error_code, redact_url
+from trio_sched._redis_common import redact_url
+from trio_sched._redis_driver import RedisDriver, error_code
 from trio_sched.health import lock_provider_health_checker
 from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider
 from trio_sched.locks.redis import RedisLockProvider, RedisLockProviderConfig
