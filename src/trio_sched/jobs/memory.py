@@ -28,7 +28,7 @@ Rules:
   (counted as ``dropped``).
 - J7 One `MemoryJobs` belongs to one Trio run; it is not thread-safe.
 - J8 Workers: `MemoryJobs` also implements `ConsumableJobs` (rules W1-W9 of
-  `trio_sched.jobs._worker`), so ``open_worker(MemoryJobs(), ...)`` works like it does
+  `trio_sched.jobs._consumable`), so ``open_worker(MemoryJobs(), ...)`` works like it does
   on Redis or Postgres. A queue is consumed either by a ``subscribe`` handler (push,
   J2-J6) or by workers (``claim``), never both: mixing raises `ConflictError`. Worker
   queues work whether or not the runtime was entered; handlers then run in the worker's
@@ -70,8 +70,9 @@ from trio_sched._errors import (
     InvalidArgumentError,
     RetryableError,
 )
+from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import Job, check_jobs
-from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome, JobHandler
+from trio_sched.jobs._worker_types import JobHandler
 
 __all__ = ["JobHandler", "MemoryJobs", "MemoryJobsStatistics", "QueueStatistics"]
 
