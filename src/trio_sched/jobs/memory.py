@@ -55,11 +55,11 @@ import itertools
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Self, final
 
 import trio
@@ -72,67 +72,12 @@ from trio_sched._errors import (
 )
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import Job, check_jobs
+from trio_sched.jobs._memory_stats import MemoryJobsStatistics, QueueStatistics, Tally
 from trio_sched.jobs._worker_types import JobHandler
 
 __all__ = ["JobHandler", "MemoryJobs", "MemoryJobsStatistics", "QueueStatistics"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatistics:
-    """Counters of one queue.
-
-    `delivered` counts jobs handed to the handler; each then ends as `completed` or
-    `handler_errors` (or is cancelled at close). `pending` are accepted jobs not yet
-    handed over (buffered). On worker queues (J8) `delivered` counts claims, a failure
-    reported by a worker counts in `handler_errors` and then in `retried` or
-    `dead_lettered`.
-    """
-
-    enqueued: int
-    duplicates: int
-    delivered: int
-    completed: int
-    handler_errors: int
-    in_flight: int
-    pending: int
-    subscribed: bool
-    retried: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryJobsStatistics:
-    """A snapshot of a `MemoryJobs`: totals plus `queues` (read-only, by queue name)."""
-
-    running: bool
-    closed: bool
-    max_concurrency: int
-    enqueued: int
-    duplicates: int
-    delivered: int
-    completed: int
-    handler_errors: int
-    in_flight: int
-    pending: int
-    dropped: int
-    queues: Mapping[str, QueueStatistics]
-    retried: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(slots=True)
-class _Counters:
-    enqueued: int = 0
-    duplicates: int = 0
-    delivered: int = 0
-    completed: int = 0
-    handler_errors: int = 0
-    in_flight: int = 0
-    pending: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -226,9 +171,7 @@ class MemoryJobs:
         self._handlers: dict[str, JobHandler] = {}
         self._ready: deque[Job] = deque()  # queue has a handler: waits for a slot
         self._parked: dict[str, deque[Job]] = {}  # queue has no handler yet
-        self._pending = 0
-        self._dropped = 0
-        self._counters: dict[str, _Counters] = {}
+        self._tally = Tally()
         self._changed = trio.Event()
         self._lifecycle: AbstractAsyncContextManager[None] | None = None
         self._serve_scope: trio.CancelScope | None = None
@@ -344,14 +287,14 @@ class MemoryJobs:
 
     def _accept(self, job: Job) -> Exception | None:
         """Decide one job (J2-J4); the caller notifies consumers."""
-        counters = self._counters_for(job.queue)
+        counters = self._tally.queue(job.queue)
         key = job.idempotency_key
         if key is not None and key in self._seen:
             counters.duplicates += 1
             return ConflictError(
                 f"duplicate idempotency key {key!r}: job {self._seen[key]!r} has it"
             )
-        if self._pending >= self._max_pending:
+        if self._tally.pending >= self._max_pending:
             return RetryableError(f"MemoryJobs buffer is full ({self._max_pending} jobs pending)")
         if key is not None:
             self._seen[key] = job.id
@@ -360,7 +303,7 @@ class MemoryJobs:
         self._history.append(job)
         counters.enqueued += 1
         counters.pending += 1
-        self._pending += 1
+        self._tally.pending += 1
         if job.queue in self._handlers:
             self._ready.append(job)
         else:
@@ -387,7 +330,7 @@ class MemoryJobs:
         if queue in self._worker_queues:
             raise ConflictError(f"queue {queue!r} is consumed by workers (rule J8)")
         self._handlers[queue] = handler
-        self._counters_for(queue)
+        self._tally.queue(queue)
         parked = self._parked.pop(queue, None)
         if parked:
             self._ready.extend(parked)
@@ -399,37 +342,11 @@ class MemoryJobs:
         return tuple(self._history)
 
     def statistics(self) -> MemoryJobsStatistics:
-        queues = {
-            name: QueueStatistics(
-                enqueued=c.enqueued,
-                duplicates=c.duplicates,
-                delivered=c.delivered,
-                completed=c.completed,
-                handler_errors=c.handler_errors,
-                in_flight=c.in_flight,
-                pending=c.pending,
-                subscribed=name in self._handlers,
-                retried=c.retried,
-                dead_lettered=c.dead_lettered,
-            )
-            for name, c in self._counters.items()
-        }
-        values = list(queues.values())
-        return MemoryJobsStatistics(
+        return self._tally.statistics(
             running=self._running,
             closed=self._closed,
             max_concurrency=self._max_concurrency,
-            enqueued=sum(q.enqueued for q in values),
-            duplicates=sum(q.duplicates for q in values),
-            delivered=sum(q.delivered for q in values),
-            completed=sum(q.completed for q in values),
-            handler_errors=sum(q.handler_errors for q in values),
-            in_flight=sum(q.in_flight for q in values),
-            pending=self._pending,
-            dropped=self._dropped,
-            queues=MappingProxyType(queues),
-            retried=sum(q.retried for q in values),
-            dead_lettered=sum(q.dead_lettered for q in values),
+            subscribed=self._handlers,
         )
 
     # -- ConsumableJobs (rules J8, J9 and W1-W9) ----------------------------------------
@@ -477,7 +394,7 @@ class MemoryJobs:
         lease = self._take_lease(delivery)
         if lease is None:
             return False
-        self._counters_for(delivery.job.queue).completed += 1
+        self._tally.queue(delivery.job.queue).completed += 1
         return True
 
     async def fail(self, delivery: Delivery, *, error: str, retry_in: float | None) -> FailOutcome:
@@ -487,7 +404,7 @@ class MemoryJobs:
         if lease is None:
             return "stale"
         queue = delivery.job.queue
-        counters = self._counters_for(queue)
+        counters = self._tally.queue(queue)
         counters.handler_errors += 1
         if retry_in is not None and delivery.job.attempt < self._max_attempts:
             counters.retried += 1
@@ -561,11 +478,11 @@ class MemoryJobs:
         item.tries += 1
         receipt = f"{next(self._sequence)}"
         self._leases[receipt] = _Lease(item, now + self._visibility_timeout)
-        counters = self._counters_for(item.job.queue)
+        counters = self._tally.queue(item.job.queue)
         counters.pending -= 1
         counters.delivered += 1
         counters.in_flight += 1
-        self._pending -= 1
+        self._tally.pending -= 1
         job = dataclasses.replace(item.job, attempt=item.job.attempt + item.tries - 1)
         return Delivery(job=job, receipt=receipt)
 
@@ -573,22 +490,22 @@ class MemoryJobs:
         self._check_open()
         lease = self._leases.pop(delivery.receipt, None)
         if lease is not None:
-            self._counters_for(lease.item.job.queue).in_flight -= 1
+            self._tally.queue(lease.item.job.queue).in_flight -= 1
         return lease
 
     def _push(self, item: _Item, due: float) -> None:
         """Put `item` (back) on its worker queue, due at `due` (Trio clock)."""
         heap = self._waiting.setdefault(item.job.queue, [])
         heapq.heappush(heap, (due, next(self._sequence), item))
-        self._counters_for(item.job.queue).pending += 1
-        self._pending += 1
+        self._tally.queue(item.job.queue).pending += 1
+        self._tally.pending += 1
         self._notify()
 
     def _expire_leases(self, now: float) -> None:
         """Redeliver jobs whose lease ran out (W2); the lost delivery counted a try."""
         for receipt in [r for r, lease in self._leases.items() if lease.deadline <= now]:
             lease = self._leases.pop(receipt)
-            self._counters_for(lease.item.job.queue).in_flight -= 1
+            self._tally.queue(lease.item.job.queue).in_flight -= 1
             self._push(lease.item, now)
 
     def _next_wake(self, queues: Sequence[str]) -> float:
@@ -616,15 +533,15 @@ class MemoryJobs:
                 self._limiter.release_on_behalf_of(borrower)
                 continue
             job = self._ready.popleft()
-            counters = self._counters_for(job.queue)
+            counters = self._tally.queue(job.queue)
             counters.pending -= 1
             counters.delivered += 1
             counters.in_flight += 1
-            self._pending -= 1
+            self._tally.pending -= 1
             handlers.start_soon(self._run_handler, job, self._handlers[job.queue], borrower)
 
     async def _run_handler(self, job: Job, handler: JobHandler, borrower: object) -> None:
-        counters = self._counters_for(job.queue)
+        counters = self._tally.queue(job.queue)
         try:
             await handler(job)
         except Exception:
@@ -661,29 +578,26 @@ class MemoryJobs:
             )
 
     async def _wait_idle(self) -> None:
-        while not self._closed and (self._ready or self._in_flight()):
+        while not self._closed and (self._ready or self._tally.in_flight()):
             await self._changed.wait()
-
-    def _in_flight(self) -> int:
-        return sum(c.in_flight for c in self._counters.values())
 
     def _close_now(self) -> None:
         if self._closed:
             return
         self._closed = True
         for job in self._ready:
-            self._counters_for(job.queue).pending -= 1
+            self._tally.queue(job.queue).pending -= 1
         for queue, parked in self._parked.items():
-            self._counters_for(queue).pending -= len(parked)
+            self._tally.queue(queue).pending -= len(parked)
         for queue, waiting in self._waiting.items():
-            self._counters_for(queue).pending -= len(waiting)
+            self._tally.queue(queue).pending -= len(waiting)
         for lease in self._leases.values():
-            self._counters_for(lease.item.job.queue).in_flight -= 1
-            self._dropped += 1
+            self._tally.queue(lease.item.job.queue).in_flight -= 1
+            self._tally.dropped += 1
         self._waiting.clear()
         self._leases.clear()
-        self._dropped += self._pending
-        self._pending = 0
+        self._tally.dropped += self._tally.pending
+        self._tally.pending = 0
         self._ready.clear()
         self._parked.clear()
         if self._serve_scope is not None:
@@ -695,9 +609,3 @@ class MemoryJobs:
         # check and wait without a checkpoint in between).
         self._changed.set()
         self._changed = trio.Event()
-
-    def _counters_for(self, queue: str) -> _Counters:
-        counters = self._counters.get(queue)
-        if counters is None:
-            counters = self._counters[queue] = _Counters()
-        return counters
