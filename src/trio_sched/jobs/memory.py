@@ -33,12 +33,8 @@ Rules:
   J2-J6) or by workers (``claim``), never both: mixing raises `ConflictError`. Worker
   queues work whether or not the runtime was entered; handlers then run in the worker's
   nursery and ``max_concurrency`` does not apply to them.
-- J9 On worker queues, ``run_at`` in the future delays delivery (measured on the wall
-  clock at claim time, then waited on Trio's clock, so tests can use `MockClock`), a
-  lease lasts ``visibility_timeout`` seconds, a failed job is retried up to
-  ``max_attempts`` and then kept in the queue's dead letters (``dead_letters`` /
-  ``redrive``). Leased jobs count as ``in_flight``, waiting ones as ``pending``; at close
-  both are dropped (counted as ``dropped``) and later protocol calls raise `ClosedError`.
+- J9 Worker queues (delays, leases, retries, dead letters, what close drops): rule J9 in
+  `trio_sched.jobs._memory_leases`, which holds them.
 - J10 A queue nothing consumes is reported: when jobs for a queue with neither a
   ``subscribe`` handler nor a worker claiming from it are still waiting
   ``unserved_warning`` seconds (default 5) after the first of them was accepted by a
@@ -49,16 +45,11 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
-import heapq
-import itertools
 import logging
 import math
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, final
 
@@ -72,26 +63,13 @@ from trio_sched._errors import (
 )
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import Job, check_jobs
+from trio_sched.jobs._memory_leases import LeasedQueues
 from trio_sched.jobs._memory_stats import MemoryJobsStatistics, QueueStatistics, Tally
 from trio_sched.jobs._worker_types import JobHandler
 
 __all__ = ["JobHandler", "MemoryJobs", "MemoryJobsStatistics", "QueueStatistics"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True, eq=False)
-class _Item:
-    """A job on a worker queue: `job` as enqueued, `tries` deliveries so far (J9)."""
-
-    job: Job
-    tries: int = 0
-
-
-@dataclass(slots=True)
-class _Lease:
-    item: _Item
-    deadline: float  # Trio clock
 
 
 @final
@@ -153,14 +131,6 @@ class MemoryJobs:
         self._unserved_warning = unserved_warning
         self._watched: set[str] = set()  # queues checked for a consumer once (J10)
         self._handler_nursery: trio.Nursery | None = None
-        self._visibility_timeout = float(visibility_timeout)
-        self._max_attempts = max_attempts
-        # Worker queues (J8, J9): due heap per queue, leases by receipt, dead letters.
-        self._worker_queues: set[str] = set()
-        self._waiting: dict[str, list[tuple[float, int, _Item]]] = {}
-        self._leases: dict[str, _Lease] = {}
-        self._dead: dict[str, dict[str, tuple[DeadLetter, Job]]] = {}
-        self._sequence = itertools.count()
         self._max_concurrency = max_concurrency
         self._limiter = trio.CapacityLimiter(max_concurrency)
         self._dedupe_window = dedupe_window
@@ -173,6 +143,13 @@ class MemoryJobs:
         self._parked: dict[str, deque[Job]] = {}  # queue has no handler yet
         self._tally = Tally()
         self._changed = trio.Event()
+        # Worker queues (J8, J9): due heaps, leases, dead letters.
+        self._leased = LeasedQueues(
+            self._tally,
+            self._notify,
+            visibility_timeout=float(visibility_timeout),
+            max_attempts=max_attempts,
+        )
         self._lifecycle: AbstractAsyncContextManager[None] | None = None
         self._serve_scope: trio.CancelScope | None = None
         self._running = False
@@ -327,7 +304,7 @@ class MemoryJobs:
             raise ClosedError("MemoryJobs is closed")
         if queue in self._handlers:
             raise ConflictError(f"queue {queue!r} already has a handler")
-        if queue in self._worker_queues:
+        if queue in self._leased.names:
             raise ConflictError(f"queue {queue!r} is consumed by workers (rule J8)")
         self._handlers[queue] = handler
         self._tally.queue(queue)
@@ -353,11 +330,11 @@ class MemoryJobs:
 
     @property
     def visibility_timeout(self) -> float:
-        return self._visibility_timeout
+        return self._leased.visibility_timeout
 
     @property
     def max_attempts(self) -> int:
-        return self._max_attempts
+        return self._leased.max_attempts
 
     async def claim(self, queues: Sequence[str], *, max_jobs: int, wait: float) -> list[Delivery]:
         """Take up to `max_jobs` due jobs from `queues` (W1), waiting up to `wait` seconds
@@ -369,155 +346,58 @@ class MemoryJobs:
         for queue in queues:
             if queue in self._handlers:
                 raise ConflictError(f"queue {queue!r} has a subscribe handler (rule J8)")
-        self._worker_queues.update(queues)
+        self._leased.names.update(queues)
         deadline = trio.current_time() + max(0.0, wait)
         await trio.lowlevel.checkpoint()
         while True:
             self._check_open()
             now = trio.current_time()
-            self._expire_leases(now)
-            taken: list[Delivery] = []
-            for queue in queues:
-                self._admit_parked(queue, now)
-                heap = self._waiting.get(queue)
-                while heap and heap[0][0] <= now and len(taken) < max_jobs:
-                    _, _, item = heapq.heappop(heap)
-                    taken.append(self._lease(item, now))
+            taken = self._leased.take(queues, self._parked, max_jobs=max_jobs, now=now)
             if taken or now >= deadline:
                 return taken
-            with trio.move_on_at(min(deadline, self._next_wake(queues))):
+            with trio.move_on_at(min(deadline, self._leased.next_wake(queues))):
                 await self._changed.wait()
 
     async def complete(self, delivery: Delivery) -> bool:
         """Finish a leased job (W5); False when the lease is stale. A checkpoint."""
         await trio.lowlevel.checkpoint()
-        lease = self._take_lease(delivery)
-        if lease is None:
-            return False
-        self._tally.queue(delivery.job.queue).completed += 1
-        return True
+        self._check_open()
+        return self._leased.complete(delivery)
 
     async def fail(self, delivery: Delivery, *, error: str, retry_in: float | None) -> FailOutcome:
         """Retry or dead-letter a leased job (W6). A checkpoint; atomic after it."""
         await trio.lowlevel.checkpoint()
-        lease = self._take_lease(delivery)
-        if lease is None:
-            return "stale"
-        queue = delivery.job.queue
-        counters = self._tally.queue(queue)
-        counters.handler_errors += 1
-        if retry_in is not None and delivery.job.attempt < self._max_attempts:
-            counters.retried += 1
-            self._push(lease.item, trio.current_time() + max(0.0, retry_in))
-            return "retried"
-        counters.dead_lettered += 1
-        letters = self._dead.setdefault(queue, {})
-        letter = DeadLetter(
-            id=f"{next(self._sequence)}",
-            job=delivery.job,
-            error=error,
-            failed_at=datetime.now(UTC),
-        )
-        letters[letter.id] = (letter, lease.item.job)
-        return "dead_lettered"
+        self._check_open()
+        return self._leased.fail(delivery, error=error, retry_in=retry_in)
 
     async def extend(self, delivery: Delivery) -> bool:
         """Renew a lease for `visibility_timeout` (W7); False when lost. A checkpoint."""
         await trio.lowlevel.checkpoint()
         self._check_open()
-        lease = self._leases.get(delivery.receipt)
-        if lease is None:
-            return False
-        lease.deadline = trio.current_time() + self._visibility_timeout
-        return True
+        return self._leased.extend(delivery)
 
     async def release(self, delivery: Delivery) -> None:
         """Give a leased job back for immediate redelivery, its attempt not counted (W7).
         A checkpoint; atomic after it."""
         await trio.lowlevel.checkpoint()
-        lease = self._take_lease(delivery)
-        if lease is not None:
-            lease.item.tries -= 1
-            self._push(lease.item, trio.current_time())
+        self._check_open()
+        self._leased.release(delivery)
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The dead letters of `queue`, oldest first, at most `limit` (W8). A checkpoint."""
         await trio.lowlevel.checkpoint()
-        letters = self._dead.get(queue, {})
-        return [letter for letter, _ in itertools.islice(letters.values(), limit)]
+        return self._leased.dead_letters(queue, limit=limit)
 
     async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Re-queue dead letters of `queue` (all when `ids` is None) with their enqueued
         attempt (W8); returns how many. A checkpoint; atomic after it."""
         await trio.lowlevel.checkpoint()
         self._check_open()
-        letters = self._dead.get(queue, {})
-        chosen = list(letters) if ids is None else [i for i in ids if i in letters]
-        now = trio.current_time()
-        for letter_id in chosen:
-            _, job = letters.pop(letter_id)
-            self._push(_Item(job), now)
-        return len(chosen)
+        return self._leased.redrive(queue, ids)
 
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("MemoryJobs is closed")
-
-    def _admit_parked(self, queue: str, now: float) -> None:
-        """Move jobs enqueued to a worker queue into its due heap (J9)."""
-        parked = self._parked.pop(queue, None)
-        if not parked:
-            return
-        wall = datetime.now(UTC)
-        heap = self._waiting.setdefault(queue, [])
-        for job in parked:
-            delay = 0.0 if job.run_at is None else (job.run_at - wall).total_seconds()
-            heapq.heappush(heap, (now + max(0.0, delay), next(self._sequence), _Item(job)))
-
-    def _lease(self, item: _Item, now: float) -> Delivery:
-        item.tries += 1
-        receipt = f"{next(self._sequence)}"
-        self._leases[receipt] = _Lease(item, now + self._visibility_timeout)
-        counters = self._tally.queue(item.job.queue)
-        counters.pending -= 1
-        counters.delivered += 1
-        counters.in_flight += 1
-        self._tally.pending -= 1
-        job = dataclasses.replace(item.job, attempt=item.job.attempt + item.tries - 1)
-        return Delivery(job=job, receipt=receipt)
-
-    def _take_lease(self, delivery: Delivery) -> _Lease | None:
-        self._check_open()
-        lease = self._leases.pop(delivery.receipt, None)
-        if lease is not None:
-            self._tally.queue(lease.item.job.queue).in_flight -= 1
-        return lease
-
-    def _push(self, item: _Item, due: float) -> None:
-        """Put `item` (back) on its worker queue, due at `due` (Trio clock)."""
-        heap = self._waiting.setdefault(item.job.queue, [])
-        heapq.heappush(heap, (due, next(self._sequence), item))
-        self._tally.queue(item.job.queue).pending += 1
-        self._tally.pending += 1
-        self._notify()
-
-    def _expire_leases(self, now: float) -> None:
-        """Redeliver jobs whose lease ran out (W2); the lost delivery counted a try."""
-        for receipt in [r for r, lease in self._leases.items() if lease.deadline <= now]:
-            lease = self._leases.pop(receipt)
-            self._tally.queue(lease.item.job.queue).in_flight -= 1
-            self._push(lease.item, now)
-
-    def _next_wake(self, queues: Sequence[str]) -> float:
-        """When the next delayed job of `queues` or the next lease expiry is due."""
-        wake = math.inf
-        for queue in queues:
-            heap = self._waiting.get(queue)
-            if heap:
-                wake = min(wake, heap[0][0])
-        for lease in self._leases.values():
-            wake = min(wake, lease.deadline)
-        return wake
 
     # -- internals ------------------------------------------------------------------
 
@@ -565,8 +445,8 @@ class MemoryJobs:
     async def _warn_if_unserved(self, queue: str, after: float) -> None:
         await trio.sleep(after)
         waiting = len(self._parked.get(queue, ()))
-        if waiting and queue not in self._handlers and queue not in self._worker_queues:
-            consumed = sorted(set(self._handlers) | self._worker_queues)
+        if waiting and queue not in self._handlers and queue not in self._leased.names:
+            consumed = sorted(set(self._handlers) | self._leased.names)
             logger.warning(
                 "%d job(s) for queue %r have waited %gs and nothing consumes that queue: "
                 "no subscribe() handler and no worker claims from it (a mistyped "
@@ -589,13 +469,7 @@ class MemoryJobs:
             self._tally.queue(job.queue).pending -= 1
         for queue, parked in self._parked.items():
             self._tally.queue(queue).pending -= len(parked)
-        for queue, waiting in self._waiting.items():
-            self._tally.queue(queue).pending -= len(waiting)
-        for lease in self._leases.values():
-            self._tally.queue(lease.item.job.queue).in_flight -= 1
-            self._tally.dropped += 1
-        self._waiting.clear()
-        self._leases.clear()
+        self._leased.drop()
         self._tally.dropped += self._tally.pending
         self._tally.pending = 0
         self._ready.clear()
