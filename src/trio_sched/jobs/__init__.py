@@ -7,20 +7,20 @@ and are imported only by users who ask for them (``import trio_sched.jobs`` neve
 imports redis-py or psycopg).
 """
 
+from trio_sched.jobs._consumable import ConsumableJobs as ConsumableJobs
+from trio_sched.jobs._consumable import DeadLetter as DeadLetter
+from trio_sched.jobs._consumable import Delivery as Delivery
+from trio_sched.jobs._consumable import FailOutcome as FailOutcome
 from trio_sched.jobs._job import BatchJobsRuntime as BatchJobsRuntime
 from trio_sched.jobs._job import Job as Job
 from trio_sched.jobs._job import JobsRuntime as JobsRuntime
-from trio_sched.jobs._worker import ConsumableJobs as ConsumableJobs
-from trio_sched.jobs._worker import DeadLetter as DeadLetter
-from trio_sched.jobs._worker import Delivery as Delivery
-from trio_sched.jobs._worker import FailOutcome as FailOutcome
-from trio_sched.jobs._worker import JobContext as JobContext
-from trio_sched.jobs._worker import JobHandler as JobHandler
 from trio_sched.jobs._worker import Worker as Worker
-from trio_sched.jobs._worker import WorkerState as WorkerState
-from trio_sched.jobs._worker import WorkerStatistics as WorkerStatistics
-from trio_sched.jobs._worker import current_job as current_job
 from trio_sched.jobs._worker import open_worker as open_worker
+from trio_sched.jobs._worker_types import JobContext as JobContext
+from trio_sched.jobs._worker_types import JobHandler as JobHandler
+from trio_sched.jobs._worker_types import WorkerState as WorkerState
+from trio_sched.jobs._worker_types import WorkerStatistics as WorkerStatistics
+from trio_sched.jobs._worker_types import current_job as current_job
 from trio_sched.jobs.memory import MemoryJobs as MemoryJobs
 from trio_sched.jobs.memory import MemoryJobsStatistics as MemoryJobsStatistics
 from trio_sched.jobs.memory import QueueStatistics as QueueStatistics

@@ -1,46 +1,14 @@
-"""Trio workers for jobs runtimes: `open_worker` and the `ConsumableJobs` protocol.
+"""Trio workers for jobs runtimes: `open_worker` and the `Worker` it makes.
 
 A worker takes jobs from a runtime that implements `ConsumableJobs` (`MemoryJobs`,
 ``RedisJobs``, ``PostgresJobs``), runs the handler named by ``job.name`` and
 reports the outcome back. Code moves from embedded to Redis or Postgres by changing the
 runtime's constructor only.
 
-The protocol (what a runtime implements for the worker), rules W1-W9:
-- W1 ``claim(queues, max_jobs=, wait=)`` takes up to ``max_jobs`` due jobs from
-  ``queues`` and returns them as `Delivery` values; it waits at most about ``wait``
-  seconds when none is due (blocking read / notification, never a tight poll) and may
-  return an empty list. A claimed job is *leased* to this runtime object for
-  ``visibility_timeout`` seconds; nobody else gets it meanwhile.
-- W2 At-least-once: a lease that is neither completed, failed, released nor extended
-  within ``visibility_timeout`` expires, and the job is delivered again (to any worker).
-  That redelivery counts as an attempt, so a job that kills its worker every time is
-  dead-lettered after ``max_attempts`` like a failing one (a runtime may do it when
-  claiming; the worker dead-letters a delivery whose attempt exceeds ``max_attempts``
-  without running it, WK2).
-- W3 ``Delivery.job.attempt`` is the attempt number of *this* delivery: the enqueued
-  ``attempt`` (normally 1) plus the number of earlier deliveries. Every other `Job`
-  field is exactly what was enqueued.
-- W4 Only due jobs are claimed: a job whose ``run_at`` lies in the future (wall clock)
-  waits until then; a retried job waits until its ``retry_in`` has passed.
-- W5 ``complete(delivery)`` removes the job for good and returns True; it returns False
-  (and changes nothing) when the lease is *stale* - the job was already completed,
-  failed or released through another delivery (after a lease expiry and redelivery).
-- W6 ``fail(delivery, error=, retry_in=)``: with ``retry_in`` not None and
-  ``delivery.job.attempt < max_attempts`` the job is delivered again after ``retry_in``
-  seconds (``"retried"``); otherwise it moves to the queue's dead letters with `error`
-  (``"dead_lettered"``). ``"stale"`` as in W5. The worker computes ``retry_in``
-  (exponential backoff); the runtime owns ``max_attempts``.
-- W7 ``extend(delivery)`` renews the lease for another ``visibility_timeout`` seconds
-  and returns True, or False when the lease was lost (expired and taken over, or
-  finished elsewhere). ``release(delivery)`` gives an unfinished job back for immediate
-  redelivery without counting its attempt (graceful shutdown); stale releases are no-ops.
-- W8 ``dead_letters(queue, limit=)`` lists dead letters oldest first;
-  ``redrive(queue, ids=None)`` re-queues the named dead letters (all when None) with
-  ``attempt`` reset to the enqueued value, and returns how many it re-queued.
-- W9 Every method is a checkpoint. A cancelled ``claim`` leaves nothing hidden: jobs it
-  took are either returned to the queue or redelivered after the visibility timeout
-  (W2); a cancelled ``complete``/``fail``/``extend``/``release`` either happened wholly
-  or not at all. After ``aclose`` they raise `ClosedError`.
+The protocol it uses, what a runtime implements for the worker (rules W1-W9), is in
+`trio_sched.jobs._consumable`; the worker's public values (the handler type,
+`WorkerState`, `WorkerStatistics`, `current_job` of WK4) are in
+`trio_sched.jobs._worker_types`.
 
 The worker, rules WK1-WK7:
 - WK1 One `Worker` owns one nursery; at most ``concurrency`` handlers run at once, and
@@ -87,23 +55,31 @@ The worker, rules WK1-WK7:
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
-from typing import Literal, Protocol, Self, TypeVar, final, runtime_checkable
+from typing import Self, TypeVar, final
 
 import trio
 from trio_util import AsyncValue, periodic
 
 from trio_sched._errors import ClosedError, ConflictError, InvalidArgumentError
-from trio_sched.jobs._job import Job, JobsRuntime
+from trio_sched.jobs._consumable import ConsumableJobs, DeadLetter, Delivery, FailOutcome
+from trio_sched.jobs._job import Job
+from trio_sched.jobs._worker_types import (
+    JobContext,
+    JobHandler,
+    WorkerState,
+    WorkerStatistics,
+    current_job,
+    running_job,
+)
 
+# The protocol records and the worker's values stay importable from here too (redis.py
+# and postgres.py import the records from this module).
 __all__ = [
     "ConsumableJobs",
     "DeadLetter",
@@ -121,128 +97,6 @@ __all__ = [
 logger = logging.getLogger("trio_sched.jobs.worker")
 
 _T = TypeVar("_T")
-
-JobHandler = Callable[[Job], Awaitable[None]]
-"""An async callable that processes one job."""
-
-FailOutcome = Literal["retried", "dead_lettered", "stale"]
-
-WorkerState = Literal["new", "running", "stopping", "stopped"]
-"""A worker's life: ``new`` until entered, ``running``, ``stopping`` once a graceful or
-hard stop began (no more claims), ``stopped`` once the ``async with`` block has left."""
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One claimed job (W1): `job` with its delivery `attempt` (W3) and the runtime's
-    opaque `receipt` naming this lease."""
-
-    job: Job
-    receipt: str
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A job that exhausted its attempts (W6): `id` names it for `redrive`, `job` has
-    the last attempt's number, `error` the last failure, `failed_at` when (aware)."""
-
-    id: str
-    job: Job
-    error: str
-    failed_at: datetime
-
-
-@runtime_checkable
-class ConsumableJobs(JobsRuntime, Protocol):
-    """A jobs runtime workers can take from (rules W1-W9 above)."""
-
-    @property
-    def visibility_timeout(self) -> float: ...
-
-    @property
-    def max_attempts(self) -> int: ...
-
-    async def claim(
-        self, queues: Sequence[str], *, max_jobs: int, wait: float
-    ) -> list[Delivery]: ...
-
-    async def complete(self, delivery: Delivery) -> bool: ...
-
-    async def fail(
-        self, delivery: Delivery, *, error: str, retry_in: float | None
-    ) -> FailOutcome: ...
-
-    async def extend(self, delivery: Delivery) -> bool: ...
-
-    async def release(self, delivery: Delivery) -> None: ...
-
-    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]: ...
-
-    async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int: ...
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What `current_job` returns inside a handler (WK4)."""
-
-    job: Job
-    delivery: Delivery
-    worker: Worker
-
-    @property
-    def attempt(self) -> int:
-        return self.job.attempt
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self.job.headers
-
-    @property
-    def tenant_id(self) -> str | None:
-        return self.job.tenant_id
-
-
-_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("trio_sched_job")
-
-
-def current_job() -> JobContext:
-    """The `JobContext` of the handler running in this task; `LookupError` outside one."""
-    return _current.get()
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class WorkerStatistics:
-    """A snapshot of a `Worker`'s counters.
-
-    `taken` jobs each end as `succeeded` or `failed` (then `retried`, `dead_lettered`
-    or stale), or `released` at shutdown, or `lease_lost`; `in_flight` are running now.
-    `timed_out`, `unknown_name` and `exhausted` (a delivery past ``max_attempts`` after
-    expired leases, not run: W2) are failures by cause; `crashed` counts handlers that
-    raised a non-``Exception`` (`SystemExit`, ...), failed before the worker went down.
-    `claim_errors` and `ack_errors` count backend errors (WK6).
-    """
-
-    running: bool
-    stopping: bool
-    concurrency: int
-    taken: int
-    succeeded: int
-    failed: int
-    retried: int
-    dead_lettered: int
-    released: int
-    lease_lost: int
-    timed_out: int
-    unknown_name: int
-    exhausted: int
-    claim_errors: int
-    ack_errors: int
-    in_flight: int
-    crashed: int = 0
 
 
 # Claim errors a retry cannot cure: they end the worker instead of being retried (WK6).
@@ -553,7 +407,7 @@ class Worker:
             self._counts["unknown_name"] += 1
             self._warn_unknown_name(job)
             return f"no handler for job name {job.name!r} on this worker"
-        token = _current.set(JobContext(job=job, delivery=delivery, worker=self))
+        token = running_job.set(JobContext(job=job, delivery=delivery, worker=self))
         try:
             timeout = math.inf if self._handler_timeout is None else self._handler_timeout
             with trio.move_on_after(timeout) as deadline:
@@ -572,7 +426,7 @@ class Worker:
             )
             return describe_error(exc)
         finally:
-            _current.reset(token)
+            running_job.reset(token)
 
     def _warn_unknown_name(self, job: Job) -> None:
         if job.name in self._unknown_names:

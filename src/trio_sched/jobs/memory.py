@@ -28,17 +28,13 @@ Rules:
   (counted as ``dropped``).
 - J7 One `MemoryJobs` belongs to one Trio run; it is not thread-safe.
 - J8 Workers: `MemoryJobs` also implements `ConsumableJobs` (rules W1-W9 of
-  `trio_sched.jobs._worker`), so ``open_worker(MemoryJobs(), ...)`` works like it does
+  `trio_sched.jobs._consumable`), so ``open_worker(MemoryJobs(), ...)`` works like it does
   on Redis or Postgres. A queue is consumed either by a ``subscribe`` handler (push,
   J2-J6) or by workers (``claim``), never both: mixing raises `ConflictError`. Worker
   queues work whether or not the runtime was entered; handlers then run in the worker's
   nursery and ``max_concurrency`` does not apply to them.
-- J9 On worker queues, ``run_at`` in the future delays delivery (measured on the wall
-  clock at claim time, then waited on Trio's clock, so tests can use `MockClock`), a
-  lease lasts ``visibility_timeout`` seconds, a failed job is retried up to
-  ``max_attempts`` and then kept in the queue's dead letters (``dead_letters`` /
-  ``redrive``). Leased jobs count as ``in_flight``, waiting ones as ``pending``; at close
-  both are dropped (counted as ``dropped``) and later protocol calls raise `ClosedError`.
+- J9 Worker queues (delays, leases, retries, dead letters, what close drops): rule J9 in
+  `trio_sched.jobs._memory_leases`, which holds them.
 - J10 A queue nothing consumes is reported: when jobs for a queue with neither a
   ``subscribe`` handler nor a worker claiming from it are still waiting
   ``unserved_warning`` seconds (default 5) after the first of them was accepted by a
@@ -49,17 +45,12 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
-import heapq
-import itertools
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Self, final
 
 import trio
@@ -70,82 +61,15 @@ from trio_sched._errors import (
     InvalidArgumentError,
     RetryableError,
 )
+from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import Job, check_jobs
-from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome, JobHandler
+from trio_sched.jobs._memory_leases import LeasedQueues
+from trio_sched.jobs._memory_stats import MemoryJobsStatistics, QueueStatistics, Tally
+from trio_sched.jobs._worker_types import JobHandler
 
 __all__ = ["JobHandler", "MemoryJobs", "MemoryJobsStatistics", "QueueStatistics"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatistics:
-    """Counters of one queue.
-
-    `delivered` counts jobs handed to the handler; each then ends as `completed` or
-    `handler_errors` (or is cancelled at close). `pending` are accepted jobs not yet
-    handed over (buffered). On worker queues (J8) `delivered` counts claims, a failure
-    reported by a worker counts in `handler_errors` and then in `retried` or
-    `dead_lettered`.
-    """
-
-    enqueued: int
-    duplicates: int
-    delivered: int
-    completed: int
-    handler_errors: int
-    in_flight: int
-    pending: int
-    subscribed: bool
-    retried: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryJobsStatistics:
-    """A snapshot of a `MemoryJobs`: totals plus `queues` (read-only, by queue name)."""
-
-    running: bool
-    closed: bool
-    max_concurrency: int
-    enqueued: int
-    duplicates: int
-    delivered: int
-    completed: int
-    handler_errors: int
-    in_flight: int
-    pending: int
-    dropped: int
-    queues: Mapping[str, QueueStatistics]
-    retried: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(slots=True)
-class _Counters:
-    enqueued: int = 0
-    duplicates: int = 0
-    delivered: int = 0
-    completed: int = 0
-    handler_errors: int = 0
-    in_flight: int = 0
-    pending: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _Item:
-    """A job on a worker queue: `job` as enqueued, `tries` deliveries so far (J9)."""
-
-    job: Job
-    tries: int = 0
-
-
-@dataclass(slots=True)
-class _Lease:
-    item: _Item
-    deadline: float  # Trio clock
 
 
 @final
@@ -207,14 +131,6 @@ class MemoryJobs:
         self._unserved_warning = unserved_warning
         self._watched: set[str] = set()  # queues checked for a consumer once (J10)
         self._handler_nursery: trio.Nursery | None = None
-        self._visibility_timeout = float(visibility_timeout)
-        self._max_attempts = max_attempts
-        # Worker queues (J8, J9): due heap per queue, leases by receipt, dead letters.
-        self._worker_queues: set[str] = set()
-        self._waiting: dict[str, list[tuple[float, int, _Item]]] = {}
-        self._leases: dict[str, _Lease] = {}
-        self._dead: dict[str, dict[str, tuple[DeadLetter, Job]]] = {}
-        self._sequence = itertools.count()
         self._max_concurrency = max_concurrency
         self._limiter = trio.CapacityLimiter(max_concurrency)
         self._dedupe_window = dedupe_window
@@ -225,10 +141,15 @@ class MemoryJobs:
         self._handlers: dict[str, JobHandler] = {}
         self._ready: deque[Job] = deque()  # queue has a handler: waits for a slot
         self._parked: dict[str, deque[Job]] = {}  # queue has no handler yet
-        self._pending = 0
-        self._dropped = 0
-        self._counters: dict[str, _Counters] = {}
+        self._tally = Tally()
         self._changed = trio.Event()
+        # Worker queues (J8, J9): due heaps, leases, dead letters.
+        self._leased = LeasedQueues(
+            self._tally,
+            self._notify,
+            visibility_timeout=float(visibility_timeout),
+            max_attempts=max_attempts,
+        )
         self._lifecycle: AbstractAsyncContextManager[None] | None = None
         self._serve_scope: trio.CancelScope | None = None
         self._running = False
@@ -343,14 +264,14 @@ class MemoryJobs:
 
     def _accept(self, job: Job) -> Exception | None:
         """Decide one job (J2-J4); the caller notifies consumers."""
-        counters = self._counters_for(job.queue)
+        counters = self._tally.queue(job.queue)
         key = job.idempotency_key
         if key is not None and key in self._seen:
             counters.duplicates += 1
             return ConflictError(
                 f"duplicate idempotency key {key!r}: job {self._seen[key]!r} has it"
             )
-        if self._pending >= self._max_pending:
+        if self._tally.pending >= self._max_pending:
             return RetryableError(f"MemoryJobs buffer is full ({self._max_pending} jobs pending)")
         if key is not None:
             self._seen[key] = job.id
@@ -359,7 +280,7 @@ class MemoryJobs:
         self._history.append(job)
         counters.enqueued += 1
         counters.pending += 1
-        self._pending += 1
+        self._tally.pending += 1
         if job.queue in self._handlers:
             self._ready.append(job)
         else:
@@ -383,10 +304,10 @@ class MemoryJobs:
             raise ClosedError("MemoryJobs is closed")
         if queue in self._handlers:
             raise ConflictError(f"queue {queue!r} already has a handler")
-        if queue in self._worker_queues:
+        if queue in self._leased.names:
             raise ConflictError(f"queue {queue!r} is consumed by workers (rule J8)")
         self._handlers[queue] = handler
-        self._counters_for(queue)
+        self._tally.queue(queue)
         parked = self._parked.pop(queue, None)
         if parked:
             self._ready.extend(parked)
@@ -398,48 +319,22 @@ class MemoryJobs:
         return tuple(self._history)
 
     def statistics(self) -> MemoryJobsStatistics:
-        queues = {
-            name: QueueStatistics(
-                enqueued=c.enqueued,
-                duplicates=c.duplicates,
-                delivered=c.delivered,
-                completed=c.completed,
-                handler_errors=c.handler_errors,
-                in_flight=c.in_flight,
-                pending=c.pending,
-                subscribed=name in self._handlers,
-                retried=c.retried,
-                dead_lettered=c.dead_lettered,
-            )
-            for name, c in self._counters.items()
-        }
-        values = list(queues.values())
-        return MemoryJobsStatistics(
+        return self._tally.statistics(
             running=self._running,
             closed=self._closed,
             max_concurrency=self._max_concurrency,
-            enqueued=sum(q.enqueued for q in values),
-            duplicates=sum(q.duplicates for q in values),
-            delivered=sum(q.delivered for q in values),
-            completed=sum(q.completed for q in values),
-            handler_errors=sum(q.handler_errors for q in values),
-            in_flight=sum(q.in_flight for q in values),
-            pending=self._pending,
-            dropped=self._dropped,
-            queues=MappingProxyType(queues),
-            retried=sum(q.retried for q in values),
-            dead_lettered=sum(q.dead_lettered for q in values),
+            subscribed=self._handlers,
         )
 
     # -- ConsumableJobs (rules J8, J9 and W1-W9) ----------------------------------------
 
     @property
     def visibility_timeout(self) -> float:
-        return self._visibility_timeout
+        return self._leased.visibility_timeout
 
     @property
     def max_attempts(self) -> int:
-        return self._max_attempts
+        return self._leased.max_attempts
 
     async def claim(self, queues: Sequence[str], *, max_jobs: int, wait: float) -> list[Delivery]:
         """Take up to `max_jobs` due jobs from `queues` (W1), waiting up to `wait` seconds
@@ -451,155 +346,58 @@ class MemoryJobs:
         for queue in queues:
             if queue in self._handlers:
                 raise ConflictError(f"queue {queue!r} has a subscribe handler (rule J8)")
-        self._worker_queues.update(queues)
+        self._leased.names.update(queues)
         deadline = trio.current_time() + max(0.0, wait)
         await trio.lowlevel.checkpoint()
         while True:
             self._check_open()
             now = trio.current_time()
-            self._expire_leases(now)
-            taken: list[Delivery] = []
-            for queue in queues:
-                self._admit_parked(queue, now)
-                heap = self._waiting.get(queue)
-                while heap and heap[0][0] <= now and len(taken) < max_jobs:
-                    _, _, item = heapq.heappop(heap)
-                    taken.append(self._lease(item, now))
+            taken = self._leased.take(queues, self._parked, max_jobs=max_jobs, now=now)
             if taken or now >= deadline:
                 return taken
-            with trio.move_on_at(min(deadline, self._next_wake(queues))):
+            with trio.move_on_at(min(deadline, self._leased.next_wake(queues))):
                 await self._changed.wait()
 
     async def complete(self, delivery: Delivery) -> bool:
         """Finish a leased job (W5); False when the lease is stale. A checkpoint."""
         await trio.lowlevel.checkpoint()
-        lease = self._take_lease(delivery)
-        if lease is None:
-            return False
-        self._counters_for(delivery.job.queue).completed += 1
-        return True
+        self._check_open()
+        return self._leased.complete(delivery)
 
     async def fail(self, delivery: Delivery, *, error: str, retry_in: float | None) -> FailOutcome:
         """Retry or dead-letter a leased job (W6). A checkpoint; atomic after it."""
         await trio.lowlevel.checkpoint()
-        lease = self._take_lease(delivery)
-        if lease is None:
-            return "stale"
-        queue = delivery.job.queue
-        counters = self._counters_for(queue)
-        counters.handler_errors += 1
-        if retry_in is not None and delivery.job.attempt < self._max_attempts:
-            counters.retried += 1
-            self._push(lease.item, trio.current_time() + max(0.0, retry_in))
-            return "retried"
-        counters.dead_lettered += 1
-        letters = self._dead.setdefault(queue, {})
-        letter = DeadLetter(
-            id=f"{next(self._sequence)}",
-            job=delivery.job,
-            error=error,
-            failed_at=datetime.now(UTC),
-        )
-        letters[letter.id] = (letter, lease.item.job)
-        return "dead_lettered"
+        self._check_open()
+        return self._leased.fail(delivery, error=error, retry_in=retry_in)
 
     async def extend(self, delivery: Delivery) -> bool:
         """Renew a lease for `visibility_timeout` (W7); False when lost. A checkpoint."""
         await trio.lowlevel.checkpoint()
         self._check_open()
-        lease = self._leases.get(delivery.receipt)
-        if lease is None:
-            return False
-        lease.deadline = trio.current_time() + self._visibility_timeout
-        return True
+        return self._leased.extend(delivery)
 
     async def release(self, delivery: Delivery) -> None:
         """Give a leased job back for immediate redelivery, its attempt not counted (W7).
         A checkpoint; atomic after it."""
         await trio.lowlevel.checkpoint()
-        lease = self._take_lease(delivery)
-        if lease is not None:
-            lease.item.tries -= 1
-            self._push(lease.item, trio.current_time())
+        self._check_open()
+        self._leased.release(delivery)
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The dead letters of `queue`, oldest first, at most `limit` (W8). A checkpoint."""
         await trio.lowlevel.checkpoint()
-        letters = self._dead.get(queue, {})
-        return [letter for letter, _ in itertools.islice(letters.values(), limit)]
+        return self._leased.dead_letters(queue, limit=limit)
 
     async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Re-queue dead letters of `queue` (all when `ids` is None) with their enqueued
         attempt (W8); returns how many. A checkpoint; atomic after it."""
         await trio.lowlevel.checkpoint()
         self._check_open()
-        letters = self._dead.get(queue, {})
-        chosen = list(letters) if ids is None else [i for i in ids if i in letters]
-        now = trio.current_time()
-        for letter_id in chosen:
-            _, job = letters.pop(letter_id)
-            self._push(_Item(job), now)
-        return len(chosen)
+        return self._leased.redrive(queue, ids)
 
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("MemoryJobs is closed")
-
-    def _admit_parked(self, queue: str, now: float) -> None:
-        """Move jobs enqueued to a worker queue into its due heap (J9)."""
-        parked = self._parked.pop(queue, None)
-        if not parked:
-            return
-        wall = datetime.now(UTC)
-        heap = self._waiting.setdefault(queue, [])
-        for job in parked:
-            delay = 0.0 if job.run_at is None else (job.run_at - wall).total_seconds()
-            heapq.heappush(heap, (now + max(0.0, delay), next(self._sequence), _Item(job)))
-
-    def _lease(self, item: _Item, now: float) -> Delivery:
-        item.tries += 1
-        receipt = f"{next(self._sequence)}"
-        self._leases[receipt] = _Lease(item, now + self._visibility_timeout)
-        counters = self._counters_for(item.job.queue)
-        counters.pending -= 1
-        counters.delivered += 1
-        counters.in_flight += 1
-        self._pending -= 1
-        job = dataclasses.replace(item.job, attempt=item.job.attempt + item.tries - 1)
-        return Delivery(job=job, receipt=receipt)
-
-    def _take_lease(self, delivery: Delivery) -> _Lease | None:
-        self._check_open()
-        lease = self._leases.pop(delivery.receipt, None)
-        if lease is not None:
-            self._counters_for(lease.item.job.queue).in_flight -= 1
-        return lease
-
-    def _push(self, item: _Item, due: float) -> None:
-        """Put `item` (back) on its worker queue, due at `due` (Trio clock)."""
-        heap = self._waiting.setdefault(item.job.queue, [])
-        heapq.heappush(heap, (due, next(self._sequence), item))
-        self._counters_for(item.job.queue).pending += 1
-        self._pending += 1
-        self._notify()
-
-    def _expire_leases(self, now: float) -> None:
-        """Redeliver jobs whose lease ran out (W2); the lost delivery counted a try."""
-        for receipt in [r for r, lease in self._leases.items() if lease.deadline <= now]:
-            lease = self._leases.pop(receipt)
-            self._counters_for(lease.item.job.queue).in_flight -= 1
-            self._push(lease.item, now)
-
-    def _next_wake(self, queues: Sequence[str]) -> float:
-        """When the next delayed job of `queues` or the next lease expiry is due."""
-        wake = math.inf
-        for queue in queues:
-            heap = self._waiting.get(queue)
-            if heap:
-                wake = min(wake, heap[0][0])
-        for lease in self._leases.values():
-            wake = min(wake, lease.deadline)
-        return wake
 
     # -- internals ------------------------------------------------------------------
 
@@ -615,15 +413,15 @@ class MemoryJobs:
                 self._limiter.release_on_behalf_of(borrower)
                 continue
             job = self._ready.popleft()
-            counters = self._counters_for(job.queue)
+            counters = self._tally.queue(job.queue)
             counters.pending -= 1
             counters.delivered += 1
             counters.in_flight += 1
-            self._pending -= 1
+            self._tally.pending -= 1
             handlers.start_soon(self._run_handler, job, self._handlers[job.queue], borrower)
 
     async def _run_handler(self, job: Job, handler: JobHandler, borrower: object) -> None:
-        counters = self._counters_for(job.queue)
+        counters = self._tally.queue(job.queue)
         try:
             await handler(job)
         except Exception:
@@ -647,8 +445,8 @@ class MemoryJobs:
     async def _warn_if_unserved(self, queue: str, after: float) -> None:
         await trio.sleep(after)
         waiting = len(self._parked.get(queue, ()))
-        if waiting and queue not in self._handlers and queue not in self._worker_queues:
-            consumed = sorted(set(self._handlers) | self._worker_queues)
+        if waiting and queue not in self._handlers and queue not in self._leased.names:
+            consumed = sorted(set(self._handlers) | self._leased.names)
             logger.warning(
                 "%d job(s) for queue %r have waited %gs and nothing consumes that queue: "
                 "no subscribe() handler and no worker claims from it (a mistyped "
@@ -660,29 +458,20 @@ class MemoryJobs:
             )
 
     async def _wait_idle(self) -> None:
-        while not self._closed and (self._ready or self._in_flight()):
+        while not self._closed and (self._ready or self._tally.in_flight()):
             await self._changed.wait()
-
-    def _in_flight(self) -> int:
-        return sum(c.in_flight for c in self._counters.values())
 
     def _close_now(self) -> None:
         if self._closed:
             return
         self._closed = True
         for job in self._ready:
-            self._counters_for(job.queue).pending -= 1
+            self._tally.queue(job.queue).pending -= 1
         for queue, parked in self._parked.items():
-            self._counters_for(queue).pending -= len(parked)
-        for queue, waiting in self._waiting.items():
-            self._counters_for(queue).pending -= len(waiting)
-        for lease in self._leases.values():
-            self._counters_for(lease.item.job.queue).in_flight -= 1
-            self._dropped += 1
-        self._waiting.clear()
-        self._leases.clear()
-        self._dropped += self._pending
-        self._pending = 0
+            self._tally.queue(queue).pending -= len(parked)
+        self._leased.drop()
+        self._tally.dropped += self._tally.pending
+        self._tally.pending = 0
         self._ready.clear()
         self._parked.clear()
         if self._serve_scope is not None:
@@ -694,9 +483,3 @@ class MemoryJobs:
         # check and wait without a checkpoint in between).
         self._changed.set()
         self._changed = trio.Event()
-
-    def _counters_for(self, queue: str) -> _Counters:
-        counters = self._counters.get(queue)
-        if counters is None:
-            counters = self._counters[queue] = _Counters()
-        return counters
