@@ -54,7 +54,7 @@ from cronsim import CronSim
 
 import trio_sched
 from trio_sched.cron import Schedule, parse
-from trio_sched.cron import _schedule as _schedule_module
+from trio_sched.cron import _parse as _parse_module
 
 EXPRESSIONS = ("*/5 * * * *", "0 9 * * 1-5", "0 0 29 2 *", "15,45 */2 1-15 * MON-FRI")
 ZONE_NAME = "Europe/Berlin"
@@ -170,10 +170,10 @@ def _uncached_parse() -> tuple[Callable[[str, ZoneInfo], Schedule], str]:
     cache hits while cronsim and croniter parse for real. The cache is a private
     `functools.lru_cache`; when it is not found, fall back to `parse` and say so.
     """
-    cached = getattr(_schedule_module, "_parse_cached", None)
+    cached = getattr(_parse_module, "_parse_cached", None)
     inner = getattr(cached, "__wrapped__", None)
     if callable(inner):
-        return inner, "uncached: trio_sched.cron._schedule._parse_cached.__wrapped__"
+        return inner, "uncached: trio_sched.cron._parse._parse_cached.__wrapped__"
     return parse, "trio_sched.cron.parse (its cache could not be bypassed: may be cache hits)"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from trio_sched import SchedulerError
 from trio_sched.cron import MAX_EXPRESSION_LENGTH, CronField, Schedule, ValidationError, parse
-from trio_sched.cron._schedule import _parse_cached
+from trio_sched.cron._parse import _parse_cached
 
 FIELD_ORDER = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
 # Where a field's text goes in a 5-field expression ("second" uses a 6-field one).

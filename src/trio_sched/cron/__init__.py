@@ -9,8 +9,8 @@ Never imports trio. Rules C1-C12: docs/cron.md.
 
 from trio_sched._errors import ValidationError as ValidationError
 from trio_sched.cron._fields import CronField as CronField
-from trio_sched.cron._schedule import MAX_EXPRESSION_LENGTH as MAX_EXPRESSION_LENGTH
+from trio_sched.cron._parse import MAX_EXPRESSION_LENGTH as MAX_EXPRESSION_LENGTH
+from trio_sched.cron._parse import parse as parse
 from trio_sched.cron._schedule import Schedule as Schedule
-from trio_sched.cron._schedule import parse as parse
 
 __all__ = ["MAX_EXPRESSION_LENGTH", "CronField", "Schedule", "ValidationError", "parse"]
