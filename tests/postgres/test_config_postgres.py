@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from trio_sched import ConflictError, InvalidArgumentError, RetryableError, ValidationError
-from trio_sched._postgres_common import PostgresDriver
+from trio_sched._postgres_driver import PostgresDriver
 from trio_sched.jobs import Job
 from trio_sched.jobs.postgres import PostgresJobs, PostgresJobsConfig
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig

@@ -20,7 +20,8 @@ import pytest
 import trio
 
 from trio_sched import ClosedError, RetryableError, SchedulerError, ValidationError
-from trio_sched._postgres_common import PostgresDriver, redact_dsn
+from trio_sched._postgres_common import redact_dsn
+from trio_sched._postgres_driver import PostgresDriver
 from trio_sched.health import lock_provider_health_checker
 from trio_sched.locks import AcquireRequest, LockLease
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig

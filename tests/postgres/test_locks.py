@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from trio_sched import LeaseLostError, SchedulerError, ValidationError
-from trio_sched._postgres_common import PostgresDriver
+from trio_sched._postgres_driver import PostgresDriver
 from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider, MemoryLockProvider
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
 from trio_sched.testing import check_lock_provider
