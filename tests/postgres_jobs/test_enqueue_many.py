@@ -114,7 +114,7 @@ async def test_several_statements_are_one_transaction(
     batch = [_job(i, idempotency_key=f"k{i}") for i in range(5)]
     # The last row (by key) fails on the server in the third statement: out of the
     # integer range, which the client-side check (turned off here) would refuse.
-    monkeypatch.setattr(postgres_jobs, "_check_job", lambda job: None)
+    monkeypatch.setattr(postgres_jobs, "check_job", lambda job: None)
     batch[4] = dataclasses.replace(batch[4], attempt=2**40)
     with pytest.raises(InvalidArgumentError, match="out of range"):
         await jobs.enqueue_many(batch)

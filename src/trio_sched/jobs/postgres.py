@@ -95,7 +95,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import trio
@@ -120,6 +119,7 @@ from trio_sched._postgres_common import (
 )
 from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._postgres_listen import Listener
+from trio_sched.jobs._postgres_rows import check_job, check_queue, job_from_row, utc
 from trio_sched.jobs._postgres_sql import JobsSql
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
@@ -139,11 +139,6 @@ _log = logging.getLogger("trio_sched.jobs.postgres")
 
 T = TypeVar("T")
 
-_BIGINT_MIN: Final = -(2**63)
-_BIGINT_MAX: Final = 2**63 - 1
-_INT_MIN: Final = -(2**31)
-_INT_MAX: Final = 2**31 - 1
-# enqueue_many: rows per INSERT statement. One transaction holds them all; chunks keep
 # each statement (and its parameters) small next to ``statement_timeout``.
 _ENQUEUE_CHUNK: Final = 1000
 
@@ -340,7 +335,7 @@ class PostgresJobs(ClosesOnExit):
         """
         if not isinstance(job, Job):
             raise InvalidArgumentError(f"enqueue expects a Job, got {type(job).__name__}")
-        _check_job(job)
+        check_job(job)
         params = {
             "id": job.id,
             "queue": job.queue,
@@ -402,7 +397,7 @@ class PostgresJobs(ClosesOnExit):
         valid: list[tuple[int, Job]] = []
         for index, job in enumerate(jobs):
             try:
-                _check_job(job)
+                check_job(job)
             except InvalidArgumentError as exc:
                 results[index] = exc
                 continue
@@ -488,7 +483,7 @@ class PostgresJobs(ClosesOnExit):
             raise InvalidArgumentError(f"max_jobs must be an int >= 1, got {max_jobs!r}")
         if isinstance(queues, str):
             raise InvalidArgumentError("queues must be a sequence of queue names, not a str")
-        names = [_check_queue(q) for q in dict.fromkeys(queues)]
+        names = [check_queue(q) for q in dict.fromkeys(queues)]
         if not names:
             raise InvalidArgumentError("claim needs at least one queue")
         wait = max(0.0, float(wait))
@@ -589,7 +584,7 @@ class PostgresJobs(ClosesOnExit):
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """Dead letters of `queue`, oldest first (W8): one SELECT. A checkpoint."""
-        _check_queue(queue)
+        check_queue(queue)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise InvalidArgumentError(f"limit must be an int >= 0, got {limit!r}")
         params = {"queue": queue, "limit": limit}
@@ -599,14 +594,14 @@ class PostgresJobs(ClosesOnExit):
 
         letters: list[DeadLetter] = []
         for row in await self._call(run):
-            job = _job_from_row(row)
+            job = job_from_row(row)
             attempt, error, failed_at = row[12], row[13], row[14]
             letters.append(
                 DeadLetter(
                     id=job.id,
                     job=dataclasses.replace(job, attempt=int(attempt)),
                     error=str(error),
-                    failed_at=_utc(failed_at),
+                    failed_at=utc(failed_at),
                 )
             )
         return letters
@@ -614,7 +609,7 @@ class PostgresJobs(ClosesOnExit):
     async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Re-queue dead letters of `queue` (all when `ids` is None) with their enqueued
         attempt (W8, PJ6); returns how many. One statement: all of them or none."""
-        _check_queue(queue)
+        check_queue(queue)
         if ids is not None and not ids:
             await self._checkpoint_open()
             return 0
@@ -663,11 +658,11 @@ class PostgresJobs(ClosesOnExit):
             return self._driver.execute(conn, self._sql.get, {"id": job_id}).fetchone()
 
         row = await self._call(run)
-        return None if row is None else _job_from_row(row)
+        return None if row is None else job_from_row(row)
 
     async def queue_statistics(self, queue: str) -> PostgresQueueStatistics:
         """What the table holds for `queue` (one SELECT). A checkpoint."""
-        _check_queue(queue)
+        check_queue(queue)
 
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.queue_stats, {"queue": queue}).fetchone()
@@ -748,7 +743,7 @@ class PostgresJobs(ClosesOnExit):
             if row[1] is None:  # the marker row: expired leases dead-lettered (PJ4)
                 self._counters.expired_dead_lettered += int(row[0])
                 continue
-            job = _job_from_row(row)
+            job = job_from_row(row)
             delivered = dataclasses.replace(job, attempt=job.attempt + int(row[12]) - 1)
             deliveries.append(Delivery(job=delivered, receipt=token))
         self._counters.claimed += len(deliveries)
@@ -835,79 +830,6 @@ class _GiveBack:
 # -- helpers ------------------------------------------------------------------------
 
 
-def _job_from_row(row: tuple[Any, ...]) -> Job:
-    try:
-        headers = row[4]
-        if isinstance(headers, str):
-            headers = json.loads(headers)
-        return Job(
-            id=str(row[0]),
-            name=str(row[1]),
-            queue=str(row[2]),
-            payload=bytes(row[3]),
-            headers={str(k): str(v) for k, v in headers.items()},
-            content_type=str(row[5]),
-            tenant_id=row[6],
-            idempotency_key=row[7],
-            run_at=None if row[8] is None else _utc(row[8]),
-            created_at=None if row[9] is None else _utc(row[9]),
-            fencing_token=None if row[10] is None else int(row[10]),
-            attempt=int(row[11]),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise SchedulerError(f"a stored job is not in the expected format: {exc}") from exc
-
-
-def _utc(value: object) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise SchedulerError(f"postgres jobs runtime: expected a timestamptz, got {value!r}")
-    return value.astimezone(UTC)
-
-
-def _check_queue(queue: object) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise InvalidArgumentError(f"queue must be a non-empty str, got {queue!r}")
-    return queue
-
-
-def _check_job(job: Job) -> None:
-    """Refuse, before any statement, a job Postgres cannot store as it is (PJ3): the
-    driver would otherwise fail the whole statement, and with it a whole batch."""
-    _check_queue(job.queue)
-    for name in ("id", "name", "content_type", "tenant_id", "idempotency_key"):
-        value = getattr(job, name)
-        if value is not None or name in ("id", "name", "content_type"):
-            _check_text(name, value)
-    for header, value in job.headers.items():
-        _check_text("header name", header)
-        _check_text(f"header {header!r}", value)
-    if not isinstance(job.payload, bytes | bytearray | memoryview):
-        raise InvalidArgumentError(f"payload must be bytes, got {type(job.payload).__name__}")
-    for name in ("run_at", "created_at"):
-        value = getattr(job, name)
-        if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
-            raise InvalidArgumentError(f"{name} must be an aware datetime, got {value!r}")
-    if job.fencing_token is not None:
-        _bigint("fencing_token", job.fencing_token)
-    attempt = job.attempt
-    if isinstance(attempt, bool) or not isinstance(attempt, int):
-        raise InvalidArgumentError(f"attempt must be an int, got {attempt!r}")
-    if not _INT_MIN <= attempt <= _INT_MAX:
-        raise InvalidArgumentError(f"attempt is outside Postgres' integer range: {attempt!r}")
-
-
-def _check_text(what: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(f"{what} must be a str, got {value!r}")
-    if "\x00" in value:
-        raise InvalidArgumentError(f"{what} contains a NUL character, which Postgres refuses")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(f"{what} is not valid Unicode: {value!r}") from None
-
-
 def _enqueue_chunks(jobs: list[tuple[int, Job]]) -> list[list[tuple[int, Job]]]:
     """The statements of one ``enqueue_many`` (PJ3), as (call index, job) chunks.
 
@@ -987,11 +909,3 @@ def _insert_order(item: tuple[int, Job]) -> tuple[bool, str, str]:
     job = item[1]
     key = job.idempotency_key
     return key is None, key or "", job.id
-
-
-def _bigint(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{what} must be an int, got {value!r}")
-    if not _BIGINT_MIN <= value <= _BIGINT_MAX:
-        raise InvalidArgumentError(f"{what} is outside Postgres' bigint range: {value!r}")
-    return value
