@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     # which says which extra to install when psycopg is missing.
     from psycopg import sql
 
+__all__ = ["Listener"]
+
 # The runtime's logger: one name for all of its modules.
 _log = logging.getLogger("trio_sched.jobs.postgres")
 

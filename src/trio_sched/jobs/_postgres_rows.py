@@ -15,6 +15,8 @@ from typing import Any, Final
 from trio_sched._errors import InvalidArgumentError, SchedulerError
 from trio_sched.jobs._job import Job
 
+__all__ = ["check_job", "check_queue", "job_from_row", "utc"]
+
 _BIGINT_MIN: Final = -(2**63)
 _BIGINT_MAX: Final = 2**63 - 1
 _INT_MIN: Final = -(2**31)

@@ -15,6 +15,8 @@ from trio_sched._postgres_common import (
     query,
 )
 
+__all__ = ["JOB_COLUMNS", "JobsSql"]
+
 # The job columns, in the order `job_from_row` reads them.
 JOB_COLUMNS: Final = (
     "id, name, queue, payload, headers, content_type, tenant_id, idempotency_key,"

@@ -111,7 +111,6 @@ from trio_sched._postgres_common import (
     JOBS_TABLE,
     Connection,
     PostgresDriver,
-    PostgresDriverStatistics,
     TableName,
     check_dsn,
     check_timeout,
@@ -121,6 +120,9 @@ from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._postgres_listen import Listener
 from trio_sched.jobs._postgres_rows import check_job, check_queue, job_from_row, utc
 from trio_sched.jobs._postgres_sql import JobsSql
+from trio_sched.jobs._postgres_stats import Counters
+from trio_sched.jobs._postgres_stats import PostgresJobsStatistics as PostgresJobsStatistics
+from trio_sched.jobs._postgres_stats import PostgresQueueStatistics as PostgresQueueStatistics
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 if TYPE_CHECKING:
@@ -206,73 +208,6 @@ class PostgresJobsConfig:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class PostgresJobsStatistics:
-    """This client's counters (not the server's totals; see
-    `PostgresJobs.queue_statistics`).
-
-    `claimed` counts deliveries, `expired_dead_lettered` expired leases with no attempt
-    left (PJ4), `stale` acknowledgements of leases that had moved on, `leases_lost`
-    extends that found the lease gone. `notifications` counts NOTIFY messages the
-    listening connection received, `listen_errors` its failures (then claims poll).
-    `driver`: round trips, failures, undos and connections (P1-P3).
-    """
-
-    enqueued: int
-    delayed: int
-    duplicates: int
-    claimed: int
-    completed: int
-    retried: int
-    dead_lettered: int
-    expired_dead_lettered: int
-    released: int
-    stale: int
-    extended: int
-    leases_lost: int
-    redriven: int
-    cleaned_rows: int
-    notifications: int
-    listen_errors: int
-    listening: bool
-    schema_ready: bool
-    closed: bool
-    driver: PostgresDriverStatistics
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class PostgresQueueStatistics:
-    """What the table holds for one queue: `ready` rows due now, `delayed` ready rows
-    due later, `leased` rows (delivered, not finished; expired leases included), `dead`
-    letters and `done` rows kept for dedupe (PJ3)."""
-
-    ready: int
-    delayed: int
-    leased: int
-    dead: int
-    done: int
-
-
-@dataclass(slots=True)
-class _Counters:
-    enqueued: int = 0
-    delayed: int = 0
-    duplicates: int = 0
-    claimed: int = 0
-    completed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    expired_dead_lettered: int = 0
-    released: int = 0
-    stale: int = 0
-    extended: int = 0
-    leases_lost: int = 0
-    redriven: int = 0
-    cleaned_rows: int = 0
-
-
-@final
 class PostgresJobs(ClosesOnExit):
     """A `JobsRuntime`, `BatchJobsRuntime` and `ConsumableJobs` on one Postgres table
     (rules PJ1-PJ7).
@@ -301,7 +236,7 @@ class PostgresJobs(ClosesOnExit):
         self._schema_lock = trio.Lock()
         interval = self._config.cleanup_interval
         self._next_cleanup = -math.inf if interval is not None else math.inf
-        self._counters = _Counters()
+        self._counters = Counters()
 
     def __repr__(self) -> str:
         state = "closed" if self._driver.closed else "open"
