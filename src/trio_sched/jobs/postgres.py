@@ -87,13 +87,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
@@ -103,12 +102,10 @@ from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     ConflictError,
     InvalidArgumentError,
-    NotInitializedError,
     SchedulerError,
     ValidationError,
 )
 from trio_sched._postgres_common import (
-    JOBS_TABLE,
     Connection,
     PostgresDriver,
     TableName,
@@ -119,10 +116,10 @@ from trio_sched._postgres_common import (
 from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._postgres_listen import Listener
 from trio_sched.jobs._postgres_rows import check_job, check_queue, job_from_row, utc
-from trio_sched.jobs._postgres_sql import JobsSql
 from trio_sched.jobs._postgres_stats import Counters
 from trio_sched.jobs._postgres_stats import PostgresJobsStatistics as PostgresJobsStatistics
 from trio_sched.jobs._postgres_stats import PostgresQueueStatistics as PostgresQueueStatistics
+from trio_sched.jobs._postgres_table import JobsTable
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 if TYPE_CHECKING:
@@ -219,8 +216,6 @@ class PostgresJobs(ClosesOnExit):
 
     def __init__(self, config: PostgresJobsConfig | None = None) -> None:
         self._config = config if config is not None else PostgresJobsConfig()
-        self._table = TableName.parse(self._config.table)
-        self._sql = JobsSql(self._table)
         self._driver = PostgresDriver(
             self._config.url,
             operation_timeout=self._config.operation_timeout,
@@ -228,19 +223,17 @@ class PostgresJobs(ClosesOnExit):
             what="postgres jobs runtime",
             synchronous_commit=self._config.synchronous_commit,
         )
-        # A channel name is an identifier (at most 63 bytes): derived from the table name.
-        digest = hashlib.blake2b(str(self._table).encode(), digest_size=10).hexdigest()
-        self._channel = f"trio_sched_jobs_{digest}"
+        self._table = JobsTable(self._driver, TableName.parse(self._config.table))
+        self._sql = self._table.sql
+        self._channel = self._table.channel
         self._listener = Listener(self._driver, self._channel)
-        self._schema_ready = False
-        self._schema_lock = trio.Lock()
         interval = self._config.cleanup_interval
         self._next_cleanup = -math.inf if interval is not None else math.inf
         self._counters = Counters()
 
     def __repr__(self) -> str:
         state = "closed" if self._driver.closed else "open"
-        return f"<PostgresJobs {self._driver.url} table={str(self._table)!r} {state}>"
+        return f"<PostgresJobs {self._driver.url} table={str(self._table.name)!r} {state}>"
 
     @property
     def config(self) -> PostgresJobsConfig:
@@ -298,7 +291,7 @@ class PostgresJobs(ClosesOnExit):
             ).fetchone()
             return None, None if held is None else str(held[0])
 
-        delayed, holder = await self._call(run)
+        delayed, holder = await self._table.call(run)
         if delayed is None:
             raise self._refused(job, holder)
         self._counters.enqueued += 1
@@ -338,7 +331,7 @@ class PostgresJobs(ClosesOnExit):
                 continue
             valid.append((index, job))
         if not valid:
-            await self._checkpoint_open()
+            await self._table.checkpoint_open()
             return results
         await self._maybe_cleanup()
 
@@ -371,7 +364,7 @@ class PostgresJobs(ClosesOnExit):
                     holders[lookup[int(ord_) - 1][0]] = None if holder is None else str(holder)
             return stored, holders
 
-        stored, holders = await self._call(run)
+        stored, holders = await self._table.call(run)
         for index, job in valid:
             if index in stored:
                 self._counters.enqueued += 1
@@ -450,7 +443,7 @@ class PostgresJobs(ClosesOnExit):
             row = self._driver.execute(conn, self._sql.complete, params).fetchone()
             return 0 if row is None else int(row[0])
 
-        if not await self._call(run):
+        if not await self._table.call(run):
             self._counters.stale += 1
             return False
         self._counters.completed += 1
@@ -477,7 +470,7 @@ class PostgresJobs(ClosesOnExit):
                 return len(self._driver.execute(conn, self._sql.retry, params).fetchall())
             return self._driver.execute(conn, self._sql.bury, params).rowcount
 
-        if not await self._call(run):
+        if not await self._table.call(run):
             self._counters.stale += 1
             return "stale"
         if retry:
@@ -498,7 +491,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> int:
             return self._driver.execute(conn, self._sql.extend, params).rowcount
 
-        if not await self._call(run):
+        if not await self._table.call(run):
             self._counters.leases_lost += 1
             return False
         self._counters.extended += 1
@@ -512,7 +505,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> int:
             return len(self._driver.execute(conn, self._sql.release, params).fetchall())
 
-        if await self._call(run):
+        if await self._table.call(run):
             self._counters.released += 1
         else:
             self._counters.stale += 1
@@ -528,7 +521,7 @@ class PostgresJobs(ClosesOnExit):
             return self._driver.execute(conn, self._sql.dead_letters, params).fetchall()
 
         letters: list[DeadLetter] = []
-        for row in await self._call(run):
+        for row in await self._table.call(run):
             job = job_from_row(row)
             attempt, error, failed_at = row[12], row[13], row[14]
             letters.append(
@@ -546,7 +539,7 @@ class PostgresJobs(ClosesOnExit):
         attempt (W8, PJ6); returns how many. One statement: all of them or none."""
         check_queue(queue)
         if ids is not None and not ids:
-            await self._checkpoint_open()
+            await self._table.checkpoint_open()
             return 0
         params = {
             "queue": queue,
@@ -558,7 +551,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> int:
             return len(self._driver.execute(conn, self._sql.redrive, params).fetchall())
 
-        moved = await self._call(run)
+        moved = await self._table.call(run)
         self._counters.redriven += moved
         return moved
 
@@ -571,19 +564,7 @@ class PostgresJobs(ClosesOnExit):
         permission problems early. A checkpoint; a cancelled call created all or nothing
         (one transaction).
         """
-        async with self._schema_lock:
-            if self._schema_ready:
-                await self._checkpoint_open()
-                return
-            await self._driver.create_schema(
-                self._sql.advisory_key,
-                self._sql.create,
-                self._mark_schema_ready,
-                tables=((self._table, "", JOBS_TABLE),),
-            )
-
-    def _mark_schema_ready(self) -> None:
-        self._schema_ready = True
+        await self._table.ensure_schema()
 
     async def get(self, job_id: str) -> Job | None:
         """The stored job with `job_id` as enqueued while it is waiting or leased, or
@@ -592,7 +573,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.get, {"id": job_id}).fetchone()
 
-        row = await self._call(run)
+        row = await self._table.call(run)
         return None if row is None else job_from_row(row)
 
     async def queue_statistics(self, queue: str) -> PostgresQueueStatistics:
@@ -602,7 +583,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.queue_stats, {"queue": queue}).fetchone()
 
-        row = await self._call(run)
+        row = await self._table.call(run)
         assert row is not None  # an aggregate always returns one row
         ready, delayed, leased, dead, done = (int(v) for v in row)
         return PostgresQueueStatistics(
@@ -620,7 +601,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> int:
             return self._driver.execute(conn, self._sql.cleanup, params).rowcount
 
-        deleted = max(0, await self._call(run))
+        deleted = max(0, await self._table.call(run))
         self._counters.cleaned_rows += deleted
         return deleted
 
@@ -645,7 +626,7 @@ class PostgresJobs(ClosesOnExit):
             notifications=self._listener.notifications,
             listen_errors=self._listener.errors,
             listening=self._listener.connected,
-            schema_ready=self._schema_ready,
+            schema_ready=self._table.schema_ready,
             closed=self._driver.closed,
             driver=self._driver.statistics(),
         )
@@ -672,7 +653,7 @@ class PostgresJobs(ClosesOnExit):
             return rows, None if due is None or due[0] is None else float(due[0])
 
         undo = _GiveBack(self._driver, self._sql.give_back, token, self._channel)
-        rows, next_due = await self._call(run, undo=undo)
+        rows, next_due = await self._table.call(run, undo=undo)
         deliveries: list[Delivery] = []
         for row in rows:
             if row[1] is None:  # the marker row: expired leases dead-lettered (PJ4)
@@ -703,25 +684,6 @@ class PostgresJobs(ClosesOnExit):
             "channel": self._channel,
         }
 
-    async def _call(
-        self, fn: Callable[[Connection], T], *, undo: Callable[[Connection], None] | None = None
-    ) -> T:
-        """``self._driver.call`` after creating the schema if needed (PJ1)."""
-        if not self._schema_ready:
-            await self.ensure_schema()
-        try:
-            return await self._driver.call(fn, undo=undo)
-        except NotInitializedError:
-            # The table was dropped under us. The statement failed, so it did nothing:
-            # create it again and retry once.
-            self._schema_ready = False
-            await self.ensure_schema()
-            return await self._driver.call(fn, undo=undo)
-
-    async def _checkpoint_open(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._driver.check_open()
-
     async def _maybe_cleanup(self) -> None:
         """The amortised cleanup of PJ3, before an enqueue; never raises a driver error."""
         now = time.monotonic()
@@ -734,7 +696,7 @@ class PostgresJobs(ClosesOnExit):
             await self.cleanup_done()
         except SchedulerError as exc:
             self._driver.check_open()
-            _log.warning("cleanup of %s failed (will retry): %s", self._table, exc)
+            _log.warning("cleanup of %s failed (will retry): %s", self._table.name, exc)
 
 
 @final
