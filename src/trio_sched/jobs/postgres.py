@@ -15,6 +15,14 @@ It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
 timeouts, error mapping, DSN redaction, quoted table names, configuration and table
 shape checks).
 
+The rules below hold for the whole runtime; this module holds its configuration and
+`PostgresJobs` itself (claims, acknowledgements, dead letters), and the private modules
+beside it one part each: ``_postgres_sql`` (the schema and every statement),
+``_postgres_table`` (the driver, the channel, the schema created on first use: PJ1),
+``_postgres_enqueue`` (enqueue, enqueue_many, cleanup: PJ3), ``_postgres_listen`` (the
+LISTEN connection: PJ5), ``_postgres_rows`` (what Postgres can store of a job, and a row
+read back) and ``_postgres_stats`` (the counters and statistics records).
+
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
   advisory lock every trio-sched schema creation takes, with ``IF NOT EXISTS`` only
