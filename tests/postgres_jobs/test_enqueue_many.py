@@ -17,6 +17,7 @@ from psycopg import sql
 
 from trio_sched import ConflictError, InvalidArgumentError
 from trio_sched.jobs import BatchJobsRuntime, Job
+from trio_sched.jobs import _postgres_enqueue as postgres_enqueue
 from trio_sched.jobs import postgres as postgres_jobs
 from trio_sched.jobs._job import restored_job
 
@@ -109,19 +110,19 @@ async def test_a_job_whose_earlier_twin_was_refused_is_stored(make_jobs: MakeJob
 async def test_several_statements_are_one_transaction(
     make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres_jobs, "_ENQUEUE_CHUNK", 2)
+    monkeypatch.setattr(postgres_enqueue, "ENQUEUE_CHUNK", 2)
     jobs = make_jobs()
     batch = [_job(i, idempotency_key=f"k{i}") for i in range(5)]
     # The last row (by key) fails on the server in the third statement: out of the
     # integer range, which the client-side check (turned off here) would refuse.
-    monkeypatch.setattr(postgres_jobs, "_check_job", lambda job: None)
+    monkeypatch.setattr(postgres_enqueue, "check_job", lambda job: None)
     batch[4] = dataclasses.replace(batch[4], attempt=2**40)
     with pytest.raises(InvalidArgumentError, match="out of range"):
         await jobs.enqueue_many(batch)
     for job in batch:
         assert await jobs.get(job.id) is None  # the first statements were rolled back
     monkeypatch.undo()
-    monkeypatch.setattr(postgres_jobs, "_ENQUEUE_CHUNK", 2)
+    monkeypatch.setattr(postgres_enqueue, "ENQUEUE_CHUNK", 2)
     before = jobs.statistics().driver.round_trips
     assert await jobs.enqueue_many(batch[:4]) == [None] * 4
     assert jobs.statistics().driver.round_trips - before == 2  # 2 INSERT statements
@@ -131,7 +132,7 @@ async def test_several_statements_are_one_transaction(
 async def test_one_notify_per_queue(
     make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch, postgres_url: str
 ) -> None:
-    monkeypatch.setattr(postgres_jobs, "_ENQUEUE_CHUNK", 2)
+    monkeypatch.setattr(postgres_enqueue, "ENQUEUE_CHUNK", 2)
     jobs = make_jobs()
     await jobs.ensure_schema()
     batch = [_job(i, queue="q1" if i % 3 else "q2") for i in range(7)]

@@ -15,6 +15,14 @@ It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
 timeouts, error mapping, DSN redaction, quoted table names, configuration and table
 shape checks).
 
+The rules below hold for the whole runtime; this module holds its configuration and
+`PostgresJobs` itself (claims, acknowledgements, dead letters), and the private modules
+beside it one part each: ``_postgres_sql`` (the schema and every statement),
+``_postgres_table`` (the driver, the channel, the schema created on first use: PJ1),
+``_postgres_enqueue`` (enqueue, enqueue_many, cleanup: PJ3), ``_postgres_listen`` (the
+LISTEN connection: PJ5), ``_postgres_rows`` (what Postgres can store of a job, and a row
+read back) and ``_postgres_stats`` (the counters and statistics records).
+
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
   advisory lock every trio-sched schema creation takes, with ``IF NOT EXISTS`` only
@@ -46,7 +54,7 @@ Rules:
   ``cleanup_interval`` (amortised before an enqueue, ``SKIP LOCKED``) and on demand.
   ``enqueue_many`` inserts a whole batch in ONE transaction: ``INSERT ... SELECT FROM
   unnest(<one array per column>) ON CONFLICT DO NOTHING RETURNING id``, one statement
-  per ``_ENQUEUE_CHUNK`` rows, one NOTIFY per queue. Rows go in sorted by idempotency
+  per ``ENQUEUE_CHUNK`` rows, one NOTIFY per queue. Rows go in sorted by idempotency
   key (then id), so two batches racing for the same keys wait for each other instead of
   deadlocking; a job whose id or key repeats one earlier in the batch goes into a later
   statement, so the earlier job is tried first and the later one is the conflict
@@ -85,43 +93,36 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
-import math
 import secrets
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
 from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
-    ConflictError,
     InvalidArgumentError,
-    NotInitializedError,
-    SchedulerError,
     ValidationError,
 )
 from trio_sched._postgres_common import (
-    JOBS_TABLE,
     Connection,
     PostgresDriver,
-    PostgresDriverStatistics,
     TableName,
-    advisory_key,
     check_dsn,
     check_timeout,
-    query,
     redact_dsn,
 )
-from trio_sched.jobs._job import Job, check_jobs
+from trio_sched.jobs._job import Job
+from trio_sched.jobs._postgres_enqueue import Enqueuer
+from trio_sched.jobs._postgres_listen import Listener
+from trio_sched.jobs._postgres_rows import check_queue, job_from_row, utc
+from trio_sched.jobs._postgres_stats import Counters
+from trio_sched.jobs._postgres_stats import PostgresJobsStatistics as PostgresJobsStatistics
+from trio_sched.jobs._postgres_stats import PostgresQueueStatistics as PostgresQueueStatistics
+from trio_sched.jobs._postgres_table import JobsTable
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 if TYPE_CHECKING:
@@ -137,21 +138,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("trio_sched.jobs.postgres")
-
-T = TypeVar("T")
-
-_BIGINT_MIN: Final = -(2**63)
-_BIGINT_MAX: Final = 2**63 - 1
-_INT_MIN: Final = -(2**31)
-_INT_MAX: Final = 2**31 - 1
-# enqueue_many: rows per INSERT statement. One transaction holds them all; chunks keep
-# each statement (and its parameters) small next to ``statement_timeout``.
-_ENQUEUE_CHUNK: Final = 1000
-# The job columns, in the order `_job_from_row` reads them.
-_JOB_COLUMNS: Final = (
-    "id, name, queue, payload, headers, content_type, tenant_id, idempotency_key,"
-    " run_at, created_at, fencing_token, attempt"
-)
 
 
 @final
@@ -217,330 +203,6 @@ class PostgresJobsConfig:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class PostgresJobsStatistics:
-    """This client's counters (not the server's totals; see
-    `PostgresJobs.queue_statistics`).
-
-    `claimed` counts deliveries, `expired_dead_lettered` expired leases with no attempt
-    left (PJ4), `stale` acknowledgements of leases that had moved on, `leases_lost`
-    extends that found the lease gone. `notifications` counts NOTIFY messages the
-    listening connection received, `listen_errors` its failures (then claims poll).
-    `driver`: round trips, failures, undos and connections (P1-P3).
-    """
-
-    enqueued: int
-    delayed: int
-    duplicates: int
-    claimed: int
-    completed: int
-    retried: int
-    dead_lettered: int
-    expired_dead_lettered: int
-    released: int
-    stale: int
-    extended: int
-    leases_lost: int
-    redriven: int
-    cleaned_rows: int
-    notifications: int
-    listen_errors: int
-    listening: bool
-    schema_ready: bool
-    closed: bool
-    driver: PostgresDriverStatistics
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class PostgresQueueStatistics:
-    """What the table holds for one queue: `ready` rows due now, `delayed` ready rows
-    due later, `leased` rows (delivered, not finished; expired leases included), `dead`
-    letters and `done` rows kept for dedupe (PJ3)."""
-
-    ready: int
-    delayed: int
-    leased: int
-    dead: int
-    done: int
-
-
-@dataclass(slots=True)
-class _Counters:
-    enqueued: int = 0
-    delayed: int = 0
-    duplicates: int = 0
-    claimed: int = 0
-    completed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    expired_dead_lettered: int = 0
-    released: int = 0
-    stale: int = 0
-    extended: int = 0
-    leases_lost: int = 0
-    redriven: int = 0
-    cleaned_rows: int = 0
-
-
-@final
-class _Sql:
-    """The runtime's statements, with its table names quoted as identifiers (P6)."""
-
-    def __init__(self, table: TableName) -> None:
-        ids = {
-            "jobs": table.identifier(),
-            "due_idx": table.local_identifier("_due_idx"),
-            "dead_idx": table.local_identifier("_dead_idx"),
-            "done_idx": table.local_identifier("_done_idx"),
-        }
-        # The lock provider's key: one for every trio-sched schema creation (PJ1).
-        self.advisory_key = advisory_key("trio_sched", "schema")
-        self.create = [
-            query(
-                "CREATE TABLE IF NOT EXISTS {jobs} ("
-                " id text PRIMARY KEY,"
-                " queue text NOT NULL,"
-                " name text NOT NULL,"
-                " payload bytea NOT NULL,"
-                " headers jsonb NOT NULL,"
-                " content_type text NOT NULL,"
-                " tenant_id text,"
-                " idempotency_key text UNIQUE,"
-                " run_at timestamptz,"
-                " created_at timestamptz,"
-                " fencing_token bigint,"
-                " attempt integer NOT NULL,"
-                " tries integer NOT NULL DEFAULT 0,"
-                " state text NOT NULL DEFAULT 'ready'"
-                " CHECK (state IN ('ready', 'leased', 'dead', 'done')),"
-                " lease_token text,"
-                " leased_until timestamptz,"
-                " available_at timestamptz NOT NULL,"
-                " enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-                " last_error text,"
-                " failed_at timestamptz,"
-                " dead_attempt integer,"
-                " finished_at timestamptz)",
-                **ids,
-            ),
-            query(
-                "CREATE INDEX IF NOT EXISTS {due_idx} ON {jobs} (queue, available_at)"
-                " WHERE state IN ('ready', 'leased')",
-                **ids,
-            ),
-            query(
-                "CREATE INDEX IF NOT EXISTS {dead_idx} ON {jobs} (queue, failed_at)"
-                " WHERE state = 'dead'",
-                **ids,
-            ),
-            query(
-                "CREATE INDEX IF NOT EXISTS {done_idx} ON {jobs} (finished_at)"
-                " WHERE state = 'done'",
-                **ids,
-            ),
-        ]
-        # PJ3: one statement; the NOTIFY is sent when the insert commits.
-        self.enqueue = query(
-            "WITH ins AS ("
-            " INSERT INTO {jobs} (id, queue, name, payload, headers, content_type, tenant_id,"
-            " idempotency_key, run_at, created_at, fencing_token, attempt, available_at)"
-            " VALUES (%(id)s, %(queue)s, %(name)s, %(payload)s, %(headers)s::jsonb,"
-            " %(content_type)s, %(tenant_id)s, %(key)s, %(run_at)s, %(created_at)s,"
-            " %(fencing)s, %(attempt)s, GREATEST(clock_timestamp(),"
-            " COALESCE(%(run_at)s::timestamptz, '-infinity')))"
-            " ON CONFLICT DO NOTHING"
-            " RETURNING queue, available_at"
-            ")"
-            " SELECT available_at > clock_timestamp(), pg_notify(%(channel)s, queue)::text"
-            " FROM ins",
-            **ids,
-        )
-        self.holder = query(
-            "SELECT id FROM {jobs} WHERE id = %(id)s OR idempotency_key = %(key)s LIMIT 1",
-            **ids,
-        )
-        # PJ3, enqueue_many: one array per column, inserted in array order (the caller
-        # sorts them); one NOTIFY per queue, sent when the transaction commits. The
-        # arrays travel in binary (``%()b``): psycopg's text form quotes and escapes
-        # every element, ten times slower for 1,000 JSON headers.
-        self.enqueue_many = query(
-            "WITH ins AS ("
-            " INSERT INTO {jobs} (id, queue, name, payload, headers, content_type, tenant_id,"
-            " idempotency_key, run_at, created_at, fencing_token, attempt, available_at)"
-            " SELECT s.id, s.queue, s.name, s.payload, s.headers::jsonb, s.content_type,"
-            " s.tenant_id, s.key, s.run_at, s.created_at, s.fencing, s.attempt,"
-            " GREATEST(clock_timestamp(), COALESCE(s.run_at, '-infinity'))"
-            " FROM unnest(%(ids)b::text[], %(queues)b::text[], %(names)b::text[],"
-            " %(payloads)b::bytea[], %(headers)b::text[], %(content_types)b::text[],"
-            " %(tenants)b::text[], %(keys)b::text[], %(run_ats)b::timestamptz[],"
-            " %(created_ats)b::timestamptz[], %(fencings)b::int8[], %(attempts)b::int4[])"
-            " WITH ORDINALITY AS s(id, queue, name, payload, headers, content_type,"
-            " tenant_id, key, run_at, created_at, fencing, attempt, ord)"
-            " ORDER BY s.ord"
-            " ON CONFLICT DO NOTHING"
-            " RETURNING id, queue, available_at"
-            "), woken AS ("
-            " SELECT count(pg_notify(%(channel)s, q.queue)) FROM (SELECT DISTINCT queue FROM ins)"
-            " AS q"
-            ")"
-            " SELECT ins.id, ins.available_at > clock_timestamp() FROM ins, woken",
-            **ids,
-        )
-        # The holder of each refused job of a batch, by id first (as `holder`); a NULL
-        # id or key is not looked up.
-        self.holders = query(
-            "SELECT h.ord, COALESCE("
-            " (SELECT j.id FROM {jobs} AS j WHERE j.id = h.id),"
-            " (SELECT j.id FROM {jobs} AS j WHERE j.idempotency_key = h.key))"
-            " FROM unnest(%(ids)s::text[], %(keys)s::text[]) WITH ORDINALITY AS h(id, key, ord)",
-            **ids,
-        )
-        # PJ4: one statement; rows locked by another claim are skipped, never waited for.
-        self.claim = query(
-            "WITH now AS (SELECT clock_timestamp() AS t),"
-            " picked AS ("
-            " SELECT j.id, j.state, j.available_at AS due, j.attempt + j.tries > %(max)s AS spent"
-            " FROM {jobs} AS j, now"
-            " WHERE j.queue = ANY(%(queues)s::text[]) AND j.state IN ('ready', 'leased')"
-            " AND j.available_at <= now.t"
-            " ORDER BY j.available_at LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED"
-            "), dead AS ("
-            " UPDATE {jobs} AS j SET state = 'dead', lease_token = NULL, leased_until = NULL,"
-            " failed_at = now.t, dead_attempt = j.attempt + j.tries - 1,"
-            " last_error = 'lease expired on attempt ' || (j.attempt + j.tries - 1)"
-            " || ' (worker lost or stuck); no attempts left'"
-            " FROM picked AS p, now WHERE j.id = p.id AND p.state = 'leased' AND p.spent"
-            " RETURNING j.id"
-            "), taken AS ("
-            " UPDATE {jobs} AS j SET state = 'leased', tries = j.tries + 1,"
-            " lease_token = %(token)s,"
-            " leased_until = now.t + %(vt)s * interval '1 second',"
-            " available_at = now.t + %(vt)s * interval '1 second'"
-            " FROM picked AS p, now"
-            " WHERE j.id = p.id AND NOT (p.state = 'leased' AND p.spent)"
-            " RETURNING j.id, j.name, j.queue, j.payload, j.headers, j.content_type,"
-            " j.tenant_id, j.idempotency_key, j.run_at, j.created_at, j.fencing_token,"
-            " j.attempt, j.tries, p.due"
-            ")"
-            " (SELECT id, name, queue, payload, headers, content_type, tenant_id,"
-            " idempotency_key, run_at, created_at, fencing_token, attempt, tries"
-            " FROM taken ORDER BY due, id)"
-            # A count of expired leases dead-lettered, as one marker row (name NULL).
-            " UNION ALL (SELECT count(*)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-            " NULL, NULL, NULL, NULL, NULL FROM dead HAVING count(*) > 0)",
-            **ids,
-        )
-        # PJ5: seconds until the next row of these queues becomes claimable.
-        self.next_due = query(
-            "SELECT extract(epoch FROM min(available_at) - clock_timestamp())::float8"
-            " FROM {jobs}"
-            " WHERE queue = ANY(%(queues)s::text[]) AND state IN ('ready', 'leased')",
-            **ids,
-        )
-        # The undo of a claim (PJ4): rows still leased by the abandoned call's token.
-        self.give_back = query(
-            "WITH back AS ("
-            " UPDATE {jobs} SET state = 'ready', tries = tries - 1, lease_token = NULL,"
-            " leased_until = NULL, available_at = clock_timestamp()"
-            " WHERE lease_token = %(token)s AND state = 'leased'"
-            " RETURNING queue"
-            ")"
-            " SELECT pg_notify(%(channel)s, queue)::text FROM back",
-            **ids,
-        )
-        # PJ6: a job with an idempotency key stays as a `done` row for dedupe (PJ3).
-        self.complete = query(
-            "WITH gone AS ("
-            " DELETE FROM {jobs} WHERE id = %(id)s AND lease_token = %(token)s"
-            " AND state = 'leased' AND idempotency_key IS NULL RETURNING 1"
-            "), kept AS ("
-            " UPDATE {jobs} SET state = 'done', payload = ''::bytea, lease_token = NULL,"
-            " leased_until = NULL, finished_at = clock_timestamp()"
-            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'"
-            " AND idempotency_key IS NOT NULL RETURNING 1"
-            ")"
-            " SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM kept)",
-            **ids,
-        )
-        self.retry = query(
-            "WITH u AS ("
-            " UPDATE {jobs} SET state = 'ready', lease_token = NULL, leased_until = NULL,"
-            " available_at = clock_timestamp() + %(delay)s * interval '1 second',"
-            " last_error = %(error)s"
-            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'"
-            " RETURNING queue"
-            ")"
-            " SELECT pg_notify(%(channel)s, queue)::text FROM u",
-            **ids,
-        )
-        self.bury = query(
-            "UPDATE {jobs} SET state = 'dead', lease_token = NULL, leased_until = NULL,"
-            " last_error = %(error)s, failed_at = clock_timestamp(), dead_attempt = %(attempt)s"
-            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'",
-            **ids,
-        )
-        self.extend = query(
-            "UPDATE {jobs} SET"
-            " leased_until = clock_timestamp() + %(vt)s * interval '1 second',"
-            " available_at = clock_timestamp() + %(vt)s * interval '1 second'"
-            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'",
-            **ids,
-        )
-        self.release = query(
-            "WITH u AS ("
-            " UPDATE {jobs} SET state = 'ready', tries = tries - 1, lease_token = NULL,"
-            " leased_until = NULL, available_at = clock_timestamp()"
-            " WHERE id = %(id)s AND lease_token = %(token)s AND state = 'leased'"
-            " RETURNING queue"
-            ")"
-            " SELECT pg_notify(%(channel)s, queue)::text FROM u",
-            **ids,
-        )
-        self.dead_letters = query(
-            f"SELECT {_JOB_COLUMNS}, dead_attempt, last_error, failed_at FROM {{jobs}}"
-            " WHERE queue = %(queue)s AND state = 'dead'"
-            " ORDER BY failed_at, id LIMIT %(limit)s",
-            **ids,
-        )
-        self.redrive = query(
-            "WITH u AS ("
-            " UPDATE {jobs} SET state = 'ready', tries = 0, available_at = clock_timestamp(),"
-            " last_error = NULL, failed_at = NULL, dead_attempt = NULL"
-            " WHERE queue = %(queue)s AND state = 'dead'"
-            " AND (%(all)s OR id = ANY(%(ids)s::text[]))"
-            " RETURNING queue"
-            ")"
-            " SELECT pg_notify(%(channel)s, queue)::text FROM u",
-            **ids,
-        )
-        self.get = query(
-            f"SELECT {_JOB_COLUMNS} FROM {{jobs}}"
-            " WHERE id = %(id)s AND state IN ('ready', 'leased')",
-            **ids,
-        )
-        self.queue_stats = query(
-            "SELECT"
-            " count(*) FILTER (WHERE state = 'ready' AND available_at <= clock_timestamp()),"
-            " count(*) FILTER (WHERE state = 'ready' AND available_at > clock_timestamp()),"
-            " count(*) FILTER (WHERE state = 'leased'),"
-            " count(*) FILTER (WHERE state = 'dead'),"
-            " count(*) FILTER (WHERE state = 'done')"
-            " FROM {jobs} WHERE queue = %(queue)s",
-            **ids,
-        )
-        # PJ3: walks the done index, skips rows another session has locked.
-        self.cleanup = query(
-            "DELETE FROM {jobs} AS j USING ("
-            " SELECT id FROM {jobs} WHERE state = 'done'"
-            " AND finished_at < clock_timestamp() - %(keep)s * interval '1 second'"
-            " ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
-            ") AS old WHERE j.id = old.id AND j.state = 'done'",
-            **ids,
-        )
-
-
-@final
 class PostgresJobs(ClosesOnExit):
     """A `JobsRuntime`, `BatchJobsRuntime` and `ConsumableJobs` on one Postgres table
     (rules PJ1-PJ7).
@@ -552,8 +214,6 @@ class PostgresJobs(ClosesOnExit):
 
     def __init__(self, config: PostgresJobsConfig | None = None) -> None:
         self._config = config if config is not None else PostgresJobsConfig()
-        self._table = TableName.parse(self._config.table)
-        self._sql = _Sql(self._table)
         self._driver = PostgresDriver(
             self._config.url,
             operation_timeout=self._config.operation_timeout,
@@ -561,19 +221,22 @@ class PostgresJobs(ClosesOnExit):
             what="postgres jobs runtime",
             synchronous_commit=self._config.synchronous_commit,
         )
-        # A channel name is an identifier (at most 63 bytes): derived from the table name.
-        digest = hashlib.blake2b(str(self._table).encode(), digest_size=10).hexdigest()
-        self._channel = f"trio_sched_jobs_{digest}"
-        self._listener = _Listener(self._driver, self._channel)
-        self._schema_ready = False
-        self._schema_lock = trio.Lock()
-        interval = self._config.cleanup_interval
-        self._next_cleanup = -math.inf if interval is not None else math.inf
-        self._counters = _Counters()
+        self._table = JobsTable(self._driver, TableName.parse(self._config.table))
+        self._sql = self._table.sql
+        self._channel = self._table.channel
+        self._listener = Listener(self._driver, self._channel)
+        self._counters = Counters()
+        self._enqueuer = Enqueuer(
+            self._table,
+            self._counters,
+            dedupe_retention=self._config.dedupe_retention,
+            cleanup_interval=self._config.cleanup_interval,
+            cleanup_batch=self._config.cleanup_batch,
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._driver.closed else "open"
-        return f"<PostgresJobs {self._driver.url} table={str(self._table)!r} {state}>"
+        return f"<PostgresJobs {self._driver.url} table={str(self._table.name)!r} {state}>"
 
     @property
     def config(self) -> PostgresJobsConfig:
@@ -601,46 +264,11 @@ class PostgresJobs(ClosesOnExit):
         (the scheduler counts that as success). A checkpoint; a cancelled enqueue either
         stored the job or not, and repeating it is safe either way.
         """
-        if not isinstance(job, Job):
-            raise InvalidArgumentError(f"enqueue expects a Job, got {type(job).__name__}")
-        _check_job(job)
-        params = {
-            "id": job.id,
-            "queue": job.queue,
-            "name": job.name,
-            "payload": bytes(job.payload),
-            "headers": json.dumps(dict(job.headers)),
-            "content_type": job.content_type,
-            "tenant_id": job.tenant_id,
-            "key": job.idempotency_key,
-            "run_at": job.run_at,
-            "created_at": job.created_at,
-            "fencing": job.fencing_token,
-            "attempt": job.attempt,
-            "channel": self._channel,
-        }
-        await self._maybe_cleanup()
-
-        def run(conn: Connection) -> tuple[bool | None, str | None]:
-            row = self._driver.execute(conn, self._sql.enqueue, params).fetchone()
-            if row is not None:
-                return bool(row[0]), None
-            # Not inserted: name the holder for the message (a second, read-only query).
-            held = self._driver.execute(
-                conn, self._sql.holder, {"id": job.id, "key": job.idempotency_key}
-            ).fetchone()
-            return None, None if held is None else str(held[0])
-
-        delayed, holder = await self._call(run)
-        if delayed is None:
-            raise self._refused(job, holder)
-        self._counters.enqueued += 1
-        if delayed:
-            self._counters.delayed += 1
+        await self._enqueuer.enqueue(job)
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Exception | None]:
         """Store and queue `jobs` in order (`BatchJobsRuntime`, PJ3): one transaction,
-        one ``INSERT ... SELECT FROM unnest(...)`` per ``_ENQUEUE_CHUNK`` rows, one
+        one ``INSERT ... SELECT FROM unnest(...)`` per ``ENQUEUE_CHUNK`` rows, one
         NOTIFY per queue, and one more read-only statement naming the holders when some
         jobs were refused.
 
@@ -660,69 +288,7 @@ class PostgresJobs(ClosesOnExit):
         again is safe either way (the stored ones come back as `ConflictError`). A
         checkpoint, also for an empty sequence.
         """
-        check_jobs(jobs)
-        results: list[Exception | None] = [None] * len(jobs)
-        valid: list[tuple[int, Job]] = []
-        for index, job in enumerate(jobs):
-            try:
-                _check_job(job)
-            except InvalidArgumentError as exc:
-                results[index] = exc
-                continue
-            valid.append((index, job))
-        if not valid:
-            await self._checkpoint_open()
-            return results
-        await self._maybe_cleanup()
-
-        def run(conn: Connection) -> tuple[dict[int, bool], dict[int, str | None]]:
-            # Sorting and building the arrays happen here, in the worker thread (a few
-            # ms per 1,000 jobs that would otherwise hold up the Trio loop).
-            chunks = _enqueue_chunks(valid)
-            statements = [self._enqueue_many_params(chunk) for chunk in chunks]
-            replies: list[list[tuple[Any, ...]]] = []
-            with conn.transaction() if len(statements) > 1 else contextlib.nullcontext():
-                for params in statements:
-                    cursor = self._driver.execute(conn, self._sql.enqueue_many, params)
-                    replies.append(cursor.fetchall())
-            stored: dict[int, bool] = {}  # index -> delayed
-            for chunk, rows in zip(chunks, replies, strict=True):
-                # Ids are distinct within a chunk (`_enqueue_chunks`).
-                delayed_by_id = {str(row[0]): bool(row[1]) for row in rows}
-                for index, job in chunk:
-                    if job.id in delayed_by_id:
-                        stored[index] = delayed_by_id[job.id]
-            holders, lookup = _batch_holders(valid, stored)
-            if lookup:
-                # Refused for a row stored before the call: name it (read-only).
-                params = {
-                    "ids": [job_id for _, job_id, _ in lookup],
-                    "keys": [key for _, _, key in lookup],
-                }
-                found = self._driver.execute(conn, self._sql.holders, params).fetchall()
-                for ord_, holder in found:
-                    holders[lookup[int(ord_) - 1][0]] = None if holder is None else str(holder)
-            return stored, holders
-
-        stored, holders = await self._call(run)
-        for index, job in valid:
-            if index in stored:
-                self._counters.enqueued += 1
-                if stored[index]:
-                    self._counters.delayed += 1
-                continue
-            results[index] = self._refused(job, holders.get(index))
-        return results
-
-    def _refused(self, job: Job, holder: str | None) -> ConflictError:
-        """Count a job the table refused and say why: `holder` is the id of the stored
-        job that has its id or idempotency key."""
-        self._counters.duplicates += 1
-        if holder == job.id:
-            return ConflictError(f"a job with id {job.id!r} is already stored")
-        return ConflictError(
-            f"duplicate idempotency key {job.idempotency_key!r}: job {holder!r} has it"
-        )
+        return await self._enqueuer.enqueue_many(jobs)
 
     async def health_check(self) -> None:
         """``SELECT 1`` within ``operation_timeout``. A checkpoint; changes nothing and
@@ -751,7 +317,7 @@ class PostgresJobs(ClosesOnExit):
             raise InvalidArgumentError(f"max_jobs must be an int >= 1, got {max_jobs!r}")
         if isinstance(queues, str):
             raise InvalidArgumentError("queues must be a sequence of queue names, not a str")
-        names = [_check_queue(q) for q in dict.fromkeys(queues)]
+        names = [check_queue(q) for q in dict.fromkeys(queues)]
         if not names:
             raise InvalidArgumentError("claim needs at least one queue")
         wait = max(0.0, float(wait))
@@ -783,7 +349,7 @@ class PostgresJobs(ClosesOnExit):
             row = self._driver.execute(conn, self._sql.complete, params).fetchone()
             return 0 if row is None else int(row[0])
 
-        if not await self._call(run):
+        if not await self._table.call(run):
             self._counters.stale += 1
             return False
         self._counters.completed += 1
@@ -810,7 +376,7 @@ class PostgresJobs(ClosesOnExit):
                 return len(self._driver.execute(conn, self._sql.retry, params).fetchall())
             return self._driver.execute(conn, self._sql.bury, params).rowcount
 
-        if not await self._call(run):
+        if not await self._table.call(run):
             self._counters.stale += 1
             return "stale"
         if retry:
@@ -831,7 +397,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> int:
             return self._driver.execute(conn, self._sql.extend, params).rowcount
 
-        if not await self._call(run):
+        if not await self._table.call(run):
             self._counters.leases_lost += 1
             return False
         self._counters.extended += 1
@@ -845,14 +411,14 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> int:
             return len(self._driver.execute(conn, self._sql.release, params).fetchall())
 
-        if await self._call(run):
+        if await self._table.call(run):
             self._counters.released += 1
         else:
             self._counters.stale += 1
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """Dead letters of `queue`, oldest first (W8): one SELECT. A checkpoint."""
-        _check_queue(queue)
+        check_queue(queue)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise InvalidArgumentError(f"limit must be an int >= 0, got {limit!r}")
         params = {"queue": queue, "limit": limit}
@@ -861,15 +427,15 @@ class PostgresJobs(ClosesOnExit):
             return self._driver.execute(conn, self._sql.dead_letters, params).fetchall()
 
         letters: list[DeadLetter] = []
-        for row in await self._call(run):
-            job = _job_from_row(row)
+        for row in await self._table.call(run):
+            job = job_from_row(row)
             attempt, error, failed_at = row[12], row[13], row[14]
             letters.append(
                 DeadLetter(
                     id=job.id,
                     job=dataclasses.replace(job, attempt=int(attempt)),
                     error=str(error),
-                    failed_at=_utc(failed_at),
+                    failed_at=utc(failed_at),
                 )
             )
         return letters
@@ -877,9 +443,9 @@ class PostgresJobs(ClosesOnExit):
     async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Re-queue dead letters of `queue` (all when `ids` is None) with their enqueued
         attempt (W8, PJ6); returns how many. One statement: all of them or none."""
-        _check_queue(queue)
+        check_queue(queue)
         if ids is not None and not ids:
-            await self._checkpoint_open()
+            await self._table.checkpoint_open()
             return 0
         params = {
             "queue": queue,
@@ -891,7 +457,7 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> int:
             return len(self._driver.execute(conn, self._sql.redrive, params).fetchall())
 
-        moved = await self._call(run)
+        moved = await self._table.call(run)
         self._counters.redriven += moved
         return moved
 
@@ -904,19 +470,7 @@ class PostgresJobs(ClosesOnExit):
         permission problems early. A checkpoint; a cancelled call created all or nothing
         (one transaction).
         """
-        async with self._schema_lock:
-            if self._schema_ready:
-                await self._checkpoint_open()
-                return
-            await self._driver.create_schema(
-                self._sql.advisory_key,
-                self._sql.create,
-                self._mark_schema_ready,
-                tables=((self._table, "", JOBS_TABLE),),
-            )
-
-    def _mark_schema_ready(self) -> None:
-        self._schema_ready = True
+        await self._table.ensure_schema()
 
     async def get(self, job_id: str) -> Job | None:
         """The stored job with `job_id` as enqueued while it is waiting or leased, or
@@ -925,17 +479,17 @@ class PostgresJobs(ClosesOnExit):
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.get, {"id": job_id}).fetchone()
 
-        row = await self._call(run)
-        return None if row is None else _job_from_row(row)
+        row = await self._table.call(run)
+        return None if row is None else job_from_row(row)
 
     async def queue_statistics(self, queue: str) -> PostgresQueueStatistics:
         """What the table holds for `queue` (one SELECT). A checkpoint."""
-        _check_queue(queue)
+        check_queue(queue)
 
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.queue_stats, {"queue": queue}).fetchone()
 
-        row = await self._call(run)
+        row = await self._table.call(run)
         assert row is not None  # an aggregate always returns one row
         ready, delayed, leased, dead, done = (int(v) for v in row)
         return PostgresQueueStatistics(
@@ -945,17 +499,7 @@ class PostgresJobs(ClosesOnExit):
     async def cleanup_done(self) -> int:
         """Delete up to ``cleanup_batch`` ``done`` rows finished more than
         ``dedupe_retention`` seconds ago (PJ3); returns how many. One statement."""
-        params = {
-            "keep": float(self._config.dedupe_retention),
-            "limit": self._config.cleanup_batch,
-        }
-
-        def run(conn: Connection) -> int:
-            return self._driver.execute(conn, self._sql.cleanup, params).rowcount
-
-        deleted = max(0, await self._call(run))
-        self._counters.cleaned_rows += deleted
-        return deleted
+        return await self._enqueuer.cleanup_done()
 
     def statistics(self) -> PostgresJobsStatistics:
         """A snapshot of this client's counters (no I/O)."""
@@ -978,7 +522,7 @@ class PostgresJobs(ClosesOnExit):
             notifications=self._listener.notifications,
             listen_errors=self._listener.errors,
             listening=self._listener.connected,
-            schema_ready=self._schema_ready,
+            schema_ready=self._table.schema_ready,
             closed=self._driver.closed,
             driver=self._driver.statistics(),
         )
@@ -1005,69 +549,17 @@ class PostgresJobs(ClosesOnExit):
             return rows, None if due is None or due[0] is None else float(due[0])
 
         undo = _GiveBack(self._driver, self._sql.give_back, token, self._channel)
-        rows, next_due = await self._call(run, undo=undo)
+        rows, next_due = await self._table.call(run, undo=undo)
         deliveries: list[Delivery] = []
         for row in rows:
             if row[1] is None:  # the marker row: expired leases dead-lettered (PJ4)
                 self._counters.expired_dead_lettered += int(row[0])
                 continue
-            job = _job_from_row(row)
+            job = job_from_row(row)
             delivered = dataclasses.replace(job, attempt=job.attempt + int(row[12]) - 1)
             deliveries.append(Delivery(job=delivered, receipt=token))
         self._counters.claimed += len(deliveries)
         return deliveries, next_due
-
-    def _enqueue_many_params(self, chunk: list[tuple[int, Job]]) -> dict[str, Any]:
-        """The arrays of one ``enqueue_many`` statement, a row per job in `chunk`."""
-        batch = [job for _, job in chunk]
-        return {
-            "ids": [job.id for job in batch],
-            "queues": [job.queue for job in batch],
-            "names": [job.name for job in batch],
-            "payloads": [bytes(job.payload) for job in batch],
-            "headers": [json.dumps(dict(job.headers)) for job in batch],
-            "content_types": [job.content_type for job in batch],
-            "tenants": [job.tenant_id for job in batch],
-            "keys": [job.idempotency_key for job in batch],
-            "run_ats": [job.run_at for job in batch],
-            "created_ats": [job.created_at for job in batch],
-            "fencings": [job.fencing_token for job in batch],
-            "attempts": [job.attempt for job in batch],
-            "channel": self._channel,
-        }
-
-    async def _call(
-        self, fn: Callable[[Connection], T], *, undo: Callable[[Connection], None] | None = None
-    ) -> T:
-        """``self._driver.call`` after creating the schema if needed (PJ1)."""
-        if not self._schema_ready:
-            await self.ensure_schema()
-        try:
-            return await self._driver.call(fn, undo=undo)
-        except NotInitializedError:
-            # The table was dropped under us. The statement failed, so it did nothing:
-            # create it again and retry once.
-            self._schema_ready = False
-            await self.ensure_schema()
-            return await self._driver.call(fn, undo=undo)
-
-    async def _checkpoint_open(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._driver.check_open()
-
-    async def _maybe_cleanup(self) -> None:
-        """The amortised cleanup of PJ3, before an enqueue; never raises a driver error."""
-        now = time.monotonic()
-        if now < self._next_cleanup:
-            return
-        interval = self._config.cleanup_interval
-        assert interval is not None  # otherwise _next_cleanup is +inf
-        self._next_cleanup = now + interval
-        try:
-            await self.cleanup_done()
-        except SchedulerError as exc:
-            self._driver.check_open()
-            _log.warning("cleanup of %s failed (will retry): %s", self._table, exc)
 
 
 @final
@@ -1093,327 +585,3 @@ class _GiveBack:
         back = len(self._driver.execute(conn, self._statement, params).fetchall())
         if back:
             _log.debug("gave back %d job(s) of an abandoned or failed claim", back)
-
-
-@final
-class _Listener:
-    """The dedicated LISTEN connection of one runtime (PJ5).
-
-    Trio waits for its socket to become readable (no worker thread is held); one waiting
-    claim at a time reads, the others wait on an event. `generation` counts reads that
-    brought notifications, so a claim that saw generation ``g`` before its claim
-    statement knows a notification arrived since once it is larger.
-    """
-
-    def __init__(self, driver: PostgresDriver, channel: str) -> None:
-        self._driver = driver
-        self._channel = channel
-        self._conn: Connection | None = None
-        self._connecting = trio.Lock()
-        self._changed = trio.Event()
-        self._reading = False
-        self._closed = False
-        self._retry_at = -math.inf
-        self.generation = 0
-        self.notifications = 0
-        self.errors = 0
-
-    @property
-    def connected(self) -> bool:
-        return self._conn is not None
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def ensure(self) -> bool:
-        """Open the connection and LISTEN if not yet done; True when listening. Never
-        raises a driver error: after a failure, claims poll for a while and retry."""
-        if self._conn is not None:
-            return True
-        if self._closed or trio.current_time() < self._retry_at:
-            return False
-        async with self._connecting:
-            if self.connected:  # another claim connected while we waited for the lock
-                return True
-            box = _ConnectBox()
-            try:
-                conn = await trio.to_thread.run_sync(self._open, box, abandon_on_cancel=True)
-            except trio.Cancelled:
-                box.abandon()
-                raise
-            except Exception as exc:
-                self.errors += 1
-                self._retry_at = trio.current_time() + min(5.0, self._driver.operation_timeout)
-                _log.warning(
-                    "LISTEN connection failed, polling meanwhile: %s",
-                    self._driver.map_error(exc),
-                )
-                return False
-            if self.closed:  # aclose ran while we connected
-                conn.close()
-                return False
-            self._conn = conn
-            return True
-
-    def _open(self, box: _ConnectBox) -> Connection:
-        conn = self._driver.open_dedicated()
-        try:
-            conn.execute(query("LISTEN {channel}", channel=_identifier(self._channel)))
-        except BaseException:
-            conn.close()
-            raise
-        box.deliver(conn)
-        return conn
-
-    async def wait(self, seen: int, until: float) -> None:
-        """Wait until a notification arrived after generation `seen`, the connection
-        broke, or Trio's clock reaches `until`. A checkpoint; cancelling it leaves
-        nothing behind (unread notifications stay in the socket for the next reader)."""
-        await trio.lowlevel.checkpoint()
-        with trio.move_on_at(until):
-            while self.generation == seen and self._conn is not None:
-                if self._reading:
-                    await self._changed.wait()
-                    continue
-                conn = self._conn
-                self._reading = True
-                try:
-                    await trio.lowlevel.wait_readable(conn.pgconn.socket)
-                    self._drain(conn)
-                except trio.ClosedResourceError:
-                    return  # closed under us (aclose)
-                finally:
-                    self._reading = False
-                    # Wake the other waiters: one of them reads next, or all re-claim.
-                    self._changed.set()
-                    self._changed = trio.Event()
-
-    def _drain(self, conn: Connection) -> None:
-        """Read what arrived, without blocking (libpq's socket is non-blocking)."""
-        try:
-            conn.pgconn.consume_input()
-            count = 0
-            while conn.pgconn.notifies() is not None:
-                count += 1
-        except Exception as exc:
-            self.errors += 1
-            _log.warning("LISTEN connection broke, reconnecting: %s", self._driver.map_error(exc))
-            self._drop()
-            self.generation += 1  # let waiting claims look again at once
-            return
-        if count:
-            self.notifications += count
-            self.generation += 1
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            # Wakes a reader in wait_readable with ClosedResourceError before the close.
-            with contextlib.suppress(Exception):
-                trio.lowlevel.notify_closing(conn.pgconn.socket)
-            conn.close()
-
-    def close(self) -> None:
-        """Close the connection now (not a checkpoint); idempotent."""
-        self._closed = True
-        self._drop()
-        self._changed.set()
-
-
-@final
-class _ConnectBox:
-    """Hand-over of a LISTEN connection opened in a worker thread whose caller may be
-    cancelled: whoever comes second (thread or abandoning caller) closes it."""
-
-    __slots__ = ("_abandoned", "_conn", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._abandoned = False
-        self._conn: Connection | None = None
-
-    def deliver(self, conn: Connection) -> None:
-        with self._lock:
-            if not self._abandoned:
-                self._conn = conn
-                return
-        conn.close()
-
-    def abandon(self) -> None:
-        with self._lock:
-            self._abandoned = True
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-
-# -- helpers ------------------------------------------------------------------------
-
-
-def _identifier(name: str) -> sql.Identifier:
-    from psycopg import sql as _sql
-
-    return _sql.Identifier(name)
-
-
-def _job_from_row(row: tuple[Any, ...]) -> Job:
-    try:
-        headers = row[4]
-        if isinstance(headers, str):
-            headers = json.loads(headers)
-        return Job(
-            id=str(row[0]),
-            name=str(row[1]),
-            queue=str(row[2]),
-            payload=bytes(row[3]),
-            headers={str(k): str(v) for k, v in headers.items()},
-            content_type=str(row[5]),
-            tenant_id=row[6],
-            idempotency_key=row[7],
-            run_at=None if row[8] is None else _utc(row[8]),
-            created_at=None if row[9] is None else _utc(row[9]),
-            fencing_token=None if row[10] is None else int(row[10]),
-            attempt=int(row[11]),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise SchedulerError(f"a stored job is not in the expected format: {exc}") from exc
-
-
-def _utc(value: object) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise SchedulerError(f"postgres jobs runtime: expected a timestamptz, got {value!r}")
-    return value.astimezone(UTC)
-
-
-def _check_queue(queue: object) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise InvalidArgumentError(f"queue must be a non-empty str, got {queue!r}")
-    return queue
-
-
-def _check_job(job: Job) -> None:
-    """Refuse, before any statement, a job Postgres cannot store as it is (PJ3): the
-    driver would otherwise fail the whole statement, and with it a whole batch."""
-    _check_queue(job.queue)
-    for name in ("id", "name", "content_type", "tenant_id", "idempotency_key"):
-        value = getattr(job, name)
-        if value is not None or name in ("id", "name", "content_type"):
-            _check_text(name, value)
-    for header, value in job.headers.items():
-        _check_text("header name", header)
-        _check_text(f"header {header!r}", value)
-    if not isinstance(job.payload, bytes | bytearray | memoryview):
-        raise InvalidArgumentError(f"payload must be bytes, got {type(job.payload).__name__}")
-    for name in ("run_at", "created_at"):
-        value = getattr(job, name)
-        if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
-            raise InvalidArgumentError(f"{name} must be an aware datetime, got {value!r}")
-    if job.fencing_token is not None:
-        _bigint("fencing_token", job.fencing_token)
-    attempt = job.attempt
-    if isinstance(attempt, bool) or not isinstance(attempt, int):
-        raise InvalidArgumentError(f"attempt must be an int, got {attempt!r}")
-    if not _INT_MIN <= attempt <= _INT_MAX:
-        raise InvalidArgumentError(f"attempt is outside Postgres' integer range: {attempt!r}")
-
-
-def _check_text(what: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(f"{what} must be a str, got {value!r}")
-    if "\x00" in value:
-        raise InvalidArgumentError(f"{what} contains a NUL character, which Postgres refuses")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(f"{what} is not valid Unicode: {value!r}") from None
-
-
-def _enqueue_chunks(jobs: list[tuple[int, Job]]) -> list[list[tuple[int, Job]]]:
-    """The statements of one ``enqueue_many`` (PJ3), as (call index, job) chunks.
-
-    A job whose id or idempotency key repeats one of an earlier job of the batch goes
-    one round later than it, so the earlier job is decided first, as with one enqueue
-    per job in order. Jobs of one round have distinct ids and keys, so their order
-    inside the round changes no outcome: each round is sorted by key, then id (the
-    order every batch locks index entries in: no deadlock between racing batches), and
-    cut into chunks of ``_ENQUEUE_CHUNK``.
-    """
-    round_of_id: dict[str, int] = {}
-    round_of_key: dict[str, int] = {}
-    rounds: list[list[tuple[int, Job]]] = []
-    for item in jobs:
-        job = item[1]
-        key = job.idempotency_key
-        after = round_of_id.get(job.id, -1)
-        if key is not None:
-            after = max(after, round_of_key.get(key, -1))
-        number = after + 1
-        round_of_id[job.id] = number
-        if key is not None:
-            round_of_key[key] = number
-        if number == len(rounds):
-            rounds.append([])
-        rounds[number].append(item)
-    chunks: list[list[tuple[int, Job]]] = []
-    for batch in rounds:
-        batch.sort(key=_insert_order)
-        chunks += (batch[i : i + _ENQUEUE_CHUNK] for i in range(0, len(batch), _ENQUEUE_CHUNK))
-    return chunks
-
-
-def _batch_holders(
-    jobs: list[tuple[int, Job]], stored: dict[int, bool]
-) -> tuple[dict[int, str | None], list[tuple[int, str | None, str | None]]]:
-    """Who holds the id or key of each refused job of a batch, when it was decided.
-
-    A job refused for an earlier job of the batch gets that job's id. Otherwise the
-    holder is a row stored before the call; a later job of the batch may since have
-    stored a row with the same id or key (the refused job's twin), which the lookup
-    must skip: no older row can hold what that twin could store. Returns the holders
-    known here and, for the others, (index, id or None, key or None) to look up.
-    """
-    by_id: dict[str, int] = {}  # id -> index of the batch job that stored it
-    by_key: dict[str, tuple[int, str]] = {}  # key -> (index, id) of that job
-    for index, job in jobs:
-        if index in stored:
-            by_id[job.id] = index
-            if job.idempotency_key is not None:
-                by_key[job.idempotency_key] = (index, job.id)
-    holders: dict[int, str | None] = {}
-    lookup: list[tuple[int, str | None, str | None]] = []
-    for index, job in jobs:
-        if index in stored:
-            continue
-        key = job.idempotency_key
-        twin_by_id = by_id.get(job.id)
-        twin_by_key = None if key is None else by_key.get(key)
-        if twin_by_id is not None and twin_by_id < index:
-            holders[index] = job.id
-        elif twin_by_key is not None and twin_by_key[0] < index:
-            holders[index] = twin_by_key[1]
-        else:
-            # A twin stored later took an id or key no older row held: skip it.
-            lookup.append(
-                (
-                    index,
-                    job.id if twin_by_id is None else None,
-                    key if twin_by_key is None else None,
-                )
-            )
-    return holders, lookup
-
-
-def _insert_order(item: tuple[int, Job]) -> tuple[bool, str, str]:
-    job = item[1]
-    key = job.idempotency_key
-    return key is None, key or "", job.id
-
-
-def _bigint(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{what} must be an int, got {value!r}")
-    if not _BIGINT_MIN <= value <= _BIGINT_MAX:
-        raise InvalidArgumentError(f"{what} is outside Postgres' bigint range: {value!r}")
-    return value
