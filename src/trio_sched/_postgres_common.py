@@ -41,7 +41,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeAlias, final
+from typing import Any, Final, LiteralString, TypeAlias, final
 from urllib.parse import quote, unquote
 
 try:
@@ -54,13 +54,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from trio_sched._errors import ValidationError
-
-if TYPE_CHECKING:
-    # Transitional re-export for trio_sched.jobs.postgres (see `__getattr__`).
-    from trio_sched._postgres_driver import PostgresDriver as PostgresDriver
-    from trio_sched._postgres_driver import (
-        PostgresDriverStatistics as PostgresDriverStatistics,
-    )
 
 __all__ = [
     "JOBS_TABLE",
@@ -426,13 +419,3 @@ def advisory_key(*parts: str) -> int:
 def query(text: LiteralString, **identifiers: sql.Composable) -> sql.Composed:
     """``sql.SQL(text).format(**identifiers)``: SQL text with identifiers quoted (P6)."""
     return sql.SQL(text).format(**identifiers)
-
-
-def __getattr__(name: str) -> object:
-    """Transitional: `trio_sched.jobs.postgres` still imports the driver from here. Looked
-    up on first use, since `trio_sched._postgres_driver` imports this module."""
-    if name in ("PostgresDriver", "PostgresDriverStatistics"):
-        from trio_sched import _postgres_driver
-
-        return getattr(_postgres_driver, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,10 @@ import trio
 
 from trio_sched._postgres_common import (
     Connection,
-    PostgresDriver,
     query,
+)
+from trio_sched._postgres_driver import (
+    PostgresDriver,
 )
 
 if TYPE_CHECKING:

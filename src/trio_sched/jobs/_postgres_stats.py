@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import final
 
-from trio_sched._postgres_common import (
+from trio_sched._postgres_driver import (
     PostgresDriverStatistics,
 )
 

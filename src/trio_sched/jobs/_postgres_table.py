@@ -17,8 +17,10 @@ from trio_sched._errors import NotInitializedError
 from trio_sched._postgres_common import (
     JOBS_TABLE,
     Connection,
-    PostgresDriver,
     TableName,
+)
+from trio_sched._postgres_driver import (
+    PostgresDriver,
 )
 from trio_sched.jobs._postgres_sql import JobsSql
 

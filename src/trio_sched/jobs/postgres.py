@@ -10,10 +10,10 @@ Importing this module imports psycopg 3; ``import trio_sched.jobs`` never does::
         ...
 
 It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
-`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
-`trio_sched._postgres_common` (rules P1-P8: sync psycopg in worker threads, operation
-timeouts, error mapping, DSN redaction, quoted table names, configuration and table
-shape checks).
+`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) with the driver of
+`trio_sched._postgres_driver` (rules P1-P4: sync psycopg in worker threads, operation
+timeouts, error mapping) and the checks of `trio_sched._postgres_common` (rules P5-P8:
+DSN redaction, quoted table names, configuration and table shape checks).
 
 The rules below hold for the whole runtime; this module holds its configuration and
 `PostgresJobs` itself (claims, acknowledgements, dead letters), and the private modules
@@ -109,12 +109,15 @@ from trio_sched._errors import (
 )
 from trio_sched._postgres_common import (
     Connection,
-    PostgresDriver,
     TableName,
     check_dsn,
     check_timeout,
     redact_dsn,
 )
+from trio_sched._postgres_driver import (
+    PostgresDriver,
+)
+from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import Job
 from trio_sched.jobs._postgres_enqueue import Enqueuer
 from trio_sched.jobs._postgres_listen import Listener
@@ -123,7 +126,6 @@ from trio_sched.jobs._postgres_stats import Counters
 from trio_sched.jobs._postgres_stats import PostgresJobsStatistics as PostgresJobsStatistics
 from trio_sched.jobs._postgres_stats import PostgresQueueStatistics as PostgresQueueStatistics
 from trio_sched.jobs._postgres_table import JobsTable
-from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 if TYPE_CHECKING:
     # Only for annotations: the first psycopg import goes through _postgres_common,
