@@ -5,7 +5,7 @@ At the end of each timer pass `process_due` decides what became due (pure
 `_plan.decide`, one wall-clock read); skips are settled at once, the rest is acquired
 with ONE ``acquire_batch`` call and enqueued together: one ``enqueue_many`` call for a
 `BatchJobsRuntime`, or one ``enqueue`` per job, ``ENQUEUE_CONCURRENCY`` at once, for a
-plain runtime (`_enqueue_each`), each under its own lease guard (`_lease`). Then each
+plain runtime (`_enqueue.enqueue_each`), each under its own lease guard (`_lease`). Then each
 outcome is recorded (counters, watermark, event) and its loop moved on to its next
 occurrence (`Parking`), or handed to its loop's own task to retry (`LoopTasks`).
 """
@@ -13,7 +13,7 @@ occurrence (`Parking`), or handed to its loop's own task to retry (`LoopTasks`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, NamedTuple, final
 
@@ -21,16 +21,11 @@ import trio
 
 from trio_sched import _plan
 from trio_sched._config import Config
-from trio_sched._errors import (
-    ConflictError,
-    InvalidArgumentError,
-    LeaseLostError,
-    RetryableError,
-    is_transient,
-)
+from trio_sched._enqueue import CANCELLED, ENQUEUE_CONCURRENCY, enqueue_each, ran_out
+from trio_sched._errors import ConflictError, InvalidArgumentError, RetryableError, is_transient
 from trio_sched._events import EventKind
 from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
-from trio_sched._loop import H_FENCING, H_OCCURRENCE, Loop, Park, Phase
+from trio_sched._loop import H_FENCING, Loop, Park, Phase
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
 from trio_sched._task import Task
@@ -45,8 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
 
-# D6: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
-ENQUEUE_CONCURRENCY: Final = 64
 # D5: a burst larger than this is decided, acquired and enqueued in chunks of this many
 # occurrences, shortest task periods first, one chunk after the other, and its outcomes
 # are recorded after the last chunk's enqueue, a chunk per step: no step of a burst
@@ -93,13 +86,6 @@ class _Outcomes(NamedTuple):
     jobs: list[Job]
     results: list[Exception | None] | None
     done_ts: float
-
-
-class _Cancelled(Exception):
-    """The result of an `enqueue` of a burst that its own lease guard cancelled."""
-
-
-_CANCELLED: Final = _Cancelled()
 
 
 @final
@@ -292,7 +278,7 @@ class Burst:
     ) -> None:
         """D6: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
         call, or, for a plain runtime, job by job from this task and a few helpers
-        (`_enqueue_each`).
+        (`enqueue_each`).
 
         Each occurrence keeps its own lease guard (renewal, ``dispatch_timeout``). With
         ``enqueue_many`` they share the call's cancel scope: a lost lease or the timeout
@@ -314,7 +300,7 @@ class Burst:
         if any(park.expires <= now for park in parks):
             for park in parks:
                 if park.expires <= now:
-                    self._conclude_safely(park, None, self.ran_out(park.key))
+                    self._conclude_safely(park, None, ran_out(park.key))
             parks = [park for park in parks if park.expires > now]
             if not parks:
                 return
@@ -331,7 +317,7 @@ class Burst:
                 if enqueue_many is not None:
                     results = await enqueue_many(jobs)
                 else:
-                    results = await self._enqueue_each(jobs, batch)
+                    results = await enqueue_each(self._jobs.enqueue, jobs, batch)
                 if len(results) != len(jobs):
                     raise InvalidArgumentError(
                         f"enqueue_many answered {len(results)} results for {len(jobs)} jobs"
@@ -364,61 +350,6 @@ class Burst:
             except Exception as exc:
                 self._crashed_outside(park, exc)
 
-    async def _enqueue_each(self, jobs: list[Job], batch: BatchGuard) -> list[Exception | None]:
-        """A plain runtime's burst (D6): `enqueue` every job, at most
-        ``ENQUEUE_CONCURRENCY`` at once, from this task and up to that many helpers
-        (never a task per occurrence). Returns what ``enqueue_many`` would: ``None`` or
-        the job's error, in order; `_CANCELLED` for a job its own guard cancelled."""
-        results: list[Exception | None] = [None] * len(jobs)
-        order = iter(range(len(jobs)))  # shared: each job is taken by one of them
-        helpers = min(len(jobs), ENQUEUE_CONCURRENCY) - 1
-        if helpers <= 0:
-            await self._enqueue_some(jobs, batch, results, order)
-            return results
-        async with trio.open_nursery() as nursery:
-            for _ in range(helpers):
-                nursery.start_soon(self._enqueue_some, jobs, batch, results, order)
-            await self._enqueue_some(jobs, batch, results, order)
-        return results
-
-    async def _enqueue_some(
-        self,
-        jobs: list[Job],
-        batch: BatchGuard,
-        results: list[Exception | None],
-        order: Iterator[int],
-    ) -> None:
-        """Take jobs from `order` and enqueue them one after another. Each runs in this
-        task's current cancel scope, which only its job's guard cancels (`_Slot`); after
-        a cancellation the next job gets a fresh scope, so no job is cancelled for
-        another one's lease."""
-        enqueue = self._jobs.enqueue
-        running = batch.running
-        cancelled = batch.cancelled
-        while True:
-            index = -1
-            with trio.CancelScope() as scope:
-                for index in order:
-                    if index in cancelled:  # its guard acted before it started
-                        results[index] = _CANCELLED
-                        continue
-                    if batch.expires(index) <= trio.current_time():  # D12, as above
-                        results[index] = self.ran_out(jobs[index].headers[H_OCCURRENCE])
-                        continue
-                    running[index] = scope
-                    try:
-                        await enqueue(jobs[index])
-                    except Exception as exc:
-                        results[index] = exc
-                    del running[index]
-                    if scope.cancel_called:
-                        break  # cancelled as that job returned: a fresh scope for the next
-                else:
-                    return
-            if scope.cancelled_caught:
-                running.pop(index, None)
-                results[index] = _CANCELLED
-
     def _batch_outcome(
         self,
         park: Park,
@@ -440,7 +371,7 @@ class Burst:
             # Cancelled for this occurrence's own lease or the timeout (even if the
             # runtime then raised instead of letting the cancellation through).
             error = guard.lost if guard.lost is not None else self.timed_out(loop)
-        elif results[index] is _CANCELLED:
+        elif results[index] is CANCELLED:
             # By its own guard (a plain runtime's burst): lost lease or timeout.
             assert guard is not None
             error = guard.lost if guard.lost is not None else self.timed_out(loop)
@@ -527,15 +458,6 @@ class Burst:
             self.conclude(park, job, error, None)
         except Exception as exc:
             self._crashed_outside(park, exc)
-
-    @staticmethod
-    def ran_out(key: str) -> LeaseLostError:
-        """D12: the error of an occurrence not enqueued because its lease ran out by this
-        instance's clock before the enqueue."""
-        return LeaseLostError(
-            f"the lease of {key!r} ran out (by this instance's clock) before its enqueue: "
-            "not enqueued; another instance may take the occurrence over"
-        )
 
     def _settle_outside(self, park: Park) -> None:
         """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire

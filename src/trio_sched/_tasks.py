@@ -15,6 +15,7 @@ import trio
 from trio_sched import _plan
 from trio_sched._burst import Burst
 from trio_sched._config import Config
+from trio_sched._enqueue import ran_out
 from trio_sched._errors import ClosedError, ConflictError, RetryableError, is_transient
 from trio_sched._lease import LeaseGuard, LeaseKeeper
 from trio_sched._loop import Cursor, InFlight, Loop, Park, Phase
@@ -181,7 +182,7 @@ class LoopTasks:
                 await self._timer.sleep_until(trio.current_time() + backoff)
                 backoff = min(backoff * 2, self._config.retry_backoff_max)
             if guard is not None and guard.expires <= trio.current_time():
-                raise self._burst.ran_out(guard.lease.key)
+                raise ran_out(guard.lease.key)
             try:
                 await self._jobs.enqueue(job)
                 return
