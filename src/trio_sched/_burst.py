@@ -5,32 +5,28 @@ At the end of each timer pass `process_due` decides what became due (pure
 `_plan.decide`, one wall-clock read); skips are settled at once, the rest is acquired
 with ONE ``acquire_batch`` call and enqueued together: one ``enqueue_many`` call for a
 `BatchJobsRuntime`, or one ``enqueue`` per job, ``ENQUEUE_CONCURRENCY`` at once, for a
-plain runtime (`_enqueue_each`), each under its own lease guard (`_lease`). Then each
-outcome is recorded (counters, watermark, event) and its loop moved on to its next
-occurrence (`Parking`), or handed to its loop's own task to retry (`LoopTasks`).
+plain runtime (`_enqueue.enqueue_each`), each under its own lease guard (`_lease`).
+Then each outcome is recorded (counters, watermark, event) and its loop moved on to its
+next occurrence (`Parking`), or handed to its loop's own task to retry (`LoopTasks`):
+that bookkeeping is `_outcome.Outcomes`, made once per scheduler by the `Burst`.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, NamedTuple, final
+from typing import TYPE_CHECKING, Final, final
 
 import trio
 
 from trio_sched import _plan
 from trio_sched._config import Config
-from trio_sched._errors import (
-    ConflictError,
-    InvalidArgumentError,
-    LeaseLostError,
-    RetryableError,
-    is_transient,
-)
-from trio_sched._events import EventKind
-from trio_sched._lease import BatchGuard, LeaseGuard, LeaseKeeper
-from trio_sched._loop import H_FENCING, H_OCCURRENCE, Loop, Park, Phase
+from trio_sched._enqueue import ENQUEUE_CONCURRENCY, enqueue_each, ran_out
+from trio_sched._errors import ConflictError, InvalidArgumentError
+from trio_sched._lease import BatchGuard, LeaseKeeper
+from trio_sched._loop import H_FENCING, Park, Phase
+from trio_sched._outcome import BatchOutcomes, Outcomes
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
 from trio_sched._task import Task
@@ -45,8 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ENQUEUE_CONCURRENCY", "Burst", "task_job"]
 
-# D6: a plain `JobsRuntime`'s burst makes at most this many `enqueue` calls at once.
-ENQUEUE_CONCURRENCY: Final = 64
 # D5: a burst larger than this is decided, acquired and enqueued in chunks of this many
 # occurrences, shortest task periods first, one chunk after the other, and its outcomes
 # are recorded after the last chunk's enqueue, a chunk per step: no step of a burst
@@ -84,27 +78,10 @@ def task_job(
     )
 
 
-class _Outcomes(NamedTuple):
-    """What an enqueued batch left to record (D6): its parks, their guards (empty when
-    none was made), jobs, per-job results (None: the call failed) and when it ended."""
-
-    parks: list[Park]
-    guards: list[LeaseGuard]
-    jobs: list[Job]
-    results: list[Exception | None] | None
-    done_ts: float
-
-
-class _Cancelled(Exception):
-    """The result of an `enqueue` of a burst that its own lease guard cancelled."""
-
-
-_CANCELLED: Final = _Cancelled()
-
-
 @final
 class Burst:
-    """Decides, acquires, enqueues and records the bursts of one scheduler (D5, D6)."""
+    """Decides, acquires and enqueues the bursts of one scheduler (D5, D6); its
+    `outcomes` records them."""
 
     def __init__(
         self,
@@ -127,17 +104,18 @@ class Burst:
         self._config = config
         self._wall_clock = config.wall_clock
         self._leases = leases
-        self._watermarks = watermarks
-        self._reporter = reporter
         self._parking = parking
         self._takeovers = takeovers
-        self._tasks: LoopTasks | None = None  # set once both exist (`bind`)
+        # Counters, watermark marks, events and moving loops on (D6), for every burst.
+        self.outcomes = Outcomes(
+            config=config, watermarks=watermarks, reporter=reporter, parking=parking
+        )
         self.services: trio.Nursery | None = None  # set by the scheduler while it runs
         self.in_flight = 0  # dispatches in flight (bursts, loop retries, triggers)
         self.batches = Pending()  # acquire batches in flight (D5, D6)
 
     def bind(self, tasks: LoopTasks) -> None:
-        self._tasks = tasks
+        self.outcomes.bind(tasks)
 
     def process_due(self) -> None:
         """Timer pass end: decide everything that became due together (D5): at once up
@@ -162,7 +140,7 @@ class Burst:
         chunk of `rest` in turn; a chunked burst records its outcomes after its last
         enqueue, a chunk per step."""
         try:
-            later: list[_Outcomes] | None = [] if rest else None
+            later: list[BatchOutcomes] | None = [] if rest else None
             start = 0
             while True:
                 if firing:
@@ -174,7 +152,7 @@ class Burst:
                 start += BURST_CHUNK
             for outcomes in later or ():
                 await trio.lowlevel.checkpoint()
-                self._record_outcomes(outcomes)
+                self.outcomes.record_batch(outcomes)
         finally:
             self.batches.leave()
 
@@ -209,7 +187,7 @@ class Burst:
             if decision.action is _plan.Action.SKIP:
                 # Settled here, without waking the loop's task (D6).
                 park.phase = Phase.DONE
-                self._settle_outside(park)
+                self.outcomes.settle_outside(park)
             else:
                 if decision.late:  # a misfire: maybe another occurrence, no slack (D10)
                     self._parking.prepare(park, decision.nominal, late=True)
@@ -218,7 +196,7 @@ class Burst:
         return firing
 
     async def _acquire_and_dispatch(
-        self, parks: list[Park], later: list[_Outcomes] | None = None
+        self, parks: list[Park], later: list[BatchOutcomes] | None = None
     ) -> None:
         """One ``acquire_batch`` for `parks` (D5), then their enqueue (D6); their
         outcomes are recorded at once, or appended to `later`."""
@@ -267,7 +245,7 @@ class Burst:
                 continue
             # A lock miss or an acquire error: settled here, no loop task is needed.
             park.phase = Phase.DONE
-            self._settle_outside(park)
+            self.outcomes.settle_outside(park)
         if dispatching:
             await self._dispatch_batch(dispatching, started, later)
         for lease in orphans:  # D9: nothing was attempted for these
@@ -281,18 +259,12 @@ class Burst:
         loops are not moved (each is on a later occurrence by now)."""
         await self._dispatch_batch(parks, acquired_at)
 
-    def settled_taken_over(self, park: Park) -> None:
-        """A taken-over occurrence the skip policy dropped (D12): mark its record, so no
-        other instance takes it over again."""
-        assert park.lease is not None
-        self._watermarks.settle(park.lease)
-
     async def _dispatch_batch(
-        self, parks: list[Park], acquired_at: float, later: list[_Outcomes] | None = None
+        self, parks: list[Park], acquired_at: float, later: list[BatchOutcomes] | None = None
     ) -> None:
         """D6: enqueue every acquired occurrence of a burst: with one ``enqueue_many``
         call, or, for a plain runtime, job by job from this task and a few helpers
-        (`_enqueue_each`).
+        (`enqueue_each`).
 
         Each occurrence keeps its own lease guard (renewal, ``dispatch_timeout``). With
         ``enqueue_many`` they share the call's cancel scope: a lost lease or the timeout
@@ -314,7 +286,7 @@ class Burst:
         if any(park.expires <= now for park in parks):
             for park in parks:
                 if park.expires <= now:
-                    self._conclude_safely(park, None, self.ran_out(park.key))
+                    self.outcomes.conclude_safely(park, None, ran_out(park.key))
             parks = [park for park in parks if park.expires > now]
             if not parks:
                 return
@@ -331,7 +303,7 @@ class Burst:
                 if enqueue_many is not None:
                     results = await enqueue_many(jobs)
                 else:
-                    results = await self._enqueue_each(jobs, batch)
+                    results = await enqueue_each(self._jobs.enqueue, jobs, batch)
                 if len(results) != len(jobs):
                     raise InvalidArgumentError(
                         f"enqueue_many answered {len(results)} results for {len(jobs)} jobs"
@@ -347,137 +319,11 @@ class Burst:
                 self.in_flight -= len(jobs)
                 batch.finish()
         done_ts = self._wall_clock().timestamp()  # E2: lateness up to the enqueue
-        outcomes = _Outcomes(parks, batch.guards, jobs, results, done_ts)
+        outcomes = BatchOutcomes(parks, batch.guards, jobs, results, done_ts)
         if later is None:
-            self._record_outcomes(outcomes)
+            self.outcomes.record_batch(outcomes)
         else:
             later.append(outcomes)
-
-    def _record_outcomes(self, outcomes: _Outcomes) -> None:
-        guards = outcomes.guards
-        for index, park in enumerate(outcomes.parks):
-            guard = guards[index] if guards else None
-            try:
-                self._batch_outcome(
-                    park, guard, outcomes.jobs[index], outcomes.results, index, outcomes.done_ts
-                )
-            except Exception as exc:
-                self._crashed_outside(park, exc)
-
-    async def _enqueue_each(self, jobs: list[Job], batch: BatchGuard) -> list[Exception | None]:
-        """A plain runtime's burst (D6): `enqueue` every job, at most
-        ``ENQUEUE_CONCURRENCY`` at once, from this task and up to that many helpers
-        (never a task per occurrence). Returns what ``enqueue_many`` would: ``None`` or
-        the job's error, in order; `_CANCELLED` for a job its own guard cancelled."""
-        results: list[Exception | None] = [None] * len(jobs)
-        order = iter(range(len(jobs)))  # shared: each job is taken by one of them
-        helpers = min(len(jobs), ENQUEUE_CONCURRENCY) - 1
-        if helpers <= 0:
-            await self._enqueue_some(jobs, batch, results, order)
-            return results
-        async with trio.open_nursery() as nursery:
-            for _ in range(helpers):
-                nursery.start_soon(self._enqueue_some, jobs, batch, results, order)
-            await self._enqueue_some(jobs, batch, results, order)
-        return results
-
-    async def _enqueue_some(
-        self,
-        jobs: list[Job],
-        batch: BatchGuard,
-        results: list[Exception | None],
-        order: Iterator[int],
-    ) -> None:
-        """Take jobs from `order` and enqueue them one after another. Each runs in this
-        task's current cancel scope, which only its job's guard cancels (`_Slot`); after
-        a cancellation the next job gets a fresh scope, so no job is cancelled for
-        another one's lease."""
-        enqueue = self._jobs.enqueue
-        running = batch.running
-        cancelled = batch.cancelled
-        while True:
-            index = -1
-            with trio.CancelScope() as scope:
-                for index in order:
-                    if index in cancelled:  # its guard acted before it started
-                        results[index] = _CANCELLED
-                        continue
-                    if batch.expires(index) <= trio.current_time():  # D12, as above
-                        results[index] = self.ran_out(jobs[index].headers[H_OCCURRENCE])
-                        continue
-                    running[index] = scope
-                    try:
-                        await enqueue(jobs[index])
-                    except Exception as exc:
-                        results[index] = exc
-                    del running[index]
-                    if scope.cancel_called:
-                        break  # cancelled as that job returned: a fresh scope for the next
-                else:
-                    return
-            if scope.cancelled_caught:
-                running.pop(index, None)
-                results[index] = _CANCELLED
-
-    def _batch_outcome(
-        self,
-        park: Park,
-        guard: LeaseGuard | None,
-        job: Job,
-        results: list[Exception | None] | None,
-        index: int,
-        done_ts: float,
-    ) -> None:
-        """Settle one occurrence of a batch's call, or hand it to its loop (D6).
-        `results` is ``None`` when the call raised or was cancelled."""
-        loop = park.loop
-        error: Exception | None
-        if results is None:
-            if guard is None or (guard.lost is None and not guard.timed_out):
-                if not park.abandoned:
-                    self._loop_tasks().hand_over(park, guard, job)  # enqueued on its own
-                return
-            # Cancelled for this occurrence's own lease or the timeout (even if the
-            # runtime then raised instead of letting the cancellation through).
-            error = guard.lost if guard.lost is not None else self.timed_out(loop)
-        elif results[index] is _CANCELLED:
-            # By its own guard (a plain runtime's burst): lost lease or timeout.
-            assert guard is not None
-            error = guard.lost if guard.lost is not None else self.timed_out(loop)
-        else:
-            error = results[index]
-            if isinstance(error, ConflictError):
-                error = None  # already enqueued under its idempotency key: fired
-            if error is not None and is_transient(error) and not park.abandoned:
-                self._loop_tasks().hand_over(park, guard, job)  # retried on its own (D8)
-                return
-        info = park.info
-        assert info is not None
-        lateness = done_ts - info.ms / 1000
-        self.conclude(park, None if error is not None else job, error, lateness)
-
-    def conclude(
-        self, park: Park, job: Job | None, error: Exception | None, lateness: float | None
-    ) -> None:
-        """Record the end of the dispatch of `park` (fired when `error` is None) and move
-        its loop on; a taken-over occurrence (D12) leaves its loop where it is."""
-        loop = park.loop
-        decision = park.decision
-        assert decision is not None
-        park.phase = Phase.DONE
-        lease = park.lease
-        if park.manual:
-            self._manual_outcome(park, job, error, lateness)
-            return
-        if park.taken_over:
-            self.dispatched(loop, decision, job, error, lease, lateness)
-            return
-        cursor = loop.cursor
-        assert cursor is not None
-        self._parking.settle(loop, cursor, park)
-        self.dispatched(loop, decision, job, error, lease, lateness)
-        cursor.nominal = loop.task.cron.next_after(decision.nominal)
-        self._parking.move_on(park)
 
     async def dispatch_manual(self, park: Park) -> None:
         """O8: acquire and enqueue a trigger's occurrence like a burst of one (D6): the
@@ -492,79 +338,11 @@ class Burst:
             if not isinstance(lease, LockLease):
                 raise ConflictError(f"manual occurrence key {park.key!r} is already held")
         except Exception as exc:
-            self._conclude_safely(park, None, exc)
+            self.outcomes.conclude_safely(park, None, exc)
             return
         park.leased(lease, started)
         park.phase = Phase.DISPATCHING
         await self._dispatch_batch([park], started)
-
-    def _manual_outcome(
-        self, park: Park, job: Job | None, error: Exception | None, lateness: float | None
-    ) -> None:
-        loop = park.loop
-        decision = park.decision
-        assert decision is not None
-        if error is not None:
-            self._reporter.dispatch_failure(loop, decision.nominal, error, manual=True)
-            self.settle_detached(park, error)
-            return
-        assert job is not None
-        loop.triggered += 1
-        self._reporter.emit(
-            EventKind.FIRED, loop.task.name, decision.nominal, lateness, job=job, manual=True
-        )
-        self.settle_detached(park, job)
-
-    @staticmethod
-    def settle_detached(park: Park, result: Job | Exception) -> None:
-        """Hand a detached park's outcome to whoever waits for it (a trigger, O8)."""
-        park.result = result
-        if park.settled is not None:
-            park.settled.set()
-
-    def _conclude_safely(self, park: Park, job: Job | None, error: Exception | None) -> None:
-        try:
-            self.conclude(park, job, error, None)
-        except Exception as exc:
-            self._crashed_outside(park, exc)
-
-    @staticmethod
-    def ran_out(key: str) -> LeaseLostError:
-        """D12: the error of an occurrence not enqueued because its lease ran out by this
-        instance's clock before the enqueue."""
-        return LeaseLostError(
-            f"the lease of {key!r} ran out (by this instance's clock) before its enqueue: "
-            "not enqueued; another instance may take the occurrence over"
-        )
-
-    def _settle_outside(self, park: Park) -> None:
-        """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire
-        error) outside its loop's task, and move the loop on (D6)."""
-        try:
-            cursor = park.loop.cursor
-            assert cursor is not None
-            self._parking.settle(park.loop, cursor, park)
-            self._parking.move_on(park)
-        except Exception as exc:
-            self._crashed_outside(park, exc)
-
-    def _crashed_outside(self, park: Park, exc: Exception) -> None:
-        """A bug or an impossible schedule while settling `park` outside its loop's task
-        (in a batch or the timer pass): report it as a crashed loop is reported, end
-        that loop (it is not parked again) and keep every other task running."""
-        loop = park.loop
-        self._reporter.crash(loop, exc)
-        if park.detached:
-            self.settle_detached(park, exc)
-            return  # not the loop's own park: the loop goes on
-        # Stop it as `unregister` would: a park re-armed before the failure stops
-        # waiting.
-        loop.park = park
-        loop.stop()
-        if not park.abandoned:  # it was being settled, not waiting: end it the same way
-            park.abandoned = True
-            park.phase = Phase.DONE
-        loop.park = None  # detached: nothing refers to it any more
 
     def occurrence_job(self, park: Park, created: datetime) -> Job:
         """The job of an acquired occurrence. Hot path (one call per fire): everything
@@ -579,51 +357,3 @@ class Burst:
         return task_job(
             park.loop.task, park.job_id, park.idem, headers, info.utc, created, lease.fencing_token
         )
-
-    def dispatched(
-        self,
-        loop: Loop,
-        decision: _plan.Decision,
-        job: Job | None,
-        error: Exception | None,
-        lease: LockLease | None = None,
-        lateness: float | None = None,
-    ) -> None:
-        """Count an ended dispatch: fired (`error` None) or failed. `lateness` is up to
-        the enqueue's return (E2; the decision's when None), `lease` the occurrence's,
-        whose record is marked dispatched (D12)."""
-        if error is not None:
-            self._reporter.dispatch_failure(
-                loop, decision.nominal, error, lateness=decision.lateness
-            )
-            return
-        assert job is not None
-        self._record_fired(
-            loop, decision, job, lease, decision.lateness if lateness is None else lateness
-        )
-
-    def timed_out(self, loop: Loop) -> RetryableError:
-        return RetryableError(
-            f"dispatch of task {loop.task.name!r} did not finish within "
-            f"dispatch_timeout={self._config.dispatch_timeout}s"
-        )
-
-    def _record_fired(
-        self,
-        loop: Loop,
-        decision: _plan.Decision,
-        job: Job,
-        lease: LockLease | None,
-        lateness: float,
-    ) -> None:
-        loop.fired += 1
-        loop.last_fire = decision.nominal
-        loop.last_lateness = lateness
-        self._watermarks.mark(
-            loop.wm_name, loop.task.name, self._parking.nominal(decision.nominal).ms, lease
-        )
-        self._reporter.emit(EventKind.FIRED, loop.task.name, decision.nominal, lateness, job=job)
-
-    def _loop_tasks(self) -> LoopTasks:
-        assert self._tasks is not None, "Burst.bind was not called"
-        return self._tasks

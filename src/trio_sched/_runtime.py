@@ -58,8 +58,8 @@ Rules:
   whose lease was lost (or every one, on timeout) is reported as in D7, and the others
   are handed to their loops, with their leases as last renewed, which enqueue them
   again on their own (D7, D8). A plain `JobsRuntime` gets one ``enqueue`` per job, at
-  most ``_ENQUEUE_CONCURRENCY`` at once, from the burst's task and a few helpers
-  (`_enqueue_each`); each job's enqueue runs in a scope only its own guard cancels, so a
+  most ``ENQUEUE_CONCURRENCY`` at once, from the burst's task and a few helpers
+  (`_enqueue`); each job's enqueue runs in a scope only its own guard cancels, so a
   lost lease or the timeout ends that occurrence alone (reported as in D7) and nothing
   is enqueued twice, even on a runtime that does not dedupe. A transient per-job result
   or a failure of the whole call hands the occurrence over the same way; repeating is

@@ -214,7 +214,7 @@ class Takeovers:
                 )
                 park.phase = Phase.DONE
                 assert self._burst is not None
-                self._burst.settled_taken_over(park)
+                self._burst.outcomes.settled_taken_over(park)
                 return None
         park.decision = _plan.Decision(
             _plan.Action.FIRE, nominal, lateness, nominal if late else None

@@ -15,6 +15,7 @@ import trio
 from trio_sched import _plan
 from trio_sched._burst import Burst
 from trio_sched._config import Config
+from trio_sched._enqueue import ran_out
 from trio_sched._errors import ClosedError, ConflictError, RetryableError, is_transient
 from trio_sched._lease import LeaseGuard, LeaseKeeper
 from trio_sched._loop import Cursor, InFlight, Loop, Park, Phase
@@ -51,6 +52,7 @@ class LoopTasks:
         self._reporter = reporter
         self._parking = parking
         self._burst = burst
+        self._outcomes = burst.outcomes
         self.loops_nursery: trio.Nursery | None = None  # set by the scheduler while it runs
 
     def _wall_time(self) -> float:
@@ -160,10 +162,10 @@ class LoopTasks:
         """Record the outcome of a dispatch; `job` None means its scope was cancelled."""
         guard = in_flight.guard
         if job is None:
-            error = guard.lost if guard.lost is not None else self._burst.timed_out(loop)
+            error = guard.lost if guard.lost is not None else self._outcomes.timed_out(loop)
         decision = in_flight.decision
         lateness = self._wall_time() - decision.nominal.timestamp()  # E2: to the enqueue
-        self._burst.dispatched(loop, decision, job, error, guard.lease, lateness)
+        self._outcomes.dispatched(loop, decision, job, error, guard.lease, lateness)
 
     async def enqueue_with_retry(
         self, job: Job, retry_until: float | None, guard: LeaseGuard | None = None
@@ -181,7 +183,7 @@ class LoopTasks:
                 await self._timer.sleep_until(trio.current_time() + backoff)
                 backoff = min(backoff * 2, self._config.retry_backoff_max)
             if guard is not None and guard.expires <= trio.current_time():
-                raise self._burst.ran_out(guard.lease.key)
+                raise ran_out(guard.lease.key)
             try:
                 await self._jobs.enqueue(job)
                 return
@@ -218,7 +220,7 @@ class LoopTasks:
         nursery = self.loops_nursery
         if nursery is None:  # hard stop: nothing runs any more
             park.abandoned = True
-            self._burst.settle_detached(park, ClosedError("the scheduler stopped"))
+            self._outcomes.settle_detached(park, ClosedError("the scheduler stopped"))
             return
         nursery.start_soon(self._retry_detached, park, job, nursery)
 
@@ -234,10 +236,10 @@ class LoopTasks:
         assert info is not None
         lateness = self._wall_time() - info.ms / 1000
         try:
-            self._burst.conclude(park, job if error is None else None, error, lateness)
+            self._outcomes.conclude(park, job if error is None else None, error, lateness)
         except Exception as exc:
             self._reporter.crash(park.loop, exc)
-            self._burst.settle_detached(park, exc)
+            self._outcomes.settle_detached(park, exc)
 
     async def guarded_enqueue(
         self,

@@ -1,5 +1,5 @@
 """Rule D6 for a plain `JobsRuntime` (``enqueue`` only, no ``enqueue_many``): the burst
-makes the ``enqueue`` calls itself, at most ``_ENQUEUE_CONCURRENCY`` at once, the loops'
+makes the ``enqueue`` calls itself, at most ``ENQUEUE_CONCURRENCY`` at once, the loops'
 Trio tasks stay asleep, and a lost lease or the timeout cancels only the enqueue of the
 occurrence it concerns (a plain runtime may not dedupe, so nothing is enqueued twice)."""
 
@@ -14,7 +14,7 @@ from trio_sched import (
     RetryableError,
     SchedulerEvent,
     Task,
-    _burst,
+    _enqueue,
     open_scheduler,
 )
 from trio_sched.jobs import BatchJobsRuntime, Job
@@ -66,7 +66,7 @@ async def test_a_burst_enqueues_with_a_bound_and_the_loops_stay_asleep(
     )
     jobs = PlainJobs(delay=0.25)
     n = 150
-    bound = _burst.ENQUEUE_CONCURRENCY
+    bound = _enqueue.ENQUEUE_CONCURRENCY
     async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
         for i in range(n):
             s.register(Task(name=f"t{i}", schedule="0 * * * *"))
