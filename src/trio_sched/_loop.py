@@ -1,13 +1,13 @@
 """The per-task loop as data: a task's `Loop` (cursor, counters, where it waits) and
 the `Park` of the occurrence it waits for (rules D1, D3, D6 of `_runtime`).
 
-A loop has no Trio task while it waits: it is a `Loop` record, its `Cursor` (the next
-nominal instant to consider) and, near an occurrence, a `Park` on the shared timer; when
-the next occurrence is more than 5 s away it is *dormant* (a single timer entry). The
-`Phase` of its park says where the occurrence is: on the timer, in its burst's
-``acquire_batch``, in its burst's enqueue, or done. The scheduler's burst (D6) moves the
-loop from one occurrence to the next; a Trio task runs for a loop only to retry an
-occurrence handed back to it.
+A loop has no Trio task while it waits: it is a `Loop` record holding its cursor (the
+next nominal instant to consider, and its retry state) and, near an occurrence, a `Park`
+on the shared timer; when the next occurrence is more than 5 s away it is *dormant* (a
+slot in the group of loops waking at the same instant). The `Phase` of its park says
+where the occurrence is: on the timer, in its burst's ``acquire_batch``, in its burst's
+enqueue, or done. The scheduler's burst (D6) moves the loop from one occurrence to the
+next; a Trio task runs for a loop only to retry an occurrence handed back to it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ __all__ = [
     "H_TASK",
     "H_TRIGGER",
     "WAITING",
-    "Cursor",
     "InFlight",
     "Loop",
     "Nominal",
@@ -69,6 +68,7 @@ class Loop:
     """Mutable state of one registered task's loop (counters feed `TaskStatistics`)."""
 
     __slots__ = (
+        "backoff",
         "base_headers",
         "cursor",
         "dispatch_scope",
@@ -90,6 +90,7 @@ class Loop:
         "park",
         "parking",
         "period",
+        "retry_at",
         "skipped",
         "slack_ms",
         "stopping",
@@ -132,7 +133,11 @@ class Loop:
         self.stopping = False
         # D3: where the loop is (kept while it is dormant) and, while it is dormant,
         # the wall-clock instant of its wake-up (its group in `Parking`).
-        self.cursor: Cursor | None = None
+        # The cursor: the next nominal instant to consider (None until started, D2),
+        # when to retry it after a transient error, and the backoff of the next retry.
+        self.cursor: datetime | None = None
+        self.retry_at: float | None = None
+        self.backoff = 0.0
         self.dormant: float | None = None
         self.dispatch_scope: trio.CancelScope | None = None
         self.park: Park | None = None
@@ -275,18 +280,6 @@ class InFlight:
         self.decision = decision
         self.guard = guard
         self.nominal = decision.nominal
-
-
-@final
-class Cursor:
-    """Where a loop is: the next occurrence to consider, and its retry state."""
-
-    __slots__ = ("backoff", "nominal", "retry_at")
-
-    def __init__(self, nominal: datetime, backoff: float) -> None:
-        self.nominal = nominal
-        self.retry_at: float | None = None
-        self.backoff = backoff
 
 
 def _period_hint(task: Task) -> float:

@@ -130,11 +130,9 @@ class Outcomes:
         if park.taken_over:
             self.dispatched(loop, decision, job, error, lease, lateness)
             return
-        cursor = loop.cursor
-        assert cursor is not None
-        self._parking.settle(loop, cursor, park)
+        self._parking.settle(loop, park)
         self.dispatched(loop, decision, job, error, lease, lateness)
-        cursor.nominal = loop.task.cron.next_after(decision.nominal)
+        loop.cursor = loop.task.cron.next_after(decision.nominal)
         self._parking.move_on(park)
 
     def settled_taken_over(self, park: Park) -> None:
@@ -177,9 +175,7 @@ class Outcomes:
         """Settle a decided `park` that needs no dispatch (skip, lock miss, acquire
         error) outside its loop's task, and move the loop on (D6)."""
         try:
-            cursor = park.loop.cursor
-            assert cursor is not None
-            self._parking.settle(park.loop, cursor, park)
+            self._parking.settle(park.loop, park)
             self._parking.move_on(park)
         except Exception as exc:
             self.crashed_outside(park, exc)

@@ -22,7 +22,7 @@ from trio_sched import _plan
 from trio_sched._config import Config
 from trio_sched._errors import is_transient
 from trio_sched._events import EventKind
-from trio_sched._loop import H_NOMINAL, H_OCCURRENCE, Cursor, Loop, Nominal, Park
+from trio_sched._loop import H_NOMINAL, H_OCCURRENCE, Loop, Nominal, Park
 from trio_sched._reporting import Reporter
 from trio_sched._timer import TimerHeap
 from trio_sched.locks._protocol import LockProvider
@@ -81,7 +81,6 @@ class Parking:
     def next_park(
         self,
         loop: Loop,
-        cursor: Cursor,
         reuse: Park | None = None,
     ) -> Park | None:
         """Park the loop on the occurrence at its cursor, or, when that occurrence is far
@@ -90,24 +89,26 @@ class Parking:
         loop's task before it ends, by a burst's batch for a loop whose outcome it
         settled and by the dormancy wake-up, so no Trio task runs for a waiting loop.
         """
-        loop.next_fire = cursor.nominal
-        nominal_ts = cursor.nominal.timestamp()
-        retry_at = cursor.retry_at
+        cursor = loop.cursor
+        assert cursor is not None  # set when the loop was started (D2)
+        loop.next_fire = cursor
+        nominal_ts = cursor.timestamp()
+        retry_at = loop.retry_at
         if retry_at is None and (
             nominal_ts - (trio.current_time() + self._timer.wall_offset()) > _DORMANT_AFTER
         ):
             # A heuristic distance through the timer's cached wall offset (no wall-clock
             # read per occurrence).
             loop.park = None
-            self._go_dormant(loop, cursor)
+            self._go_dormant(loop, nominal_ts)
             return None
-        cursor.retry_at = None
+        loop.retry_at = None
         if reuse is None:
-            park = Park(loop, cursor.nominal, nominal_ts)
+            park = Park(loop, cursor, nominal_ts)
         else:
             park = reuse
-            park.arm(cursor.nominal, nominal_ts)
-        self.prepare(park, cursor.nominal)
+            park.arm(cursor, nominal_ts)
+        self.prepare(park, cursor)
         loop.park = park
         if retry_at is None:
             # Loops due at the same instant share one timer entry (one heap operation
@@ -122,7 +123,7 @@ class Parking:
             park.handle = self._timer.call_at(retry_at, functools.partial(self.on_due, park))
         return park
 
-    def settle(self, loop: Loop, cursor: Cursor, park: Park) -> bool:
+    def settle(self, loop: Loop, park: Park) -> bool:
         """Record the decided outcome of `park` and move the cursor on; not a checkpoint.
 
         Returns True when the occurrence is to be dispatched under ``park.lease`` (the
@@ -139,19 +140,19 @@ class Parking:
             self._reporter.emit(
                 EventKind.SKIPPED, task.name, decision.nominal, decision.lateness, reason="misfire"
             )
-            cursor.nominal = task.cron.next_after(decision.nominal)
+            loop.cursor = task.cron.next_after(decision.nominal)
             return False
         if park.error is not None:
             self._reporter.error(loop, decision.nominal, park.error, lateness=decision.lateness)
             if is_transient(park.error):
                 # O7: same occurrence again after a pause; decide() re-judges it.
-                cursor.retry_at = trio.current_time() + cursor.backoff
-                cursor.backoff = min(cursor.backoff * 2, self._config.retry_backoff_max)
-                cursor.nominal = decision.nominal
+                loop.retry_at = trio.current_time() + loop.backoff
+                loop.backoff = min(loop.backoff * 2, self._config.retry_backoff_max)
+                loop.cursor = decision.nominal
             else:
-                cursor.nominal = task.cron.next_after(decision.nominal)
+                loop.cursor = task.cron.next_after(decision.nominal)
             return False
-        cursor.backoff = self._config.retry_backoff
+        loop.backoff = self._config.retry_backoff
         if park.lease is None:
             loop.lock_misses += 1
             self._reporter.emit(
@@ -161,7 +162,7 @@ class Parking:
                 decision.lateness,
                 reason="lock_held",
             )
-            cursor.nominal = task.cron.next_after(decision.nominal)
+            loop.cursor = task.cron.next_after(decision.nominal)
             return False
         return True
 
@@ -169,14 +170,12 @@ class Parking:
         """After `park` was settled outside its loop's task (D6): park the loop on its
         next occurrence, or let it go dormant or stop; no Trio task is needed."""
         loop = park.loop
-        cursor = loop.cursor
-        assert cursor is not None
         if park.abandoned:
             return  # stopped: nothing more for this loop
         if loop.stopping:
             loop.park = None
             return
-        self.next_park(loop, cursor, park)
+        self.next_park(loop, park)
 
     def prepare(self, park: Park, nominal: datetime, *, late: bool = False) -> None:
         """Lock request and lease-independent job parts of the occurrence at `nominal`.
@@ -198,13 +197,13 @@ class Parking:
         from the cached epoch ms)."""
         return f"{self._prefix}:{loop.task.name}:{info.ms}"
 
-    def _go_dormant(self, loop: Loop, cursor: Cursor) -> None:
+    def _go_dormant(self, loop: Loop, nominal_ts: float) -> None:
         """D3: the occurrence at the cursor is far off (`next_park` found): the loop
         joins the dormant group of its wake-up instant, `_WAKE_AHEAD` seconds before the
         occurrence. Loops waking at the same instant share one timer entry, so a dormant
         loop costs no timer handle, heap entry or callback object of its own (fewer
         objects for the garbage collector to walk: rule D4)."""
-        wake_at = cursor.nominal.timestamp() - _WAKE_AHEAD
+        wake_at = nominal_ts - _WAKE_AHEAD
         group = self._dormant_groups.get(wake_at)
         if group is None:
             group = self._dormant_groups[wake_at] = {}
@@ -245,11 +244,9 @@ class Parking:
                 chunk = self._waking[:START_CHUNK]
                 del self._waking[:START_CHUNK]
                 for loop in chunk:
-                    cursor = loop.cursor
-                    assert cursor is not None  # a loop goes dormant from its cursor (D3)
                     if loop.stopping or loop.park is not None or loop.dormant is not None:
                         continue
-                    self.next_park(loop, cursor)  # dormant again if the wall clock moved back
+                    self.next_park(loop)  # dormant again if the wall clock moved back
                 await trio.lowlevel.checkpoint()
         finally:
             self._waker_running = False
@@ -327,11 +324,9 @@ class Parking:
             if loop.stopping or loop.cursor is not None:
                 continue  # unregistered or stopped while its watermark was read
             try:
-                cursor = loop.cursor = Cursor(
-                    _plan.first_candidate(loop.task.cron, now, marks.get(loop.wm_name)),
-                    backoff,
-                )
-                self.next_park(loop, cursor)
+                loop.backoff = backoff
+                loop.cursor = _plan.first_candidate(loop.task.cron, now, marks.get(loop.wm_name))
+                self.next_park(loop)
             except Exception as exc:
                 # An impossible schedule: that loop ends alone, like a crashed loop.
                 self._reporter.crash(loop, exc)

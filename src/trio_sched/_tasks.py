@@ -18,7 +18,7 @@ from trio_sched._config import Config
 from trio_sched._enqueue import ran_out
 from trio_sched._errors import ClosedError, ConflictError, RetryableError, is_transient
 from trio_sched._lease import LeaseGuard, LeaseKeeper
-from trio_sched._loop import Cursor, InFlight, Loop, Park, Phase
+from trio_sched._loop import InFlight, Loop, Park, Phase
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
 from trio_sched._timer import TimerHeap
@@ -74,8 +74,7 @@ class LoopTasks:
             self._reporter.crash(loop, exc)
 
     async def _loop_body(self, loop: Loop, resume: Park | None) -> None:
-        cursor = loop.cursor
-        assert cursor is not None  # set when the loop was started (D2)
+        assert loop.cursor is not None  # set when the loop was started (D2)
         # A handed-over occurrence (`resume`, D6) is dispatched even when stopping (D11).
         while resume is not None or (
             not loop.stopping and loop.dormant is None and loop.park is None
@@ -86,14 +85,14 @@ class LoopTasks:
             with trio.CancelScope() as scope:
                 loop.dispatch_scope = scope
                 first, resume = resume, None
-                await self._occurrences(loop, cursor, first)
+                await self._occurrences(loop, first)
             loop.dispatch_scope = None
             in_flight, loop.in_flight = loop.in_flight, None
             if in_flight is not None:
                 self._finish_dispatch(loop, in_flight, None)
-                cursor.nominal = loop.task.cron.next_after(in_flight.nominal)
+                loop.cursor = loop.task.cron.next_after(in_flight.nominal)
 
-    async def _occurrences(self, loop: Loop, cursor: Cursor, first: Park | None) -> None:
+    async def _occurrences(self, loop: Loop, first: Park | None) -> None:
         """Settle or dispatch the handed-over occurrence `first` (D6) if any, then park
         the loop on its next occurrence and end this task: the loop parks *detached*
         (no Trio task while it waits); the burst's batch moves it on and starts a task
@@ -104,17 +103,17 @@ class LoopTasks:
         while first is not None or not loop.stopping:
             park, first = first, None
             if park is None:
-                self._parking.next_park(loop, cursor, done)
+                self._parking.next_park(loop, done)
                 return  # parked detached (D6) or dormant (D3): this task ends
             if park.abandoned:
                 return  # stopped (D11)
             done = park  # nothing else refers to it any more
-            if self._parking.settle(loop, cursor, park):
+            if self._parking.settle(loop, park):
                 decision, lease = park.decision, park.lease
                 assert decision is not None
                 assert lease is not None
                 await self._dispatch_occurrence(loop, park, decision, lease)
-                cursor.nominal = loop.task.cron.next_after(decision.nominal)
+                loop.cursor = loop.task.cron.next_after(decision.nominal)
 
     async def _dispatch_occurrence(
         self, loop: Loop, park: Park, decision: _plan.Decision, lease: LockLease
