@@ -24,6 +24,7 @@ import redis
 from trio_sched._redis_common import EPOCH_LUA, RedisDriver, RedisScript
 from trio_sched.jobs import _redis_lua as lua
 from trio_sched.jobs._job import with_attempt
+from trio_sched.jobs._redis_acks import RELEASE
 from trio_sched.jobs._redis_codec import (
     as_fields,
     as_int,
@@ -36,11 +37,10 @@ from trio_sched.jobs._redis_codec import (
 from trio_sched.jobs._redis_keys import JobKeys
 from trio_sched.jobs._worker import Delivery
 
-# The scripts of a claim (KEYS, ARGV and replies in `_redis_lua`); RELEASE is also
-# `RedisJobs.release`.
+# The scripts of a claim (KEYS, ARGV and replies in `_redis_lua`); what a claim gives
+# back, it releases with the script of `RedisJobs.release`.
 CLAIM: Final = RedisScript(lua.NOW + EPOCH_LUA + lua.TAKE + lua.CLAIM)
 ACCEPT: Final = RedisScript(lua.TAKE + lua.ACCEPT)
-RELEASE: Final = RedisScript(lua.RELEASE)
 
 
 @final

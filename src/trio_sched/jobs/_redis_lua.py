@@ -1,6 +1,6 @@
-"""The Lua text of the scripts of `RedisJobs`: the server side of rules RJ2-RJ5 and RJ7
-of `trio_sched.jobs.redis` (RJ1, the keys they touch, is in `trio_sched.jobs._redis_keys`;
-RJ3, the claim, in `trio_sched.jobs._redis_claim`).
+"""The Lua text of the scripts of `RedisJobs`: the server side of rules RJ2 and RJ7
+(stated in `trio_sched.jobs.redis`), RJ3 (`trio_sched.jobs._redis_claim`), RJ4 and RJ5
+(`trio_sched.jobs._redis_acks`), on the keys of RJ1 (`trio_sched.jobs._redis_keys`).
 
 Plain text, no driver: each constant is one script's body, the comment above it names
 its KEYS, ARGV and reply. The module that runs a script wraps it in a `RedisScript`,

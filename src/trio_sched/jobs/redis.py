@@ -14,8 +14,10 @@ It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
 `trio_sched._redis_common` (rules R1-R6: sync redis-py in worker threads, operation
 timeouts, error mapping, URL redaction, configuration checks).
 
-Rules (RJ1, the keys, is in the header of `trio_sched.jobs._redis_keys`, RJ3, the claim, in
-that of `trio_sched.jobs._redis_claim`; the scripts' text is in `trio_sched.jobs._redis_lua`):
+Rules (RJ1, the keys, is in the header of `trio_sched.jobs._redis_keys`, RJ3, the claim,
+in that of `trio_sched.jobs._redis_claim`, RJ4 and RJ5, the ends of leases and the dead
+letters, in that of `trio_sched.jobs._redis_acks`; the scripts' text is in
+`trio_sched.jobs._redis_lua`):
 - RJ2 Every state change is one Lua script, atomic on the server, with times on the
   server's clock (``TIME``). ``enqueue``: refuse a job id already stored, then ``SET NX
   PX`` of the dedupe key (a duplicate raises `ConflictError`, which the scheduler counts
@@ -25,15 +27,6 @@ that of `trio_sched.jobs._redis_claim`; the scripts' text is in `trio_sched.jobs
   the same script once per job, in order, in non-transactional pipelines of
   ``_ENQUEUE_CHUNK`` jobs (one round trip each; all in one worker-thread call): every
   job is decided exactly as ``enqueue`` decides it, and the batch is not atomic.
-- RJ4 ``complete``/``fail``/``release`` start with ``XACK``; when that acknowledges
-  nothing, the lease is stale (W5) and nothing changes. ``complete`` then deletes the
-  entry, the job and its tries (the dedupe key stays until it expires, so a re-fire of
-  the same occurrence is still refused). ``fail`` retries by re-adding the job to the
-  stream (due now) or to ``delayed``, or dead-letters it (the job leaves ``data``).
-  ``release`` re-adds it at once and un-counts the try. ``extend`` resets the entry's
-  idle time with ``XCLAIM ... JUSTID`` only while this consumer still owns it.
-- RJ5 ``redrive`` moves dead letters back to the stream with their enqueued attempt and
-  fresh tries; a dead letter whose job id is stored again meanwhile stays put.
 - RJ6 Every method is a checkpoint; ``aclose`` closes at once, before its checkpoint,
   and is idempotent. Consumers are named ``{host}:{pid}:{random}``; the group keeps the
   names of consumers that went away (harmless; ``XGROUP DELCONSUMER`` is left to ops).
@@ -60,7 +53,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, final
 
 import redis
@@ -90,29 +83,19 @@ from trio_sched._redis_common import (
     redact_url,
 )
 from trio_sched.jobs import _redis_lua as lua
-from trio_sched.jobs._job import Job, check_jobs, with_attempt
-from trio_sched.jobs._redis_claim import RELEASE, Claims, deliveries_of
-from trio_sched.jobs._redis_codec import (
-    as_fields,
-    as_int,
-    as_list,
-    as_pairs,
-    as_str,
-    decode_job,
-    encode_job,
-)
+from trio_sched.jobs._job import Job, check_jobs
+from trio_sched.jobs._redis_acks import Acks
+from trio_sched.jobs._redis_claim import Claims, deliveries_of
+from trio_sched.jobs._redis_codec import as_int, as_list, as_str, decode_job, encode_job
+from trio_sched.jobs._redis_counters import Counters
 from trio_sched.jobs._redis_keys import JobKeys
 from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 __all__ = ["RedisJobs", "RedisJobsConfig", "RedisJobsStatistics", "RedisQueueStatistics"]
 
-# The scripts RedisJobs runs itself (KEYS, ARGV and replies in `_redis_lua`; those of
-# a claim are in `_redis_claim`).
+# The script RedisJobs runs itself (KEYS, ARGV and reply in `_redis_lua`; the others are
+# run by `_redis_claim` and `_redis_acks`).
 _ENQUEUE: Final = RedisScript(lua.NOW + EPOCH_LUA + lua.ENQUEUE)
-_COMPLETE: Final = RedisScript(lua.COMPLETE)
-_FAIL: Final = RedisScript(lua.NOW + lua.FAIL)
-_EXTEND: Final = RedisScript(lua.EXTEND)
-_REDRIVE: Final = RedisScript(lua.REDRIVE)
 
 # enqueue_many: jobs per pipeline (one round trip). Large enough that the round trip is
 # noise next to the scripts' own work, small enough that a 10,000-job burst does not
@@ -225,23 +208,6 @@ class RedisQueueStatistics:
     dead: int
 
 
-@dataclass(slots=True)
-class _Counters:
-    enqueued: int = 0
-    delayed: int = 0
-    duplicates: int = 0
-    claimed: int = 0
-    completed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    released: int = 0
-    stale: int = 0
-    extended: int = 0
-    leases_lost: int = 0
-    redriven: int = 0
-    jobs_vanished: int = 0
-
-
 @final
 class RedisJobs(ClosesOnExit):
     """A `JobsRuntime`, `BatchJobsRuntime` and `ConsumableJobs` on Redis Streams (rules
@@ -272,7 +238,7 @@ class RedisJobs(ClosesOnExit):
         self._consumer = self._config.consumer or (
             f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         )
-        self._counters = _Counters()
+        self._counters = Counters()
         self._claims = Claims(
             self._driver,
             self._keys,
@@ -281,6 +247,15 @@ class RedisJobs(ClosesOnExit):
             visibility_timeout=self._config.visibility_timeout,
             promote_batch=self._config.promote_batch,
             operation_timeout=self._config.operation_timeout,
+        )
+        self._acks = Acks(
+            self._driver,
+            self._keys,
+            self._counters,
+            group=self._config.group,
+            consumer=self._consumer,
+            max_attempts=self._config.max_attempts,
+            dead_letter_maxlen=self._config.dead_letter_maxlen,
         )
 
     def __repr__(self) -> str:
@@ -440,128 +415,30 @@ class RedisJobs(ClosesOnExit):
     async def complete(self, delivery: Delivery) -> bool:
         """Finish the job for good (W5, RJ4); False when the lease is stale. A
         checkpoint; a cancelled call happened wholly or not at all."""
-        job = delivery.job
-
-        def run(client: redis.Redis) -> object:
-            return _COMPLETE.run(
-                self._driver,
-                client,
-                [self._keys.stream(job.queue), self._keys.data, self._keys.tries],
-                [self._config.group, delivery.receipt, job.id],
-            )
-
-        if as_int(await self._driver.call(run)) == 0:
-            self._counters.stale += 1
-            return False
-        self._counters.completed += 1
-        return True
+        return await self._acks.complete(delivery)
 
     async def fail(self, delivery: Delivery, *, error: str, retry_in: float | None) -> FailOutcome:
         """Retry after `retry_in` seconds or dead-letter (W6, RJ4). A checkpoint; a
         cancelled call happened wholly or not at all."""
-        job = delivery.job
-        retry = retry_in is not None and job.attempt < self._config.max_attempts
-        delay_ms = str(max(0, round((retry_in or 0.0) * 1000)))
-        keys = [
-            self._keys.stream(job.queue),
-            self._keys.data,
-            self._keys.tries,
-            self._keys.delayed(job.queue),
-            self._keys.dead(job.queue),
-        ]
-        args = [
-            self._config.group,
-            delivery.receipt,
-            job.id,
-            "retry" if retry else "dead",
-            delay_ms,
-            error,
-            str(job.attempt),
-            str(self._config.dead_letter_maxlen),
-        ]
-
-        def run(client: redis.Redis) -> object:
-            return _FAIL.run(self._driver, client, keys, args)
-
-        code = as_int(await self._driver.call(run))
-        if code == 0:
-            self._counters.stale += 1
-            return "stale"
-        if code == 1:
-            self._counters.retried += 1
-            return "retried"
-        self._counters.dead_lettered += 1
-        return "dead_lettered"
+        return await self._acks.fail(delivery, error=error, retry_in=retry_in)
 
     async def extend(self, delivery: Delivery) -> bool:
         """Renew the lease (W7, RJ4); False when lost. A checkpoint."""
-        stream = self._keys.stream(delivery.job.queue)
-        args = [self._config.group, self._consumer, delivery.receipt]
-
-        def run(client: redis.Redis) -> object:
-            return _EXTEND.run(self._driver, client, [stream], args)
-
-        if as_int(await self._driver.call(run)) == 0:
-            self._counters.leases_lost += 1
-            return False
-        self._counters.extended += 1
-        return True
+        return await self._acks.extend(delivery)
 
     async def release(self, delivery: Delivery) -> None:
         """Give the job back for immediate redelivery, its try un-counted (W7, RJ4).
         A checkpoint; a cancelled call happened wholly or not at all."""
-        job = delivery.job
-
-        def run(client: redis.Redis) -> object:
-            return RELEASE.run(
-                self._driver,
-                client,
-                [self._keys.stream(job.queue), self._keys.data, self._keys.tries],
-                [self._config.group, delivery.receipt, job.id, "1"],
-            )
-
-        if as_int(await self._driver.call(run)):
-            self._counters.released += 1
-        else:
-            self._counters.stale += 1
+        await self._acks.release(delivery)
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """Dead letters of `queue`, oldest first (W8): one XRANGE. A checkpoint."""
-        dead = self._keys.dead(queue)
-
-        def run(client: redis.Redis) -> object:
-            self._driver.count_round_trip()
-            return client.xrange(dead, "-", "+", count=limit)
-
-        letters: list[DeadLetter] = []
-        for entry, fields in as_pairs(await self._driver.call(run)):
-            values = as_fields(fields)
-            job = decode_job(values["job"])
-            letters.append(
-                DeadLetter(
-                    id=as_str(entry),
-                    job=with_attempt(job, int(values["attempt"])),
-                    error=values["error"],
-                    failed_at=datetime.fromtimestamp(int(values["at"]) / 1000, UTC),
-                )
-            )
-        return letters
+        return await self._acks.dead_letters(queue, limit=limit)
 
     async def redrive(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Re-queue dead letters of `queue` (all when `ids` is None) (W8, RJ5); returns
         how many. One script: a cancelled call moved all of them or none."""
-        if ids is not None and not ids:
-            await trio.lowlevel.checkpoint()
-            return 0
-        keys = [self._keys.dead(queue), self._keys.data, self._keys.tries, self._keys.stream(queue)]
-        args = ["*"] if ids is None else [str(i) for i in ids]
-
-        def run(client: redis.Redis) -> object:
-            return _REDRIVE.run(self._driver, client, keys, args)
-
-        moved = as_int(await self._driver.call(run))
-        self._counters.redriven += moved
-        return moved
+        return await self._acks.redrive(queue, ids)
 
     # -- introspection --------------------------------------------------------------------
 
