@@ -173,6 +173,7 @@ def deliveries_of(items: list[object]) -> list[Delivery]:
     return out
 
 
+@final
 @dataclass(slots=True)
 class Taken:
     """What an abandoned claim took, for its undo (RJ3)."""
