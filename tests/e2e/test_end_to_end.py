@@ -99,7 +99,7 @@ def queue_statistics(url: str, prefix: str) -> dict[str, tuple[int, int, int, in
 
 def server_leftovers(url: str, prefix: str) -> tuple[set[str], int, int]:
     """Idempotency keys with a dedupe key, and the sizes of the job and tries hashes
-    (key names of rule RJ1 of `trio_sched.jobs.redis`)."""
+    (key names of rule RJ1 of `trio_sched.jobs._redis_keys`)."""
     base = f"{prefix}:jobs:"
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from trio_sched import InvalidArgumentError
-from trio_sched.jobs import Job
-from trio_sched.jobs import redis as redis_jobs
+from trio_sched.jobs import Job, _redis_codec
 from trio_sched.jobs._job import restored_job, with_attempt
 
 
@@ -73,8 +72,8 @@ def test_a_job_stored_with_a_nul_by_an_earlier_version_is_still_read_back() -> N
     values = {f.name: getattr(_job(), f.name) for f in dataclasses.fields(Job)}
     values.update(headers={"team": "a\x00b"}, tenant_id="t\x00", run_at=now, created_at=now)
     stored = restored_job(**values)
-    body = redis_jobs._encode(stored)
-    job = redis_jobs._decode(body)
+    body = _redis_codec.encode_job(stored)
+    job = _redis_codec.decode_job(body)
     assert job == stored
     assert job.headers == {"team": "a\x00b"}
     again = with_attempt(job, 3)

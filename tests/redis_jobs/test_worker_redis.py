@@ -309,7 +309,7 @@ async def test_a_blocking_claim_over_several_queues_takes_at_most_max_jobs(
     # W1: XREADGROUP's COUNT is per stream, so a blocking read over two queues could
     # return twice max_jobs (seen as 5 handlers on a worker with concurrency 4). Force the
     # blocking path: the first script reports nothing due although both queues hold jobs.
-    import trio_sched.jobs.redis as redis_jobs
+    import trio_sched.jobs._redis_claim as redis_claim
 
     jobs = make_jobs()
     assert await jobs.claim(["a", "b"], max_jobs=1, wait=0) == []  # creates the groups
@@ -324,7 +324,7 @@ async def test_a_blocking_claim_over_several_queues_takes_at_most_max_jobs(
         def run(self, *args: object) -> list[object]:
             return [0, epoch, -1, [0, 0]]
 
-    monkeypatch.setattr(redis_jobs, "_CLAIM", NothingDue())
+    monkeypatch.setattr(redis_claim, "CLAIM", NothingDue())
     taken = await jobs.claim(["a", "b"], max_jobs=2, wait=1.0)
     assert len(taken) == 2
     monkeypatch.undo()
