@@ -22,10 +22,9 @@ sentinel's, in `trio_sched._redis_epoch`):
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -33,14 +32,6 @@ import redis.exceptions as rex
 from redis.connection import parse_url
 
 from trio_sched._errors import ValidationError
-
-if TYPE_CHECKING:
-    from trio_sched._redis_driver import DriverStatistics as DriverStatistics
-    from trio_sched._redis_driver import RedisDriver as RedisDriver
-    from trio_sched._redis_driver import RedisScript as RedisScript
-    from trio_sched._redis_epoch import EPOCH_LUA as EPOCH_LUA
-    from trio_sched._redis_epoch import Detection as Detection
-    from trio_sched._redis_epoch import EpochWatch as EpochWatch
 
 __all__ = [
     "check_flag",
@@ -256,23 +247,3 @@ def check_timeout(name: str, value: object) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValidationError(f"{name}: must be finite seconds > 0, got {value!r}", field=name)
     return float(value)
-
-
-# The driver and the epoch sentinel live in their own modules, which import this one:
-# re-exported lazily (a top-level import would be circular) for `trio_sched.jobs.redis`
-# until it imports them from there.
-_MOVED: Final = {
-    "DriverStatistics": "trio_sched._redis_driver",
-    "RedisDriver": "trio_sched._redis_driver",
-    "RedisScript": "trio_sched._redis_driver",
-    "EPOCH_LUA": "trio_sched._redis_epoch",
-    "Detection": "trio_sched._redis_epoch",
-    "EpochWatch": "trio_sched._redis_epoch",
-}
-
-
-def __getattr__(name: str) -> object:
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)

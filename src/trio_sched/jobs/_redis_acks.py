@@ -24,13 +24,13 @@ from typing import Final, final
 import redis
 import trio
 
-from trio_sched._redis_common import RedisDriver, RedisScript
+from trio_sched._redis_driver import RedisDriver, RedisScript
 from trio_sched.jobs import _redis_lua as lua
+from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import with_attempt
 from trio_sched.jobs._redis_codec import as_fields, as_int, as_pairs, as_str, decode_job
 from trio_sched.jobs._redis_counters import Counters
 from trio_sched.jobs._redis_keys import JobKeys
-from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 # KEYS, ARGV and replies in `_redis_lua`. RELEASE is also the undo of an abandoned
 # claim (`_redis_claim`).

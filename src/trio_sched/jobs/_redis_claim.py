@@ -21,8 +21,10 @@ from typing import Final, final
 
 import redis
 
-from trio_sched._redis_common import EPOCH_LUA, RedisDriver, RedisScript
+from trio_sched._redis_driver import RedisDriver, RedisScript
+from trio_sched._redis_epoch import EPOCH_LUA
 from trio_sched.jobs import _redis_lua as lua
+from trio_sched.jobs._consumable import Delivery
 from trio_sched.jobs._job import with_attempt
 from trio_sched.jobs._redis_acks import RELEASE
 from trio_sched.jobs._redis_codec import (
@@ -35,7 +37,6 @@ from trio_sched.jobs._redis_codec import (
     job_id_of,
 )
 from trio_sched.jobs._redis_keys import JobKeys
-from trio_sched.jobs._worker import Delivery
 
 # The scripts of a claim (KEYS, ARGV and replies in `_redis_lua`); what a claim gives
 # back, it releases with the script of `RedisJobs.release`.

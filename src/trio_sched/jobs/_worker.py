@@ -78,8 +78,7 @@ from trio_sched.jobs._worker_types import (
     running_job,
 )
 
-# The protocol records and the worker's values stay importable from here too (redis.py
-# and postgres.py import the records from this module).
+# The protocol and the worker's values are importable from here too, beside the worker.
 __all__ = [
     "ConsumableJobs",
     "DeadLetter",

@@ -10,9 +10,10 @@ Importing this module imports redis-py; ``import trio_sched.jobs`` never does::
         ...
 
 It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
-`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._worker`) with the driver of
-`trio_sched._redis_common` (rules R1-R6: sync redis-py in worker threads, operation
-timeouts, error mapping, URL redaction, configuration checks).
+`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) with the driver of
+`trio_sched._redis_driver` (rules R1-R4, R7: sync redis-py in worker threads, operation
+timeouts, error mapping) and the checks of `trio_sched._redis_common` (rules R5-R6: URL
+redaction, configuration checks).
 
 Rules (RJ1, the keys, is in the header of `trio_sched.jobs._redis_keys`, RJ3, the claim,
 in that of `trio_sched.jobs._redis_claim`, RJ4 and RJ5, the ends of leases and the dead
@@ -70,26 +71,22 @@ from trio_sched._errors import (
     ValidationError,
 )
 from trio_sched._redis_common import (
-    EPOCH_LUA,
-    Detection,
-    DriverStatistics,
-    EpochWatch,
-    RedisDriver,
-    RedisScript,
     check_flag,
     check_prefix,
     check_redis_url,
     check_timeout,
     redact_url,
 )
+from trio_sched._redis_driver import DriverStatistics, RedisDriver, RedisScript
+from trio_sched._redis_epoch import EPOCH_LUA, Detection, EpochWatch
 from trio_sched.jobs import _redis_lua as lua
+from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._redis_acks import Acks
 from trio_sched.jobs._redis_claim import Claims, deliveries_of
 from trio_sched.jobs._redis_codec import as_int, as_list, as_str, decode_job, encode_job
 from trio_sched.jobs._redis_counters import Counters
 from trio_sched.jobs._redis_keys import JobKeys
-from trio_sched.jobs._worker import DeadLetter, Delivery, FailOutcome
 
 __all__ = ["RedisJobs", "RedisJobsConfig", "RedisJobsStatistics", "RedisQueueStatistics"]
 
