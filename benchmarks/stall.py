@@ -32,11 +32,16 @@ Rules (what is measured):
   every-second lateness p99 <= 50 ms and max <= 200 ms, longest stall <= 50 ms; start-up
   of 100,000 tasks <= 3 s with its longest stall <= 50 ms. Results are JSON under
   ``benchmarks/results/`` (machine, load average, versions, exact command).
+- L7 ``--gc-freeze`` adds, for each kind, a second load run where the process calls
+  ``gc.freeze()`` once every loop is parked (what an application may choose to do: it
+  is process-wide, so the scheduler never does it). Its rows are labelled
+  ``<kind>+gc.freeze`` and judged against the same targets; the plain rows still count.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import logging
@@ -191,9 +196,15 @@ async def measure_startup(kind: str, n: int) -> dict[str, Any]:
 
 
 async def run_load(
-    kind: str, minute_tasks: int, second_tasks: int, seconds: int, *, log: Any = print
+    kind: str,
+    minute_tasks: int,
+    second_tasks: int,
+    seconds: int,
+    *,
+    log: Any = print,
+    gc_freeze: bool = False,
 ) -> dict[str, Any]:
-    """Rules L1-L4 for one jobs-runtime kind."""
+    """Rules L1-L4 (and L7 with `gc_freeze`) for one jobs-runtime kind."""
     gc.collect()
     jobs = _counting(kind, minute_tasks, second_tasks)
     locks = TimedLocks(MemoryLockProvider())
@@ -212,6 +223,10 @@ async def run_load(
         parked = await wait_parked(scheduler, locks, total, 600.0, probe=probe)
         startup_s = trio.current_time() - t0
         startup_stall = probe.summary(wall0, time.time())
+        if gc_freeze:
+            with probe.excluded():
+                gc.collect()
+                gc.freeze()  # L7: what is alive now is never walked by a collection again
         first = math.ceil(time.time() + 1.0)
         last = first + seconds - 1
         log(f"  {kind}: {total:,} tasks parked after {startup_s:.2f} s; window {seconds} s")
@@ -236,6 +251,8 @@ async def run_load(
             stats = scheduler.statistics()
         scheduler.stop_nowait()
         nursery.cancel_scope.cancel()
+    if gc_freeze:
+        gc.unfreeze()
     got = in_window()
     keep = [
         lat * 1000.0
@@ -246,7 +263,8 @@ async def run_load(
         (jobs.last[("m", float(x))] - x) * 1000.0 for x in minutes if ("m", float(x)) in jobs.last
     ]
     return {
-        "kind": kind,
+        "kind": f"{kind}+gc.freeze" if gc_freeze else kind,
+        "gc_freeze": gc_freeze,
         "minute_tasks": minute_tasks,
         "second_tasks": second_tasks,
         "seconds": seconds,
@@ -444,6 +462,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="start-up probe size (100,000 full, 20,000 quick; 0: none)",
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="also run each kind with gc.freeze() after start-up (rule L7)",
+    )
     parser.add_argument("--output", type=Path, help="JSON (default benchmarks/results/...)")
     args = parser.parse_args(argv)
     full = bool(args.full)
@@ -470,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "second_tasks": args.second_tasks,
             "kinds": args.kinds,
             "startup_tasks": startup_n,
+            "gc_freeze": bool(args.gc_freeze),
         },
         "load_average_before": os.getloadavg(),
         "load": [],
@@ -481,6 +505,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             row = trio.run(run_load, kind, args.minute_tasks, args.second_tasks, seconds)
             record["load"].append(row)
             gc.collect()
+            if args.gc_freeze:
+                print(f"load scenario ({kind}, gc.freeze after start-up), {seconds} s:")
+                frozen = trio.run(
+                    functools.partial(
+                        run_load,
+                        kind,
+                        args.minute_tasks,
+                        args.second_tasks,
+                        seconds,
+                        gc_freeze=True,
+                    )
+                )
+                record["load"].append(frozen)
+                gc.collect()
         if startup_n > 0:
             print(f"start-up probe ({kind}): {startup_n:,} tasks (subprocess)")
             record["startup"].append(_startup_in_subprocess(kind, startup_n))
