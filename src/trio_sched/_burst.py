@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, final
 
 import trio
@@ -168,20 +168,26 @@ class Burst:
         for park in due:
             if park.abandoned:
                 continue
-            task = park.loop.task
+            loop = park.loop
             nominal = park.nominal
-            decision = on_time.get(nominal, _MISSING)
-            if decision is _MISSING:
-                decision = on_time[nominal] = _plan.decide_on_time(nominal, now, grace)
-            if decision is None:
-                decision = _plan.decide(task.cron, nominal, now, grace, task.policy)
+            decision: _plan.Decision | None
+            if park.delay:
+                # Jittered (P6 of `_plan`): judged from its own shifted instant.
+                decision = self._decide_jittered(park, now, grace)
+            else:
+                decision = on_time.get(nominal, _MISSING)
+                if decision is _MISSING:
+                    decision = on_time[nominal] = _plan.decide_on_time(nominal, now, grace)
+                if decision is None:
+                    task = loop.task
+                    decision = _plan.decide(
+                        task.cron, nominal, now, grace, task.policy, loop.catchup, loop.cap
+                    )
             if decision.action is _plan.Action.WAIT:
                 # Woke early by the wall clock: wait for the rest, measured just now.
-                deadline = trio.current_time() + (park.nominal_ts - now_ts)
+                deadline = trio.current_time() + (park.due_ts - now_ts)
                 due_again = functools.partial(self._parking.on_due, park)
-                park.handle = self._timer.call_at_wall(
-                    park.nominal_ts, due_again, deadline=deadline
-                )
+                park.handle = self._timer.call_at_wall(park.due_ts, due_again, deadline=deadline)
                 continue
             park.decision = decision
             if decision.action is _plan.Action.SKIP:
@@ -194,6 +200,21 @@ class Burst:
                 park.phase = Phase.ACQUIRING
                 firing.append(park)
         return firing
+
+    @staticmethod
+    def _decide_jittered(park: Park, now: datetime, grace: float) -> _plan.Decision:
+        """The decision of a jittered park: on time and late are measured from its
+        nominal instant plus its delay; a late decision that fires another occurrence
+        takes that occurrence's delay (for its lateness)."""
+        loop = park.loop
+        task = loop.task
+        shifted = now - timedelta(seconds=park.delay)
+        decision = _plan.decide(
+            task.cron, park.nominal, shifted, grace, task.policy, loop.catchup, loop.cap
+        )
+        if decision.nominal != park.nominal:
+            park.delay = loop.delay_of(decision.nominal)
+        return decision
 
     async def _acquire_and_dispatch(
         self, parks: list[Park], later: list[BatchOutcomes] | None = None

@@ -70,6 +70,8 @@ class Loop:
     __slots__ = (
         "backoff",
         "base_headers",
+        "cap",
+        "catchup",
         "cursor",
         "dispatch_scope",
         "dormant",
@@ -78,6 +80,7 @@ class Loop:
         "fired",
         "idem_base",
         "in_flight",
+        "jitter",
         "keep",
         "last_counted_late",
         "last_fire",
@@ -122,7 +125,12 @@ class Loop:
         self.slack_ms = max(0, int((self.keep - grace) * 1000))
         self.wm_name = _plan.watermark_name(prefix, task.name)
         self.idem_base = task.idempotency_key if task.idempotency_key is not None else task.name
-        self.fire_once = task.policy is MisfirePolicy.FIRE_ONCE
+        # Whether a late occurrence may still fire (fire_once, fire_all), and a fire_all
+        # task's catch-up window (seconds) and cap (P5); jitter in seconds (P6).
+        self.fire_once = task.policy is not MisfirePolicy.SKIP
+        self.catchup = task.catchup_seconds
+        self.cap = task.max_catchup
+        self.jitter = task.jitter_seconds
         self.period = _period_hint(task)  # orders a large burst (D5)
         self.base_headers = {
             **task.headers,
@@ -149,6 +157,14 @@ class Loop:
         self.last_counted_late: datetime | None = None
         self.fired = self.triggered = self.skipped = self.misfired = 0
         self.lock_misses = self.lease_losses = self.errors = self.takeovers = 0
+
+    def delay_of(self, nominal: datetime) -> float:
+        """The jitter delay of the occurrence at `nominal` (P6 of `_plan`): 0 without
+        jitter; cut to end before the next occurrence."""
+        if not self.jitter:
+            return 0.0
+        gap = (self.task.cron.next_after(nominal) - nominal).total_seconds()
+        return _plan.jitter_delay(self.task.name, _plan.epoch_ms(nominal), self.jitter, gap)
 
     def stop(self) -> None:
         """Stop waiting at once (D11); a dispatch in flight is left to finish."""
@@ -195,6 +211,8 @@ class Park:
         "abandoned",
         "acquired_at",
         "decision",
+        "delay",
+        "due_ts",
         "error",
         "expires",
         "handle",
@@ -215,13 +233,15 @@ class Park:
         "taken_over",
     )
 
-    def __init__(self, loop: Loop, nominal: datetime, nominal_ts: float) -> None:
+    def __init__(
+        self, loop: Loop, nominal: datetime, nominal_ts: float, delay: float = 0.0
+    ) -> None:
         self.loop = loop
         # The job headers that do not depend on the lease (`Scheduler._prepare`); the
         # Job copies them, so the same dict serves every occurrence of this park.
         self.headers = loop.base_headers.copy()
         self.abandoned = False
-        self.arm(nominal, nominal_ts)
+        self.arm(nominal, nominal_ts, delay)
         self.acquired_at = 0.0
         self.expires = 0.0  # Trio time its lease runs out unrenewed
         # Made while the loop waits, off the critical path of a burst (`_prepare`);
@@ -251,11 +271,14 @@ class Park:
         """The lock TTL of its task (what its lease guard renews it for)."""
         return self.loop.ttl
 
-    def arm(self, nominal: datetime, nominal_ts: float) -> None:
+    def arm(self, nominal: datetime, nominal_ts: float, delay: float = 0.0) -> None:
         """Make this park wait for the occurrence at `nominal`: a new park, or a settled
-        one reused for the loop's next occurrence (D6)."""
+        one reused for the loop's next occurrence (D6). It is due `delay` seconds after
+        the nominal instant (its jitter, P6 of `_plan`), at ``due_ts``."""
         self.nominal = nominal
         self.nominal_ts = nominal_ts
+        self.delay = delay
+        self.due_ts = nominal_ts + delay
         self.handle: TimerHandle | None = None
         self.phase = Phase.TIMER
         self.decision: _plan.Decision | None = None
@@ -274,12 +297,13 @@ class Park:
 class InFlight:
     """The dispatch a loop is running, for reporting if its scope gets cancelled."""
 
-    __slots__ = ("decision", "guard", "nominal")
+    __slots__ = ("decision", "delay", "guard", "nominal")
 
-    def __init__(self, decision: _plan.Decision, guard: LeaseGuard) -> None:
+    def __init__(self, decision: _plan.Decision, guard: LeaseGuard, delay: float = 0.0) -> None:
         self.decision = decision
         self.guard = guard
         self.nominal = decision.nominal
+        self.delay = delay  # its jitter (P6 of `_plan`)
 
 
 def _period_hint(task: Task) -> float:

@@ -111,7 +111,7 @@ class Outcomes:
                 return
         info = park.info
         assert info is not None
-        lateness = done_ts - info.ms / 1000
+        lateness = done_ts - info.ms / 1000 - park.delay  # from its jittered instant (P6)
         self.conclude(park, None if error is not None else job, error, lateness)
 
     def conclude(

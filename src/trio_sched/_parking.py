@@ -93,31 +93,33 @@ class Parking:
         assert cursor is not None  # set when the loop was started (D2)
         loop.next_fire = cursor
         nominal_ts = cursor.timestamp()
+        delay = loop.delay_of(cursor) if loop.jitter else 0.0
+        due_ts = nominal_ts + delay
         retry_at = loop.retry_at
         if retry_at is None and (
-            nominal_ts - (trio.current_time() + self._timer.wall_offset()) > _DORMANT_AFTER
+            due_ts - (trio.current_time() + self._timer.wall_offset()) > _DORMANT_AFTER
         ):
             # A heuristic distance through the timer's cached wall offset (no wall-clock
             # read per occurrence).
             loop.park = None
-            self._go_dormant(loop, nominal_ts)
+            self._go_dormant(loop, due_ts)
             return None
         loop.retry_at = None
         if reuse is None:
-            park = Park(loop, cursor, nominal_ts)
+            park = Park(loop, cursor, nominal_ts, delay)
         else:
             park = reuse
-            park.arm(cursor, nominal_ts)
+            park.arm(cursor, nominal_ts, delay)
         self.prepare(park, cursor)
         loop.park = park
         if retry_at is None:
             # Loops due at the same instant share one timer entry (one heap operation
             # per instant, not per loop); an abandoned park is skipped when it fires.
-            group = self._park_groups.get(nominal_ts)
+            group = self._park_groups.get(due_ts)
             if group is None:
-                group = self._park_groups[nominal_ts] = []
-                due_group = functools.partial(self._park_group_due, nominal_ts)
-                self._timer.call_at_wall(nominal_ts, due_group)
+                group = self._park_groups[due_ts] = []
+                due_group = functools.partial(self._park_group_due, due_ts)
+                self._timer.call_at_wall(due_ts, due_group)
             group.append(park)
         else:
             park.handle = self._timer.call_at(retry_at, functools.partial(self.on_due, park))
@@ -138,7 +140,11 @@ class Parking:
         if decision.action is _plan.Action.SKIP:
             loop.skipped += 1
             self._reporter.emit(
-                EventKind.SKIPPED, task.name, decision.nominal, decision.lateness, reason="misfire"
+                EventKind.SKIPPED,
+                task.name,
+                decision.nominal,
+                decision.lateness,
+                reason=decision.reason,
             )
             loop.cursor = task.cron.next_after(decision.nominal)
             return False
@@ -197,13 +203,13 @@ class Parking:
         from the cached epoch ms)."""
         return f"{self._prefix}:{loop.task.name}:{info.ms}"
 
-    def _go_dormant(self, loop: Loop, nominal_ts: float) -> None:
+    def _go_dormant(self, loop: Loop, due_ts: float) -> None:
         """D3: the occurrence at the cursor is far off (`next_park` found): the loop
         joins the dormant group of its wake-up instant, `_WAKE_AHEAD` seconds before the
         occurrence. Loops waking at the same instant share one timer entry, so a dormant
         loop costs no timer handle, heap entry or callback object of its own (fewer
         objects for the garbage collector to walk: rule D4)."""
-        wake_at = nominal_ts - _WAKE_AHEAD
+        wake_at = due_ts - _WAKE_AHEAD
         group = self._dormant_groups.get(wake_at)
         if group is None:
             group = self._dormant_groups[wake_at] = {}
@@ -252,8 +258,8 @@ class Parking:
             self._waker_running = False
             self._waking.clear()
 
-    def _park_group_due(self, nominal_ts: float) -> None:
-        group = self._park_groups.pop(nominal_ts, ())
+    def _park_group_due(self, due_ts: float) -> None:
+        group = self._park_groups.pop(due_ts, ())
         self._due.extend(park for park in group if not park.abandoned)
 
     def on_due(self, park: Park) -> None:

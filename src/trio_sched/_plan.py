@@ -17,6 +17,16 @@ Rules:
   Either way the caller continues after M, so on-time occurrences after M still fire.
 - P4 A watermark (epoch ms of the last dispatched occurrence) is where a restarted
   loop resumes: the first occurrence to consider is the first fire after it.
+- P5 ``fire_all`` (O11): a late occurrence fires when it is inside the task's catch-up
+  window (``now - nominal <= window``) and among the newest ``cap`` late ones; the late
+  ones before the window, or beyond the cap, are skipped in one decision (reason
+  ``misfire`` or ``catchup_cap``) and the loop continues with the first one that fires,
+  so missed occurrences fire oldest first, one decision each.
+- P6 Jitter (O13): the delay of an occurrence is ``jitter * h / 2**64`` where ``h`` is a
+  keyed BLAKE2b hash of (task name, nominal epoch ms): the same on every instance,
+  uniform in ``[0, jitter)``, and cut to end 1 ms before the next occurrence. The
+  occurrence's identity (lock key, idempotency key, ``run_at``, headers) stays its
+  nominal instant; only when it fires, and the lateness it is judged by, move.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ __all__ = [
     "first_candidate",
     "from_epoch_ms",
     "idempotency_key",
+    "jitter_delay",
     "job_id",
     "manual_idempotency_key",
     "manual_occurrence_key",
@@ -51,6 +62,8 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final = timedelta(milliseconds=1)
 # Personalisation of the job-id hash, so ids are stable across versions and hosts.
 _JOB_ID_PERSON: Final = b"trio-sched-job"
+_JITTER_PERSON: Final = b"trio-sched-jit"
+_TWO_64: Final = float(2**64)
 
 
 def epoch_ms(t: datetime) -> int:
@@ -99,6 +112,18 @@ def job_id(idempotency: str) -> str:
     return digest.hexdigest()
 
 
+def jitter_delay(task: str, nominal_ms: int, jitter: float, gap: float | None = None) -> float:
+    """The delay, seconds in ``[0, jitter)``, of the occurrence of `task` at `nominal_ms`
+    (P6); with `gap` (seconds to the next occurrence) at most ``gap - 0.001``."""
+    digest = hashlib.blake2b(
+        f"{task}:{nominal_ms}".encode(), digest_size=8, person=_JITTER_PERSON
+    ).digest()
+    delay = int.from_bytes(digest, "big") / _TWO_64 * jitter
+    if gap is not None and delay > gap - 0.001:
+        delay = max(0.0, gap - 0.001)
+    return delay
+
+
 def first_candidate(schedule: Schedule, now: datetime, watermark_ms: int | None) -> datetime:
     """The first occurrence a (re)started loop considers (P4).
 
@@ -128,13 +153,19 @@ class Decision:
     `nominal` is the occurrence to fire (FIRE), the latest dropped one (SKIP) or the
     awaited one (WAIT); the loop continues with the first fire after it. `first_late` is
     the first late occurrence when the decision handles a misfire, else ``None``.
-    `lateness` is ``now - nominal`` in seconds (negative for WAIT).
+    `lateness` is ``now - nominal`` in seconds (negative for WAIT). `reason` says why a
+    SKIP skips: ``misfire`` (late, or late before the catch-up window) or
+    ``catchup_cap`` (beyond ``max_catchup``, P5). `covers` is the latest late occurrence
+    a ``fire_all`` decision's misfire covers (one misfire for a whole catch-up); None
+    means `nominal`.
     """
 
     action: Action
     nominal: datetime
     lateness: float
     first_late: datetime | None = None
+    reason: str = "misfire"
+    covers: datetime | None = None
 
     @property
     def late(self) -> bool:
@@ -161,10 +192,14 @@ def decide(
     now: datetime,
     grace: float,
     policy: MisfirePolicy,
+    window: float = 0.0,
+    cap: int = 1,
 ) -> Decision:
     """Decide what to do with the occurrence at `nominal` when the wall clock says `now`.
 
-    Rule P3. ``now`` and ``nominal`` are aware datetimes; ``grace`` is seconds >= 0.
+    Rules P3, P5. ``now`` and ``nominal`` are aware datetimes; ``grace`` is seconds >= 0;
+    `window` and `cap` are the catch-up window (seconds) and ``max_catchup`` of a
+    ``fire_all`` task.
     """
     lateness = (now - nominal).total_seconds()
     if lateness < 0:
@@ -176,6 +211,48 @@ def decide(
     latest = schedule.prev_before(now - timedelta(seconds=grace))
     if latest < nominal:  # defensive: a schedule that disagrees with itself
         latest = nominal
+    if policy is MisfirePolicy.FIRE_ALL:
+        return _catch_up(schedule, nominal, latest, now, window, cap)
     latest_lateness = (now - latest).total_seconds()
     action = Action.FIRE if policy is MisfirePolicy.FIRE_ONCE else Action.SKIP
     return Decision(action, latest, latest_lateness, first_late=nominal)
+
+
+def _catch_up(
+    schedule: Schedule, nominal: datetime, latest: datetime, now: datetime, window: float, cap: int
+) -> Decision:
+    """P5: fire `nominal` if it is in the window and among the newest `cap` late
+    occurrences (up to `latest`); else skip up to the one before the first that is."""
+    oldest = now - timedelta(seconds=window)
+    if nominal >= oldest:
+        # In the window: fire it unless more than `cap` late ones follow it.
+        count = 0
+        for t in schedule.iter_after(nominal - timedelta(microseconds=1)):
+            if t > latest:
+                break
+            count += 1
+            if count > cap:
+                break
+        if count <= cap:
+            lateness = (now - nominal).total_seconds()
+            return Decision(Action.FIRE, nominal, lateness, nominal, covers=latest)
+    # The first to fire: the oldest of the newest `cap` late ones inside the window.
+    first = None
+    for taken, t in enumerate(schedule.iter_before(latest + timedelta(microseconds=1))):
+        if t < oldest or t < nominal or taken == cap:
+            break
+        first = t
+    if first is None:  # nothing late is inside the window: skip all of it
+        lateness = (now - latest).total_seconds()
+        return Decision(Action.SKIP, latest, lateness, first_late=nominal, covers=latest)
+    dropped = schedule.prev_before(first)
+    # Skipped ones inside the window were dropped by the cap, the others by the window.
+    reason = "catchup_cap" if dropped >= oldest else "misfire"
+    return Decision(
+        Action.SKIP,
+        dropped,
+        (now - dropped).total_seconds(),
+        first_late=nominal,
+        reason=reason,
+        covers=latest,
+    )

@@ -48,12 +48,14 @@ class Reporter:
         if first is None:
             return
         covered = loop.last_counted_late
+        reach = decision.covers or decision.nominal
         if covered is not None and first <= covered:
             # A retry of a misfire already counted (O7: the loop retries the latest late
-            # occurrence, which is late again): the same misfire, now reaching further.
-            loop.last_counted_late = max(covered, decision.nominal)
+            # occurrence, which is late again), or the next step of a catch-up (P5): the
+            # same misfire, now reaching further.
+            loop.last_counted_late = max(covered, reach)
             return
-        loop.last_counted_late = decision.nominal
+        loop.last_counted_late = reach
         loop.misfired += 1
         lateness = decision.lateness + (decision.nominal - first).total_seconds()
         self._config.logger.warning(

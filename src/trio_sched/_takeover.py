@@ -181,7 +181,9 @@ class Takeovers:
         loop = watch.loop
         task = loop.task
         nominal = watch.nominal
-        lateness = (now - nominal).total_seconds()
+        # Judged from its jittered instant (P6 of `_plan`), like any occurrence.
+        delay = loop.delay_of(nominal)
+        lateness = (now - nominal).total_seconds() - delay
         loop.takeovers += 1
         self._config.logger.warning(
             "task %r: took over occurrence %s (lease %s ran out undispatched), %.3fs late",
@@ -199,7 +201,7 @@ class Takeovers:
             taken_over=lease.taken_over,
         )
         late = lateness > self._config.misfire_grace
-        park = Park(loop, nominal, nominal.timestamp())
+        park = Park(loop, nominal, nominal.timestamp(), delay)
         park.taken_over = True
         self._parking.prepare(park, nominal, late=late)
         park.leased(lease, started)
@@ -207,7 +209,7 @@ class Takeovers:
         if late:
             loop.misfired += 1
             self._reporter.emit(EventKind.MISSED, task.name, nominal, lateness)
-            if not loop.fire_once:
+            if not loop.fire_once or (loop.catchup and lateness > loop.catchup):
                 loop.skipped += 1
                 self._reporter.emit(
                     EventKind.SKIPPED, task.name, nominal, lateness, reason="misfire"

@@ -12,6 +12,14 @@ Rules:
 - T4 Headers starting with ``x-trio-sched-`` are reserved for the scheduler (task name,
   occurrence, fencing token) and refused, so a job's identity headers cannot be forged
   by a task definition.
+- T6 Policies (issue 12, `docs/runtime.md` "Task policies"): ``paused`` registers the
+  task paused in the coordination backend; ``jitter`` (a `timedelta` or seconds, from 1
+  ms to 1 day) shifts each occurrence by a deterministic delay in ``[0, jitter)`` and
+  must be shorter than the schedule's shortest interval (`Schedule.min_interval`);
+  ``overlap`` is an `OverlapPolicy`; ``catchup_window`` (a `timedelta` or seconds, from
+  1 s to 366 days) is required with ``misfire_policy=fire_all`` and refused with any
+  other policy; ``max_catchup`` (1 to 100,000, default 100) bounds one catch-up.
+  Durations are normalised to `timedelta`.
 - T5 Text every backend can store: names (``name``, ``queue``, ``job_name``,
   ``tenant_id``, ``idempotency_key``) have no whitespace or control characters at all;
   ``content_type`` and header names and values have no NUL character (PostgreSQL text
@@ -26,6 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Final, final
 from zoneinfo import ZoneInfo
@@ -35,11 +44,19 @@ from trio_sched._errors import ValidationError
 from trio_sched.cron import Schedule, parse
 from trio_sched.cron._zone import resolve_zone
 
-__all__ = ["RESERVED_HEADER_PREFIX", "MisfirePolicy", "Task"]
+__all__ = ["RESERVED_HEADER_PREFIX", "MisfirePolicy", "OverlapPolicy", "Task"]
 
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 RESERVED_HEADER_PREFIX: Final = "x-trio-sched-"
+
+# Bounds of rule T6, in seconds.
+MIN_JITTER: Final = 0.001
+MAX_JITTER: Final = 86_400.0
+MIN_CATCHUP_WINDOW: Final = 1.0
+MAX_CATCHUP_WINDOW: Final = 366 * 86_400.0
+MAX_CATCHUP_CAP: Final = 100_000
+DEFAULT_MAX_CATCHUP: Final = 100
 
 
 @final
@@ -47,11 +64,14 @@ class MisfirePolicy(enum.Enum):
     """What to do with occurrences reached more than ``Config.misfire_grace`` late (O6).
 
     ``SKIP``: fire none of them. ``FIRE_ONCE``: fire exactly one, the latest late one,
-    then continue on schedule.
+    then continue on schedule. ``FIRE_ALL``: fire every late occurrence inside the
+    task's ``catchup_window``, oldest first, at most ``max_catchup`` of them (the
+    newest), then continue on schedule (O11).
     """
 
     SKIP = "skip"
     FIRE_ONCE = "fire_once"
+    FIRE_ALL = "fire_all"
 
     @classmethod
     def coerce(cls, value: MisfirePolicy | str) -> MisfirePolicy:
@@ -64,9 +84,47 @@ class MisfirePolicy(enum.Enum):
             except ValueError:
                 pass
         raise ValidationError(
-            f"misfire_policy: expected 'skip' or 'fire_once', got {value!r}",
+            f"misfire_policy: expected 'skip', 'fire_once' or 'fire_all', got {value!r}",
             field="misfire_policy",
         )
+
+
+@final
+class OverlapPolicy(enum.Enum):
+    """What an occurrence does while the task's previous job is still queued or running
+    (O12). ``ALLOW``: dispatch anyway. ``FORBID``: skip it (reason ``overlap``).
+    ``REPLACE``: cancel the previous job, then dispatch. FORBID and REPLACE need a jobs
+    runtime that is a `JobControl`."""
+
+    ALLOW = "allow"
+    FORBID = "forbid"
+    REPLACE = "replace"
+
+    @classmethod
+    def coerce(cls, value: OverlapPolicy | str) -> OverlapPolicy:
+        """The policy named by `value` (an enum member or its value, any case)."""
+        if isinstance(value, OverlapPolicy):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        raise ValidationError(
+            f"overlap: expected 'allow', 'forbid' or 'replace', got {value!r}",
+            field="overlap",
+        )
+
+
+def _duration(field_name: str, value: object, minimum: float, maximum: float) -> timedelta:
+    """A `timedelta` or a number of seconds within [minimum, maximum] (T6)."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    else:
+        seconds = check_seconds(field_name, value, minimum=minimum, maximum=maximum)
+    if not (minimum <= seconds <= maximum):
+        raise _fail(field_name, f"must be from {minimum:g} s to {maximum:g} s, got {seconds:g} s")
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
 
 
 def _fail(field_name: str, message: str) -> ValidationError:
@@ -129,10 +187,25 @@ class Task:
     # Typed as a union so callers may pass "skip"/"fire_once" (T3); always a
     # MisfirePolicy after construction: read it through `policy` for a precise type.
     misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP
+    # T6: policies every instance agrees on (issue 12).
+    paused: bool = False
+    jitter: timedelta | float | None = None
+    overlap: OverlapPolicy | str = OverlapPolicy.ALLOW
+    catchup_window: timedelta | float | None = None
+    max_catchup: int = DEFAULT_MAX_CATCHUP
     _cron: Schedule | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "misfire_policy", MisfirePolicy.coerce(self.misfire_policy))
+        object.__setattr__(self, "overlap", OverlapPolicy.coerce(self.overlap))
+        if self.jitter is not None:
+            jitter = _duration("jitter", self.jitter, MIN_JITTER, MAX_JITTER)
+            object.__setattr__(self, "jitter", jitter)
+        if self.catchup_window is not None:
+            window = _duration(
+                "catchup_window", self.catchup_window, MIN_CATCHUP_WINDOW, MAX_CATCHUP_WINDOW
+            )
+            object.__setattr__(self, "catchup_window", window)
         if isinstance(self.timezone, ZoneInfo) and isinstance(self.timezone.key, str):
             # Kept as its IANA name, as every reader of `timezone` expects (a ZoneInfo
             # made from a file has no name and is refused by validate()).
@@ -154,6 +227,27 @@ class Task:
     def policy(self) -> MisfirePolicy:
         """``misfire_policy`` as the enum (it is normalised at construction, T3)."""
         return MisfirePolicy.coerce(self.misfire_policy)
+
+    @property
+    def overlap_policy(self) -> OverlapPolicy:
+        """``overlap`` as the enum (normalised at construction, T6)."""
+        return OverlapPolicy.coerce(self.overlap)
+
+    @property
+    def jitter_seconds(self) -> float:
+        """``jitter`` in seconds (0 without jitter)."""
+        jitter = self.jitter
+        if jitter is None:
+            return 0.0
+        return jitter.total_seconds() if isinstance(jitter, timedelta) else float(jitter)
+
+    @property
+    def catchup_seconds(self) -> float:
+        """``catchup_window`` in seconds (0 without one)."""
+        window = self.catchup_window
+        if window is None:
+            return 0.0
+        return window.total_seconds() if isinstance(window, timedelta) else float(window)
 
     @property
     def effective_job_name(self) -> str:
@@ -189,6 +283,37 @@ class Task:
                 position=exc.position,
             ) from exc
         object.__setattr__(self, "_cron", parsed)
+        self._validate_policies(parsed)
+
+    def _validate_policies(self, parsed: Schedule) -> None:
+        """T6: pause, jitter, overlap and catch-up."""
+        if not isinstance(self.paused, bool):
+            raise _fail("paused", f"expected a bool, got {self.paused!r}")
+        OverlapPolicy.coerce(self.overlap)
+        if self.jitter is not None:
+            jitter = _duration("jitter", self.jitter, MIN_JITTER, MAX_JITTER).total_seconds()
+            shortest = parsed.min_interval()
+            if jitter >= shortest:
+                raise _fail(
+                    "jitter",
+                    f"{jitter:g} s could reach the next occurrence: the schedule "
+                    f"{self.schedule!r} fires as often as every {shortest:g} s",
+                )
+        policy = MisfirePolicy.coerce(self.misfire_policy)
+        if policy is MisfirePolicy.FIRE_ALL:
+            if self.catchup_window is None:
+                raise _fail("catchup_window", "required with misfire_policy 'fire_all'")
+            _duration("catchup_window", self.catchup_window, MIN_CATCHUP_WINDOW, MAX_CATCHUP_WINDOW)
+        elif self.catchup_window is not None:
+            raise _fail(
+                "catchup_window",
+                f"only applies to misfire_policy 'fire_all', not {policy.value!r}",
+            )
+        cap = self.max_catchup
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CATCHUP_CAP:
+            raise _fail(
+                "max_catchup", f"expected an int from 1 to {MAX_CATCHUP_CAP:,}, got {cap!r}"
+            )
 
     def _validate_headers(self) -> None:
         if not isinstance(self.headers, Mapping):

@@ -125,13 +125,13 @@ class LoopTasks:
         guard = self._leases.arm(
             lease, loop.ttl, park.acquired_at, scope, loop.nursery, park.expires
         )
-        in_flight = loop.in_flight = InFlight(decision, guard)
+        in_flight = loop.in_flight = InFlight(decision, guard, park.delay)
         self._burst.in_flight += 1
         error: Exception | None = None
         # D8: an on-time skip occurrence is retried inside the grace window only.
         retry_until: float | None = None
         if not (decision.late or loop.fire_once):
-            retry_until = park.nominal_ts + self._config.misfire_grace
+            retry_until = park.due_ts + self._config.misfire_grace
         try:
             await self.enqueue_with_retry(job, retry_until, guard)
         except Exception as exc:
@@ -163,7 +163,8 @@ class LoopTasks:
         if job is None:
             error = guard.lost if guard.lost is not None else self._outcomes.timed_out(loop)
         decision = in_flight.decision
-        lateness = self._wall_time() - decision.nominal.timestamp()  # E2: to the enqueue
+        # E2: to the enqueue, from its jittered instant (P6 of `_plan`).
+        lateness = self._wall_time() - decision.nominal.timestamp() - in_flight.delay
         self._outcomes.dispatched(loop, decision, job, error, guard.lease, lateness)
 
     async def enqueue_with_retry(
@@ -233,7 +234,7 @@ class LoopTasks:
         )
         info = park.info
         assert info is not None
-        lateness = self._wall_time() - info.ms / 1000
+        lateness = self._wall_time() - info.ms / 1000 - park.delay
         try:
             self._outcomes.conclude(park, job if error is None else None, error, lateness)
         except Exception as exc:

@@ -26,12 +26,13 @@ Every search is capped at `SEARCH_YEARS` from its start and at the ends of the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final, final
 
 from trio_sched._errors import ValidationError
-from trio_sched.cron._fields import HOUR, MINUTE, CronField
+from trio_sched.cron._fields import HOUR, MINUTE, SECOND, CronField
 from trio_sched.cron._walls import MAX_ORDINAL, Exhausted, WallTimes
 from trio_sched.cron._zone import EPOCH_ORDINAL, Segment, Zone, zone_for
 
@@ -286,6 +287,23 @@ class Schedule:
                 return seg.start + seg.offset, 0, seg.start  # in the gap: fires when it ends
             seg = self._segment(seg.start - 1)
             hi = wall
+
+    def min_interval(self) -> float:
+        """A lower bound, in seconds, on the wall-clock interval between two consecutive
+        fires, from the fields alone (no search): the ``@every`` interval; else the
+        smallest cyclic gap between the values of the finest of seconds, minutes and
+        hours with more than one value, times its unit; else one day. A DST transition
+        can bring two fires of a fixed-time schedule closer in real time by its shift
+        (``0 1,3 * * *`` fires 1 h apart on a spring-forward day)."""
+        if self.interval is not None:
+            return self.interval.total_seconds()
+        for index, unit, size in ((SECOND, 1, 60), (MINUTE, 60, 60), (HOUR, 3600, 24)):
+            values = self.fields[index].values
+            if len(values) > 1:
+                gaps = [b - a for a, b in itertools.pairwise(values)]
+                gaps.append(values[0] + size - values[-1])
+                return float(min(gaps) * unit)
+        return 86_400.0
 
     def can_fire(self) -> bool:
         """Whether some calendar month has a matching day (C7); see `WallTimes.can_fire`."""

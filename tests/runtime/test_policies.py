@@ -1,0 +1,119 @@
+"""Task policies in the running scheduler (issue 12): jitter (O13) and catch-up (O11),
+on MockClock with a fake wall clock, both runtime kinds (conftest)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import trio
+import trio.testing
+
+from trio_sched import EventKind, MisfirePolicy, SchedulerEvent, Task, _plan, open_scheduler
+from trio_sched.locks import MemoryLockProvider
+
+from ._helpers import FakeWall, RecordingJobs, at, config
+
+pytestmark = pytest.mark.usefixtures("jobs_mode")
+
+
+async def test_jitter_fires_once_at_the_same_shifted_instant_whoever_wins(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two instances share the locks: each occurrence is enqueued once, at nominal +
+    its delay (the same delay on both), with the nominal instant as its identity."""
+    wall = FakeWall(at(8, 59, 30))
+    locks = MemoryLockProvider()
+    jobs = [RecordingJobs(), RecordingJobs()]
+    task = Task(name="jit", schedule="* * * * *", jitter=timedelta(seconds=40))
+
+    async def instance(i: int) -> None:
+        async with open_scheduler(jobs=jobs[i], locks=locks, config=config(wall)) as s:
+            s.register(task)
+            await trio.sleep(wall.trio_time_of(at(9, 5)) - trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(instance, 0)
+        nursery.start_soon(instance, 1)
+    fired = sorted(
+        ((j, t) for r in jobs for j, t in zip(r.jobs, r.enqueued_at, strict=True)),
+        key=lambda pair: pair[1],
+    )
+    assert [job.run_at for job, _ in fired] == [at(9, m) for m in range(5)]  # each once
+    delays = []
+    for job, enqueued_at in fired:
+        assert job.run_at is not None
+        ms = _plan.epoch_ms(job.run_at)
+        delay = _plan.jitter_delay("jit", ms, 40.0, 60.0)
+        delays.append(delay)
+        # On time at its shifted instant (MockClock: exactly, to float precision).
+        shifted = wall.trio_time_of(job.run_at) + delay
+        assert enqueued_at == pytest.approx(shifted, abs=1e-6)
+        assert job.idempotency_key == f"jit:{ms}"
+        assert job.headers["x-trio-sched-nominal"] == job.run_at.isoformat()
+    assert len(set(delays)) == 5
+    assert all(0 <= d < 40 for d in delays)
+
+
+async def test_jitter_lateness_is_measured_from_the_shifted_instant(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A skip task whose delay is longer than the misfire grace still fires: it is
+    judged from its shifted instant, not from the nominal one."""
+    wall = FakeWall(at(8, 59, 50))
+    events: list[SchedulerEvent] = []
+    jobs = RecordingJobs()
+    cfg = config(wall, misfire_grace=1.0, on_event=events.append)
+    task = Task(name="late", schedule="* * * * *", jitter=50)
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg) as s:
+        s.register(task)
+        await trio.sleep(wall.trio_time_of(at(9, 3)) - trio.current_time())
+    assert jobs.nominals() == [at(9, 0), at(9, 1), at(9, 2)]
+    fired = [e for e in events if e.kind is EventKind.FIRED]
+    assert [e.lateness for e in fired] == pytest.approx([0.0, 0.0, 0.0], abs=1e-5)
+    assert not [e for e in events if e.kind in (EventKind.SKIPPED, EventKind.MISSED)]
+
+
+async def fire_all_run(cap: int) -> tuple[RecordingJobs, list[SchedulerEvent], dict[str, int]]:
+    """A fire_all task whose watermark says it last ran at 08:59 starts at 09:10:30."""
+    wall = FakeWall(at(9, 10, 30))
+    events: list[SchedulerEvent] = []
+    jobs = RecordingJobs()
+    locks = MemoryLockProvider()
+    cfg = config(wall, on_event=events.append)
+    await locks.advance_watermarks(
+        {_plan.watermark_name(cfg.lock_key_prefix, "catch"): _plan.epoch_ms(at(8, 59))}
+    )
+    task = Task(
+        name="catch",
+        schedule="* * * * *",
+        misfire_policy=MisfirePolicy.FIRE_ALL,
+        catchup_window=timedelta(hours=1),
+        max_catchup=cap,
+    )
+    async with open_scheduler(jobs=jobs, locks=locks, config=cfg) as s:
+        s.register(task)
+        await trio.sleep(wall.trio_time_of(at(9, 12, 30)) - trio.current_time())
+        stats = s.statistics().tasks["catch"]
+    counters = {"fired": stats.fired, "misfired": stats.misfired, "skipped": stats.skipped}
+    return jobs, events, counters
+
+
+async def test_fire_all_dispatches_each_missed_occurrence_once_oldest_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    jobs, events, counters = await fire_all_run(cap=100)
+    assert jobs.nominals() == [at(9, m) for m in range(13)]  # 09:00-09:10 late, then on time
+    assert counters == {"fired": 13, "misfired": 1, "skipped": 0}
+    missed = [e for e in events if e.kind is EventKind.MISSED]
+    assert [e.nominal for e in missed] == [at(9, 0)]  # one misfire for the whole catch-up
+
+
+async def test_fire_all_cap_fires_the_newest_and_reports_the_rest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    jobs, events, counters = await fire_all_run(cap=3)
+    assert jobs.nominals() == [at(9, 8), at(9, 9), at(9, 10), at(9, 11), at(9, 12)]
+    skipped = [e for e in events if e.kind is EventKind.SKIPPED]
+    assert [(e.nominal, e.reason) for e in skipped] == [(at(9, 7), "catchup_cap")]
+    assert counters == {"fired": 5, "misfired": 1, "skipped": 1}
