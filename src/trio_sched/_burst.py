@@ -275,6 +275,26 @@ class Burst:
             except Exception:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
 
+    async def acquire_requests(
+        self, requests: list[AcquireRequest]
+    ) -> list[LockLease | Held | Exception | None]:
+        """One ``acquire_batch`` (a backfill's chunk, O14): its answers, or the error for
+        every request when the call failed. A checkpoint."""
+        try:
+            answers = list(await self._locks.acquire_batch(requests))
+            if len(answers) != len(requests):
+                raise InvalidArgumentError(
+                    f"acquire_batch answered {len(answers)} results for {len(requests)} requests"
+                )
+        except Exception as exc:
+            return [exc] * len(requests)
+        return list(answers)
+
+    async def dispatch_backfill(self, parks: list[Park], acquired_at: float) -> None:
+        """Dispatch a backfill's acquired occurrences as a burst (O14, D6); each
+        park's ``settled`` is set once its outcome is in ``result``."""
+        await self._dispatch_batch(parks, acquired_at)
+
     async def dispatch_taken_over(self, parks: list[Park], acquired_at: float) -> None:
         """Dispatch occurrences this instance took over (D12), as a burst (D6); their
         loops are not moved (each is on a later occurrence by now)."""

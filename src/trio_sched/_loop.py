@@ -210,9 +210,11 @@ class Park:
     __slots__ = (
         "abandoned",
         "acquired_at",
+        "backfill",
         "decision",
         "delay",
         "due_ts",
+        "duplicate",
         "error",
         "expires",
         "handle",
@@ -259,12 +261,16 @@ class Park:
         self.manual = False
         self.settled: trio.Event | None = None
         self.result: Job | Exception | None = None
+        # O14: a backfill's occurrence (detached too); `duplicate` once its enqueue met
+        # its job already there (`ConflictError`).
+        self.backfill = False
+        self.duplicate = False
 
     @property
     def detached(self) -> bool:
-        """Not its loop's own park (a takeover or a trigger): its outcome does not move
-        the loop."""
-        return self.taken_over or self.manual
+        """Not its loop's own park (a takeover, a trigger or a backfill): its outcome
+        does not move the loop."""
+        return self.taken_over or self.manual or self.backfill
 
     @property
     def ttl(self) -> float:

@@ -106,6 +106,7 @@ class Outcomes:
             error = results[index]
             if isinstance(error, ConflictError):
                 error = None  # already enqueued under its idempotency key: fired
+                park.duplicate = True
             if error is not None and is_transient(error) and not park.abandoned:
                 self._loop_tasks().hand_over(park, guard, job)  # retried on its own (D8)
                 return
@@ -126,6 +127,9 @@ class Outcomes:
         lease = park.lease
         if park.manual:
             self._manual_outcome(park, job, error, lateness)
+            return
+        if park.backfill:
+            self._backfill_outcome(park, job, error, lateness)
             return
         if park.taken_over:
             self.dispatched(loop, decision, job, error, lease, lateness)
@@ -157,6 +161,38 @@ class Outcomes:
             EventKind.FIRED, loop.task.name, decision.nominal, lateness, job=job, manual=True
         )
         self.settle_detached(park, job)
+
+    def _backfill_outcome(
+        self, park: Park, job: Job | None, error: Exception | None, lateness: float | None
+    ) -> None:
+        """O14: a backfilled occurrence counts as fired and moves the watermark like a
+        scheduled one (never back), unless its job was already there."""
+        loop = park.loop
+        decision = park.decision
+        assert decision is not None
+        if error is not None:
+            self._reporter.dispatch_failure(loop, decision.nominal, error)
+            self.settle_detached(park, error)
+            return
+        assert job is not None
+        if not park.duplicate:
+            loop.fired += 1
+            info = park.info
+            assert info is not None
+            self._watermarks.mark(loop.wm_name, loop.task.name, info.ms, park.lease)
+            self._reporter.emit(
+                EventKind.FIRED,
+                loop.task.name,
+                decision.nominal,
+                lateness,
+                job=job,
+                reason="backfill",
+            )
+        self.settle_detached(park, job)
+
+    def report_backfill_failure(self, park: Park, error: Exception) -> None:
+        """A backfilled occurrence whose lock request failed (O14)."""
+        self._reporter.error(park.loop, park.nominal, error)
 
     @staticmethod
     def settle_detached(park: Park, result: Job | Exception) -> None:

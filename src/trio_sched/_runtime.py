@@ -130,17 +130,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC
+from datetime import datetime
 from types import MappingProxyType
 from typing import final
 
 import trio
 from trio_util import AsyncValue
 
-from trio_sched import _plan
 from trio_sched._burst import Burst
 from trio_sched._config import Config, GuardedClock, check_wall_clock
 from trio_sched._errors import (
@@ -157,15 +155,11 @@ from trio_sched._events import (
 )
 from trio_sched._lease import LeaseKeeper
 from trio_sched._loop import (
-    H_NOMINAL,
-    H_OCCURRENCE,
-    H_TRIGGER,
     Loop,
-    Nominal,
-    Park,
 )
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
+from trio_sched._requested import DEFAULT_BACKFILL_LIMIT, BackfillResult, Requested
 from trio_sched._takeover import Takeovers
 from trio_sched._task import Task
 from trio_sched._tasks import LoopTasks
@@ -256,6 +250,7 @@ class Scheduler:
             takeovers=self._takeovers,
         )
         self._takeovers.bind(self._burst)
+        self._requested = Requested(self._burst, self._parking, config.lock_key_prefix)
         self._tasks = LoopTasks(  # D7, D8
             timer=self._timer,
             jobs=jobs,
@@ -428,31 +423,14 @@ class Scheduler:
         be enqueued; the manual lock stays until its TTL. Cancelled while a retry runs:
         the retry goes on and is reported by events.
         """
-        if self._state.value is _State.NEW:
-            raise NotInitializedError("scheduler is not running; start it first")
-        if self._state.value is not _State.RUNNING:
-            raise ClosedError("scheduler is stopping or closed")
-        loop = self._loops.get(name)
-        if loop is None:
-            raise NotFoundError(f"no task named {name!r}")
-        task = loop.task
-        now = self._wall_clock()
-        nonce = secrets.token_hex(6)
-        park = Park(loop, now, now.timestamp())
-        park.manual = True
-        park.settled = trio.Event()
-        now_utc = now.astimezone(UTC)
-        info = park.info = Nominal(now_utc, _plan.epoch_ms(now_utc), now_utc.isoformat())
-        key = park.key = _plan.manual_occurrence_key(self._prefix, task.name, now, nonce)
-        idem = park.idem = _plan.manual_idempotency_key(task.name, task.idempotency_key, now, nonce)
-        park.job_id = _plan.job_id(idem)
-        park.headers.update({H_OCCURRENCE: key, H_NOMINAL: info.iso, H_TRIGGER: "manual"})
-        park.decision = _plan.Decision(_plan.Action.FIRE, now, 0.0)
+        loop = self._running_loop(name)
+        park = self._requested.trigger_park(loop, self._wall_clock())
         self._triggers.enter()
         try:
             # The burst's path (D6), for one occurrence: one lease guard, the lease check
             # before the enqueue, retries of transient errors until dispatch_timeout.
             await self._burst.dispatch_manual(park)
+            assert park.settled is not None
             await park.settled.wait()
         finally:
             self._triggers.leave()
@@ -461,6 +439,43 @@ class Scheduler:
             raise result
         assert isinstance(result, Job)
         return result
+
+    async def backfill(
+        self,
+        name: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = DEFAULT_BACKFILL_LIMIT,
+    ) -> BackfillResult:
+        """Dispatch every occurrence of task `name`'s schedule in ``[start, end)`` once,
+        with its normal identity (O14, rules Q2-Q4 of `_requested`): occurrences already
+        dispatched (their lock record or their job still remembered) are counted, not
+        enqueued again. ``end`` may not lie in the future; more than `limit`
+        occurrences is a `ValidationError` before anything is dispatched.
+
+        Raises like `trigger` when the scheduler is not running or the name is unknown.
+        A checkpoint. Cancelled, what was dispatched stays dispatched, the chunk in
+        flight may be partly enqueued and its unused leases run out by their TTL;
+        running the same backfill again dispatches only what is missing.
+        """
+        loop = self._running_loop(name)
+        nominals = Requested.backfill_range(loop, start, end, self._wall_clock(), limit)
+        self._triggers.enter()
+        try:
+            return await self._requested.backfill(loop, nominals)
+        finally:
+            self._triggers.leave()
+
+    def _running_loop(self, name: str) -> Loop:
+        if self._state.value is _State.NEW:
+            raise NotInitializedError("scheduler is not running; start it first")
+        if self._state.value is not _State.RUNNING:
+            raise ClosedError("scheduler is stopping or closed")
+        loop = self._loops.get(name)
+        if loop is None:
+            raise NotFoundError(f"no task named {name!r}")
+        return loop
 
     # -- observability --------------------------------------------------------------------
 

@@ -9,7 +9,17 @@ import pytest
 import trio
 import trio.testing
 
-from trio_sched import EventKind, MisfirePolicy, SchedulerEvent, Task, _plan, open_scheduler
+from trio_sched import (
+    EventKind,
+    MisfirePolicy,
+    NotFoundError,
+    SchedulerEvent,
+    Task,
+    ValidationError,
+    _plan,
+    open_scheduler,
+)
+from trio_sched._requested import BackfillResult
 from trio_sched.locks import MemoryLockProvider
 
 from ._helpers import FakeWall, RecordingJobs, at, config
@@ -117,3 +127,54 @@ async def test_fire_all_cap_fires_the_newest_and_reports_the_rest(
     skipped = [e for e in events if e.kind is EventKind.SKIPPED]
     assert [(e.nominal, e.reason) for e in skipped] == [(at(9, 7), "catchup_cap")]
     assert counters == {"fired": 5, "misfired": 1, "skipped": 1}
+
+
+async def test_backfill_dispatches_each_occurrence_once_and_counts_what_is_there(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(9, 0, 30))
+    events: list[SchedulerEvent] = []
+    jobs = RecordingJobs()
+    cfg = config(wall, on_event=events.append)
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=cfg) as s:
+        s.register(Task(name="bf", schedule="* * * * *"))
+        await trio.sleep(wall.trio_time_of(at(9, 1, 5)) - trio.current_time())
+        assert jobs.nominals() == [at(9, 1)]  # the scheduled one
+        first = await s.backfill("bf", at(8, 50), at(9, 1, 1))
+        assert first == BackfillResult(occurrences=12, dispatched=11, already_present=1, failed=0)
+        again = await s.backfill("bf", at(8, 50), at(9, 1, 1))
+        assert again == BackfillResult(occurrences=12, dispatched=0, already_present=12, failed=0)
+        stats = s.statistics().tasks["bf"]
+    nominals = jobs.nominals()
+    assert sorted(nominals) == [at(8, m) for m in range(50, 60)] + [at(9, 0), at(9, 1)]
+    assert len(nominals) == len(set(nominals))
+    for job in jobs.jobs:
+        assert job.run_at is not None
+        assert job.idempotency_key == f"bf:{_plan.epoch_ms(job.run_at)}"
+    backfilled = [e for e in events if e.kind is EventKind.FIRED and e.reason == "backfill"]
+    assert len(backfilled) == 11
+    assert stats.fired == 12
+
+
+async def test_backfill_refuses_bad_ranges_before_dispatching(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(9, 0, 30))
+    jobs = RecordingJobs()
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        s.register(Task(name="bf", schedule="* * * * * *"))
+        bad: list[tuple[object, object, int, str]] = [
+            (at(9, 0), at(9, 5), 10_000, "end"),  # the future
+            (at(9, 0), at(9, 0), 10_000, "end"),  # empty
+            (at(9, 0).replace(tzinfo=None), at(9, 0, 10), 10_000, "start"),  # naive
+            (at(8, 0), at(9, 0), 100, "limit"),  # 3,600 occurrences
+            (at(8, 0), at(9, 0), 0, "limit"),
+        ]
+        for start, end, limit, field in bad:
+            with pytest.raises(ValidationError) as info:
+                await s.backfill("bf", start, end, limit=limit)  # type: ignore[arg-type]
+            assert info.value.field == field
+        with pytest.raises(NotFoundError):
+            await s.backfill("nope", at(8, 0), at(9, 0))
+        await trio.sleep(0.5)
+    assert all(j.run_at is not None and j.run_at >= at(9, 0, 30) for j in jobs.jobs)
