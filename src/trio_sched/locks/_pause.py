@@ -5,7 +5,8 @@ Every provider checks its input here before any I/O, so a bad call raises
 `InvalidArgumentError` and changes nothing (not even the valid names of the same call):
 names are non-empty str; ``by`` a non-empty str of at most `MAX_BY` characters and
 ``reason`` ``None`` or a str of at most `MAX_REASON`, neither with a NUL (Postgres' text
-cannot hold one); ``since`` an aware datetime, kept floored to the millisecond in UTC.
+cannot hold one) nor a lone surrogate (no backend stores text that is not UTF-8);
+``since`` an aware datetime, kept floored to the millisecond in UTC.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ def from_epoch_ms(ms: int) -> datetime:
     return _EPOCH + ms * _MS
 
 
+def _storable(text: str) -> bool:
+    """Whether every backend stores `text` as given: no NUL, valid UTF-8."""
+    if "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name:
         raise InvalidArgumentError(f"a pause record's name must be a non-empty str, got {name!r}")
@@ -76,13 +88,13 @@ def _check_record(name: str, state: object) -> Paused:
         raise InvalidArgumentError(
             f"Paused.since of {name!r} must be an aware datetime, got {since!r}"
         )
-    if not isinstance(by, str) or not by or len(by) > MAX_BY or "\0" in by:
+    if not isinstance(by, str) or not by or len(by) > MAX_BY or not _storable(by):
         raise InvalidArgumentError(
             f"Paused.by of {name!r} must be a non-empty str of at most {MAX_BY} characters "
             f"without NUL, got {by!r}"
         )
     if reason is not None and (
-        not isinstance(reason, str) or len(reason) > MAX_REASON or "\0" in reason
+        not isinstance(reason, str) or len(reason) > MAX_REASON or not _storable(reason)
     ):
         raise InvalidArgumentError(
             f"Paused.reason of {name!r} must be None or a str of at most {MAX_REASON} "
