@@ -95,7 +95,7 @@ def cleanup(backend: str, url: str, space: str) -> None:
         from psycopg import sql
 
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            for table in (f"{space}_watermarks", space):
+            for table in (f"{space}_paused", f"{space}_watermarks", space):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 

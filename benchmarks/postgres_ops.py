@@ -86,7 +86,7 @@ async def measure(
 
 def drop(url: str, table: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        for name in (table + "_watermarks", table):
+        for name in (table + "_paused", table + "_watermarks", table):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 

@@ -288,7 +288,11 @@ class Backend:
 
             assert self.servers.postgres_url is not None
             with psycopg.connect(self.servers.postgres_url, autocommit=True) as conn:
-                for name in (self.namespace + "_watermarks", self.namespace):
+                for name in (
+                    self.namespace + "_paused",
+                    self.namespace + "_watermarks",
+                    self.namespace,
+                ):
                     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 

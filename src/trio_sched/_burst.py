@@ -33,7 +33,7 @@ from trio_sched._task import Task
 from trio_sched._timer import TimerHeap
 from trio_sched._watermarks import Pending, Watermarks
 from trio_sched.jobs._job import Job, JobsRuntime
-from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider
+from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider, Paused
 
 if TYPE_CHECKING:
     from trio_sched._takeover import Takeovers
@@ -233,7 +233,7 @@ class Burst:
                 AcquireRequest(park.key, loop.ttl, loop.wm_name, info.ms, park.slack_ms, loop.keep)
             )
         started = trio.current_time()
-        leases: list[LockLease | Held | None]
+        leases: list[LockLease | Held | Paused | None]
         try:
             leases = list(await self._locks.acquire_batch(requests))
             if len(leases) != len(requests):
@@ -259,6 +259,8 @@ class Burst:
                 assert decision is not None
                 takeovers.watch(park.loop, decision.nominal, lease, started + park.loop.keep)
                 lease = None
+            elif isinstance(lease, Paused):
+                lease = None  # TODO(pause): skipped, reason paused
             park.leased(lease, started)
             if lease is not None and park.error is None:
                 park.phase = Phase.DISPATCHING

@@ -1,5 +1,6 @@
 """MemoryLockProvider beyond the conformance suite: clocks, threads, cancellation, close,
-validation, statistics and the lazy sweep (rules M1-M6 of trio_sched.locks.memory)."""
+validation, statistics, the lazy sweep and pause records (rules M1-M7 of
+trio_sched.locks.memory)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import trio
 import trio.testing
 
 from trio_sched import ClosedError, InvalidArgumentError, LeaseLostError
-from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider, MemoryLockProvider
+from trio_sched.locks import (
+    AcquireRequest,
+    Held,
+    LockLease,
+    LockProvider,
+    MemoryLockProvider,
+    Paused,
+    PauseStore,
+)
 
 
 async def _acquire(provider: MemoryLockProvider, key: str, ttl: float) -> LockLease:
@@ -25,6 +34,7 @@ async def _acquire(provider: MemoryLockProvider, key: str, ttl: float) -> LockLe
 
 def test_is_a_lock_provider() -> None:
     assert isinstance(MemoryLockProvider(), LockProvider)
+    assert isinstance(MemoryLockProvider(), PauseStore)
 
 
 async def test_expiry_is_exact_on_the_trio_clock(autojump_clock: trio.testing.MockClock) -> None:
@@ -328,3 +338,31 @@ async def test_async_with_closes_like_the_other_providers() -> None:
     with pytest.raises(ClosedError):
         await provider.acquire("k", 5.0)
     await provider.aclose()  # closing again is fine
+
+
+async def test_pause_records_go_with_aclose_and_count() -> None:
+    provider = MemoryLockProvider()
+    since = datetime(2026, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC)
+    await provider.set_paused({"t": Paused(since, "me", "why")})
+    (answer,) = await provider.acquire_batch([AcquireRequest("k", 1.0, "t", 0)])
+    assert answer == Paused(since.replace(microsecond=999_000), "me", "why")
+    stats = provider.statistics()
+    assert (stats.paused, stats.refused_by_pause, stats.misses, stats.acquires) == (1, 1, 0, 0)
+    await provider.aclose()
+    with pytest.raises(ClosedError):
+        await provider.set_paused({"t": None})
+    with pytest.raises(ClosedError):
+        await provider.get_paused(["t"])
+    assert provider.statistics().paused == 0
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+async def test_pause_since_outside_utc_range_is_invalid(since: datetime) -> None:
+    with pytest.raises(InvalidArgumentError, match="range"):
+        await MemoryLockProvider().set_paused({"t": Paused(since, "me")})

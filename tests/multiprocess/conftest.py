@@ -74,7 +74,7 @@ def _postgres_backend(url: str) -> Iterator[Backend]:
         )
     yield Backend("postgres", url, space=stem, records=records)
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        for table in (records, f"{stem}_watermarks", stem):
+        for table in (records, f"{stem}_paused", f"{stem}_watermarks", stem):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 

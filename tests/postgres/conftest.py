@@ -116,7 +116,7 @@ class Tables:
     def drop_all(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
             for name in self.names:
-                for table in (name + "_watermarks", name):
+                for table in (name + "_paused", name + "_watermarks", name):
                     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 

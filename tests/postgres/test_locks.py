@@ -9,7 +9,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,14 @@ import trio
 
 from trio_sched import LeaseLostError, SchedulerError, ValidationError
 from trio_sched._postgres_driver import PostgresDriver
-from trio_sched.locks import AcquireRequest, Held, LockLease, LockProvider, MemoryLockProvider
+from trio_sched.locks import (
+    AcquireRequest,
+    Held,
+    LockLease,
+    LockProvider,
+    MemoryLockProvider,
+    Paused,
+)
 from trio_sched.locks.postgres import PostgresLockProvider, PostgresLockProviderConfig
 from trio_sched.testing import check_lock_provider
 
@@ -302,10 +309,14 @@ async def test_tables_dropped_under_a_provider_are_created_again(
     async with PostgresLockProvider(config) as provider:
         assert await provider.acquire("k", 5.0) is not None
         with sync_connect(postgres_url) as conn:
-            conn.execute(f'DROP TABLE "{table}", "{table}_watermarks"')
+            conn.execute(f'DROP TABLE "{table}", "{table}_watermarks", "{table}_paused"')
         assert await provider.acquire("k", 5.0) is not None
         await provider.advance_watermarks({"w": 1})
         assert await provider.get_watermarks(["w"]) == {"w": 1}
+        with sync_connect(postgres_url) as conn:
+            conn.execute(f'DROP TABLE "{table}_paused"')  # the pause table alone (PG10)
+        await provider.set_paused({"w": Paused(datetime.now(UTC), "me")})
+        assert list(await provider.get_paused(["w"])) == ["w"]
 
 
 @pytest.mark.parametrize(

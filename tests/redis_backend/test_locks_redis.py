@@ -142,7 +142,7 @@ async def test_batch_is_one_round_trip(
         assert delta.pop("set") == 250 - 50  # refused requests never try to SET
         assert delta.pop("hget") == 250
         assert delta.pop("incrby") == 1  # consecutive fencing tokens for all grants
-        assert delta.pop("exists") == 1
+        assert delta.pop("exists") == 2  # the fencing counter (RD7), the pause hash (RD10)
         assert delta.pop("time") == 1
         assert delta.pop("get") == 2  # the epoch sentinel and the counter (RD9), once
         assert delta == {}

@@ -1,4 +1,5 @@
-"""Coordination backends: the `LockProvider` interface and its implementations.
+"""Coordination backends: the `LockProvider` interface (and `PauseStore`, its pause
+records) and its implementations.
 
 Only the interface and the in-memory provider are imported here. The Redis and
 Postgres providers live in ``trio_sched.locks.redis`` and ``trio_sched.locks.postgres``
@@ -9,6 +10,8 @@ from trio_sched.locks._protocol import AcquireRequest as AcquireRequest
 from trio_sched.locks._protocol import Held as Held
 from trio_sched.locks._protocol import LockLease as LockLease
 from trio_sched.locks._protocol import LockProvider as LockProvider
+from trio_sched.locks._protocol import Paused as Paused
+from trio_sched.locks._protocol import PauseStore as PauseStore
 from trio_sched.locks.memory import MemoryLockProvider as MemoryLockProvider
 from trio_sched.locks.memory import MemoryLockStatistics as MemoryLockStatistics
 
@@ -19,4 +22,6 @@ __all__ = [
     "LockProvider",
     "MemoryLockProvider",
     "MemoryLockStatistics",
+    "PauseStore",
+    "Paused",
 ]

@@ -3,8 +3,8 @@
 Its table names reach the text quoted as identifiers (P6 of `trio_sched._postgres_common`).
 No I/O here: the provider runs these statements through its driver.
 
-Rules (of the lock provider, numbered with its PG1, PG5-PG8; these are the ones the
-statements carry out; PG1's schema is `LockStatements.create`):
+Rules (of the lock provider, numbered with its PG1, PG5-PG8 and PG10; these are the
+ones the statements carry out; PG1's schema is `LockStatements.create`):
 - PG2 Time is the server's alone: a lease ends at ``clock_timestamp() + ttl`` and a
   record's memory at ``clock_timestamp() + max(ttl, keep)`` (one clock reading per row,
   so ``kept_until >= expires_at``); a lease holds while ``expires_at >
@@ -48,7 +48,8 @@ statements carry out; PG1's schema is `LockStatements.create`):
   took it over, since the token still owns it). It locks its rows in key order and
   writes only rows not yet marked. ``advance_watermarks`` is one ``INSERT ... ON
   CONFLICT DO UPDATE SET value = GREATEST(...)`` (forward only), ``get_watermarks`` one
-  ``SELECT``; empty batches make no round trip.
+  ``SELECT``; ``set_paused`` and ``get_paused`` likewise (PG10); empty batches make no
+  round trip.
 - PG9 Migration: a lock table of an earlier trio-sched (it has no ``kept_until``) is
   upgraded once, in the schema transaction of PG1: ``ALTER TABLE ... ADD COLUMN IF NOT
   EXISTS`` for the three new columns, the identity switched to ``BY DEFAULT`` (a
@@ -69,16 +70,23 @@ statements carry out; PG1's schema is `LockStatements.create`):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
-from trio_sched._postgres_common import TableName, advisory_key, query
+from trio_sched._postgres_common import TableName, TableShape, advisory_key, query
 
 if TYPE_CHECKING:
     # Only for annotations: the first psycopg import goes through _postgres_common,
     # which says which extra to install when psycopg is missing.
     from psycopg import sql
 
-__all__ = ["LockStatements"]
+__all__ = ["PAUSE_TABLE", "LockStatements"]
+
+# P8 of `trio_sched._postgres_common` for PG10's table: the columns its statements use.
+PAUSE_TABLE: Final = TableShape(
+    "trio-sched pause table",
+    "PostgresLockProviderConfig.table (its <table>_paused)",
+    frozenset(("name", "paused_since", "paused_by", "paused_reason")),
+)
 
 
 @final
@@ -94,6 +102,7 @@ class LockStatements:
         ids: dict[str, sql.Composable] = {
             "locks": table.identifier(),
             "marks": table.identifier("_watermarks"),
+            "paused": table.identifier("_paused"),
             "kept_idx": table.local_identifier("_kept_until_idx"),
             # The table's name as text for catalog functions (to_regclass,
             # pg_get_serial_sequence): its parts as literals, quoted as identifiers by
@@ -145,6 +154,12 @@ class LockStatements:
                 "CREATE TABLE IF NOT EXISTS {marks} (name text PRIMARY KEY, value bigint NOT NULL)",
                 **ids,
             ),
+            # PG10: also what upgrades a schema of an earlier trio-sched, which lacks it.
+            query(
+                "CREATE TABLE IF NOT EXISTS {paused} (name text PRIMARY KEY,"
+                " paused_since timestamptz, paused_by text, paused_reason text)",
+                **ids,
+            ),
         ]
         # PG4: a fresh lease whose record is kept as long as its lease (keep = ttl); one
         # clock reading for both ends. Only a row it takes comes back.
@@ -164,9 +179,11 @@ class LockStatements:
             **ids,
         )
         # PG4: one row per eligible key, (key, token, fencing, expiry, taken_over,
-        # dispatched, seconds left), and one (NULL, token, ...) per request refused by its
-        # watermark. The SET decides, once per row on one clock reading (`d`), whether the
-        # row is taken (`free`: its memory ended, a fresh record) or keeps its values. The
+        # dispatched, seconds left, NULL, NULL, NULL), and one (NULL, token, NULL, ...) per
+        # request refused by its watermark or paused (PG10: then with its task's pause
+        # record, since, by and reason, last; a paused request is not eligible). The SET
+        # decides, once per row on one clock reading (`d`), whether the row is taken
+        # (`free`: its memory ended, a fresh record) or keeps its values. The
         # WHERE only says which rows to write: those taken (the same test, true at least
         # as early) and those whose locked version this statement's snapshot does not see
         # (the ctid lookup), which only RETURNING can report. A row the snapshot sees is
@@ -174,6 +191,7 @@ class LockStatements:
         self.acquire_batch = query(
             "WITH req AS ("
             " SELECT r.key, r.token, r.ttl, r.keep, r.ord,"
+            " p.paused_since AS since, p.paused_by AS by_whom, p.paused_reason AS reason,"
             " (r.mark IS NOT NULL AND w.value IS NOT NULL AND r.nominal <= w.value"
             " AND w.value - r.nominal >= r.slack) AS refused"
             " FROM unnest(%(keys)s::text[], %(tokens)s::text[], %(ttls)s::float8[],"
@@ -181,8 +199,10 @@ class LockStatements:
             " %(slacks)s::int8[])"
             " WITH ORDINALITY AS r(key, token, ttl, keep, mark, nominal, slack, ord)"
             " LEFT JOIN {marks} AS w ON w.name = r.mark"
+            " LEFT JOIN {paused} AS p ON p.name = r.mark AND p.paused_since IS NOT NULL"
             "), eligible AS ("
-            " SELECT DISTINCT ON (key) key, token, ttl, keep FROM req WHERE NOT refused"
+            " SELECT DISTINCT ON (key) key, token, ttl, keep FROM req"
+            " WHERE NOT refused AND since IS NULL"
             " ORDER BY key, ord"
             "), taken AS ("
             " INSERT INTO {locks} AS l (key, token, expires_at, kept_until)"
@@ -211,13 +231,16 @@ class LockStatements:
             " l.dispatched,"
             " extract(epoch FROM l.expires_at - clock_timestamp())::float8 AS expires_in"
             ")"
-            " SELECT key, token, fencing_token, expires_at, taken_over, dispatched, expires_in"
+            " SELECT key, token, fencing_token, expires_at, taken_over, dispatched, expires_in,"
+            " NULL::timestamptz, NULL::text, NULL::text"
             " FROM taken"
             " UNION ALL SELECT l.key, l.token, l.fencing_token, l.expires_at, l.taken_over,"
-            " l.dispatched, extract(epoch FROM l.expires_at - clock_timestamp())::float8"
+            " l.dispatched, extract(epoch FROM l.expires_at - clock_timestamp())::float8,"
+            " NULL, NULL, NULL"
             " FROM eligible AS e JOIN {locks} AS l ON l.key = e.key"
             " WHERE NOT EXISTS (SELECT FROM taken AS t WHERE t.key = e.key)"
-            " UNION ALL SELECT NULL, token, NULL, NULL, NULL, NULL, NULL FROM req WHERE refused",
+            " UNION ALL SELECT NULL, token, NULL, NULL, NULL, NULL, NULL, since, by_whom, reason"
+            " FROM req WHERE refused OR since IS NOT NULL",
             **ids,
         )
         self.renew = query(
@@ -259,6 +282,27 @@ class LockStatements:
             " WHERE NOT l2.dispatched"
             " ORDER BY l2.key FOR UPDATE OF l2"
             ") AS mine WHERE l.key = mine.key",
+            **ids,
+        )
+        # PG10: one upsert in name order (concurrent calls lock rows in one order); a
+        # resume clears the record (a row with a NULL since is no record) rather than
+        # deleting the row, and writes no row for a name that has none.
+        self.set_paused = query(
+            "INSERT INTO {paused} AS p (name, paused_since, paused_by, paused_reason)"
+            " SELECT s.name, s.since, s.by_whom, s.reason"
+            " FROM unnest(%(names)s::text[], %(sinces)s::timestamptz[], %(bys)s::text[],"
+            " %(reasons)s::text[]) AS s(name, since, by_whom, reason)"
+            " WHERE s.since IS NOT NULL OR EXISTS (SELECT FROM {paused} AS o WHERE o.name = s.name)"
+            " ORDER BY s.name"
+            " ON CONFLICT (name) DO UPDATE SET paused_since = EXCLUDED.paused_since,"
+            " paused_by = EXCLUDED.paused_by, paused_reason = EXCLUDED.paused_reason"
+            " WHERE (p.paused_since, p.paused_by, p.paused_reason)"
+            " IS DISTINCT FROM (EXCLUDED.paused_since, EXCLUDED.paused_by, EXCLUDED.paused_reason)",
+            **ids,
+        )
+        self.get_paused = query(
+            "SELECT name, paused_since, paused_by, paused_reason FROM {paused}"
+            " WHERE name = ANY(%(names)s::text[]) AND paused_since IS NOT NULL",
             **ids,
         )
         self.get_marks = query(

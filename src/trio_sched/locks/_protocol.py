@@ -26,6 +26,13 @@ Rules:
 - L8 ``mark_dispatched`` marks each record its lease's token still owns as dispatched
   (its lease may have run out as long as nobody took it over): it is never taken over
   again and ``release`` leaves it, until its memory ends.
+- L9 A provider that is a `PauseStore` answers, in ``acquire_batch``, every request
+  whose ``watermark`` names a paused task with that task's `Paused` record (equal to
+  what ``set_paused`` stored: ``since`` to the millisecond, ``by``, ``reason``), before
+  any other check: the key is untouched (no record made, no fencing token used, a
+  `Held`/dispatched record stays as it is). Requests with ``watermark=None`` are not
+  affected. ``set_paused`` is atomic per name with respect to ``acquire_batch``: an
+  ``acquire_batch`` that starts after ``set_paused`` returned sees the new state.
 
 TTLs and timeouts are ``float`` seconds, as everywhere in Trio.
 """
@@ -44,6 +51,8 @@ __all__ = [
     "Held",
     "LockLease",
     "LockProvider",
+    "PauseStore",
+    "Paused",
     "check_key",
     "check_request",
     "check_ttl",
@@ -78,6 +87,21 @@ class Held:
 
     token: str
     expires_in: float
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """A task's pause record (rule L9).
+
+    `since` is when it was paused: an aware datetime, the pausing caller's clock as
+    given, stored and answered at millisecond precision (floored) in UTC. `by` names
+    who paused it (a scheduler instance id, non-empty), `reason` is free text or
+    ``None``. A `PauseStore` checks the values (`trio_sched.locks._pause`).
+    """
+
+    since: datetime
+    by: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +146,15 @@ class LockProvider(Protocol):
 
     async def acquire_batch(
         self, requests: Sequence[AcquireRequest]
-    ) -> list[LockLease | Held | None]:
+    ) -> list[LockLease | Held | Paused | None]:
         """Acquire (or take over, L7) many keys in one round trip; result ``i`` answers
         request ``i``.
 
-        A request is answered `Held` when another token leases its key undispatched
-        (L6), ``None`` when its occurrence is dispatched or at or before its watermark
-        (L4), or when the same key was granted earlier in the batch.
+        A request is answered `Paused` when its watermark names a paused task (L9, only
+        from a provider that is a `PauseStore`; its key is untouched), `Held` when
+        another token leases its key undispatched (L6), ``None`` when its occurrence is
+        dispatched or at or before its watermark (L4), or when the same key was granted
+        earlier in the batch.
         """
         ...
 
@@ -162,6 +188,25 @@ class LockProvider(Protocol):
 
     async def aclose(self) -> None:
         """Release client resources. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class PauseStore(Protocol):
+    """What a `LockProvider` that keeps pause records adds (rule L9).
+
+    Records are keyed by watermark name (the names of `LockProvider.get_watermarks`),
+    so each task's pause sits next to its watermark. Both methods are Trio checkpoints
+    and raise `InvalidArgumentError` for bad input before any I/O.
+    """
+
+    async def set_paused(self, states: Mapping[str, Paused | None]) -> None:
+        """Store each name's pause record, or delete it (None = resumed), in one round
+        trip (L5)."""
+        ...
+
+    async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
+        """The pause records of those names that have one (paused); one round trip."""
         ...
 
 

@@ -3,8 +3,9 @@ decoding of their replies.
 
 Each script's comment names its keys, arguments and reply; the functions at the end
 write those arguments and read those replies. Rule IDs are those of
-`trio_sched.locks.redis`, whose header holds RD1, RD3-RD5 and RD9 (the rollback check
-of RD9 and the epoch check of R8 run inside these scripts).
+`trio_sched.locks.redis`, whose header holds RD1, RD3-RD5, RD9 and RD10 (the rollback
+check of RD9, the epoch check of R8 and the pause check of RD10 run inside these
+scripts).
 
 Rules:
 - RD2 Every state change is one Lua script, atomic on the server, so each decision of
@@ -23,7 +24,8 @@ Rules:
   mark_dispatched: ``GET``, check the token (the lease may have run out: a record
   nobody took over still holds its token), ``SETRANGE`` of the flag byte, which leaves
   the key's expiry alone. A record whose memory ended is gone and cannot be marked.
-  A watermark advance is HGET-compare-HSET (``max``).
+  A watermark advance is HGET-compare-HSET (``max``). ``set_paused`` is HSET or HDEL
+  per name (RD10).
   Old servers: every command exists since Redis 2.6.12 (no ``PEXPIRE GT``, no
   ``KEEPTTL``), and the scripts that read ``TIME`` call ``redis.replicate_commands()``
   when it exists: Redis 3.2-4.x refuse a write after ``TIME`` without it (from 5 on it
@@ -48,6 +50,7 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -55,7 +58,8 @@ from typing import Final
 from trio_sched._errors import InvalidArgumentError, SchedulerError
 from trio_sched._redis_driver import RedisScript
 from trio_sched._redis_epoch import EPOCH_LUA
-from trio_sched.locks._protocol import Held
+from trio_sched.locks._pause import from_epoch_ms, to_epoch_ms
+from trio_sched.locks._protocol import Held, Paused
 
 __all__ = [
     "ACQUIRE_BATCH",
@@ -64,6 +68,9 @@ __all__ = [
     "MARK",
     "RELEASE",
     "RENEW",
+    "SET_PAUSED",
+    "decode_paused",
+    "encode_paused",
     "exact_int",
     "expiry",
     "held",
@@ -131,7 +138,26 @@ local function rolled_back(counter, highest)
 end
 """
 
-# KEYS: fencing counter, watermark hash, epoch sentinel, lock 1..n.
+# RD10: the pause record stored for a watermark name, as stored, or nothing when the
+# name has none or its value is no record (foreign data: HGET through pcall, the JSON
+# decoded through pcall and its shape checked, as `decode_paused` reads it).
+_PAUSED: Final = """
+local function paused(hash, name)
+  local value = redis.pcall('HGET', hash, name)
+  if type(value) ~= 'string' then
+    return nil
+  end
+  local ok, r = pcall(cjson.decode, value)
+  if ok and type(r) == 'table' and #r == 3 and type(r[1]) == 'number'
+      and r[1] == math.floor(r[1]) and type(r[2]) == 'string' and r[2] ~= ''
+      and (r[3] == cjson.null or type(r[3]) == 'string') then
+    return value
+  end
+  return nil
+end
+"""
+
+# KEYS: fencing counter, watermark hash, epoch sentinel, pause hash, lock 1..n.
 # ARGV[1]: a JSON array of n requests [token, ttl ms, keep ms, has watermark (0/1),
 # watermark name, nominal ms, watermark slack ms], numbers as strings (one argument
 # instead of 7n: redis-py packs each argument in Python, which cost more than the script
@@ -145,14 +171,16 @@ end
 # An answer is a fencing token (> 0) for a fresh grant, {fencing token, old token} for a
 # takeover, the record (a string) when held, 0 when dispatched, not a record or granted
 # earlier in the batch, -1 when refused by its watermark, -2 when refused after a data
-# loss (RD9). Grants and takeovers get consecutive fencing tokens from one INCRBY, in
-# request order.
+# loss (RD9), {-3, pause record} when its task is paused (RD10, checked first; the pause
+# hash is read only when it exists). Grants and takeovers get consecutive fencing tokens
+# from one INCRBY, in request order.
 ACQUIRE_BATCH: Final = RedisScript(
     _NOW
     + _RECORD
     + _NEXT_FENCING
     + EPOCH_LUA
     + _ROLLBACK
+    + _PAUSED
     + """
 local epoch, replaced, born, lost = epoch_check(KEYS[3], ARGV[2], ARGV[3], now_ms,
                                                 behind(KEYS[1], ARGV[4]))
@@ -160,8 +188,9 @@ if replaced then
   return {now[1], now[2], epoch, rolled_back(KEYS[1], ARGV[4])}
 end
 local guard = lost and born  -- RD9: occurrences before it are refused for a while
+local pauses = redis.call('EXISTS', KEYS[4]) == 1  -- RD10: no hash, nothing paused
 local requests = cjson.decode(ARGV[1])
-local n = #KEYS - 3
+local n = #KEYS - 4
 local out = {}
 local grants = {}
 local granted = 0
@@ -169,10 +198,13 @@ local taken = {}
 local heads = {}  -- '0:{lease end}:' per ttl: most batches share one
 for i = 1, n do
   local r = requests[i]
-  local key = KEYS[i + 3]
+  local key = KEYS[i + 4]
   local refused = false
   if r[4] == 1 then
-    if guard and tonumber(r[6]) < guard and now_ms < guard + tonumber(r[3]) then
+    local pause = pauses and paused(KEYS[4], r[5])
+    if pause then
+      refused = {-3, pause}
+    elseif guard and tonumber(r[6]) < guard and now_ms < guard + tonumber(r[3]) then
       refused = -2
     else
       local mark = redis.call('HGET', KEYS[2], r[5])
@@ -304,6 +336,20 @@ return out
 """
 )
 
+# KEYS: pause hash. ARGV: name, record pairs (RD10); an empty record deletes the name's.
+SET_PAUSED: Final = RedisScript(
+    """
+for i = 1, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+)
+
 # KEYS: watermark hash. ARGV: name, value pairs. Moves each to max(current, value).
 ADVANCE: Final = RedisScript(
     """
@@ -357,6 +403,38 @@ def held(record: str, now_ms: int) -> Held:
     """`Held` from a record (RD8) the batch script found leased at its `now_ms`."""
     _, lease_end, token = record.split(":", 2)
     return Held(token, max(0, int(lease_end) - now_ms) / 1000)
+
+
+def encode_paused(record: Paused) -> str:
+    """A checked record as the pause hash stores it (RD10): ``[since ms, by, reason]``."""
+    return json.dumps([to_epoch_ms(record.since), record.by, record.reason], separators=(",", ":"))
+
+
+def decode_paused(value: object) -> Paused | None:
+    """A stored pause record (RD10), or ``None`` for a value that is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        fields = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(fields, list) or len(fields) != 3:
+        return None
+    since, by, reason = fields
+    if isinstance(since, float) and since.is_integer():
+        since = int(since)  # JSON numbers do not tell 1000 from 1e3; the script neither
+    if (
+        isinstance(since, bool)
+        or not isinstance(since, int)
+        or not isinstance(by, str)
+        or not by
+        or not (reason is None or isinstance(reason, str))
+    ):
+        return None
+    try:
+        return Paused(from_epoch_ms(since), by, reason)
+    except OverflowError:
+        return None
 
 
 def takeover(answer: list[object]) -> tuple[int, str]:

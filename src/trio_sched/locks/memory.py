@@ -1,6 +1,7 @@
-"""In-memory `LockProvider` for one process (tests, demos, single-host deployments).
+"""In-memory `LockProvider` for one process (tests, demos, single-host deployments); a
+`PauseStore` too (rule L9).
 
-Rules (on top of L1-L5 of `trio_sched.locks._protocol`):
+Rules (on top of L1-L9 of `trio_sched.locks._protocol`):
 - M1 State lives in plain dicts guarded by one `threading.Lock`, held only for dict
   operations and never across an ``await``. One provider may therefore be shared by
   several schedulers in one Trio run *and* by several Trio runs in different threads
@@ -25,6 +26,10 @@ Rules (on top of L1-L5 of `trio_sched.locks._protocol`):
   at least twice as large as after the last sweep (and at least 1,024 entries), then
   one sweep removes them all: amortised O(1) per acquire, memory bounded by the kept
   records.
+- M7 Pause records (L9) are a dict of watermark name -> `Paused`, like the watermarks:
+  ``set_paused`` applies a whole call under the lock, and ``acquire_batch`` looks a
+  request's watermark name up there before anything else. They never expire and go
+  with everything else on ``aclose``.
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ import trio
 
 from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import ClosedError, InvalidArgumentError, LeaseLostError
+from trio_sched.locks._pause import check_names, check_states
 from trio_sched.locks._protocol import (
     AcquireRequest,
     Held,
     LockLease,
+    Paused,
     check_key,
     check_request,
     check_ttl,
@@ -76,7 +83,9 @@ class MemoryLockStatistics:
     also those whose memory ended and that are not swept yet (rule M6).
     `refused_by_watermark` counts batch requests refused by rule L4 and is not part of
     `misses` (a key found held or dispatched). `takeovers` counts rule L7's,
-    `dispatched` the successful marks of rule L8.
+    `dispatched` the successful marks of rule L8. `paused` counts the stored pause
+    records and `refused_by_pause` the batch requests answered `Paused` (L9; not part
+    of `misses` either).
     """
 
     held_locks: int
@@ -93,11 +102,14 @@ class MemoryLockStatistics:
     closed: bool
     takeovers: int = 0
     dispatched: int = 0
+    paused: int = 0
+    refused_by_pause: int = 0
 
 
 @final
 class MemoryLockProvider(ClosesOnExit):
-    """A `LockProvider` keeping its state in this process (rules M1-M6 above).
+    """A `LockProvider` and `PauseStore` keeping its state in this process (rules M1-M7
+    above).
 
     ``clock`` returns monotonic seconds and decides expiry; ``None`` (the default) means
     ``trio.current_time()`` of the first Trio run that uses the provider (rule M3).
@@ -116,6 +128,7 @@ class MemoryLockProvider(ClosesOnExit):
         self._mutex = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._watermarks: dict[str, int] = {}
+        self._paused: dict[str, Paused] = {}
         self._sweep_at = _MIN_SWEEP_SIZE
         self._fencing = 0
         self._token_prefix = secrets.token_hex(8) + "-"
@@ -129,6 +142,7 @@ class MemoryLockProvider(ClosesOnExit):
         self._releases_missed = 0
         self._takeovers = 0
         self._marked = 0
+        self._refused_paused = 0
 
     # -- LockProvider ---------------------------------------------------------------
 
@@ -150,12 +164,13 @@ class MemoryLockProvider(ClosesOnExit):
 
     async def acquire_batch(
         self, requests: Sequence[AcquireRequest]
-    ) -> list[LockLease | Held | None]:
+    ) -> list[LockLease | Held | Paused | None]:
         """Acquire (or take over, L7) many keys at once; result ``i`` answers request
         ``i``.
 
-        `Held` means leased by another token undispatched (L6); ``None`` dispatched,
-        refused by its watermark (rule L4), or granted earlier in the batch.
+        `Paused` means its watermark names a paused task (L9, decided first; the key is
+        untouched); `Held` leased by another token undispatched (L6); ``None``
+        dispatched, refused by its watermark (rule L4), or granted earlier in the batch.
         The whole batch is decided under one lock acquisition after one checkpoint, so a
         cancelled call took nothing and no other caller sees half a batch.
         """
@@ -165,16 +180,21 @@ class MemoryLockProvider(ClosesOnExit):
             self._check_open()
             now = self._now()
             self._maybe_sweep(now)
-            results: list[LockLease | Held | None] = []
+            results: list[LockLease | Held | Paused | None] = []
             expire_at: dict[float, datetime] = {}
             granted: set[str] = set()
+            paused = self._paused
             for request, keep in zip(requests, kept, strict=True):
-                if request.watermark is not None and refused_by_watermark(
-                    request, self._watermarks.get(request.watermark)
-                ):
-                    self._refused += 1
-                    results.append(None)
-                    continue
+                if request.watermark is not None:
+                    record = paused.get(request.watermark) if paused else None
+                    if record is not None:
+                        self._refused_paused += 1
+                        results.append(record)
+                        continue
+                    if refused_by_watermark(request, self._watermarks.get(request.watermark)):
+                        self._refused += 1
+                        results.append(None)
+                        continue
                 if request.key in granted:
                     self._misses += 1
                     results.append(None)
@@ -282,6 +302,34 @@ class MemoryLockProvider(ClosesOnExit):
                 if current is None or value > current:
                     self._watermarks[name] = value
 
+    # -- PauseStore -------------------------------------------------------------------
+
+    async def set_paused(self, states: Mapping[str, Paused | None]) -> None:
+        """Store each name's pause record, or delete it (``None``: resumed), all at once
+        (M7); ``since`` is kept floored to the millisecond in UTC.
+
+        Every name and record is checked first (`InvalidArgumentError`, nothing
+        changed). A checkpoint before the atomic update: a cancelled call changed
+        nothing.
+        """
+        checked = check_states(states)
+        await trio.lowlevel.checkpoint()
+        with self._mutex:
+            self._check_open()
+            for name, state in checked.items():
+                if state is None:
+                    self._paused.pop(name, None)
+                else:
+                    self._paused[name] = state
+
+    async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
+        """The pause records of those `names` that have one. A checkpoint."""
+        wanted = check_names(names)
+        await trio.lowlevel.checkpoint()
+        with self._mutex:
+            self._check_open()
+            return {name: self._paused[name] for name in wanted if name in self._paused}
+
     async def health_check(self) -> None:
         """Return if open; raise `ClosedError` after `aclose`. A checkpoint."""
         await trio.lowlevel.checkpoint()
@@ -298,6 +346,7 @@ class MemoryLockProvider(ClosesOnExit):
             self._closed = True
             self._entries.clear()
             self._watermarks.clear()
+            self._paused.clear()
         await trio.lowlevel.checkpoint()
 
     # -- introspection --------------------------------------------------------------
@@ -326,6 +375,8 @@ class MemoryLockProvider(ClosesOnExit):
                 closed=self._closed,
                 takeovers=self._takeovers,
                 dispatched=self._marked,
+                paused=len(self._paused),
+                refused_by_pause=self._refused_paused,
             )
 
     # -- internals (all called with self._mutex held) ---------------------------------

@@ -14,21 +14,22 @@ R5-R6 of `trio_sched._redis_common` (URL checks, redaction) and R8 of
 `trio_sched._redis_epoch` (the data-loss sentinel)):
 - RD1 Keys, all under ``prefix``: ``{prefix}:lock:{key}`` holds an occurrence's record
   (L6, stored as RD8 says), ``{prefix}:fencing`` the fencing counter,
-  ``{prefix}:watermarks`` a hash of watermarks (name -> epoch ms) and ``{prefix}:epoch``
-  the epoch sentinel of R8 (RD9). Providers sharing a
+  ``{prefix}:watermarks`` a hash of watermarks (name -> epoch ms), ``{prefix}:paused``
+  a hash of pause records (RD10) and ``{prefix}:epoch`` the epoch sentinel of R8 (RD9).
+  Providers sharing a
   server and a prefix coordinate; different prefixes never see each other. The scripts
   touch several keys, so on Redis Cluster they would need one hash slot: not supported.
 - RD2 (every state change one Lua script, on the server's clock), RD6 (integers within
   +/-2**53), RD7 (where the fencing counter starts) and RD8 (a record's format) are in
   the header of `trio_sched.locks._redis_scripts`, with the scripts they govern.
 - RD3 ``acquire_batch`` is ONE script call for the whole batch (one round trip, L5),
-  with the watermark check of rule L4 and the epoch check of RD9 inside it, so the
-  batch is atomic as a whole. A key
+  with the pause check of RD10, the watermark check of rule L4 and the epoch check of
+  RD9 inside it, so the batch is atomic as a whole. A key
   named twice is granted to its first request only. The requests travel as one JSON
   argument (decoded by the script with cjson). ``acquire`` is a batch of one with
   ``keep=ttl`` whose `Held` is answered ``None``. ``mark_dispatched``,
-  ``advance_watermarks`` and ``get_watermarks`` are one round trip each; empty batches
-  make none.
+  ``advance_watermarks``, ``get_watermarks``, ``set_paused`` and ``get_paused`` are one
+  round trip each; empty batches make none.
 - RD4 ``LockLease.expire_at`` is the server's ``TIME`` (read inside the script) plus the
   TTL, and ``Held.expires_in`` the holder's lease end minus that time: estimates on the
   server's clock; expiry itself is decided by the server alone.
@@ -48,7 +49,10 @@ R5-R6 of `trio_sched._redis_common` (URL checks, redaction) and R8 of
   the caller may simply repeat it.
   ``advance_watermarks``: applied wholly or not at all (one script); it only moves
   forward, so the caller may simply repeat it.
-  ``get_watermarks`` changes nothing, ``health_check`` nothing but the sentinel (RD9).
+  ``set_paused``: applied wholly or not at all (one script); it sets each name's state,
+  so the caller may simply repeat it.
+  ``get_watermarks`` and ``get_paused`` change nothing, ``health_check`` nothing but
+  the sentinel (RD9).
   ``aclose`` closes at once, before its checkpoint, so it closes even when cancelled.
 - RD9 Data loss (R8). ``acquire_batch`` and ``health_check`` check the epoch sentinel
   inside their script (a GET of it and of the fencing counter; no extra round trip).
@@ -75,6 +79,17 @@ R5-R6 of `trio_sched._redis_common` (URL checks, redaction) and R8 of
   server's may have dispatched, before the loss, occurrences nominally after ``born``;
   a rollback is seen only by a provider that got a token the rolled-back counter has
   not reached (another provider's grants may pass it first).
+- RD10 Pause records (L9) live in the hash ``{prefix}:paused``: field the watermark
+  name, value the JSON array ``[since, by, reason]`` (``since`` in epoch milliseconds,
+  ``reason`` a string or ``null``: ``[1767225600000,"host-1:4711","maintenance"]``).
+  They have no TTL. ``set_paused`` is one script (HSET, or HDEL for a resume; the hash
+  goes when its last field does), ``get_paused`` one HMGET. The batch script reads the
+  hash only when it exists (one EXISTS per batch, so a key space with no paused task
+  pays nothing more), then one HGET per request with a watermark, before every other
+  check; the key of a paused request is never touched. A value that is not such an
+  array (foreign data) is no record: that name is not paused, for the batch script and
+  ``get_paused`` alike. A data loss (R8, RD9) takes the pause records with it: the
+  sentinel does not guard them, and paused tasks run again until they are paused anew.
 """
 
 from __future__ import annotations
@@ -107,10 +122,12 @@ from trio_sched._redis_common import (
 )
 from trio_sched._redis_driver import DriverStatistics, RedisDriver
 from trio_sched._redis_epoch import Detection, EpochWatch
+from trio_sched.locks._pause import check_names, check_states
 from trio_sched.locks._protocol import (
     AcquireRequest,
     Held,
     LockLease,
+    Paused,
     check_request,
     check_ttl,
 )
@@ -121,6 +138,9 @@ from trio_sched.locks._redis_scripts import (
     MARK,
     RELEASE,
     RENEW,
+    SET_PAUSED,
+    decode_paused,
+    encode_paused,
     exact_int,
     expiry,
     held,
@@ -196,7 +216,8 @@ class RedisLockStatistics:
     included; `takeovers` those of rule L7, `dispatched` the records this client marked
     (L8; a repeated mark is not counted again). `last_fencing_token` is the highest this
     client got. `data_losses` counts the losses this client detected (R8, RD9) and
-    `refused_after_loss` the requests refused by RD9 (not part of `misses` either).
+    `refused_after_loss` the requests refused by RD9 and `refused_by_pause` those
+    answered `Paused` (RD10; neither part of `misses`).
     `driver` holds round trips, failures, timeouts and compensations (R1-R3).
     """
 
@@ -214,11 +235,12 @@ class RedisLockStatistics:
     dispatched: int = 0
     data_losses: int = 0
     refused_after_loss: int = 0
+    refused_by_pause: int = 0
 
 
 @final
 class RedisLockProvider(ClosesOnExit):
-    """A `LockProvider` on one Redis server (rules RD1-RD9 above and in
+    """A `LockProvider` and `PauseStore` on one Redis server (rules RD1-RD10 above and in
     `_redis_scripts`, R1-R8 of the Redis plumbing).
 
     Construction does no I/O; the first call connects. Also an async context manager
@@ -238,6 +260,7 @@ class RedisLockProvider(ClosesOnExit):
         self._lock_prefix = f"{prefix}:lock:"
         self._fencing_key = f"{prefix}:fencing"
         self._watermark_key = f"{prefix}:watermarks"
+        self._paused_key = f"{prefix}:paused"
         self._epoch = EpochWatch(
             f"{prefix}:epoch", f"redis lock provider ({self._driver.url}, prefix {prefix!r})"
         )
@@ -245,6 +268,7 @@ class RedisLockProvider(ClosesOnExit):
         self._unreported: DataLossError | None = None
         self._longest_keep_ms = 0  # the longest record memory asked for (health_check)
         self._refused_after_loss = 0
+        self._refused_paused = 0
         self._acquires = 0
         self._misses = 0
         self._refused = 0
@@ -279,17 +303,18 @@ class RedisLockProvider(ClosesOnExit):
 
     async def acquire_batch(
         self, requests: Sequence[AcquireRequest]
-    ) -> list[LockLease | Held | None]:
+    ) -> list[LockLease | Held | Paused | None]:
         """Acquire (or take over, L7) many keys in ONE round trip; result ``i`` answers
         request ``i``.
 
-        `Held` means leased by another token undispatched (L6); ``None`` dispatched,
-        refused by its watermark (rule L4), or granted earlier in the batch; all decided
-        inside the same script (RD2, RD3). A checkpoint; cancellation leaves no hidden
+        `Paused` means its watermark names a paused task (L9, RD10; its key untouched);
+        `Held` leased by another token undispatched (L6); ``None`` dispatched, refused
+        by its watermark (rule L4), or granted earlier in the batch; all decided inside
+        the same script (RD2, RD3). A checkpoint; cancellation leaves no hidden
         lock (RD5). An empty batch makes no round trip.
         """
         tokens = _new_tokens(len(requests))
-        keys = [self._fencing_key, self._watermark_key, self._epoch.key]
+        keys = [self._fencing_key, self._watermark_key, self._epoch.key, self._paused_key]
         rows: list[tuple[str, str, str, int, str, str, str]] = []
         millis: dict[float, str] = {}  # most batches share one ttl and keep
         for request, token in zip(requests, tokens, strict=True):
@@ -325,7 +350,7 @@ class RedisLockProvider(ClosesOnExit):
         def run(client: redis.Redis) -> object:
             return ACQUIRE_BATCH.run(self._driver, client, keys, args)
 
-        reply = await self._driver.call(run, undo=self._undo(keys[3:], tokens))
+        reply = await self._driver.call(run, undo=self._undo(keys[4:], tokens))
         if isinstance(reply, list) and len(reply) == 4 and reply[-1] in (1, 2):
             raise self._lost(self._epoch.detect(reply[2], knew), rolled_back=reply[-1] == 2)
         if not isinstance(reply, list) or len(reply) != len(requests) + 4:
@@ -337,13 +362,19 @@ class RedisLockProvider(ClosesOnExit):
         now = server_time(seconds, micros)
         now_ms = seconds * 1000 + micros // 1000  # the script's now_ms
         expiries: dict[float, datetime] = {}  # most batches share one TTL
-        results: list[LockLease | Held | None] = []
+        results: list[LockLease | Held | Paused | None] = []
         for request, token, answer in zip(requests, tokens, reply, strict=False):
             if isinstance(answer, str):
                 results.append(held(answer, now_ms))
                 self._misses += 1
                 continue
             previous: str | None = None
+            if isinstance(answer, list) and answer and answer[0] == -3:
+                # RD10. The script checked the record's shape; one it took that Python
+                # cannot read (a `since` beyond datetime's range) is skipped all the same.
+                self._refused_paused += 1
+                results.append(decode_paused(answer[-1]))
+                continue
             if isinstance(answer, list):
                 fencing, previous = takeover(answer)
                 self._takeovers += 1
@@ -482,6 +513,48 @@ class RedisLockProvider(ClosesOnExit):
 
         await self._driver.call(run)
 
+    # -- PauseStore -------------------------------------------------------------------
+
+    async def set_paused(self, states: Mapping[str, Paused | None]) -> None:
+        """Store each name's pause record, or delete it (``None``: resumed), in ONE
+        script (RD10); ``since`` is stored floored to the millisecond.
+
+        Every name and record is checked first (`InvalidArgumentError`, nothing sent).
+        A checkpoint; a cancelled call applied all of them or none (RD5). An empty
+        mapping makes no round trip.
+        """
+        args: list[str] = []
+        for name, state in check_states(states).items():
+            args += (name, "" if state is None else encode_paused(state))
+        if not args:
+            await self._checkpoint_open()
+            return
+
+        def run(client: redis.Redis) -> object:
+            return SET_PAUSED.run(self._driver, client, [self._paused_key], args)
+
+        await self._driver.call(run)
+
+    async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
+        """The pause records of those `names` that have one (one HMGET, RD10).
+
+        A checkpoint; changes nothing. An empty sequence makes no round trip.
+        """
+        wanted = check_names(names)
+        if not wanted:
+            await self._checkpoint_open()
+            return {}
+
+        def run(client: redis.Redis) -> object:
+            self._driver.count_round_trip()
+            return client.hmget(self._paused_key, wanted)
+
+        values = await self._driver.call(run)
+        if not isinstance(values, list) or len(values) != len(wanted):
+            raise SchedulerError(f"unexpected HMGET reply from {self._driver.url}: {values!r}")
+        records = {name: decode_paused(value) for name, value in zip(wanted, values, strict=True)}
+        return {name: record for name, record in records.items() if record is not None}
+
     async def health_check(self) -> None:
         """Check the server within ``operation_timeout`` (one script: its time and the
         epoch sentinel, R8); raise a `SchedulerError` if it cannot be used.
@@ -546,6 +619,7 @@ class RedisLockProvider(ClosesOnExit):
             dispatched=self._marked,
             data_losses=self._epoch.detections,
             refused_after_loss=self._refused_after_loss,
+            refused_by_pause=self._refused_paused,
         )
 
     # -- internals --------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 
-from trio_sched.locks._protocol import AcquireRequest, Held, LockLease
+from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, Paused
 from trio_sched.testing._check import expect, fail
 from trio_sched.testing._lock_context import SUITE, Ctx, held_shape, lease_shape, race
 
@@ -47,7 +47,7 @@ async def batch(ctx: Ctx) -> None:
     )
     before = ctx.fencing[-1]
     tokens: list[int] = []
-    result: LockLease | Held | None
+    result: LockLease | Held | Paused | None
     for i, (request, result, want) in enumerate(zip(requests, results, granted, strict=True)):
         if want:
             lease = lease_shape(check, result, request.key)

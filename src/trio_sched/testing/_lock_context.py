@@ -18,7 +18,7 @@ from typing import final
 import trio
 
 from trio_sched._errors import LeaseLostError
-from trio_sched.locks._protocol import Held, LockLease, LockProvider
+from trio_sched.locks._protocol import Held, LockLease, LockProvider, Paused
 from trio_sched.testing._check import expect, fail
 
 __all__ = ["SUITE", "Ctx", "held_shape", "lease_shape", "race", "renew_is_lost"]
@@ -59,7 +59,7 @@ class Ctx:
         self.fencing.append(lease.fencing_token)
 
 
-def lease_shape(check: str, lease: LockLease | Held | None, key: str) -> LockLease:
+def lease_shape(check: str, lease: LockLease | Held | Paused | None, key: str) -> LockLease:
     if not isinstance(lease, LockLease):
         fail(SUITE, check, f"acquire of free key {key!r} answered {lease!r}")
     expect(lease.key == key, SUITE, check, f"lease.key {lease.key!r} != requested {key!r}")
@@ -120,7 +120,7 @@ async def renew_is_lost(
 
 
 async def race(
-    ctx: Ctx, attempt: Callable[[LockProvider], Awaitable[LockLease | Held | None]]
+    ctx: Ctx, attempt: Callable[[LockProvider], Awaitable[LockLease | Held | Paused | None]]
 ) -> list[LockLease]:
     """``ctx.concurrency`` concurrent `attempt` calls, alternating the two providers;
     the leases they got."""

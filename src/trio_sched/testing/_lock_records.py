@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider
+from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider, Paused
 from trio_sched.testing._check import expect, fail
 from trio_sched.testing._lock_context import (
     SUITE,
@@ -22,7 +22,9 @@ from trio_sched.testing._lock_context import (
 __all__ = ["dispatched", "held", "race_takeover", "takeover"]
 
 
-async def _batch_one(provider: LockProvider, request: AcquireRequest) -> LockLease | Held | None:
+async def _batch_one(
+    provider: LockProvider, request: AcquireRequest
+) -> LockLease | Held | Paused | None:
     results = await provider.acquire_batch([request])
     if len(results) != 1:
         fail(SUITE, "batch-of-one", f"one request got {len(results)} answers")

@@ -1,8 +1,10 @@
 """`check_lock_provider`: the conformance suite every `LockProvider` runs.
 
 The checks live by theme: leases (`_lock_leases`), batches and races
-(`_lock_batches`), held, taken-over and dispatched records (`_lock_records`); what
-they share is in `_lock_context`. This module runs them, in the order of `_CHECKS`.
+(`_lock_batches`), held, taken-over and dispatched records (`_lock_records`), pause
+records (`_lock_pause`, only for providers that are a `PauseStore`); what they share is
+in `_lock_context`. This module runs them, in the order of `_CHECKS`, then
+`PAUSE_CHECKS`.
 
 Rules of the suite:
 - LS1 It talks to the backend only through the `LockProvider` methods, and to time only
@@ -44,6 +46,7 @@ from trio_sched.testing._lock_leases import (
     ttl_expiry,
     wrong_token,
 )
+from trio_sched.testing._lock_pause import PAUSE_CHECKS, pausable
 from trio_sched.testing._lock_records import dispatched, held, race_takeover, takeover
 
 __all__ = ["check_lock_provider"]
@@ -57,7 +60,8 @@ async def check_lock_provider(
     prefix: str | None = None,
     concurrency: int = 20,
 ) -> None:
-    """Check that the providers `make` returns behave as rules L1-L8 require.
+    """Check that the providers `make` returns behave as rules L1-L8 require, and L9
+    when they are a `PauseStore` (``set_paused``/``get_paused``).
 
     `make` returns an async context manager yielding a provider; every provider it
     returns must share one backend (rule LS4). `ttl` is the base TTL in seconds,
@@ -93,7 +97,8 @@ async def check_lock_provider(
             prefix=prefix,
             concurrency=concurrency,
         )
-        for name, check in _CHECKS:
+        checks = _CHECKS + (PAUSE_CHECKS if pausable(a) and pausable(b) else ())
+        for name, check in checks:
             await run_check(SUITE, name, functools.partial(check, ctx))
 
 
