@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 
 from trio_sched.jobs import BatchJobsRuntime, Job, MemoryJobs
 from trio_sched.jobs.redis import RedisJobs
@@ -47,7 +48,7 @@ async def test_redis_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.Monke
     assert len(batches) >= 5
 
 
-async def test_memory_jobs_conform() -> None:
+async def test_memory_jobs_conform(autojump_clock: trio.testing.MockClock) -> None:
     await check_jobs_runtime(MemoryJobs, read_back=_read_back_memory)
 
 
