@@ -10,8 +10,8 @@ Importing this module imports psycopg 3; ``import trio_sched.jobs`` never does::
         ...
 
 It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many),
-`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) and `JobControl` (rules
-JC1-JC5 of `trio_sched.jobs._control`; rule PJ8 in ``_postgres_control``) with the driver of
+`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) and `JobControl` (JC1-JC5
+of `trio_sched.jobs._control`, PJ8 in ``_postgres_control``) with the driver of
 `trio_sched._postgres_driver` (rules P1-P4: sync psycopg in worker threads, operation
 timeouts, error mapping) and the checks of `trio_sched._postgres_common` (rules P5-P8:
 DSN redaction, quoted table names, configuration and table shape checks).
@@ -22,7 +22,8 @@ beside it one part each: ``_postgres_sql`` (the schema and every statement),
 ``_postgres_table`` (the driver, the channel, the schema created on first use: PJ1),
 ``_postgres_enqueue`` (enqueue, enqueue_many, cleanup: PJ3), ``_postgres_listen`` (the
 LISTEN connection: PJ5), ``_postgres_rows`` (what Postgres can store of a job, and a row
-read back) and ``_postgres_stats`` (the counters and statistics records).
+read back), ``_postgres_stats`` (the counters and statistics records) and
+``_postgres_control`` (job state and cancellation: PJ8).
 
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
@@ -36,10 +37,10 @@ Rules:
   (deliveries so far), ``lease_token``, ``leased_until``, ``available_at``,
   ``last_error``, ``failed_at``, ``dead_attempt``, ``enqueued_at``, ``finished_at``.
   Dead letters are rows in state ``dead``. Indexes: ``<table>_due_idx`` on ``(queue,
-  available_at)`` for ready and leased rows (the claim), ``<table>_dead_idx`` and
-  ``<table>_done_idx``. If the table disappears, the next call creates it again. A
-  table of that name that is not a jobs table (a lock provider's, say) raises
-  `ConflictError` naming it before anything is created (P8).
+  available_at)`` for ready and leased rows (the claim), ``<table>_dead_idx``,
+  ``<table>_done_idx``, ``<table>_cancelled_idx``. If the table disappears, the next
+  call creates it again. A table of that name that is not a jobs table (a lock
+  provider's, say) raises `ConflictError` naming it before anything is created (P8).
 - PJ2 ``available_at`` is the instant a row may next be claimed: ``run_at`` (or the
   enqueue instant) for a new job, ``clock_timestamp() + retry_in`` for a retry, and for
   a leased row its ``leased_until``. So one index and one condition, ``state IN
@@ -468,15 +469,13 @@ class PostgresJobs(ClosesOnExit):
         self._counters.redriven += moved
         return moved
 
-    # -- JobControl (PJ8) ---------------------------------------------------------------
-
     async def job_state(self, idempotency_key: str) -> JobState:
-        """The state of the job holding `idempotency_key` (JC2, PJ8): one SELECT."""
+        """`JobControl`: the state of the job holding `idempotency_key` (JC2, PJ8)."""
         return await self._control.job_state(check_key(idempotency_key))
 
     async def cancel(self, idempotency_key: str) -> bool:
-        """Cancel the queued or running job holding `idempotency_key` (JC3, PJ8); True
-        when there was one. One statement: a cancelled call happened wholly or not at all."""
+        """`JobControl`: cancel the job holding `idempotency_key` (JC3, PJ8); wholly or
+        not at all (one statement)."""
         return await self._control.cancel(check_key(idempotency_key))
 
     # -- extras -----------------------------------------------------------------------
