@@ -31,6 +31,14 @@ async def test_postgres_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.Mo
         return await real(self, jobs)
 
     monkeypatch.setattr(PostgresJobs, "enqueue_many", counted)
+    cancels: list[str] = []
+    real_cancel = PostgresJobs.cancel
+
+    async def counted_cancel(self: PostgresJobs, idempotency_key: str) -> bool:
+        cancels.append(idempotency_key)
+        return await real_cancel(self, idempotency_key)
+
+    monkeypatch.setattr(PostgresJobs, "cancel", counted_cancel)
 
     @asynccontextmanager
     async def make() -> AsyncIterator[PostgresJobs]:
@@ -40,6 +48,7 @@ async def test_postgres_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.Mo
     await check_jobs_runtime(make, read_back=_read_back, concurrency=20)
     assert 0 in batches  # the empty batch, among others
     assert len(batches) >= 5
+    assert len(cancels) >= 10  # the JobControl checks ran too (rule JS6)
 
 
 class _ForgetsKeys:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 
 from trio_sched.jobs import BatchJobsRuntime, Job, MemoryJobs
 from trio_sched.jobs.redis import RedisJobs
@@ -36,6 +37,14 @@ async def test_redis_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.Monke
         return await real(self, jobs)
 
     monkeypatch.setattr(RedisJobs, "enqueue_many", counted)
+    cancels: list[str] = []
+    real_cancel = RedisJobs.cancel
+
+    async def counted_cancel(self: RedisJobs, idempotency_key: str) -> bool:
+        cancels.append(idempotency_key)
+        return await real_cancel(self, idempotency_key)
+
+    monkeypatch.setattr(RedisJobs, "cancel", counted_cancel)
 
     @asynccontextmanager
     async def make() -> AsyncIterator[RedisJobs]:
@@ -45,9 +54,10 @@ async def test_redis_jobs_conform(make_jobs: MakeJobs, monkeypatch: pytest.Monke
     await check_jobs_runtime(make, read_back=_read_back_redis, concurrency=20)
     assert 0 in batches  # the empty batch, among others
     assert len(batches) >= 5
+    assert len(cancels) >= 10  # the JobControl checks ran too (rule JS6)
 
 
-async def test_memory_jobs_conform() -> None:
+async def test_memory_jobs_conform(autojump_clock: trio.testing.MockClock) -> None:
     await check_jobs_runtime(MemoryJobs, read_back=_read_back_memory)
 
 

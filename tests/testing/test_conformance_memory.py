@@ -135,7 +135,9 @@ async def _read_back(jobs: MemoryJobs, job_id: str) -> Job | None:
     return next((job for job in jobs.enqueued if job.id == job_id), None)
 
 
-async def test_jobs_suite_memory_running(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_jobs_suite_memory_running(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
     # MemoryJobs has enqueue_many, so the suite must run its batch checks (rule JS5).
     assert isinstance(MemoryJobs(), BatchJobsRuntime)
     batches: list[int] = []
@@ -169,7 +171,7 @@ async def test_jobs_suite_memory_with_subscriber(autojump_clock: trio.testing.Mo
     assert handled  # the jobs the suite enqueued really reached a handler
 
 
-async def test_jobs_suite_memory_not_entered() -> None:
+async def test_jobs_suite_memory_not_entered(autojump_clock: trio.testing.MockClock) -> None:
     # Rule J1: a MemoryJobs that was never entered buffers and records.
     @asynccontextmanager
     async def make() -> AsyncIterator[MemoryJobs]:

@@ -11,6 +11,8 @@ from trio_sched.jobs._consumable import ConsumableJobs as ConsumableJobs
 from trio_sched.jobs._consumable import DeadLetter as DeadLetter
 from trio_sched.jobs._consumable import Delivery as Delivery
 from trio_sched.jobs._consumable import FailOutcome as FailOutcome
+from trio_sched.jobs._control import JobControl as JobControl
+from trio_sched.jobs._control import JobState as JobState
 from trio_sched.jobs._job import BatchJobsRuntime as BatchJobsRuntime
 from trio_sched.jobs._job import Job as Job
 from trio_sched.jobs._job import JobsRuntime as JobsRuntime
@@ -33,7 +35,9 @@ __all__ = [
     "FailOutcome",
     "Job",
     "JobContext",
+    "JobControl",
     "JobHandler",
+    "JobState",
     "JobsRuntime",
     "MemoryJobs",
     "MemoryJobsStatistics",

@@ -29,7 +29,9 @@ from typing import final
 import trio
 
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
+from trio_sched.jobs._control import JobState
 from trio_sched.jobs._job import Job
+from trio_sched.jobs._memory_control import Track, Tracks
 from trio_sched.jobs._memory_stats import Tally
 
 __all__ = ["LeasedQueues"]
@@ -41,6 +43,7 @@ class _Item:
 
     job: Job
     tries: int = 0
+    track: Track | None = None  # while its key is remembered (J11)
 
 
 @dataclass(slots=True)
@@ -58,6 +61,7 @@ class LeasedQueues:
         self,
         tally: Tally,
         notify: Callable[[], None],
+        tracks: Tracks,
         *,
         visibility_timeout: float,
         max_attempts: int,
@@ -72,6 +76,7 @@ class LeasedQueues:
         self._sequence = itertools.count()
         self._tally = tally
         self._notify = notify
+        self._tracks = tracks
 
     def take(
         self, queues: Sequence[str], parked: dict[str, deque[Job]], *, max_jobs: int, now: float
@@ -93,6 +98,7 @@ class LeasedQueues:
         if lease is None:
             return False
         self._tally.queue(delivery.job.queue).completed += 1
+        _end(lease.item, JobState.DONE)
         return True
 
     def fail(self, delivery: Delivery, *, error: str, retry_in: float | None) -> FailOutcome:
@@ -115,6 +121,7 @@ class LeasedQueues:
             failed_at=datetime.now(UTC),
         )
         letters[letter.id] = (letter, lease.item.job)
+        _end(lease.item, JobState.DEAD)
         return "dead_lettered"
 
     def extend(self, delivery: Delivery) -> bool:
@@ -130,6 +137,29 @@ class LeasedQueues:
             lease.item.tries -= 1
             self._push(lease.item, trio.current_time())
 
+    def cancel(self, track: Track) -> bool:
+        """Remove the job of `track` from its lease (revoked: the holder's calls are
+        stale from now on, and nothing is redelivered) or its due heap (JC3); False
+        when it is in neither (still parked, or not on a worker queue)."""
+        receipt = track.receipt
+        lease = None if receipt is None else self._leases.get(receipt)
+        if receipt is not None and lease is not None and lease.item.track is track:
+            del self._leases[receipt]
+            self._tally.queue(track.queue).in_flight -= 1
+            _end(lease.item, JobState.CANCELLED)
+            return True
+        heap = self._waiting.get(track.queue, [])
+        for index, (_, _, item) in enumerate(heap):
+            if item.track is track:
+                heap[index] = heap[-1]
+                heap.pop()
+                heapq.heapify(heap)
+                self._tally.queue(track.queue).pending -= 1
+                self._tally.pending -= 1
+                _end(item, JobState.CANCELLED)
+                return True
+        return False
+
     def dead_letters(self, queue: str, *, limit: int) -> list[DeadLetter]:
         letters = self._dead.get(queue, {})
         return [letter for letter, _ in itertools.islice(letters.values(), limit)]
@@ -140,7 +170,7 @@ class LeasedQueues:
         now = trio.current_time()
         for letter_id in chosen:
             _, job = letters.pop(letter_id)
-            self._push(_Item(job), now)
+            self._push(_Item(job, track=self._tracks.of(job)), now)
         return len(chosen)
 
     def next_wake(self, queues: Sequence[str]) -> float:
@@ -174,12 +204,15 @@ class LeasedQueues:
         heap = self._waiting.setdefault(queue, [])
         for job in jobs:
             delay = 0.0 if job.run_at is None else (job.run_at - wall).total_seconds()
-            heapq.heappush(heap, (now + max(0.0, delay), next(self._sequence), _Item(job)))
+            item = _Item(job, track=self._tracks.of(job))
+            heapq.heappush(heap, (now + max(0.0, delay), next(self._sequence), item))
 
     def _lease(self, item: _Item, now: float) -> Delivery:
         item.tries += 1
         receipt = f"{next(self._sequence)}"
-        self._leases[receipt] = _Lease(item, now + self.visibility_timeout)
+        lease = self._leases[receipt] = _Lease(item, now + self.visibility_timeout)
+        if item.track is not None:
+            item.track.leased(receipt, lease)
         counters = self._tally.queue(item.job.queue)
         counters.pending -= 1
         counters.delivered += 1
@@ -198,6 +231,8 @@ class LeasedQueues:
         """Put `item` (back) on its worker queue, due at `due` (Trio clock)."""
         heap = self._waiting.setdefault(item.job.queue, [])
         heapq.heappush(heap, (due, next(self._sequence), item))
+        if item.track is not None:
+            item.track.queued()
         self._tally.queue(item.job.queue).pending += 1
         self._tally.pending += 1
         self._notify()
@@ -208,3 +243,8 @@ class LeasedQueues:
             lease = self._leases.pop(receipt)
             self._tally.queue(lease.item.job.queue).in_flight -= 1
             self._push(lease.item, now)
+
+
+def _end(item: _Item, state: JobState) -> None:
+    if item.track is not None:
+        item.track.ended(state)

@@ -20,7 +20,7 @@ class QueueStatistics:
     `handler_errors` (or is cancelled at close). `pending` are accepted jobs not yet
     handed over (buffered). On worker queues (J8) `delivered` counts claims, a failure
     reported by a worker counts in `handler_errors` and then in `retried` or
-    `dead_lettered`.
+    `dead_lettered`. `cancelled` counts jobs cancelled through ``cancel`` (J11).
     """
 
     enqueued: int
@@ -33,6 +33,7 @@ class QueueStatistics:
     subscribed: bool
     retried: int = 0
     dead_lettered: int = 0
+    cancelled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class MemoryJobsStatistics:
     queues: Mapping[str, QueueStatistics]
     retried: int = 0
     dead_lettered: int = 0
+    cancelled: int = 0
 
 
 @final
@@ -69,6 +71,7 @@ class QueueCounters:
     pending: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    cancelled: int = 0
 
 
 @final
@@ -108,6 +111,7 @@ class Tally:
                 subscribed=name in subscribed,
                 retried=c.retried,
                 dead_lettered=c.dead_lettered,
+                cancelled=c.cancelled,
             )
             for name, c in self.counters.items()
         }
@@ -127,4 +131,5 @@ class Tally:
             queues=MappingProxyType(queues),
             retried=sum(q.retried for q in values),
             dead_lettered=sum(q.dead_lettered for q in values),
+            cancelled=sum(q.cancelled for q in values),
         )

@@ -29,11 +29,22 @@ class JobsSql:
     """The runtime's statements, with its table names quoted as identifiers (P6)."""
 
     def __init__(self, table: TableName) -> None:
-        ids = {
+        # Imported here, not at the top: the first psycopg import goes through
+        # _postgres_common, which is loaded by now.
+        from psycopg import sql
+
+        parts = [table.name] if table.schema is None else [table.schema, table.name]
+        ids: dict[str, sql.Composable] = {
             "jobs": table.identifier(),
             "due_idx": table.local_identifier("_due_idx"),
             "dead_idx": table.local_identifier("_dead_idx"),
             "done_idx": table.local_identifier("_done_idx"),
+            "cancelled_idx": table.local_identifier("_cancelled_idx"),
+            # The table's name as text for to_regclass (PJ8's upgrade): its parts as
+            # literals, quoted as identifiers by the server so the case survives.
+            "jobs_name": sql.SQL(" || '.' || ").join(
+                sql.SQL("quote_ident({})").format(sql.Literal(part)) for part in parts
+            ),
         }
         # The lock provider's key: one for every trio-sched schema creation (PJ1).
         self.advisory_key = advisory_key("trio_sched", "schema")
@@ -54,7 +65,7 @@ class JobsSql:
                 " attempt integer NOT NULL,"
                 " tries integer NOT NULL DEFAULT 0,"
                 " state text NOT NULL DEFAULT 'ready'"
-                " CHECK (state IN ('ready', 'leased', 'dead', 'done')),"
+                " CHECK (state IN ('ready', 'leased', 'dead', 'done', 'cancelled')),"
                 " lease_token text,"
                 " leased_until timestamptz,"
                 " available_at timestamptz NOT NULL,"
@@ -78,6 +89,27 @@ class JobsSql:
             query(
                 "CREATE INDEX IF NOT EXISTS {done_idx} ON {jobs} (finished_at)"
                 " WHERE state = 'done'",
+                **ids,
+            ),
+            # PJ8: the upgrade of an earlier jobs table, whose state check lacks
+            # 'cancelled' (only then: the ALTER TABLE locks the table exclusively). Sent
+            # without parameters, so its % signs are SQL's own.
+            query(
+                "DO $$DECLARE jobs regclass := to_regclass({jobs_name}); old name;"
+                " BEGIN"
+                " SELECT conname INTO old FROM pg_constraint WHERE conrelid = jobs"
+                " AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%state%'"
+                " AND pg_get_constraintdef(oid) NOT LIKE '%cancelled%' LIMIT 1;"
+                " IF old IS NULL THEN RETURN; END IF;"
+                " EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I"
+                " CHECK (state IN (''ready'', ''leased'', ''dead'', ''done'', ''cancelled''))"
+                " NOT VALID', jobs, old, old);"
+                " END$$",
+                **ids,
+            ),
+            query(
+                "CREATE INDEX IF NOT EXISTS {cancelled_idx} ON {jobs} (finished_at)"
+                " WHERE state = 'cancelled'",
                 **ids,
             ),
         ]
@@ -270,12 +302,33 @@ class JobsSql:
             " FROM {jobs} WHERE queue = %(queue)s",
             **ids,
         )
-        # PJ3: walks the done index, skips rows another session has locked.
+        # PJ3, PJ8: walks the done and cancelled indexes (up to `limit` rows of each),
+        # skips rows another session has locked.
         self.cleanup = query(
-            "DELETE FROM {jobs} AS j USING ("
+            "WITH done AS ("
             " SELECT id FROM {jobs} WHERE state = 'done'"
             " AND finished_at < clock_timestamp() - %(keep)s * interval '1 second'"
             " ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
-            ") AS old WHERE j.id = old.id AND j.state = 'done'",
+            "), cancelled AS ("
+            " SELECT id FROM {jobs} WHERE state = 'cancelled'"
+            " AND finished_at < clock_timestamp() - %(keep)s * interval '1 second'"
+            " ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+            ")"
+            " DELETE FROM {jobs} AS j USING ("
+            " SELECT id FROM done UNION ALL SELECT id FROM cancelled"
+            ") AS old WHERE j.id = old.id AND j.state IN ('done', 'cancelled')",
+            **ids,
+        )
+        # PJ8: the state of the row holding a key, and whether its lease still runs.
+        self.job_state = query(
+            "SELECT state, leased_until > clock_timestamp() FROM {jobs}"
+            " WHERE idempotency_key = %(key)s",
+            **ids,
+        )
+        # PJ8: a ready or leased row (its lease, if any, revoked by the cleared token).
+        self.cancel = query(
+            "UPDATE {jobs} SET state = 'cancelled', payload = ''::bytea, lease_token = NULL,"
+            " leased_until = NULL, finished_at = clock_timestamp()"
+            " WHERE idempotency_key = %(key)s AND state IN ('ready', 'leased')",
             **ids,
         )

@@ -10,7 +10,10 @@ Rules:
   the same occurrence is still refused). ``fail`` retries by re-adding the job to the
   stream (due now) or to ``delayed``, or dead-letters it (the job leaves ``data``).
   ``release`` re-adds it at once and un-counts the try. ``extend`` resets the entry's
-  idle time with ``XCLAIM ... JUSTID`` only while this consumer still owns it.
+  idle time with ``XCLAIM ... JUSTID`` only while this consumer still owns it. All
+  four find a lease stale whose job left ``data`` (cancelled, RJ8) and drop its entry. A job
+  that completes or is dead-lettered leaves ``leases`` and, when it has an idempotency
+  key, its end is remembered in ``ended:{key}`` (RJ8).
 - RJ5 ``redrive`` moves dead letters back to the stream with their enqueued attempt and
   fresh tries; a dead letter whose job id is stored again meanwhile stays put.
 """
@@ -27,15 +30,15 @@ import trio
 from trio_sched._redis_driver import RedisDriver, RedisScript
 from trio_sched.jobs import _redis_lua as lua
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
-from trio_sched.jobs._job import with_attempt
+from trio_sched.jobs._job import Job, with_attempt
 from trio_sched.jobs._redis_codec import as_fields, as_int, as_pairs, as_str, decode_job
 from trio_sched.jobs._redis_counters import Counters
 from trio_sched.jobs._redis_keys import JobKeys
 
 # KEYS, ARGV and replies in `_redis_lua`. RELEASE is also the undo of an abandoned
 # claim (`_redis_claim`).
-COMPLETE: Final = RedisScript(lua.COMPLETE)
-FAIL: Final = RedisScript(lua.NOW + lua.FAIL)
+COMPLETE: Final = RedisScript(lua.ENDED + lua.COMPLETE)
+FAIL: Final = RedisScript(lua.NOW + lua.ENDED + lua.FAIL)
 RELEASE: Final = RedisScript(lua.RELEASE)
 EXTEND: Final = RedisScript(lua.EXTEND)
 REDRIVE: Final = RedisScript(lua.REDRIVE)
@@ -78,13 +81,17 @@ class Acks:
     async def complete(self, delivery: Delivery) -> bool:
         job = delivery.job
 
+        keys = [
+            self._keys.stream(job.queue),
+            self._keys.data,
+            self._keys.tries,
+            self._keys.leases,
+            *self._keys.job_keys(job.idempotency_key),
+        ]
+        args = [self._group, delivery.receipt, job.id, _has_key(job)]
+
         def run(client: redis.Redis) -> object:
-            return COMPLETE.run(
-                self._driver,
-                client,
-                [self._keys.stream(job.queue), self._keys.data, self._keys.tries],
-                [self._group, delivery.receipt, job.id],
-            )
+            return COMPLETE.run(self._driver, client, keys, args)
 
         if as_int(await self._driver.call(run)) == 0:
             self._counters.stale += 1
@@ -102,6 +109,8 @@ class Acks:
             self._keys.tries,
             self._keys.delayed(job.queue),
             self._keys.dead(job.queue),
+            self._keys.leases,
+            *self._keys.job_keys(job.idempotency_key),
         ]
         args = [
             self._group,
@@ -112,6 +121,7 @@ class Acks:
             error,
             str(job.attempt),
             str(self._dead_letter_maxlen),
+            _has_key(job),
         ]
 
         def run(client: redis.Redis) -> object:
@@ -128,11 +138,11 @@ class Acks:
         return "dead_lettered"
 
     async def extend(self, delivery: Delivery) -> bool:
-        stream = self._keys.stream(delivery.job.queue)
-        args = [self._group, self._consumer, delivery.receipt]
+        keys = [self._keys.stream(delivery.job.queue), self._keys.data]
+        args = [self._group, self._consumer, delivery.receipt, delivery.job.id]
 
         def run(client: redis.Redis) -> object:
-            return EXTEND.run(self._driver, client, [stream], args)
+            return EXTEND.run(self._driver, client, keys, args)
 
         if as_int(await self._driver.call(run)) == 0:
             self._counters.leases_lost += 1
@@ -190,3 +200,8 @@ class Acks:
         moved = as_int(await self._driver.call(run))
         self._counters.redriven += moved
         return moved
+
+
+def _has_key(job: Job) -> str:
+    """ARGV "has key" of COMPLETE and FAIL: whether to remember the end (RJ8)."""
+    return "0" if job.idempotency_key is None else "1"

@@ -87,6 +87,7 @@ class Claims:
         keys = [self._keys.data, self._keys.tries, self._keys.epoch]
         for name in names:
             keys += (self._keys.stream(name), self._keys.delayed(name))
+        keys.append(self._keys.leases)
         min_idle = str(max(1, round(self._visibility_timeout * 1000)))
         knew, creator = epoch
         args = [
@@ -122,7 +123,7 @@ class Claims:
             block = min(block, next_due / 1000)
         block_ms = max(1, round(block * 1000))
         group, consumer = self._group, self._consumer
-        data, tries = self._keys.data, self._keys.tries
+        data, tries, leases = self._keys.data, self._keys.tries, self._keys.leases
         read = Taken()
 
         def run_block(client: redis.Redis) -> object:
@@ -151,7 +152,9 @@ class Claims:
                 triples += (str(streams.index(stream) + 1), entry, job_id)
             if not triples:
                 return []
-            accepted = ACCEPT.run(self._driver, client, [data, tries, *streams], [group, *triples])
+            accepted = ACCEPT.run(
+                self._driver, client, [data, tries, *streams, leases], [group, *triples]
+            )
             read.entries = [(s, e, j, True) for s, e, j, _ in read.entries]
             return accepted
 

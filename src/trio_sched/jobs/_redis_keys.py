@@ -6,7 +6,10 @@ Rules:
   ``dedupe:{idempotency key}`` (string: the job id, expiring after
   ``dedupe_retention``), and per queue ``q:{queue}`` (stream of job ids, one consumer
   group ``group``), ``delayed:{queue}`` (sorted set: job id by due time in epoch ms) and
-  ``dead:{queue}`` (stream of dead letters, capped near ``dead_letter_maxlen``). Like the
+  ``dead:{queue}`` (stream of dead letters, capped near ``dead_letter_maxlen``). For
+  `JobControl` (RJ8): ``leases`` (hash: job id -> the stream entry of its latest
+  delivery) and ``ended:{idempotency key}`` (string: ``done``, ``dead`` or
+  ``cancelled``, expiring with the dedupe key). Like the
   lock provider, scripts touch several keys: Redis Cluster is not supported.
 """
 
@@ -22,13 +25,14 @@ class JobKeys:
     """The key names under one prefix (RJ1), plus ``epoch``: the sentinel of RJ7. A
     queue name that is not a non-empty str raises `InvalidArgumentError`."""
 
-    __slots__ = ("base", "data", "epoch", "tries")
+    __slots__ = ("base", "data", "epoch", "leases", "tries")
 
     def __init__(self, prefix: str) -> None:
         self.base = f"{prefix}:jobs:"
         self.data = self.base + "data"
         self.tries = self.base + "tries"
         self.epoch = self.base + "epoch"
+        self.leases = self.base + "leases"
 
     def stream(self, queue: str) -> str:
         return f"{self.base}q:{_check_queue(queue)}"
@@ -41,6 +45,16 @@ class JobKeys:
 
     def dedupe(self, key: str) -> str:
         return self.base + f"dedupe:{key}"
+
+    def ended(self, key: str) -> str:
+        return self.base + f"ended:{key}"
+
+    def job_keys(self, key: str | None) -> list[str]:
+        """The dedupe and ended keys of a job's idempotency `key` (RJ8), or two keys
+        that are never written when it has none."""
+        if key is None:
+            return [self.data, self.data]
+        return [self.dedupe(key), self.ended(key)]
 
 
 def _check_queue(queue: object) -> str:

@@ -4,8 +4,9 @@
 
 Plain text, no driver: each constant is one script's body, the comment above it names
 its KEYS, ARGV and reply. The module that runs a script wraps it in a `RedisScript`,
-after the helpers its body calls: `NOW` (``now_ms``), `TAKE` (``take``) and the epoch
-check of `trio_sched._redis_common` (``epoch_check``, R8).
+after the helpers its body calls: `NOW` (``now_ms``), `TAKE` (``take``), `ENDED`
+(``mark_ended``) and the epoch check of `trio_sched._redis_common` (``epoch_check``, R8).
+The scripts of `JobControl` (RJ8) are in `trio_sched.jobs._redis_control`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ return reply(1)
 """
 
 # Delivering one entry: shared by the claim and accept scripts. An entry whose job is
-# gone (finished through another delivery, redriven under a new entry) is dropped.
+# gone (finished through another delivery, redriven under a new entry, cancelled) is
+# dropped. The last key of both scripts is ``leases``: the delivered entry of each job
+# (RJ8).
 TAKE: Final = """
 local function take(out, qi, stream, entry, job_id)
   local body = redis.call('HGET', KEYS[1], job_id)
@@ -65,12 +68,13 @@ local function take(out, qi, stream, entry, job_id)
     return false
   end
   local tries = redis.call('HINCRBY', KEYS[2], job_id, 1)
+  redis.call('HSET', KEYS[#KEYS], job_id, entry)
   out[#out + 1] = {qi, entry, body, tries}
   return true
 end
 """
 
-# KEYS: data, tries, epoch sentinel, then stream and delayed of each queue.
+# KEYS: data, tries, epoch sentinel, then stream and delayed of each queue, then leases.
 # ARGV: group, consumer, max jobs, min idle ms (visibility timeout), promote limit, the
 # epoch the client remembers, its creator id (R8).
 # Reply: {0, epoch, ms until the next delayed job is due or -1, {jobs pending per queue
@@ -87,7 +91,7 @@ local out = {}
 local pending = {}
 local remaining = tonumber(ARGV[3])
 local next_due = -1
-for qi = 1, (#KEYS - 3) / 2 do
+for qi = 1, (#KEYS - 4) / 2 do
   local stream, delayed = KEYS[2 + 2 * qi], KEYS[3 + 2 * qi]
   redis.pcall('XGROUP', 'CREATE', stream, ARGV[1], '0', 'MKSTREAM')
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, ARGV[5])
@@ -127,7 +131,7 @@ table.insert(out, 1, 0)
 return out
 """
 
-# KEYS: data, tries, then the stream of each queue. ARGV: group, then triples of
+# KEYS: data, tries, then the stream of each queue, then leases. ARGV: group, then triples of
 # (queue index, entry, job id) read by a blocking XREADGROUP. Reply as CLAIM's items.
 ACCEPT: Final = """
 local out = {}
@@ -138,20 +142,56 @@ end
 return out
 """
 
-# KEYS: stream, data, tries. ARGV: group, entry, job id. Reply: 1 done, 0 stale.
+# Lua helper of RJ8: remember how the job `job_id` holding the dedupe key `dedupe`
+# ended ('done', 'dead', 'cancelled') in `ended`, for as long as the dedupe key lives.
+ENDED: Final = """
+local function mark_ended(dedupe, ended, job_id, state)
+  if redis.call('GET', dedupe) ~= job_id then
+    return
+  end
+  local ttl = redis.call('PTTL', dedupe)
+  if ttl > 0 then
+    redis.call('SET', ended, state, 'PX', ttl)
+  elseif ttl == -1 then
+    redis.call('SET', ended, state)
+  end
+end
+"""
+
+# KEYS: stream, data, tries, leases, dedupe key and ended key (any keys when the job has
+# no idempotency key). ARGV: group, entry, job id, has key (0/1). Reply: 1 done, 0 stale.
 COMPLETE: Final = """
+-- A job gone from data (cancelled, RJ8) has no live lease: drop its entry.
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[2])
+  end
+  return 0
+end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('HDEL', KEYS[4], ARGV[3])
+if ARGV[4] == '1' then
+  mark_ended(KEYS[5], KEYS[6], ARGV[3], 'done')
+end
 return 1
 """
 
-# KEYS: stream, data, tries, delayed, dead. ARGV: group, entry, job id, 'retry'|'dead',
-# retry delay ms, error, attempt, dead-letter maxlen. Reply: 0 stale, 1 retried, 2 dead.
+# KEYS: stream, data, tries, delayed, dead, leases, dedupe key and ended key (as for
+# COMPLETE). ARGV: group, entry, job id, 'retry'|'dead', retry delay ms, error, attempt,
+# dead-letter maxlen, has key (0/1). Reply: 0 stale, 1 retried, 2 dead.
 FAIL: Final = """
+-- A job gone from data (cancelled, RJ8) has no live lease: drop its entry.
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[2])
+  end
+  return 0
+end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
@@ -169,6 +209,10 @@ end
 local body = redis.call('HGET', KEYS[2], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('HDEL', KEYS[6], ARGV[3])
+if ARGV[9] == '1' then
+  mark_ended(KEYS[7], KEYS[8], ARGV[3], 'dead')
+end
 if body then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[3], 'job', body,
              'attempt', ARGV[7], 'error', ARGV[6], 'at', now)
@@ -192,10 +236,15 @@ end
 return 1
 """
 
-# KEYS: stream. ARGV: group, consumer, entry. Reply: 1 extended, 0 lost.
+# KEYS: stream, data. ARGV: group, consumer, entry, job id. Reply: 1 extended, 0 lost.
 EXTEND: Final = """
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then
+  return 0
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[4]) == 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('XDEL', KEYS[1], ARGV[3])
   return 0
 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')

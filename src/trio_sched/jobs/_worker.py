@@ -31,7 +31,7 @@ The worker, rules WK1-WK7:
 - WK3 While a handler runs, its lease is extended every ``visibility_timeout / 3``
   seconds, by one keeper task for all running handlers (not a task per job). When an
   extension reports the lease lost, the handler is cancelled (the job belongs to another
-  delivery now) and the job is not acknowledged.
+  delivery now, or was cancelled: JC3) and the job is not acknowledged.
 - WK4 Per-job context: the handler gets the `Job` (``attempt``, ``headers``,
   ``tenant_id``); `current_job()` returns the running job's `JobContext` from a
   context variable, for code deeper in the call stack.
@@ -371,7 +371,7 @@ class Worker:
         if not finished:
             if running.lost:
                 self._counts["lease_lost"] += 1
-                logger.warning("lease of job %r lost: another delivery owns it", job.id)
+                logger.warning("lease of job %r lost: taken over, or cancelled", job.id)
             else:  # cancelled by the shutdown (WK5)
                 await self._release(delivery)
             return

@@ -35,6 +35,8 @@ Rules:
   nursery and ``max_concurrency`` does not apply to them.
 - J9 Worker queues (delays, leases, retries, dead letters, what close drops): rule J9 in
   `trio_sched.jobs._memory_leases`, which holds them.
+- J11 Job state and cancellation (`JobControl`, rules JC1-JC5 of
+  `trio_sched.jobs._control`): rule J11 in `trio_sched.jobs._memory_control`.
 - J10 A queue nothing consumes is reported: when jobs for a queue with neither a
   ``subscribe`` handler nor a worker claiming from it are still waiting
   ``unserved_warning`` seconds (default 5) after the first of them was accepted by a
@@ -47,7 +49,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -62,7 +64,9 @@ from trio_sched._errors import (
     RetryableError,
 )
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
+from trio_sched.jobs._control import JobState, check_key
 from trio_sched.jobs._job import Job, check_jobs
+from trio_sched.jobs._memory_control import Track, Tracks, unbuffer
 from trio_sched.jobs._memory_leases import LeasedQueues
 from trio_sched.jobs._memory_stats import MemoryJobsStatistics, QueueStatistics, Tally
 from trio_sched.jobs._worker_types import JobHandler
@@ -133,10 +137,9 @@ class MemoryJobs:
         self._handler_nursery: trio.Nursery | None = None
         self._max_concurrency = max_concurrency
         self._limiter = trio.CapacityLimiter(max_concurrency)
-        self._dedupe_window = dedupe_window
         self._max_pending = max_pending
         self._drain_timeout = drain_timeout
-        self._seen: OrderedDict[str, str] = OrderedDict()  # idempotency key -> job id
+        self._tracks = Tracks(dedupe_window)  # remembered keys and their jobs (J3, J11)
         self._history: deque[Job] = deque(maxlen=history)
         self._handlers: dict[str, JobHandler] = {}
         self._ready: deque[Job] = deque()  # queue has a handler: waits for a slot
@@ -147,6 +150,7 @@ class MemoryJobs:
         self._leased = LeasedQueues(
             self._tally,
             self._notify,
+            self._tracks,
             visibility_timeout=float(visibility_timeout),
             max_attempts=max_attempts,
         )
@@ -266,17 +270,14 @@ class MemoryJobs:
         """Decide one job (J2-J4); the caller notifies consumers."""
         counters = self._tally.queue(job.queue)
         key = job.idempotency_key
-        if key is not None and key in self._seen:
+        holder = None if key is None else self._tracks.holder(key)
+        if holder is not None:
             counters.duplicates += 1
-            return ConflictError(
-                f"duplicate idempotency key {key!r}: job {self._seen[key]!r} has it"
-            )
+            return ConflictError(f"duplicate idempotency key {key!r}: job {holder!r} has it")
         if self._tally.pending >= self._max_pending:
             return RetryableError(f"MemoryJobs buffer is full ({self._max_pending} jobs pending)")
         if key is not None:
-            self._seen[key] = job.id
-            if len(self._seen) > self._dedupe_window:
-                self._seen.popitem(last=False)
+            self._tracks.remember(job)
         self._history.append(job)
         counters.enqueued += 1
         counters.pending += 1
@@ -395,6 +396,39 @@ class MemoryJobs:
         self._check_open()
         return self._leased.redrive(queue, ids)
 
+    # -- JobControl (rules JC1-JC5, J11) ---------------------------------------------
+
+    async def job_state(self, idempotency_key: str) -> JobState:
+        """What became of the job holding `idempotency_key` (JC2, J11). A checkpoint;
+        changes nothing."""
+        check_key(idempotency_key)
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        track = self._tracks.get(idempotency_key)
+        return JobState.UNKNOWN if track is None else track.now(trio.current_time())
+
+    async def cancel(self, idempotency_key: str) -> bool:
+        """Cancel the queued or running job holding `idempotency_key` (JC3, J11); True
+        when there was one. A checkpoint; atomic after it (a cancelled call cancelled
+        nothing)."""
+        check_key(idempotency_key)
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        track = self._tracks.get(idempotency_key)
+        if track is None or track.state not in (JobState.QUEUED, JobState.RUNNING):
+            return False
+        scope = track.scope
+        if not self._leased.cancel(track) and not unbuffer(
+            self._parked, self._ready, self._tally, idempotency_key, track
+        ):
+            if scope is None:  # pragma: no cover - every live track is somewhere
+                return False
+            scope.cancel()  # a push handler runs it: it ends as cancelled
+        track.ended(JobState.CANCELLED)
+        self._tally.queue(track.queue).cancelled += 1
+        self._notify()
+        return True
+
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("MemoryJobs is closed")
@@ -418,18 +452,34 @@ class MemoryJobs:
             counters.delivered += 1
             counters.in_flight += 1
             self._tally.pending -= 1
-            handlers.start_soon(self._run_handler, job, self._handlers[job.queue], borrower)
+            scope = trio.CancelScope()  # cancel() of a running push job (J11)
+            track = self._tracks.of(job)
+            if track is not None:
+                track.handed(scope)
+            handler = self._handlers[job.queue]
+            handlers.start_soon(self._run_handler, job, handler, borrower, scope, track)
 
-    async def _run_handler(self, job: Job, handler: JobHandler, borrower: object) -> None:
+    async def _run_handler(
+        self,
+        job: Job,
+        handler: JobHandler,
+        borrower: object,
+        scope: trio.CancelScope,
+        track: Track | None,
+    ) -> None:
         counters = self._tally.queue(job.queue)
         try:
-            await handler(job)
+            with scope:
+                await handler(job)
         except Exception:
             counters.handler_errors += 1
             logger.exception("handler for queue %r failed on job %r", job.queue, job.id)
         else:
-            counters.completed += 1
+            if not scope.cancelled_caught:
+                counters.completed += 1
         finally:
+            if track is not None:
+                track.ended(JobState.DONE)
             counters.in_flight -= 1
             self._limiter.release_on_behalf_of(borrower)
             self._notify()

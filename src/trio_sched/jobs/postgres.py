@@ -9,8 +9,9 @@ Importing this module imports psycopg 3; ``import trio_sched.jobs`` never does::
     async with jobs, open_worker(jobs, {"build_report": build_report}, queues=["default"]):
         ...
 
-It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
-`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) with the driver of
+It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many),
+`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) and `JobControl` (JC1-JC5
+of `trio_sched.jobs._control`, PJ8 in ``_postgres_control``) with the driver of
 `trio_sched._postgres_driver` (rules P1-P4: sync psycopg in worker threads, operation
 timeouts, error mapping) and the checks of `trio_sched._postgres_common` (rules P5-P8:
 DSN redaction, quoted table names, configuration and table shape checks).
@@ -21,7 +22,8 @@ beside it one part each: ``_postgres_sql`` (the schema and every statement),
 ``_postgres_table`` (the driver, the channel, the schema created on first use: PJ1),
 ``_postgres_enqueue`` (enqueue, enqueue_many, cleanup: PJ3), ``_postgres_listen`` (the
 LISTEN connection: PJ5), ``_postgres_rows`` (what Postgres can store of a job, and a row
-read back) and ``_postgres_stats`` (the counters and statistics records).
+read back), ``_postgres_stats`` (the counters and statistics records) and
+``_postgres_control`` (job state and cancellation: PJ8).
 
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
@@ -30,14 +32,15 @@ Rules:
   holding every job as enqueued (``id`` primary key, ``queue``, ``name``, ``payload
   bytea``, ``headers jsonb``, ``content_type``, ``tenant_id``, ``idempotency_key``
   UNIQUE and nullable, ``run_at``, ``created_at``, ``fencing_token``, ``attempt``) plus
-  its delivery state: ``state`` (``ready``, ``leased``, ``dead`` or ``done``), ``tries``
+  its delivery state: ``state`` (``ready``, ``leased``, ``dead``, ``done`` or
+  ``cancelled``: PJ8), ``tries``
   (deliveries so far), ``lease_token``, ``leased_until``, ``available_at``,
   ``last_error``, ``failed_at``, ``dead_attempt``, ``enqueued_at``, ``finished_at``.
   Dead letters are rows in state ``dead``. Indexes: ``<table>_due_idx`` on ``(queue,
-  available_at)`` for ready and leased rows (the claim), ``<table>_dead_idx`` and
-  ``<table>_done_idx``. If the table disappears, the next call creates it again. A
-  table of that name that is not a jobs table (a lock provider's, say) raises
-  `ConflictError` naming it before anything is created (P8).
+  available_at)`` for ready and leased rows (the claim), ``<table>_dead_idx``,
+  ``<table>_done_idx``, ``<table>_cancelled_idx``. If the table disappears, the next
+  call creates it again. A table of that name that is not a jobs table (a lock
+  provider's, say) raises `ConflictError` naming it before anything is created (P8).
 - PJ2 ``available_at`` is the instant a row may next be claimed: ``run_at`` (or the
   enqueue instant) for a new job, ``clock_timestamp() + retry_in`` for a retry, and for
   a leased row its ``leased_until``. So one index and one condition, ``state IN
@@ -118,7 +121,9 @@ from trio_sched._postgres_driver import (
     PostgresDriver,
 )
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
+from trio_sched.jobs._control import JobState, check_key
 from trio_sched.jobs._job import Job
+from trio_sched.jobs._postgres_control import Control
 from trio_sched.jobs._postgres_enqueue import Enqueuer
 from trio_sched.jobs._postgres_listen import Listener
 from trio_sched.jobs._postgres_rows import check_queue, job_from_row, utc
@@ -206,8 +211,8 @@ class PostgresJobsConfig:
 
 @final
 class PostgresJobs(ClosesOnExit):
-    """A `JobsRuntime`, `BatchJobsRuntime` and `ConsumableJobs` on one Postgres table
-    (rules PJ1-PJ7).
+    """A `JobsRuntime`, `BatchJobsRuntime`, `ConsumableJobs` and `JobControl` on one
+    Postgres table (rules PJ1-PJ8).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
     async context manager that closes the runtime on exit. A runtime belongs to the
@@ -227,6 +232,7 @@ class PostgresJobs(ClosesOnExit):
         self._sql = self._table.sql
         self._channel = self._table.channel
         self._listener = Listener(self._driver, self._channel)
+        self._control = Control(self._table)
         self._counters = Counters()
         self._enqueuer = Enqueuer(
             self._table,
@@ -462,6 +468,15 @@ class PostgresJobs(ClosesOnExit):
         moved = await self._table.call(run)
         self._counters.redriven += moved
         return moved
+
+    async def job_state(self, idempotency_key: str) -> JobState:
+        """`JobControl`: the state of the job holding `idempotency_key` (JC2, PJ8)."""
+        return await self._control.job_state(check_key(idempotency_key))
+
+    async def cancel(self, idempotency_key: str) -> bool:
+        """`JobControl`: cancel the job holding `idempotency_key` (JC3, PJ8); wholly or
+        not at all (one statement)."""
+        return await self._control.cancel(check_key(idempotency_key))
 
     # -- extras -----------------------------------------------------------------------
 

@@ -9,15 +9,17 @@ Importing this module imports redis-py; ``import trio_sched.jobs`` never does::
     async with jobs, open_worker(jobs, {"build_report": build_report}, queues=["default"]):
         ...
 
-It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many) and
-`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) with the driver of
+It implements `JobsRuntime` (enqueue), `BatchJobsRuntime` (enqueue_many),
+`ConsumableJobs` (rules W1-W9 of `trio_sched.jobs._consumable`) and `JobControl` (rules
+JC1-JC5 of `trio_sched.jobs._control`) with the driver of
 `trio_sched._redis_driver` (rules R1-R4, R7: sync redis-py in worker threads, operation
 timeouts, error mapping) and the checks of `trio_sched._redis_common` (rules R5-R6: URL
 redaction, configuration checks).
 
 Rules (RJ1, the keys, is in the header of `trio_sched.jobs._redis_keys`, RJ3, the claim,
 in that of `trio_sched.jobs._redis_claim`, RJ4 and RJ5, the ends of leases and the dead
-letters, in that of `trio_sched.jobs._redis_acks`; the scripts' text is in
+letters, in that of `trio_sched.jobs._redis_acks`, RJ8, job state and cancellation, in
+that of `trio_sched.jobs._redis_control`; the scripts' text is in
 `trio_sched.jobs._redis_lua`):
 - RJ2 Every state change is one Lua script, atomic on the server, with times on the
   server's clock (``TIME``). ``enqueue``: refuse a job id already stored, then ``SET NX
@@ -81,10 +83,12 @@ from trio_sched._redis_driver import DriverStatistics, RedisDriver, RedisScript
 from trio_sched._redis_epoch import EPOCH_LUA, Detection, EpochWatch
 from trio_sched.jobs import _redis_lua as lua
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
+from trio_sched.jobs._control import JobState, check_key
 from trio_sched.jobs._job import Job, check_jobs
 from trio_sched.jobs._redis_acks import Acks
 from trio_sched.jobs._redis_claim import Claims, deliveries_of
 from trio_sched.jobs._redis_codec import as_int, as_list, as_str, decode_job, encode_job
+from trio_sched.jobs._redis_control import Control
 from trio_sched.jobs._redis_counters import Counters
 from trio_sched.jobs._redis_keys import JobKeys
 
@@ -207,8 +211,8 @@ class RedisQueueStatistics:
 
 @final
 class RedisJobs(ClosesOnExit):
-    """A `JobsRuntime`, `BatchJobsRuntime` and `ConsumableJobs` on Redis Streams (rules
-    RJ1-RJ6).
+    """A `JobsRuntime`, `BatchJobsRuntime`, `ConsumableJobs` and `JobControl` on Redis
+    Streams (rules RJ1-RJ8).
 
     Construction does no I/O; the first call connects. An async context manager that
     closes the client on exit.
@@ -253,6 +257,12 @@ class RedisJobs(ClosesOnExit):
             consumer=self._consumer,
             max_attempts=self._config.max_attempts,
             dead_letter_maxlen=self._config.dead_letter_maxlen,
+        )
+        self._control = Control(
+            self._driver,
+            self._keys,
+            group=self._config.group,
+            visibility_timeout=self._config.visibility_timeout,
         )
 
     def __repr__(self) -> str:
@@ -436,6 +446,17 @@ class RedisJobs(ClosesOnExit):
         """Re-queue dead letters of `queue` (all when `ids` is None) (W8, RJ5); returns
         how many. One script: a cancelled call moved all of them or none."""
         return await self._acks.redrive(queue, ids)
+
+    # -- JobControl -------------------------------------------------------------------
+
+    async def job_state(self, idempotency_key: str) -> JobState:
+        """The state of the job holding `idempotency_key` (JC2, RJ8): one script."""
+        return await self._control.job_state(check_key(idempotency_key))
+
+    async def cancel(self, idempotency_key: str) -> bool:
+        """Cancel the queued or running job holding `idempotency_key` (JC3, RJ8); True
+        when there was one. One script: a cancelled call happened wholly or not at all."""
+        return await self._control.cancel(check_key(idempotency_key))
 
     # -- introspection --------------------------------------------------------------------
 

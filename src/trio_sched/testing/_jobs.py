@@ -19,6 +19,13 @@ Rules of the suite:
   a stored job, `ConflictError` for a known idempotency key, also one repeated inside
   the call; ``[]`` for no jobs (a checkpoint); `InvalidArgumentError` raised for an item
   that is not a `Job`; `ClosedError` after close.
+- JS6 `JobControl` is an optional capability too: the ``control-*`` checks
+  (`trio_sched.testing._jobs_control`: job states through the life cycle, ``cancel``
+  of queued, running and finished jobs, bad keys, checkpoints, after close) run only
+  when the runtime is a `JobControl` and a `ConsumableJobs` (a job is RUNNING only once
+  claimed), each on a queue of its own (``{queue}:control:{n}``); skipped silently
+  otherwise. One of them waits one ``visibility_timeout``: on real servers, make
+  it short (about a second); in memory, run under `trio.testing.MockClock`.
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ import trio
 import trio.testing
 
 from trio_sched._errors import ClosedError, ConflictError, InvalidArgumentError
+from trio_sched.jobs._consumable import ConsumableJobs
+from trio_sched.jobs._control import JobControl
 from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
 from trio_sched.testing._check import expect, fail, run_check, unique_prefix
+from trio_sched.testing._jobs_control import CONTROL_CHECKS
 
 __all__ = ["check_jobs_runtime"]
 
@@ -85,6 +95,8 @@ async def check_jobs_runtime(
     the call, empty batch, non-`Job` item, after close). A runtime without
     ``enqueue_many`` skips those checks silently: that is right only because the
     capability is optional (rule JS5), so passing says nothing about batches then.
+    Likewise a `JobControl` that workers can take from (`ConsumableJobs`) has its job
+    states and ``cancel`` checked (rule JS6: one check waits one visibility timeout).
 
     How to run it for a new backend (with pytest-trio)::
 
@@ -107,6 +119,9 @@ async def check_jobs_runtime(
         checks = _CHECKS
         if isinstance(runtime, BatchJobsRuntime):
             checks += _BATCH_CHECKS
+        capable: object = runtime  # R is a JobsRuntime; these capabilities are optional
+        if isinstance(capable, JobControl) and isinstance(capable, ConsumableJobs):
+            checks += CONTROL_CHECKS  # rule JS6
         for name, check in checks:
             await run_check(_SUITE, name, functools.partial(check, ctx))
 
