@@ -21,11 +21,14 @@ from trio_sched._events import SchedulerEvent as SchedulerEvent
 from trio_sched._events import SchedulerStatistics as SchedulerStatistics
 from trio_sched._events import TaskStatistics as TaskStatistics
 from trio_sched._task import MisfirePolicy as MisfirePolicy
+from trio_sched._task import OverlapPolicy as OverlapPolicy
 from trio_sched._task import Task as Task
 
 __version__ = "0.1.0.dev0"
 
 if TYPE_CHECKING:
+    from trio_sched._pausing import TaskStatus as TaskStatus
+    from trio_sched._requested import BackfillResult as BackfillResult
     from trio_sched._runtime import Scheduler as Scheduler
     from trio_sched._runtime import open_scheduler as open_scheduler
 
@@ -37,4 +40,12 @@ def __getattr__(name: str) -> object:
         from trio_sched import _runtime
 
         return getattr(_runtime, name)
+    if name == "TaskStatus":
+        from trio_sched import _pausing
+
+        return _pausing.TaskStatus
+    if name == "BackfillResult":
+        from trio_sched import _requested
+
+        return _requested.BackfillResult
     raise AttributeError(f"module 'trio_sched' has no attribute {name!r}")

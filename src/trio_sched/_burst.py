@@ -260,7 +260,12 @@ class Burst:
                 takeovers.watch(park.loop, decision.nominal, lease, started + park.loop.keep)
                 lease = None
             elif isinstance(lease, Paused):
-                lease = None  # TODO(pause): skipped, reason paused
+                # O15: paused in the coordination backend; nothing was made for it.
+                park.loop.pause = lease
+                park.skip_reason = "paused"
+                lease = None
+            elif lease is not None:
+                park.loop.pause = None  # granted: not paused (any more)
             park.leased(lease, started)
             if lease is not None and park.error is None:
                 park.phase = Phase.DISPATCHING
@@ -279,7 +284,7 @@ class Burst:
 
     async def acquire_requests(
         self, requests: list[AcquireRequest]
-    ) -> list[LockLease | Held | Exception | None]:
+    ) -> list[LockLease | Held | Paused | Exception | None]:
         """One ``acquire_batch`` (a backfill's chunk, O14): its answers, or the error for
         every request when the call failed. A checkpoint."""
         try:

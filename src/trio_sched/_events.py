@@ -74,6 +74,11 @@ class TaskStatistics:
     ``takeovers`` occurrences this instance took over from a holder whose lease ran
     out undispatched (D12; each also counts as the lock miss it first was).
     ``last_lateness`` is the lateness of the last fired occurrence, seconds.
+    ``skipped`` also counts occurrences skipped because the task was paused (O15) or
+    its previous job still ran (O12), each reported with its reason. ``paused`` and
+    the ``paused_*`` fields are the task's pause record as this instance last saw it
+    (its own `Scheduler.pause`/`resume` calls and its lock requests' answers);
+    `Scheduler.task_status` reads the shared record itself.
     """
 
     name: str
@@ -88,6 +93,10 @@ class TaskStatistics:
     errors: int
     last_lateness: float | None
     takeovers: int = 0
+    paused: bool = False
+    paused_since: datetime | None = None
+    paused_by: str | None = None
+    paused_reason: str | None = None
 
 
 @final

@@ -24,7 +24,7 @@ from trio_sched._lease import LeaseGuard
 from trio_sched._task import MisfirePolicy, Task
 from trio_sched._timer import TimerHandle
 from trio_sched.cron._fields import HOUR, MINUTE, SECOND
-from trio_sched.locks._protocol import LockLease
+from trio_sched.locks._protocol import LockLease, Paused
 
 if TYPE_CHECKING:
     from trio_sched._parking import Parking
@@ -92,6 +92,7 @@ class Loop:
         "nursery",
         "park",
         "parking",
+        "pause",
         "period",
         "retry_at",
         "skipped",
@@ -157,6 +158,9 @@ class Loop:
         self.last_counted_late: datetime | None = None
         self.fired = self.triggered = self.skipped = self.misfired = 0
         self.lock_misses = self.lease_losses = self.errors = self.takeovers = 0
+        # O15: the task's pause record as this instance last saw it (its own pause and
+        # resume calls, and the answers of its lock requests); None: not paused.
+        self.pause: Paused | None = None
 
     def delay_of(self, nominal: datetime) -> float:
         """The jitter delay of the occurrence at `nominal` (P6 of `_plan`): 0 without
@@ -195,6 +199,10 @@ class Loop:
             errors=self.errors,
             last_lateness=self.last_lateness,
             takeovers=self.takeovers,
+            paused=self.pause is not None,
+            paused_since=self.pause.since if self.pause is not None else None,
+            paused_by=self.pause.by if self.pause is not None else None,
+            paused_reason=self.pause.reason if self.pause is not None else None,
         )
 
 
@@ -231,6 +239,7 @@ class Park:
         "phase",
         "result",
         "settled",
+        "skip_reason",
         "slack_ms",
         "taken_over",
     )
@@ -290,6 +299,9 @@ class Park:
         self.decision: _plan.Decision | None = None
         self.lease: LockLease | None = None
         self.error: Exception | None = None
+        # Why an acquired (or refused) occurrence is skipped without a dispatch:
+        # ``paused`` (O15) or ``overlap`` (O12); None otherwise.
+        self.skip_reason: str | None = None
 
     def leased(self, lease: LockLease | None, acquired_at: float) -> None:
         """The answer of its lock request, sent at `acquired_at` (Trio time): its lease

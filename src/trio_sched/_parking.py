@@ -12,7 +12,7 @@ found due (`take_due`) for the burst. No Trio task per loop: a waiting loop is d
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final, final
 
@@ -64,6 +64,9 @@ class Parking:
         # Loops registered and not started yet, and the task starting them (D2).
         self._to_start: list[Loop] = []
         self._starter: trio.CancelScope | None = None
+        # U3 of `_pausing`: stores the pause of loops registered paused (set by the
+        # scheduler), called by the starter before they are parked.
+        self.pause_registered: Callable[[list[Loop]], Awaitable[None]] | None = None
         # Dormant loops whose wake-up came, and whether the task parking them runs (D4).
         self._waking: list[Loop] = []
         self._waker_running = False
@@ -159,6 +162,18 @@ class Parking:
                 loop.cursor = task.cron.next_after(decision.nominal)
             return False
         loop.backoff = self._config.retry_backoff
+        if park.skip_reason is not None:
+            # Paused (O15) or an overlap (O12): decided, nothing dispatched.
+            loop.skipped += 1
+            self._reporter.emit(
+                EventKind.SKIPPED,
+                task.name,
+                decision.nominal,
+                decision.lateness,
+                reason=park.skip_reason,
+            )
+            loop.cursor = task.cron.next_after(decision.nominal)
+            return False
         if park.lease is None:
             loop.lock_misses += 1
             self._reporter.emit(
@@ -297,12 +312,33 @@ class Parking:
                     chunk = [loop for loop in self._to_start[:START_CHUNK] if not loop.stopping]
                     del self._to_start[:START_CHUNK]
                     if chunk:
+                        await self._pause_registered(chunk)
                         marks = await self._start_watermarks(chunk)
                         self._park_first(chunk, marks)
                     await trio.lowlevel.checkpoint()
         finally:
             self._starter = None
             self._to_start.clear()  # cancelled by a stop: those loops never start
+
+    async def _pause_registered(self, chunk: list[Loop]) -> None:
+        """U3: store the pause of the loops of `chunk` registered paused, retried while
+        transient; a failure that is not transient is reported and they start as their
+        records say."""
+        paused = [loop for loop in chunk if loop.task.paused]
+        if not paused or self.pause_registered is None:
+            return
+        backoff = self._config.retry_backoff
+        while True:
+            try:
+                await self.pause_registered(paused)
+                return
+            except Exception as exc:
+                for loop in paused:
+                    self._reporter.error(loop, None, exc)
+                if not is_transient(exc):
+                    return
+            await self._timer.sleep_until(trio.current_time() + backoff)
+            backoff = min(backoff * 2, self._config.retry_backoff_max)
 
     async def _start_watermarks(self, chunk: list[Loop]) -> dict[str, int]:
         """The watermarks of `chunk`, in one call, retried while transient (O7). A

@@ -39,9 +39,9 @@ import trio
 
 from trio_sched import _plan
 from trio_sched._burst import BURST_CHUNK
-from trio_sched._errors import ValidationError
+from trio_sched._errors import ConflictError, ValidationError
 from trio_sched._loop import H_NOMINAL, H_OCCURRENCE, H_TRIGGER, Loop, Nominal, Park, Phase
-from trio_sched.locks._protocol import AcquireRequest, Held, LockLease
+from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, Paused
 
 if TYPE_CHECKING:
     from trio_sched._burst import Burst
@@ -147,9 +147,14 @@ class Requested:
                     leased.append(park)
                 elif answer is None or isinstance(answer, Held):
                     present += 1  # dispatched, or being dispatched by its holder
-                else:  # the acquire failed
+                else:  # the acquire failed (or a provider broke L9: no watermark named)
                     failed += 1
-                    self._burst.outcomes.report_backfill_failure(park, answer)
+                    error = (
+                        ConflictError("answered Paused for a request naming no watermark")
+                        if isinstance(answer, Paused)
+                        else answer
+                    )
+                    self._burst.outcomes.report_backfill_failure(park, error)
             if leased:
                 await self._burst.dispatch_backfill(leased, started)
                 for park in leased:

@@ -147,6 +147,7 @@ from trio_sched._errors import (
     InvalidArgumentError,
     NotFoundError,
     NotInitializedError,
+    ValidationError,
 )
 from trio_sched._events import (
     EventKind,
@@ -158,13 +159,15 @@ from trio_sched._loop import (
     Loop,
 )
 from trio_sched._parking import Parking
+from trio_sched._pausing import Pausing, TaskStatus
 from trio_sched._reporting import Reporter
 from trio_sched._requested import DEFAULT_BACKFILL_LIMIT, BackfillResult, Requested
 from trio_sched._takeover import Takeovers
-from trio_sched._task import Task
+from trio_sched._task import OverlapPolicy, Task
 from trio_sched._tasks import LoopTasks
 from trio_sched._timer import TimerHeap
 from trio_sched._watermarks import Pending, Watermarks
+from trio_sched.jobs._control import JobControl
 from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
 from trio_sched.locks._protocol import LockProvider
 
@@ -251,6 +254,8 @@ class Scheduler:
         )
         self._takeovers.bind(self._burst)
         self._requested = Requested(self._burst, self._parking, config.lock_key_prefix)
+        self._pausing = Pausing(locks, config, self._requested)  # O15
+        self._parking.pause_registered = self._pausing.pause_registered
         self._tasks = LoopTasks(  # D7, D8
             timer=self._timer,
             jobs=jobs,
@@ -279,6 +284,7 @@ class Scheduler:
         task.validate()
         if task.name in self._loops:
             raise ConflictError(f"task {task.name!r} is already registered")
+        self._check_policies(task)
         config = self._config
         loop = Loop(
             self._parking,
@@ -292,6 +298,23 @@ class Scheduler:
         self._loops[task.name] = loop
         if self._state.value is _State.RUNNING and self._loop_nursery is not None:
             self._parking.start(loop)  # before that, `run` starts every registered loop
+
+    def _check_policies(self, task: Task) -> None:
+        """U5, O12: the policies this scheduler's backends cannot carry out are refused."""
+        if task.paused and not self._pausing.supported:
+            raise ValidationError(
+                f"paused: {type(self._locks).__name__} keeps no pause records "
+                "(it is not a PauseStore)",
+                field="paused",
+            )
+        if task.overlap_policy is not OverlapPolicy.ALLOW and not isinstance(
+            self._jobs, JobControl
+        ):
+            raise ValidationError(
+                f"overlap: {task.overlap_policy.value!r} needs a jobs runtime that is a "
+                f"JobControl; {type(self._jobs).__name__} is not",
+                field="overlap",
+            )
 
     def unregister(self, name: str) -> None:
         """Remove task `name` at once: its loop stops waiting; a dispatch already in
@@ -466,6 +489,40 @@ class Scheduler:
             return await self._requested.backfill(loop, nominals)
         finally:
             self._triggers.leave()
+
+    async def pause(self, name: str, reason: str | None = None) -> None:
+        """Pause task `name` on every instance sharing the coordination backend (O15,
+        rule U1 of `_pausing`): once this returns, no instance dispatches an occurrence
+        whose lock it asks for; each is skipped with reason ``paused``. `reason` (at
+        most 1,000 characters) and this instance's name are stored with the pause.
+
+        Raises `NotFoundError` for an unknown name, `InvalidArgumentError` when the lock
+        provider keeps no pause records, or the backend's error. A checkpoint;
+        cancelled, the pause may or may not be stored.
+        """
+        await self._pausing.pause(self._known_loop(name), reason)
+
+    async def resume(self, name: str) -> BackfillResult | None:
+        """Resume task `name` (rule U2): its next occurrence fires as usual; those
+        skipped while paused do not, except that a ``fire_all`` task's are backfilled
+        (O14) within its catch-up window. Returns that backfill's counts, else None.
+        Raises like `pause`. A checkpoint; cancelled, the task may still be paused.
+        """
+        loop = self._known_loop(name)
+        return await self._pausing.resume(loop, self._state.value is _State.RUNNING)
+
+    async def task_status(self, name: str) -> TaskStatus:
+        """The shared state of task `name` read from the coordination backend (rule U4):
+        its pause record and its last dispatched occurrence. A checkpoint."""
+        return await self._pausing.status(self._known_loop(name))
+
+    def _known_loop(self, name: str) -> Loop:
+        if self._state.value is _State.CLOSED:
+            raise ClosedError("scheduler is closed")
+        loop = self._loops.get(name)
+        if loop is None:
+            raise NotFoundError(f"no task named {name!r}")
+        return loop
 
     def _running_loop(self, name: str) -> Loop:
         if self._state.value is _State.NEW:

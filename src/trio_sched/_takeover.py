@@ -43,7 +43,7 @@ from trio_sched._loop import Loop, Park, Phase
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
 from trio_sched._timer import TimerHandle, TimerHeap
-from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider
+from trio_sched.locks._protocol import AcquireRequest, Held, LockLease, LockProvider, Paused
 
 if TYPE_CHECKING:
     from trio_sched._burst import Burst
@@ -169,6 +169,10 @@ class Takeovers:
                 park = self._taken_over(watch, answer, started, now)
                 if park is not None:
                     taken.append(park)
+            elif isinstance(answer, Paused):
+                # Paused meanwhile (O15): a paused task's occurrences are not taken over.
+                # Whether its holder dispatched it is not known, so nothing is reported.
+                watch.loop.pause = answer
             # None: dispatched by its holder, or its watermark passed it (T2).
         if taken:
             await burst.dispatch_taken_over(taken, started)

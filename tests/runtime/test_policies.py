@@ -11,8 +11,10 @@ import trio.testing
 
 from trio_sched import (
     EventKind,
+    InvalidArgumentError,
     MisfirePolicy,
     NotFoundError,
+    Scheduler,
     SchedulerEvent,
     Task,
     ValidationError,
@@ -22,7 +24,7 @@ from trio_sched import (
 from trio_sched._requested import BackfillResult
 from trio_sched.locks import MemoryLockProvider
 
-from ._helpers import FakeWall, RecordingJobs, at, config
+from ._helpers import FakeWall, RecordingJobs, WrappedLocks, at, config
 
 pytestmark = pytest.mark.usefixtures("jobs_mode")
 
@@ -178,3 +180,126 @@ async def test_backfill_refuses_bad_ranges_before_dispatching(
             await s.backfill("nope", at(8, 0), at(9, 0))
         await trio.sleep(0.5)
     assert all(j.run_at is not None and j.run_at >= at(9, 0, 30) for j in jobs.jobs)
+
+
+async def test_pause_on_one_instance_stops_every_instance_until_resumed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """U1, U2: after `pause` returns no instance dispatches; each occurrence is skipped
+    (reason paused) by whoever asks for its lock; after `resume` the schedule goes on
+    and the paused-over occurrences are not fired."""
+    wall = FakeWall(at(8, 59, 58))
+    locks = MemoryLockProvider()
+    jobs = [RecordingJobs(), RecordingJobs()]
+    events: list[SchedulerEvent] = []
+    schedulers: dict[int, Scheduler] = {}
+    paused_at: list[float] = []
+
+    async def instance(i: int) -> None:
+        cfg = config(wall, on_event=events.append, instance=f"i{i}")
+        async with open_scheduler(jobs=jobs[i], locks=locks, config=cfg) as s:
+            s.register(Task(name="sec", schedule="* * * * * *"))
+            schedulers[i] = s
+            await trio.sleep(wall.trio_time_of(at(9, 0, 20)) - trio.current_time())
+
+    async def operator() -> None:
+        await trio.sleep(
+            wall.trio_time_of(
+                at(
+                    9,
+                    0,
+                    5,
+                )
+            )
+            + 0.5
+            - trio.current_time()
+        )
+        await schedulers[0].pause("sec", reason="maintenance")
+        paused_at.append(trio.current_time())
+        status = await schedulers[1].task_status("sec")
+        assert status.paused
+        assert status.paused_by == "i0"
+        assert status.paused_reason == "maintenance"
+        assert status.paused_since == wall() - timedelta(microseconds=wall().microsecond % 1000)
+        await trio.sleep(5)
+        stats = schedulers[1].statistics().tasks["sec"]
+        assert stats.paused
+        assert stats.paused_reason == "maintenance"
+        assert await schedulers[1].resume("sec") is None
+        assert not (await schedulers[0].task_status("sec")).paused
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(instance, 0)
+        nursery.start_soon(instance, 1)
+        nursery.start_soon(operator)
+    nominals = sorted(n for r in jobs for n in r.nominals())
+    # 08:59:59-09:00:05 before the pause, 09:00:11-09:00:19 after the resume at 09:00:10.5.
+    expected = [at(8, 59, 59)] + [at(9, 0, s) for s in range(0, 6)]
+    expected += [at(9, 0, s) for s in range(11, 20)]
+    assert nominals == expected
+    skipped = sorted(
+        {e.nominal for e in events if e.kind is EventKind.SKIPPED and e.reason == "paused"}
+    )
+    assert skipped == [at(9, 0, s) for s in range(6, 11)]
+
+
+async def test_task_registered_paused_waits_for_resume(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 58))
+    jobs = RecordingJobs()
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        s.register(Task(name="p", schedule="* * * * * *", paused=True))
+        await trio.sleep(wall.trio_time_of(at(9, 0, 5)) + 0.5 - trio.current_time())
+        status = await s.task_status("p")
+        assert status.paused
+        assert status.paused_reason == "registered paused"
+        assert s.statistics().tasks["p"].skipped == 7  # 08:59:59-09:00:05
+        await s.resume("p")
+        await trio.sleep(wall.trio_time_of(at(9, 0, 8)) + 0.5 - trio.current_time())
+        assert (await s.task_status("p")).last_dispatched == at(9, 0, 8)
+    assert jobs.nominals() == [at(9, 0, 6), at(9, 0, 7), at(9, 0, 8)]
+
+
+async def test_resume_of_a_fire_all_task_backfills_the_paused_over_window(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(8, 59, 58))
+    jobs = RecordingJobs()
+    task = Task(
+        name="all",
+        schedule="* * * * * *",
+        misfire_policy="fire_all",
+        catchup_window=timedelta(seconds=3),
+    )
+    async with open_scheduler(jobs=jobs, locks=MemoryLockProvider(), config=config(wall)) as s:
+        s.register(task)
+        await trio.sleep(wall.trio_time_of(at(9, 0, 1)) + 0.5 - trio.current_time())
+        await s.pause("all")
+        await trio.sleep(wall.trio_time_of(at(9, 0, 9)) + 0.5 - trio.current_time())
+        result = await s.resume("all")
+        assert result == BackfillResult(occurrences=3, dispatched=3, already_present=0, failed=0)
+        await trio.sleep(wall.trio_time_of(at(9, 0, 11)) + 0.5 - trio.current_time())
+    # 09:00:07-09:00:09 (the 3 s window before 09:00:09.5) are backfilled at the resume.
+    assert sorted(jobs.nominals()) == [at(8, 59, 59)] + [
+        at(9, 0, s) for s in (0, 1, 7, 8, 9, 10, 11)
+    ]
+
+
+async def test_policies_the_backends_cannot_carry_out_are_refused_at_register(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = FakeWall(at(9, 0))
+    scheduler = Scheduler(
+        jobs=RecordingJobs(), locks=WrappedLocks(MemoryLockProvider()), config=config(wall)
+    )
+    with pytest.raises(ValidationError) as info:
+        scheduler.register(Task(name="p", schedule="* * * * *", paused=True))
+    assert info.value.field == "paused"
+    for overlap in ("forbid", "replace"):
+        with pytest.raises(ValidationError) as info:
+            scheduler.register(Task(name="o", schedule="* * * * *", overlap=overlap))
+        assert info.value.field == "overlap"
+    scheduler.register(Task(name="ok", schedule="* * * * *", overlap="allow"))
+    with pytest.raises(InvalidArgumentError):
+        await scheduler.pause("ok")
