@@ -27,9 +27,10 @@ from trio_sched._errors import ConflictError, InvalidArgumentError
 from trio_sched._lease import BatchGuard, LeaseKeeper
 from trio_sched._loop import H_FENCING, Park, Phase
 from trio_sched._outcome import BatchOutcomes, Outcomes
+from trio_sched._overlap import Overlap, screened
 from trio_sched._parking import Parking
 from trio_sched._reporting import Reporter
-from trio_sched._task import Task
+from trio_sched._task import OverlapPolicy, Task
 from trio_sched._timer import TimerHeap
 from trio_sched._watermarks import Pending, Watermarks
 from trio_sched.jobs._job import Job, JobsRuntime
@@ -109,6 +110,15 @@ class Burst:
         # Counters, watermark marks, events and moving loops on (D6), for every burst.
         self.outcomes = Outcomes(
             config=config, watermarks=watermarks, reporter=reporter, parking=parking
+        )
+        # O12: FORBID and REPLACE tasks' occurrences are screened before their enqueue.
+        self._overlap = Overlap(
+            locks=locks,
+            jobs=jobs,
+            config=config,
+            reporter=reporter,
+            watermarks=watermarks,
+            outcomes=self.outcomes,
         )
         self.services: trio.Nursery | None = None  # set by the scheduler while it runs
         self.in_flight = 0  # dispatches in flight (bursts, loop retries, triggers)
@@ -274,6 +284,13 @@ class Burst:
             # A lock miss or an acquire error: settled here, no loop task is needed.
             park.phase = Phase.DONE
             self.outcomes.settle_outside(park)
+        if any(park.loop.overlap is not OverlapPolicy.ALLOW for park in dispatching):
+            # V4 of `_overlap`: screened in a task of their own, the rest goes on now.
+            screening = [park for park in dispatching if screened(park)]
+            dispatching = [park for park in dispatching if not screened(park)]
+            assert self.services is not None
+            self.batches.enter()
+            self.services.start_soon(self._screen_and_dispatch, screening, started)
         if dispatching:
             await self._dispatch_batch(dispatching, started, later)
         for lease in orphans:  # D9: nothing was attempted for these
@@ -302,10 +319,25 @@ class Burst:
         park's ``settled`` is set once its outcome is in ``result``."""
         await self._dispatch_batch(parks, acquired_at)
 
+    async def _screen_and_dispatch(self, parks: list[Park], acquired_at: float) -> None:
+        """O12: the overlap policy, then the enqueue of what it lets through."""
+        try:
+            parks = await self._overlap.screen(parks)
+            if parks:
+                await self._dispatch_batch(parks, acquired_at)
+        finally:
+            self.batches.leave()
+
     async def dispatch_taken_over(self, parks: list[Park], acquired_at: float) -> None:
         """Dispatch occurrences this instance took over (D12), as a burst (D6); their
-        loops are not moved (each is on a later occurrence by now)."""
-        await self._dispatch_batch(parks, acquired_at)
+        loops are not moved (each is on a later occurrence by now). FORBID and REPLACE
+        tasks' are screened first (O12)."""
+        if any(screened(park) for park in parks):
+            screening = [park for park in parks if screened(park)]
+            parks = [park for park in parks if not screened(park)]
+            parks += await self._overlap.screen(screening)
+        if parks:
+            await self._dispatch_batch(parks, acquired_at)
 
     async def _dispatch_batch(
         self, parks: list[Park], acquired_at: float, later: list[BatchOutcomes] | None = None

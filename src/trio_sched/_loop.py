@@ -90,6 +90,7 @@ class Loop:
         "misfired",
         "next_fire",
         "nursery",
+        "overlap",
         "park",
         "parking",
         "pause",
@@ -132,6 +133,7 @@ class Loop:
         self.catchup = task.catchup_seconds
         self.cap = task.max_catchup
         self.jitter = task.jitter_seconds
+        self.overlap = task.overlap_policy  # O12
         self.period = _period_hint(task)  # orders a large burst (D5)
         self.base_headers = {
             **task.headers,

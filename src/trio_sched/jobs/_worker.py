@@ -55,6 +55,7 @@ The worker, rules WK1-WK7:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -449,15 +450,17 @@ class Worker:
         interval = self._jobs.visibility_timeout / 3
         if not math.isfinite(interval):
             return
+        # aclosing: a generator left at a cancellation is closed here, not by the
+        # garbage collector (which warns, and runs its cleanup at a random time).
         with self._keeper_scope:
-            ticks = periodic(interval)
-            await anext(ticks)  # the first tick is now: no lease is a third old yet
-            async for _ in ticks:
-                due = [r for r in self._handling.values() if r.handling]
-                if due:
-                    async with trio.open_nursery() as nursery:
-                        for running in due:
-                            nursery.start_soon(self._extend, running)
+            async with contextlib.aclosing(periodic(interval)) as ticks:
+                await anext(ticks)  # the first tick is now: no lease is a third old yet
+                async for _ in ticks:
+                    due = [r for r in self._handling.values() if r.handling]
+                    if due:
+                        async with trio.open_nursery() as nursery:
+                            for running in due:
+                                nursery.start_soon(self._extend, running)
 
     async def _extend(self, running: _Running) -> None:
         try:
