@@ -4,9 +4,8 @@ Shape: `Scheduler.run` owns a *services* nursery (the shared timer, the bursts,
 watermark flushes, the waker, renewers of bursts and manual triggers) and inside it a
 *loops* nursery (the starter, and the short-lived Trio task a loop gets to retry an
 occurrence handed back to it, with a small nursery for its lease renewer). A waiting
-loop is data (`_loop`): no Trio task. Lease guards are in `_lease`, watermarks in
-`_watermarks`, events and counters in `_reporting`; docs/runtime.md draws where one
-occurrence goes.
+loop is data (`_loop`): no Trio task. The parts are wired in `_pipeline`;
+docs/runtime.md draws where one occurrence goes.
 
 Rules:
 - D1 Occurrences come from the cron engine (``next_after`` on the wall clock) and all
@@ -25,11 +24,9 @@ Rules:
   not parked; it joins the dormant group of its wake-up instant, 2 s before the
   occurrence: one shared timer entry per instant hands the group to the waker (D4).
   Its cursor stays on the task's record, so it resumes exactly where it was. An idle
-  schedule then costs its record and a slot in its group: no timer handle, heap entry
-  or callback of its own, so 20,000 dormant loops add no objects for the garbage
-  collector's full passes to walk beyond their records. Stop and unregister take the
-  loop out of its group at once; a wall-clock jump moves the group's entry like any
-  wall-anchored entry.
+  schedule costs its record and a slot in its group (no timer objects of its own for
+  the garbage collector to walk). Stop and unregister take the loop out of its group
+  at once; a wall-clock jump moves the group's entry like any wall-anchored entry.
 - D4 Dormant loops woken together (their wake-up instants coincide, 2 s before a
   shared occurrence) are parked again by one waker task, ``_START_CHUNK`` per step, so
   20,000 of them do not hold the Trio loop for one long step.
@@ -139,7 +136,6 @@ from typing import final
 import trio
 from trio_util import AsyncValue
 
-from trio_sched._burst import Burst
 from trio_sched._config import Config, GuardedClock, check_wall_clock
 from trio_sched._errors import (
     ClosedError,
@@ -147,28 +143,19 @@ from trio_sched._errors import (
     InvalidArgumentError,
     NotFoundError,
     NotInitializedError,
-    ValidationError,
 )
 from trio_sched._events import (
-    EventKind,
     SchedulerEvent,
     SchedulerStatistics,
 )
-from trio_sched._lease import LeaseKeeper
 from trio_sched._loop import (
     Loop,
 )
-from trio_sched._parking import Parking
-from trio_sched._pausing import Pausing, TaskStatus
-from trio_sched._reporting import Reporter
+from trio_sched._pausing import TaskStatus
+from trio_sched._pipeline import Pipeline
 from trio_sched._requested import DEFAULT_BACKFILL_LIMIT, BackfillResult, Requested
-from trio_sched._takeover import Takeovers
-from trio_sched._task import OverlapPolicy, Task
-from trio_sched._tasks import LoopTasks
-from trio_sched._timer import TimerHeap
-from trio_sched._watermarks import Pending, Watermarks
-from trio_sched.jobs._control import JobControl
-from trio_sched.jobs._job import BatchJobsRuntime, Job, JobsRuntime
+from trio_sched._task import Task
+from trio_sched.jobs._job import Job, JobsRuntime
 from trio_sched.locks._protocol import LockProvider
 
 __all__ = ["Scheduler", "open_scheduler"]
@@ -221,52 +208,19 @@ class Scheduler:
         # new -> running -> stopping -> closed; `stop` and callers await it (`wait_state`).
         self._state: AsyncValue[_State] = AsyncValue(_State.NEW)
         self._wall_clock = config.wall_clock
-        self._timer = TimerHeap(
-            wall_time=self._wall_time,
-            clock_check_interval=config.clock_check_interval,
-            on_pass_end=self._pass_end,
-            spin=config.timer_spin,
-        )
         self._services: trio.Nursery | None = None
         self._loop_nursery: trio.Nursery | None = None
-        self._reporter = Reporter(config)  # events, counters, logs (E1-E3)
-        self._watermarks = Watermarks(locks, config, self._watermark_failed)  # O3, M1-M3
-        self._leases = LeaseKeeper(self._timer, locks, config)  # guards of dispatches (D7)
-        self._parking = Parking(self._timer, locks, config, self._reporter)  # D1, D3, D2
-        self._takeovers = Takeovers(  # D12
-            timer=self._timer,
-            locks=locks,
-            config=config,
-            reporter=self._reporter,
-            parking=self._parking,
-        )
-        self._burst = Burst(  # D5, D6
-            timer=self._timer,
-            locks=locks,
-            jobs=jobs,
-            enqueue_many=jobs.enqueue_many if isinstance(jobs, BatchJobsRuntime) else None,
-            config=config,
-            leases=self._leases,
-            watermarks=self._watermarks,
-            reporter=self._reporter,
-            parking=self._parking,
-            takeovers=self._takeovers,
-        )
-        self._takeovers.bind(self._burst)
-        self._requested = Requested(self._burst, self._parking, config.lock_key_prefix)
-        self._pausing = Pausing(locks, config, self._requested)  # O15
-        self._parking.pause_registered = self._pausing.pause_registered
-        self._tasks = LoopTasks(  # D7, D8
-            timer=self._timer,
-            jobs=jobs,
-            config=config,
-            leases=self._leases,
-            reporter=self._reporter,
-            parking=self._parking,
-            burst=self._burst,
-        )
-        self._burst.bind(self._tasks)
-        self._triggers = Pending()
+        pipeline = self._pipeline = Pipeline(jobs, locks, config, self._loops, self._wall_time)
+        self._timer = pipeline.timer
+        self._reporter = pipeline.reporter
+        self._watermarks = pipeline.watermarks
+        self._parking = pipeline.parking
+        self._takeovers = pipeline.takeovers
+        self._burst = pipeline.burst
+        self._tasks = pipeline.tasks
+        self._requested = pipeline.requested
+        self._pausing = pipeline.pausing
+        self._triggers = pipeline.triggers
         self._prefix = config.lock_key_prefix
 
     # -- registry (synchronous, any time before close) -------------------------------
@@ -284,7 +238,7 @@ class Scheduler:
         task.validate()
         if task.name in self._loops:
             raise ConflictError(f"task {task.name!r} is already registered")
-        self._check_policies(task)
+        self._pipeline.check_policies(task)
         config = self._config
         loop = Loop(
             self._parking,
@@ -298,23 +252,6 @@ class Scheduler:
         self._loops[task.name] = loop
         if self._state.value is _State.RUNNING and self._loop_nursery is not None:
             self._parking.start(loop)  # before that, `run` starts every registered loop
-
-    def _check_policies(self, task: Task) -> None:
-        """U5, O12: the policies this scheduler's backends cannot carry out are refused."""
-        if task.paused and not self._pausing.supported:
-            raise ValidationError(
-                f"paused: {type(self._locks).__name__} keeps no pause records "
-                "(it is not a PauseStore)",
-                field="paused",
-            )
-        if task.overlap_policy is not OverlapPolicy.ALLOW and not isinstance(
-            self._jobs, JobControl
-        ):
-            raise ValidationError(
-                f"overlap: {task.overlap_policy.value!r} needs a jobs runtime that is a "
-                f"JobControl; {type(self._jobs).__name__} is not",
-                field="overlap",
-            )
 
     def unregister(self, name: str) -> None:
         """Remove task `name` at once: its loop stops waiting; a dispatch already in
@@ -614,17 +551,6 @@ class Scheduler:
         self._takeovers.services = services
         self._parking.loops_nursery = loops
         self._tasks.loops_nursery = loops
-
-    def _pass_end(self) -> None:
-        """Timer pass end (`_timer` R2): the burst decides what became due (D5)."""
-        self._burst.process_due()
-
-    def _watermark_failed(self, task: str, error: Exception) -> None:
-        """A watermark of `task` could not be advanced (the locks still protect)."""
-        loop = self._loops.get(task)
-        if loop is not None:
-            loop.errors += 1
-            self._reporter.emit(EventKind.ERROR, task, None, None, error=error)
 
     # -- reporting -------------------------------------------------------------------------------
 
