@@ -16,11 +16,13 @@ import shlex
 import subprocess
 import sys
 import types
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import trio_sched
+from trio_sched import _plan
 from trio_sched.__main__ import main
 from trio_sched._cli_cron import error_lines
 from trio_sched.cron import ValidationError
@@ -227,6 +229,39 @@ def test_next_reports_when_fires_run_out(capsys: pytest.CaptureFixture[str]) -> 
         "9999-01-01 00:00:00+00:00  Fri  UTC",
     ]
     assert err.startswith("error: '0 0 1 1 *' has no fire time")
+
+
+def test_next_with_jitter_shows_each_shifted_run(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["next", "*/10 * * * * *", "--after", "2026-01-01T00:00:00Z", "-n", "4"]
+    assert main([*argv, "--jitter", "7.5", "--task", "t"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "(task 't', jitter 7.5 s)" in lines[0]
+    for line, seconds in zip(lines[1:], (10, 20, 30, 40), strict=True):
+        nominal = datetime(2026, 1, 1, 0, 0, seconds, tzinfo=UTC)
+        delay = _plan.jitter_delay("t", _plan.epoch_ms(nominal), 7.5, 10.0)
+        runs = nominal + timedelta(seconds=delay)
+        assert line.startswith(nominal.isoformat(sep=" "))
+        assert f"-> runs {runs.isoformat(sep=' ', timespec='milliseconds')}" in line
+    # Go-style durations are read like @every's.
+    assert main([*argv, "--jitter", "7500ms", "--task", "t"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--jitter", "10s", "--task", "t"], "could reach the next occurrence"),
+        (["--jitter", "5s"], "--jitter needs --task"),
+        (["--task", "t"], "--task only applies with --jitter"),
+        (["--jitter", "soon", "--task", "t"], "is not a duration"),
+        (["--jitter", "1s", "--task", "bad name"], "--name"),
+    ],
+)
+def test_next_jitter_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(["next", "*/10 * * * * *", "-n", "1", *extra]) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [[], ["next"], ["next", "* * * * *", "-n", "0"], ["bogus"]])

@@ -1,7 +1,8 @@
 """The command line: ``python -m trio_sched`` and the ``trio-sched`` console script.
 
 Subcommands:
-    next EXPR [--tz ZONE] [-n N] [--after ISO]   the next N fire times, DST effects marked
+    next EXPR [--tz ZONE] [-n N] [--after ISO] [--jitter D --task NAME]
+                                                the next N fire times, DST effects marked
     validate EXPR [--tz ZONE] [--after ISO]      what the expression means, field by field
     demo [--seconds N]                           the runtime demo (trio_sched._demo)
 
@@ -22,13 +23,16 @@ import importlib
 import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import islice
 from typing import TextIO
 
 from trio_sched import _cli_cron
 from trio_sched._errors import SchedulerError
+from trio_sched._plan import epoch_ms, jitter_delay
+from trio_sched._task import Task
 from trio_sched.cron import Schedule, ValidationError, parse
+from trio_sched.cron._parse import _parse_duration
 from trio_sched.cron._zone import resolve_zone
 
 __all__ = ["main"]
@@ -99,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         "-n", type=_positive_int, default=10, metavar="N", help="how many fires (default: 10)"
     )
     nxt.add_argument("--after", metavar="ISO", help=after_help)
+    nxt.add_argument(
+        "--jitter",
+        metavar="DURATION",
+        help="also show when each fire runs with this jitter (90s, 5m, 1h30m or seconds); "
+        "needs --task, whose name the delay is derived from",
+    )
+    nxt.add_argument("--task", metavar="NAME", help="the task name, for --jitter")
     nxt.set_defaults(handler=_cmd_next)
 
     val = commands.add_parser(
@@ -138,14 +149,45 @@ class _UsageError(Exception):
 
 def _cmd_next(args: argparse.Namespace) -> int:
     def list_fires(schedule: Schedule, after: datetime) -> int:
+        try:
+            jitter = _jitter(args, schedule)
+        except _UsageError as exc:
+            _error(str(exc))
+            return _USAGE_ERROR
         print(
             f"{schedule.expression}  ({_cli_cron.job_kind(schedule)} job) in "
             f"{_cli_cron.zone_name(schedule.tz)}, next {args.n} after "
             f"{after.isoformat(sep=' ')}:"
+            + (f" (task {args.task!r}, jitter {jitter:g} s)" if jitter else "")
         )
-        return _print_fires(schedule, after, args.n)
+        return _print_fires(schedule, after, args.n, jitter=(args.task, jitter))
 
     return _with_schedule(args, list_fires)
+
+
+def _jitter(args: argparse.Namespace, schedule: Schedule) -> float:
+    """``--jitter`` in seconds (0 without it), checked as `Task` checks it (rule T6)."""
+    if args.jitter is None:
+        if args.task is not None:
+            raise _UsageError("--task only applies with --jitter")
+        return 0.0
+    if args.task is None:
+        raise _UsageError("--jitter needs --task NAME: the delay is derived from it")
+    text = args.jitter.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = _parse_duration(text, text, 0) / 1e6
+        except ValidationError:
+            raise _UsageError(
+                f"--jitter: {text!r} is not a duration (90s, 5m, 1h30m, or seconds)"
+            ) from None
+    try:
+        Task(name=args.task, schedule=schedule.expression, timezone=args.tz, jitter=seconds)
+    except ValidationError as exc:
+        raise _UsageError(f"--{exc.field or 'jitter'}: {exc.message}") from None
+    return seconds
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -173,12 +215,25 @@ def _with_schedule(args: argparse.Namespace, action: Callable[[Schedule, datetim
     return action(schedule, after)
 
 
-def _print_fires(schedule: Schedule, after: datetime, count: int, indent: str = "") -> int:
+def _print_fires(
+    schedule: Schedule,
+    after: datetime,
+    count: int,
+    indent: str = "",
+    jitter: tuple[str | None, float] = (None, 0.0),
+) -> int:
     shadow = _cli_cron.shadow_of(schedule)
+    task, spread = jitter
     printed, last = 0, after
     for last in islice(schedule.iter_after(after), count):
         note = _cli_cron.dst_note(schedule, last, shadow)
-        print(indent + _cli_cron.fire_line(last, note))
+        line = _cli_cron.fire_line(last, note)
+        if spread and task is not None:
+            gap = (schedule.next_after(last) - last).total_seconds()
+            delay = jitter_delay(task, epoch_ms(last), spread, gap)
+            runs = (last + timedelta(seconds=delay)).isoformat(sep=" ", timespec="milliseconds")
+            line = f"{line}  -> runs {runs} (+{delay:.3f} s)"
+        print(indent + line)
         printed += 1
     if printed == count:
         return 0

@@ -1,4 +1,4 @@
-"""`Scheduler` and `open_scheduler`: the Trio runtime (rules O1-O10 of docs/runtime.md).
+"""`Scheduler` and `open_scheduler`: the Trio runtime (rules O1-O15 of docs/runtime.md).
 
 Shape: `Scheduler.run` owns a *services* nursery (the shared timer, the bursts,
 watermark flushes, the waker, renewers of bursts and manual triggers) and inside it a

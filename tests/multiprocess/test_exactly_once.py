@@ -9,9 +9,11 @@ dispatch into it without dedupe. From the records, for every task:
 - each record carries the occurrence's idempotency key, and no fencing token is used by
   two dispatches.
 
-Variants: plain; and wall clocks skewed by -2, 0 and +2 s with the +2 s process (the one
-that reaches every occurrence first, so it wins nearly every lock) SIGKILLed mid-run at
-a half second and started again with the same skew.
+Variant: wall clocks skewed by -2, 0 and +2 s with the +2 s process (the one that
+reaches every occurrence first, so it wins nearly every lock) SIGKILLed mid-run at a
+half second and started again with the same skew. (Equal clocks, with two of three
+processes SIGKILLed and restarted, are the ``plain`` task of `test_policies`, on the
+same backends with the real jobs runtimes.)
 
 Why nothing may be missing in the kill variant, although the restarted process's first
 occurrences can be late under its own clock (it resumes after the shared watermark,
@@ -281,21 +283,6 @@ def run_scenario(
         return missing, dropped
     finally:
         kill_all(children)
-
-
-def test_three_processes_dispatch_each_occurrence_once(backend: Backend, tmp_path: Path) -> None:
-    missing, dropped = run_scenario(backend, tmp_path, 7.5, (0.0, 0.0, 0.0), kill_at=0)
-    assert missing == set()
-    assert dropped == set()
-
-
-def test_sigkilled_process_restarted(backend: Backend, tmp_path: Path) -> None:
-    # Two processes never stop and their clocks agree with the restarted one's: every
-    # occurrence is on time for someone, and the restarted process resumes after the
-    # shared watermark, which is recent, so it finds nothing late. Nothing is missing.
-    missing, dropped = run_scenario(backend, tmp_path, 11.5, (0.0, 0.0, 0.0), kill_at=3.5)
-    assert missing == set()
-    assert dropped == set()
 
 
 def test_skewed_clocks_with_the_leader_sigkilled(backend: Backend, tmp_path: Path) -> None:
