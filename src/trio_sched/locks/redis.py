@@ -79,17 +79,8 @@ R5-R6 of `trio_sched._redis_common` (URL checks, redaction) and R8 of
   server's may have dispatched, before the loss, occurrences nominally after ``born``;
   a rollback is seen only by a provider that got a token the rolled-back counter has
   not reached (another provider's grants may pass it first).
-- RD10 Pause records (L9) live in the hash ``{prefix}:paused``: field the watermark
-  name, value the JSON array ``[since, by, reason]`` (``since`` in epoch milliseconds,
-  ``reason`` a string or ``null``: ``[1767225600000,"host-1:4711","maintenance"]``).
-  They have no TTL. ``set_paused`` is one script (HSET, or HDEL for a resume; the hash
-  goes when its last field does), ``get_paused`` one HMGET. The batch script reads the
-  hash only when it exists (one EXISTS per batch, so a key space with no paused task
-  pays nothing more), then one HGET per request with a watermark, before every other
-  check; the key of a paused request is never touched. A value that is not such an
-  array (foreign data) is no record: that name is not paused, for the batch script and
-  ``get_paused`` alike. A data loss (R8, RD9) takes the pause records with it: the
-  sentinel does not guard them, and paused tasks run again until they are paused anew.
+- RD10 (pause records: their format, the script and the batch's pause check) is in the
+  header of `trio_sched.locks._redis_pause`, with the code it governs.
 """
 
 from __future__ import annotations
@@ -114,7 +105,6 @@ from trio_sched._errors import (
 )
 from trio_sched._redis_driver import DriverStatistics, RedisDriver
 from trio_sched._redis_epoch import Detection, EpochWatch
-from trio_sched.locks._pause import check_names, check_states
 from trio_sched.locks._protocol import (
     AcquireRequest,
     Held,
@@ -124,6 +114,7 @@ from trio_sched.locks._protocol import (
     check_ttl,
 )
 from trio_sched.locks._redis_config import RedisLockProviderConfig
+from trio_sched.locks._redis_pause import RedisPauses, decode_paused
 from trio_sched.locks._redis_scripts import (
     ACQUIRE_BATCH,
     ADVANCE,
@@ -131,9 +122,6 @@ from trio_sched.locks._redis_scripts import (
     MARK,
     RELEASE,
     RENEW,
-    SET_PAUSED,
-    decode_paused,
-    encode_paused,
     exact_int,
     expiry,
     held,
@@ -185,8 +173,8 @@ class RedisLockStatistics:
 
 @final
 class RedisLockProvider(ClosesOnExit):
-    """A `LockProvider` and `PauseStore` on one Redis server (rules RD1-RD10 above and in
-    `_redis_scripts`, R1-R8 of the Redis plumbing).
+    """A `LockProvider` and `PauseStore` on one Redis server (rules RD1-RD10 above, in
+    `_redis_scripts` and in `_redis_pause`, R1-R8 of the Redis plumbing).
 
     Construction does no I/O; the first call connects. Also an async context manager
     that closes the provider on exit.
@@ -206,6 +194,7 @@ class RedisLockProvider(ClosesOnExit):
         self._fencing_key = f"{prefix}:fencing"
         self._watermark_key = f"{prefix}:watermarks"
         self._paused_key = f"{prefix}:paused"
+        self._pauses = RedisPauses(self._driver, self._paused_key)
         self._epoch = EpochWatch(
             f"{prefix}:epoch", f"redis lock provider ({self._driver.url}, prefix {prefix!r})"
         )
@@ -468,37 +457,14 @@ class RedisLockProvider(ClosesOnExit):
         A checkpoint; a cancelled call applied all of them or none (RD5). An empty
         mapping makes no round trip.
         """
-        args: list[str] = []
-        for name, state in check_states(states).items():
-            args += (name, "" if state is None else encode_paused(state))
-        if not args:
-            await self._checkpoint_open()
-            return
-
-        def run(client: redis.Redis) -> object:
-            return SET_PAUSED.run(self._driver, client, [self._paused_key], args)
-
-        await self._driver.call(run)
+        await self._pauses.set_paused(states)
 
     async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
         """The pause records of those `names` that have one (one HMGET, RD10).
 
         A checkpoint; changes nothing. An empty sequence makes no round trip.
         """
-        wanted = check_names(names)
-        if not wanted:
-            await self._checkpoint_open()
-            return {}
-
-        def run(client: redis.Redis) -> object:
-            self._driver.count_round_trip()
-            return client.hmget(self._paused_key, wanted)
-
-        values = await self._driver.call(run)
-        if not isinstance(values, list) or len(values) != len(wanted):
-            raise SchedulerError(f"unexpected HMGET reply from {self._driver.url}: {values!r}")
-        records = {name: decode_paused(value) for name, value in zip(wanted, values, strict=True)}
-        return {name: record for name, record in records.items() if record is not None}
+        return await self._pauses.get_paused(names)
 
     async def health_check(self) -> None:
         """Check the server within ``operation_timeout`` (one script: its time and the
