@@ -64,22 +64,8 @@ threads, timeouts, errors and redaction):
   (up to three ``wal_writer_delay``), which can let an occurrence fire twice after that
   crash. The tables stay logged either way (an UNLOGGED table would lose every row on a
   crash).
-- PG10 Pause records (L9) live in their own table ``<table>_paused`` (``name text
-  PRIMARY KEY, paused_since timestamptz, paused_by text, paused_reason text``), one row
-  per watermark name, beside the watermark table rather than in it: a task paused
-  before its first occurrence needs no watermark row, and the watermark table and its
-  statements stay as earlier versions know them. A row with a NULL ``paused_since`` is
-  no record: a resume clears the row rather than deleting it, so ``set_paused`` is ONE
-  upsert in name order (concurrent calls never deadlock) and writes only rows that
-  change. ``acquire_batch`` joins the table in its one statement (PG4), so a pause
-  committed before the statement started is seen; a paused request is answered from
-  that join before the watermark check and is not eligible for its key, which is never
-  locked or written for it. ``get_paused`` is one ``SELECT``. A schema of an earlier
-  trio-sched (no pause table) is upgraded by PG1's ``CREATE TABLE IF NOT EXISTS``: no
-  ``ALTER TABLE``, no lock on the existing tables; earlier instances ignore the table
-  (they do not honour pauses) while versions are mixed. ``paused_since`` holds the
-  millisecond-floored ``since`` (timestamptz keeps microseconds, so it comes back
-  equal).
+- PG10 (pause records: their table, statements and values) is in the header of
+  `trio_sched.locks._postgres_pause`, with the code it governs.
 """
 
 from __future__ import annotations
@@ -103,17 +89,15 @@ from trio_sched._errors import (
 )
 from trio_sched._postgres_common import LOCK_TABLE, WATERMARK_TABLE, Connection, TableName
 from trio_sched._postgres_driver import PostgresDriver, PostgresDriverStatistics
-from trio_sched.locks._pause import check_names, check_states
 from trio_sched.locks._postgres_config import PostgresLockProviderConfig
-from trio_sched.locks._postgres_sql import PAUSE_TABLE, LockStatements
+from trio_sched.locks._postgres_pause import PAUSE_TABLE, PostgresPauses, paused_record
+from trio_sched.locks._postgres_sql import LockStatements
 from trio_sched.locks._postgres_values import (
     as_float,
     as_int,
     as_utc,
     batch_params,
     bigint,
-    paused_params,
-    paused_record,
 )
 from trio_sched.locks._protocol import (
     AcquireRequest,
@@ -176,8 +160,8 @@ class PostgresLockStatistics:
 
 @final
 class PostgresLockProvider(ClosesOnExit):
-    """A `LockProvider` and `PauseStore` on one Postgres database (rules PG1-PG10 above,
-    P1-P8).
+    """A `LockProvider` and `PauseStore` on one Postgres database (rules PG1-PG10 above
+    and in `_postgres_pause`, P1-P8).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
     async context manager that closes the provider on exit. A provider belongs to the
@@ -195,6 +179,7 @@ class PostgresLockProvider(ClosesOnExit):
             what="postgres lock provider",
             synchronous_commit=self._config.synchronous_commit,
         )
+        self._pauses = PostgresPauses(self._driver, self._table, self._call)
         self._schema_ready = False
         self._schema_lock = trio.Lock()
         interval = self._config.cleanup_interval
@@ -434,28 +419,12 @@ class PostgresLockProvider(ClosesOnExit):
         A checkpoint; a cancelled call applied all of them or none, and repeating it is
         harmless (PG6). An empty mapping makes no round trip.
         """
-        params = paused_params(check_states(states))
-        if not params["names"]:
-            await self._checkpoint_open()
-            return
-
-        def run(conn: Connection) -> None:
-            self._driver.execute(conn, self._sql.set_paused, params)
-
-        await self._call(run)
+        await self._pauses.set_paused(states)
 
     async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
         """The pause records of those `names` that have one; one statement (none for no
         names). A checkpoint that changes nothing."""
-        wanted = check_names(names)
-        if not wanted:
-            await self._checkpoint_open()
-            return {}
-
-        def run(conn: Connection) -> list[tuple[Any, ...]]:
-            return self._driver.execute(conn, self._sql.get_paused, {"names": wanted}).fetchall()
-
-        return {str(row[0]): paused_record(row[1:]) for row in await self._call(run)}
+        return await self._pauses.get_paused(names)
 
     async def health_check(self) -> None:
         """Return when the server answers ``SELECT 1``; raise a `SchedulerError` otherwise.
