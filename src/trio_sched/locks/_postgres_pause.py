@@ -28,21 +28,19 @@ Rules (of the lock provider `trio_sched.locks.postgres`, numbered with its PG1-P
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol, TypeVar, final
-
-import trio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, final
 
 from trio_sched._errors import SchedulerError
 from trio_sched._postgres_common import Connection, TableName, TableShape, query
-from trio_sched._postgres_driver import PostgresDriver
 from trio_sched.locks._pause import check_names, check_states
 from trio_sched.locks._postgres_values import as_utc
 from trio_sched.locks._protocol import Paused
 
-__all__ = ["PAUSE_TABLE", "PauseStatements", "PostgresPauses", "paused_params", "paused_record"]
+if TYPE_CHECKING:  # only for annotations: _postgres_table imports PAUSE_TABLE from here
+    from trio_sched.locks._postgres_table import LockTables
 
-T = TypeVar("T")
+__all__ = ["PAUSE_TABLE", "PauseStatements", "PostgresPauses", "paused_params", "paused_record"]
 
 # P8 of `trio_sched._postgres_common` for PG10's table: the columns its statements use.
 PAUSE_TABLE: Final = TableShape(
@@ -50,12 +48,6 @@ PAUSE_TABLE: Final = TableShape(
     "PostgresLockProviderConfig.table (its <table>_paused)",
     frozenset(("name", "paused_since", "paused_by", "paused_reason")),
 )
-
-
-class _Call(Protocol):
-    """The provider's call: the driver's, after creating the schema if needed (PG1)."""
-
-    def __call__(self, fn: Callable[[Connection], T], /) -> Awaitable[T]: ...
 
 
 @final
@@ -91,43 +83,39 @@ class PauseStatements:
 
 @final
 class PostgresPauses:
-    """The `PauseStore` calls of one `PostgresLockProvider` (PG10): its driver, its call
-    (which creates the schema first) and the pause statements."""
+    """The `PauseStore` calls of one `PostgresLockProvider` (PG10), on its tables."""
 
-    __slots__ = ("_call", "_driver", "_sql")
+    __slots__ = ("_sql", "_tables")
 
-    def __init__(self, driver: PostgresDriver, table: TableName, call: _Call) -> None:
-        self._driver = driver
-        self._sql = PauseStatements(table)
-        self._call = call
+    def __init__(self, tables: LockTables) -> None:
+        self._tables = tables
+        self._sql = PauseStatements(tables.name)
 
     async def set_paused(self, states: Mapping[str, Paused | None]) -> None:
         """`PostgresLockProvider.set_paused`: one statement (PG10), none for no states."""
         params = paused_params(check_states(states))
         if not params["names"]:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return
+        driver = self._tables.driver
 
         def run(conn: Connection) -> None:
-            self._driver.execute(conn, self._sql.set_paused, params)
+            driver.execute(conn, self._sql.set_paused, params)
 
-        await self._call(run)
+        await self._tables.call(run)
 
     async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
         """`PostgresLockProvider.get_paused`: one statement (PG10), none for no names."""
         wanted = check_names(names)
         if not wanted:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return {}
+        driver = self._tables.driver
 
         def run(conn: Connection) -> list[tuple[Any, ...]]:
-            return self._driver.execute(conn, self._sql.get_paused, {"names": wanted}).fetchall()
+            return driver.execute(conn, self._sql.get_paused, {"names": wanted}).fetchall()
 
-        return {str(row[0]): paused_record(row[1:]) for row in await self._call(run)}
-
-    async def _checkpoint_open(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._driver.check_open()
+        return {str(row[0]): paused_record(row[1:]) for row in await self._tables.call(run)}
 
 
 def paused_params(states: Mapping[str, Paused | None]) -> dict[str, list[Any]]:

@@ -74,9 +74,9 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
@@ -84,14 +84,13 @@ from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     InvalidArgumentError,
     LeaseLostError,
-    NotInitializedError,
     SchedulerError,
 )
-from trio_sched._postgres_common import LOCK_TABLE, WATERMARK_TABLE, Connection, TableName
+from trio_sched._postgres_common import Connection, TableName
 from trio_sched._postgres_driver import PostgresDriver, PostgresDriverStatistics
 from trio_sched.locks._postgres_config import PostgresLockProviderConfig
-from trio_sched.locks._postgres_pause import PAUSE_TABLE, PostgresPauses, paused_record
-from trio_sched.locks._postgres_sql import LockStatements
+from trio_sched.locks._postgres_pause import PostgresPauses, paused_record
+from trio_sched.locks._postgres_table import LockTables
 from trio_sched.locks._postgres_values import (
     as_float,
     as_int,
@@ -116,8 +115,6 @@ if TYPE_CHECKING:
 __all__ = ["PostgresLockProvider", "PostgresLockProviderConfig", "PostgresLockStatistics"]
 
 _log = logging.getLogger("trio_sched.locks.postgres")
-
-T = TypeVar("T")
 
 
 @final
@@ -171,7 +168,6 @@ class PostgresLockProvider(ClosesOnExit):
     def __init__(self, config: PostgresLockProviderConfig | None = None) -> None:
         self._config = config if config is not None else PostgresLockProviderConfig()
         self._table = TableName.parse(self._config.table)
-        self._sql = LockStatements(self._table)
         self._driver = PostgresDriver(
             self._config.url,
             operation_timeout=self._config.operation_timeout,
@@ -179,9 +175,9 @@ class PostgresLockProvider(ClosesOnExit):
             what="postgres lock provider",
             synchronous_commit=self._config.synchronous_commit,
         )
-        self._pauses = PostgresPauses(self._driver, self._table, self._call)
-        self._schema_ready = False
-        self._schema_lock = trio.Lock()
+        self._tables = LockTables(self._driver, self._table)
+        self._sql = self._tables.sql
+        self._pauses = PostgresPauses(self._tables)
         interval = self._config.cleanup_interval
         # The first acquire cleans: rows left by earlier runs go at once.
         self._next_cleanup = -math.inf if interval is not None else math.inf
@@ -229,7 +225,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.acquire, params).fetchone()
 
-        row = await self._call(run, undo=self._undo([key], [token]))
+        row = await self._tables.call(run, undo=self._undo([key], [token]))
         if row is None:
             self._misses += 1
             return None
@@ -250,14 +246,14 @@ class PostgresLockProvider(ClosesOnExit):
         """
         params, keys, tokens = batch_params(requests)
         if not requests:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return []
         await self._maybe_cleanup()
 
         def run(conn: Connection) -> list[tuple[Any, ...]]:
             return self._driver.execute(conn, self._sql.acquire_batch, params).fetchall()
 
-        rows = await self._call(run, undo=self._undo(keys, tokens))
+        rows = await self._tables.call(run, undo=self._undo(keys, tokens))
         # Per key the row as the statement left it; per refused or paused request its row.
         records = {row[0]: row for row in rows if row[0] is not None}
         refused = {row[1]: row for row in rows if row[0] is None}
@@ -305,7 +301,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.renew, params).fetchone()
 
-        row = await self._call(run)
+        row = await self._tables.call(run)
         if row is None:
             self._renewals_lost += 1
             raise LeaseLostError(f"lease on {lease.key!r} was lost (expired or taken)")
@@ -330,7 +326,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> int:
             return self._driver.execute(conn, self._sql.release, params).rowcount
 
-        if await self._call(run):
+        if await self._tables.call(run):
             self._releases += 1
             return True
         self._releases_missed += 1
@@ -355,14 +351,14 @@ class PostgresLockProvider(ClosesOnExit):
             keys.append(lease.key)
             tokens.append(lease.token)
         if not keys:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return []
         params = {"keys": keys, "tokens": tokens}
 
         def run(conn: Connection) -> list[tuple[Any, ...]]:
             return self._driver.execute(conn, self._sql.mark_dispatched, params).fetchall()
 
-        owned = {(str(key), str(token)) for key, token in await self._call(run)}
+        owned = {(str(key), str(token)) for key, token in await self._tables.call(run)}
         results = [pair in owned for pair in zip(keys, tokens, strict=True)]
         marked = sum(results)
         self._marked += marked
@@ -378,13 +374,13 @@ class PostgresLockProvider(ClosesOnExit):
         if not all(isinstance(name, str) for name in wanted):
             raise InvalidArgumentError(f"watermark names must be str, got {wanted!r}")
         if not wanted:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return {}
 
         def run(conn: Connection) -> list[tuple[Any, ...]]:
             return self._driver.execute(conn, self._sql.get_marks, {"names": wanted}).fetchall()
 
-        return {str(name): as_int(value) for name, value in await self._call(run)}
+        return {str(name): as_int(value) for name, value in await self._tables.call(run)}
 
     async def advance_watermarks(self, marks: Mapping[str, int]) -> None:
         """Move each watermark to ``max(current, value)`` in ONE statement (PG4).
@@ -400,14 +396,14 @@ class PostgresLockProvider(ClosesOnExit):
             names.append(name)
             values.append(bigint(f"watermark {name!r}", value))
         if not names:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return
         params = {"names": names, "values": values}
 
         def run(conn: Connection) -> None:
             self._driver.execute(conn, self._sql.advance_marks, params)
 
-        await self._call(run)
+        await self._tables.call(run)
 
     # -- PauseStore -------------------------------------------------------------------
 
@@ -457,23 +453,7 @@ class PostgresLockProvider(ClosesOnExit):
         permission problems early. A checkpoint; a cancelled call created all or nothing
         (one transaction).
         """
-        async with self._schema_lock:
-            if self._schema_ready:
-                await self._checkpoint_open()
-                return
-            await self._driver.create_schema(
-                self._sql.advisory_key,
-                self._sql.create,
-                self._mark_schema_ready,
-                tables=(
-                    (self._table, "", LOCK_TABLE),
-                    (self._table, "_watermarks", WATERMARK_TABLE),
-                    (self._table, "_paused", PAUSE_TABLE),
-                ),
-            )
-
-    def _mark_schema_ready(self) -> None:
-        self._schema_ready = True
+        await self._tables.ensure_schema()
 
     async def cleanup_expired(self) -> int:
         """Delete up to ``cleanup_batch`` rows expired more than ``cleanup_grace`` ago.
@@ -486,7 +466,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> int:
             return self._driver.execute(conn, self._sql.cleanup, params).rowcount
 
-        deleted = max(0, await self._call(run))
+        deleted = max(0, await self._tables.call(run))
         self._cleanups += 1
         self._cleaned += deleted
         if deleted:
@@ -510,28 +490,13 @@ class PostgresLockProvider(ClosesOnExit):
             cleanups=self._cleanups,
             cleaned_rows=self._cleaned,
             cleanup_failures=self._cleanup_failures,
-            schema_ready=self._schema_ready,
+            schema_ready=self._tables.schema_ready,
             closed=self._driver.closed,
             driver=self._driver.statistics(),
             refused_by_pause=self._refused_paused,
         )
 
     # -- internals --------------------------------------------------------------------
-
-    async def _call(
-        self, fn: Callable[[Connection], T], *, undo: Callable[[Connection], None] | None = None
-    ) -> T:
-        """``self._driver.call`` after creating the schema if needed (PG1)."""
-        if not self._schema_ready:
-            await self.ensure_schema()
-        try:
-            return await self._driver.call(fn, undo=undo)
-        except NotInitializedError:
-            # The tables were dropped under us. The statement failed, so it did nothing:
-            # create them again and retry once.
-            self._schema_ready = False
-            await self.ensure_schema()
-            return await self._driver.call(fn, undo=undo)
 
     def _granted(
         self, key: str, token: str, fencing: object, expires_at: object, taken_over: object
@@ -553,10 +518,6 @@ class PostgresLockProvider(ClosesOnExit):
 
     def _undo(self, keys: list[str], tokens: list[str]) -> _Release:
         return _Release(self._driver, self._sql.release_many, keys, tokens)
-
-    async def _checkpoint_open(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._driver.check_open()
 
     async def _maybe_cleanup(self) -> None:
         """The amortised cleanup of PG5, before an acquire; never raises a driver error."""
