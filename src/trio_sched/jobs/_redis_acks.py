@@ -32,8 +32,8 @@ from trio_sched.jobs import _redis_lua as lua
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._job import Job, with_attempt
 from trio_sched.jobs._redis_codec import as_fields, as_int, as_pairs, as_str, decode_job
-from trio_sched.jobs._redis_counters import Counters
 from trio_sched.jobs._redis_keys import JobKeys
+from trio_sched.jobs._redis_stats import Counters
 
 # KEYS, ARGV and replies in `_redis_lua`. RELEASE is also the undo of an abandoned
 # claim (`_redis_claim`).

@@ -18,9 +18,7 @@ Rules:
 - J4 Backpressure: at most ``max_pending`` accepted-but-undelivered jobs (buffered, not
   yet handed to a handler); beyond that ``enqueue`` raises `RetryableError` and records
   nothing.
-- J5 A handler's ``Exception`` is caught, counted (``handler_errors``) and logged on the
-  ``trio_sched.jobs.memory`` logger; it never crashes the runtime. `BaseException`
-  (cancellation, KeyboardInterrupt) propagates as usual.
+- J5 Handler errors: rule J5 in `trio_sched.jobs._memory_push`, which runs the handlers.
 - J6 Closing: leaving the ``async with`` block normally stops taking new work only once
   the buffer is drained and in-flight handlers finished, waiting at most
   ``drain_timeout`` seconds; then, or at once when the block raised or ``aclose()`` was
@@ -37,17 +35,12 @@ Rules:
   `trio_sched.jobs._memory_leases`, which holds them.
 - J11 Job state and cancellation (`JobControl`, rules JC1-JC5 of
   `trio_sched.jobs._control`): rule J11 in `trio_sched.jobs._memory_control`.
-- J10 A queue nothing consumes is reported: when jobs for a queue with neither a
-  ``subscribe`` handler nor a worker claiming from it are still waiting
-  ``unserved_warning`` seconds (default 5) after the first of them was accepted by a
-  running runtime, one warning names the queue and the queues that are consumed (a
-  mistyped `Task.queue`?). Once per queue; ``unserved_warning=None`` turns it off. An
-  un-entered runtime only buffers (J1) and does not warn.
+- J10 A queue nothing consumes is reported (``unserved_warning``): rule J10 in
+  `trio_sched.jobs._memory_push`, which holds the buffered jobs.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -66,14 +59,13 @@ from trio_sched._errors import (
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._control import JobState, check_key
 from trio_sched.jobs._job import Job, check_jobs
-from trio_sched.jobs._memory_control import Track, Tracks, unbuffer
+from trio_sched.jobs._memory_control import Tracks, unbuffer
 from trio_sched.jobs._memory_leases import LeasedQueues
+from trio_sched.jobs._memory_push import PushQueues
 from trio_sched.jobs._memory_stats import MemoryJobsStatistics, QueueStatistics, Tally
 from trio_sched.jobs._worker_types import JobHandler
 
 __all__ = ["JobHandler", "MemoryJobs", "MemoryJobsStatistics", "QueueStatistics"]
-
-logger = logging.getLogger(__name__)
 
 
 @final
@@ -132,18 +124,11 @@ class MemoryJobs:
             raise InvalidArgumentError(
                 f"unserved_warning must be >= 0 seconds or None, got {unserved_warning!r}"
             )
-        self._unserved_warning = unserved_warning
-        self._watched: set[str] = set()  # queues checked for a consumer once (J10)
-        self._handler_nursery: trio.Nursery | None = None
         self._max_concurrency = max_concurrency
-        self._limiter = trio.CapacityLimiter(max_concurrency)
         self._max_pending = max_pending
         self._drain_timeout = drain_timeout
         self._tracks = Tracks(dedupe_window)  # remembered keys and their jobs (J3, J11)
         self._history: deque[Job] = deque(maxlen=history)
-        self._handlers: dict[str, JobHandler] = {}
-        self._ready: deque[Job] = deque()  # queue has a handler: waits for a slot
-        self._parked: dict[str, deque[Job]] = {}  # queue has no handler yet
         self._tally = Tally()
         self._changed = trio.Event()
         # Worker queues (J8, J9): due heaps, leases, dead letters.
@@ -153,6 +138,15 @@ class MemoryJobs:
             self._tracks,
             visibility_timeout=float(visibility_timeout),
             max_attempts=max_attempts,
+        )
+        # Buffered jobs and subscribe handlers (J1, J2, J5, J10).
+        self._push = PushQueues(
+            self._tally,
+            self._notify,
+            self._tracks,
+            self._leased.names,
+            max_concurrency=max_concurrency,
+            unserved_warning=unserved_warning,
         )
         self._lifecycle: AbstractAsyncContextManager[None] | None = None
         self._serve_scope: trio.CancelScope | None = None
@@ -211,14 +205,12 @@ class MemoryJobs:
             self._running = True
             try:
                 async with trio.open_nursery() as handlers:
-                    self._handler_nursery = handlers
-                    for queue in list(self._parked):  # buffered before the start (J10)
-                        self._watch(queue)
+                    self._push.started(handlers)
                     task_status.started()
-                    await self._dispatch(handlers)
+                    await self._push.dispatch(handlers, self._wait_changed)
             finally:
                 self._running = False
-                self._handler_nursery = None
+                self._push.stopped()
 
     async def aclose(self) -> None:
         """Close now: cancel running handlers, drop buffered jobs. Idempotent.
@@ -282,12 +274,11 @@ class MemoryJobs:
         counters.enqueued += 1
         counters.pending += 1
         self._tally.pending += 1
-        if job.queue in self._handlers:
-            self._ready.append(job)
+        push = self._push
+        if job.queue in push.handlers:
+            push.ready.append(job)
         else:
-            self._parked.setdefault(job.queue, deque()).append(job)
-            if job.queue not in self._watched:
-                self._watch(job.queue)
+            push.park(job)
         return None
 
     async def health_check(self) -> None:
@@ -303,16 +294,11 @@ class MemoryJobs:
         second). Jobs already buffered for `queue` become deliverable, in order."""
         if self._closed:
             raise ClosedError("MemoryJobs is closed")
-        if queue in self._handlers:
+        if queue in self._push.handlers:
             raise ConflictError(f"queue {queue!r} already has a handler")
         if queue in self._leased.names:
             raise ConflictError(f"queue {queue!r} is consumed by workers (rule J8)")
-        self._handlers[queue] = handler
-        self._tally.queue(queue)
-        parked = self._parked.pop(queue, None)
-        if parked:
-            self._ready.extend(parked)
-            self._notify()
+        self._push.subscribe(queue, handler)
 
     @property
     def enqueued(self) -> Sequence[Job]:
@@ -324,7 +310,7 @@ class MemoryJobs:
             running=self._running,
             closed=self._closed,
             max_concurrency=self._max_concurrency,
-            subscribed=self._handlers,
+            subscribed=self._push.handlers,
         )
 
     # -- ConsumableJobs (rules J8, J9 and W1-W9) ----------------------------------------
@@ -345,7 +331,7 @@ class MemoryJobs:
             raise InvalidArgumentError(f"max_jobs must be >= 1, got {max_jobs!r}")
         self._check_open()
         for queue in queues:
-            if queue in self._handlers:
+            if queue in self._push.handlers:
                 raise ConflictError(f"queue {queue!r} has a subscribe handler (rule J8)")
         self._leased.names.update(queues)
         deadline = trio.current_time() + max(0.0, wait)
@@ -353,7 +339,7 @@ class MemoryJobs:
         while True:
             self._check_open()
             now = trio.current_time()
-            taken = self._leased.take(queues, self._parked, max_jobs=max_jobs, now=now)
+            taken = self._leased.take(queues, self._push.parked, max_jobs=max_jobs, now=now)
             if taken or now >= deadline:
                 return taken
             with trio.move_on_at(min(deadline, self._leased.next_wake(queues))):
@@ -419,7 +405,7 @@ class MemoryJobs:
             return False
         scope = track.scope
         if not self._leased.cancel(track) and not unbuffer(
-            self._parked, self._ready, self._tally, idempotency_key, track
+            self._push.parked, self._push.ready, self._tally, idempotency_key, track
         ):
             if scope is None:  # pragma: no cover - every live track is somewhere
                 return False
@@ -435,95 +421,21 @@ class MemoryJobs:
 
     # -- internals ------------------------------------------------------------------
 
-    async def _dispatch(self, handlers: trio.Nursery) -> None:
-        while True:
-            while not self._ready:
-                await self._changed.wait()
-            # Take a slot first and only then pop: if we are cancelled while waiting for
-            # a slot, the job is still in the buffer (and counted as dropped on close).
-            borrower = object()
-            await self._limiter.acquire_on_behalf_of(borrower)
-            if not self._ready:  # pragma: no cover - only _close_now empties it
-                self._limiter.release_on_behalf_of(borrower)
-                continue
-            job = self._ready.popleft()
-            counters = self._tally.queue(job.queue)
-            counters.pending -= 1
-            counters.delivered += 1
-            counters.in_flight += 1
-            self._tally.pending -= 1
-            scope = trio.CancelScope()  # cancel() of a running push job (J11)
-            track = self._tracks.of(job)
-            if track is not None:
-                track.handed(scope)
-            handler = self._handlers[job.queue]
-            handlers.start_soon(self._run_handler, job, handler, borrower, scope, track)
-
-    async def _run_handler(
-        self,
-        job: Job,
-        handler: JobHandler,
-        borrower: object,
-        scope: trio.CancelScope,
-        track: Track | None,
-    ) -> None:
-        counters = self._tally.queue(job.queue)
-        try:
-            with scope:
-                await handler(job)
-        except Exception:
-            counters.handler_errors += 1
-            logger.exception("handler for queue %r failed on job %r", job.queue, job.id)
-        else:
-            if not scope.cancelled_caught:
-                counters.completed += 1
-        finally:
-            if track is not None:
-                track.ended(JobState.DONE)
-            counters.in_flight -= 1
-            self._limiter.release_on_behalf_of(borrower)
-            self._notify()
-
-    def _watch(self, queue: str) -> None:
-        """Check once, `unserved_warning` seconds from now, that `queue` is consumed."""
-        nursery = self._handler_nursery
-        if nursery is None or self._unserved_warning is None or queue in self._watched:
-            return  # not running (J1: a buffer only), turned off, or checked already
-        self._watched.add(queue)
-        nursery.start_soon(self._warn_if_unserved, queue, self._unserved_warning)
-
-    async def _warn_if_unserved(self, queue: str, after: float) -> None:
-        await trio.sleep(after)
-        waiting = len(self._parked.get(queue, ()))
-        if waiting and queue not in self._handlers and queue not in self._leased.names:
-            consumed = sorted(set(self._handlers) | self._leased.names)
-            logger.warning(
-                "%d job(s) for queue %r have waited %gs and nothing consumes that queue: "
-                "no subscribe() handler and no worker claims from it (a mistyped "
-                "Task.queue?); consumed queues: %s. Warned once per queue.",
-                waiting,
-                queue,
-                after,
-                consumed,
-            )
-
     async def _wait_idle(self) -> None:
-        while not self._closed and (self._ready or self._tally.in_flight()):
+        while not self._closed and (self._push.ready or self._tally.in_flight()):
             await self._changed.wait()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
 
     def _close_now(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for job in self._ready:
-            self._tally.queue(job.queue).pending -= 1
-        for queue, parked in self._parked.items():
-            self._tally.queue(queue).pending -= len(parked)
+        self._push.drop()
         self._leased.drop()
         self._tally.dropped += self._tally.pending
         self._tally.pending = 0
-        self._ready.clear()
-        self._parked.clear()
         if self._serve_scope is not None:
             self._serve_scope.cancel()
         self._notify()

@@ -16,14 +16,15 @@ of `trio_sched.jobs._control`, PJ8 in ``_postgres_control``) with the driver of
 timeouts, error mapping) and the checks of `trio_sched._postgres_common` (rules P5-P8:
 DSN redaction, quoted table names, configuration and table shape checks).
 
-The rules below hold for the whole runtime; this module holds its configuration and
-`PostgresJobs` itself (claims, acknowledgements, dead letters), and the private modules
-beside it one part each: ``_postgres_sql`` (the schema and every statement),
-``_postgres_table`` (the driver, the channel, the schema created on first use: PJ1),
-``_postgres_enqueue`` (enqueue, enqueue_many, cleanup: PJ3), ``_postgres_listen`` (the
-LISTEN connection: PJ5), ``_postgres_rows`` (what Postgres can store of a job, and a row
-read back), ``_postgres_stats`` (the counters and statistics records) and
-``_postgres_control`` (job state and cancellation: PJ8).
+The rules below hold for the whole runtime; this module holds `PostgresJobs` itself
+(claims, acknowledgements, dead letters), and the private modules beside it one part
+each: ``_postgres_config`` (`PostgresJobsConfig`, re-exported here), ``_postgres_sql``
+(the schema and every statement), ``_postgres_table`` (the driver, the channel, the
+schema created on first use: PJ1), ``_postgres_enqueue`` (enqueue, enqueue_many,
+cleanup: PJ3), ``_postgres_listen`` (the LISTEN connection: PJ5), ``_postgres_rows``
+(what Postgres can store of a job, and a row read back), ``_postgres_stats`` (the
+counters and statistics records) and ``_postgres_control`` (job state and
+cancellation: PJ8).
 
 Rules:
 - PJ1 Schema, created on first use (or by `PostgresJobs.ensure_schema`) under the one
@@ -100,7 +101,6 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 import trio
@@ -108,14 +108,10 @@ import trio
 from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     InvalidArgumentError,
-    ValidationError,
 )
 from trio_sched._postgres_common import (
     Connection,
     TableName,
-    check_dsn,
-    check_timeout,
-    redact_dsn,
 )
 from trio_sched._postgres_driver import (
     PostgresDriver,
@@ -123,6 +119,7 @@ from trio_sched._postgres_driver import (
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
 from trio_sched.jobs._control import JobState, check_key
 from trio_sched.jobs._job import Job
+from trio_sched.jobs._postgres_config import PostgresJobsConfig
 from trio_sched.jobs._postgres_control import Control
 from trio_sched.jobs._postgres_enqueue import Enqueuer
 from trio_sched.jobs._postgres_listen import Listener
@@ -145,68 +142,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("trio_sched.jobs.postgres")
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PostgresJobsConfig:
-    """Where and how a `PostgresJobs` talks to Postgres.
-
-    - ``url``: a libpq URL or ``key=value`` DSN, shown redacted everywhere (P5).
-    - ``table``: the jobs table, ``name`` or ``schema.name`` (P6, PJ1).
-    - ``visibility_timeout``: seconds a claimed job stays leased without an ``extend``
-      before it is redelivered (W2). ``max_attempts``: deliveries before dead-lettering.
-    - ``operation_timeout`` and ``max_connections``: as for the lock provider (P1, P2).
-      The listening connection is one more, outside ``max_connections``.
-    - ``listen``: wake waiting claims with LISTEN/NOTIFY (PJ5); ``False`` polls only.
-    - ``poll_interval``: longest single wait of a claim before it looks again even
-      without a notification (the fallback poll, PJ5).
-    - ``dedupe_retention``: seconds a completed job's idempotency key is remembered.
-    - ``cleanup_interval``: seconds between amortised cleanups of old ``done`` rows,
-      ``None`` for none (then only `PostgresJobs.cleanup_done`); ``cleanup_batch`` the
-      most rows one cleanup deletes (PJ3).
-    - ``synchronous_commit``: wait for each commit's disk flush (as for the locks).
-    """
-
-    url: str = "postgresql://127.0.0.1/test"
-    table: str = "trio_sched_jobs"
-    visibility_timeout: float = 30.0
-    max_attempts: int = 5
-    operation_timeout: float = 3.0
-    max_connections: int = 8
-    listen: bool = True
-    poll_interval: float = 5.0
-    dedupe_retention: float = 7 * 24 * 3600.0
-    cleanup_interval: float | None = 60.0
-    cleanup_batch: int = 1000
-    synchronous_commit: bool = True
-
-    def __post_init__(self) -> None:
-        check_dsn(self.url)
-        TableName.parse(self.table)
-        for name in ("visibility_timeout", "operation_timeout", "poll_interval"):
-            check_timeout(name, getattr(self, name))
-        check_timeout("dedupe_retention", self.dedupe_retention)
-        if self.cleanup_interval is not None:
-            check_timeout("cleanup_interval", self.cleanup_interval)
-        for name in ("max_attempts", "max_connections", "cleanup_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValidationError(f"{name}: expected an int >= 1, got {value!r}", field=name)
-        for name in ("listen", "synchronous_commit"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValidationError(f"{name}: expected a bool", field=name)
-
-    def __repr__(self) -> str:
-        return (
-            f"PostgresJobsConfig(url={redact_dsn(self.url)!r}, table={self.table!r}, "
-            f"visibility_timeout={self.visibility_timeout!r}, "
-            f"max_attempts={self.max_attempts!r}, "
-            f"operation_timeout={self.operation_timeout!r}, listen={self.listen!r}, "
-            f"poll_interval={self.poll_interval!r})"
-        )
-
-    __str__ = __repr__
 
 
 @final

@@ -79,7 +79,7 @@ from trio_sched._redis_common import (
     check_timeout,
     redact_url,
 )
-from trio_sched._redis_driver import DriverStatistics, RedisDriver, RedisScript
+from trio_sched._redis_driver import RedisDriver, RedisScript
 from trio_sched._redis_epoch import EPOCH_LUA, Detection, EpochWatch
 from trio_sched.jobs import _redis_lua as lua
 from trio_sched.jobs._consumable import DeadLetter, Delivery, FailOutcome
@@ -89,8 +89,10 @@ from trio_sched.jobs._redis_acks import Acks
 from trio_sched.jobs._redis_claim import Claims, deliveries_of
 from trio_sched.jobs._redis_codec import as_int, as_list, as_str, decode_job, encode_job
 from trio_sched.jobs._redis_control import Control
-from trio_sched.jobs._redis_counters import Counters
 from trio_sched.jobs._redis_keys import JobKeys
+from trio_sched.jobs._redis_stats import Counters
+from trio_sched.jobs._redis_stats import RedisJobsStatistics as RedisJobsStatistics
+from trio_sched.jobs._redis_stats import RedisQueueStatistics as RedisQueueStatistics
 
 __all__ = ["RedisJobs", "RedisJobsConfig", "RedisJobsStatistics", "RedisQueueStatistics"]
 
@@ -165,48 +167,6 @@ class RedisJobsConfig:
         )
 
     __str__ = __repr__
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class RedisJobsStatistics:
-    """This client's counters (not the server's totals; see `RedisJobs.queue_statistics`).
-
-    `claimed` counts deliveries, `stale` acknowledgements of leases that had moved on,
-    `leases_lost` extends that found the lease gone. `data_losses` counts the losses of
-    the queue data this client detected (RJ7) and `jobs_vanished` the jobs it knew to be
-    pending when it last looked and that went with them. `driver`: round trips and
-    failures.
-    """
-
-    enqueued: int
-    delayed: int
-    duplicates: int
-    claimed: int
-    completed: int
-    retried: int
-    dead_lettered: int
-    released: int
-    stale: int
-    extended: int
-    leases_lost: int
-    redriven: int
-    closed: bool
-    driver: DriverStatistics
-    data_losses: int = 0
-    jobs_vanished: int = 0
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class RedisQueueStatistics:
-    """What the server holds for one queue: `stream` entries (waiting or leased),
-    `leased` (delivered, not acknowledged), `delayed` and `dead` letters."""
-
-    stream: int
-    leased: int
-    delayed: int
-    dead: int
 
 
 @final

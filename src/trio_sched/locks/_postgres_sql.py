@@ -48,8 +48,8 @@ ones the statements carry out; PG1's schema is `LockStatements.create`):
   took it over, since the token still owns it). It locks its rows in key order and
   writes only rows not yet marked. ``advance_watermarks`` is one ``INSERT ... ON
   CONFLICT DO UPDATE SET value = GREATEST(...)`` (forward only), ``get_watermarks`` one
-  ``SELECT``; ``set_paused`` and ``get_paused`` likewise (PG10); empty batches make no
-  round trip.
+  ``SELECT``; ``set_paused`` and ``get_paused`` likewise (PG10; their statements are in
+  `trio_sched.locks._postgres_pause`); empty batches make no round trip.
 - PG9 Migration: a lock table of an earlier trio-sched (it has no ``kept_until``) is
   upgraded once, in the schema transaction of PG1: ``ALTER TABLE ... ADD COLUMN IF NOT
   EXISTS`` for the three new columns, the identity switched to ``BY DEFAULT`` (a
@@ -70,23 +70,16 @@ ones the statements carry out; PG1's schema is `LockStatements.create`):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, final
 
-from trio_sched._postgres_common import TableName, TableShape, advisory_key, query
+from trio_sched._postgres_common import TableName, advisory_key, query
 
 if TYPE_CHECKING:
     # Only for annotations: the first psycopg import goes through _postgres_common,
     # which says which extra to install when psycopg is missing.
     from psycopg import sql
 
-__all__ = ["PAUSE_TABLE", "LockStatements"]
-
-# P8 of `trio_sched._postgres_common` for PG10's table: the columns its statements use.
-PAUSE_TABLE: Final = TableShape(
-    "trio-sched pause table",
-    "PostgresLockProviderConfig.table (its <table>_paused)",
-    frozenset(("name", "paused_since", "paused_by", "paused_reason")),
-)
+__all__ = ["LockStatements"]
 
 
 @final
@@ -282,27 +275,6 @@ class LockStatements:
             " WHERE NOT l2.dispatched"
             " ORDER BY l2.key FOR UPDATE OF l2"
             ") AS mine WHERE l.key = mine.key",
-            **ids,
-        )
-        # PG10: one upsert in name order (concurrent calls lock rows in one order); a
-        # resume clears the record (a row with a NULL since is no record) rather than
-        # deleting the row, and writes no row for a name that has none.
-        self.set_paused = query(
-            "INSERT INTO {paused} AS p (name, paused_since, paused_by, paused_reason)"
-            " SELECT s.name, s.since, s.by_whom, s.reason"
-            " FROM unnest(%(names)s::text[], %(sinces)s::timestamptz[], %(bys)s::text[],"
-            " %(reasons)s::text[]) AS s(name, since, by_whom, reason)"
-            " WHERE s.since IS NOT NULL OR EXISTS (SELECT FROM {paused} AS o WHERE o.name = s.name)"
-            " ORDER BY s.name"
-            " ON CONFLICT (name) DO UPDATE SET paused_since = EXCLUDED.paused_since,"
-            " paused_by = EXCLUDED.paused_by, paused_reason = EXCLUDED.paused_reason"
-            " WHERE (p.paused_since, p.paused_by, p.paused_reason)"
-            " IS DISTINCT FROM (EXCLUDED.paused_since, EXCLUDED.paused_by, EXCLUDED.paused_reason)",
-            **ids,
-        )
-        self.get_paused = query(
-            "SELECT name, paused_since, paused_by, paused_reason FROM {paused}"
-            " WHERE name = ANY(%(names)s::text[]) AND paused_since IS NOT NULL",
             **ids,
         )
         self.get_marks = query(

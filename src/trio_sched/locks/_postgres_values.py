@@ -11,12 +11,12 @@ Rules (of the lock provider `trio_sched.locks.postgres`, numbered with its PG1-P
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from trio_sched._errors import InvalidArgumentError, SchedulerError
-from trio_sched.locks._protocol import AcquireRequest, Paused, check_request
+from trio_sched.locks._protocol import AcquireRequest, check_request
 
 __all__ = [
     "as_float",
@@ -24,8 +24,6 @@ __all__ = [
     "as_utc",
     "batch_params",
     "bigint",
-    "paused_params",
-    "paused_record",
 ]
 
 _BIGINT_MIN: Final = -(2**63)
@@ -68,26 +66,6 @@ def batch_params(
         "slacks": slacks,
     }
     return params, keys, tokens
-
-
-def paused_params(states: Mapping[str, Paused | None]) -> dict[str, list[Any]]:
-    """The parameters of `LockStatements.set_paused` for checked `states` (PG10: one
-    array per column, NULLs for a resume); no I/O."""
-    params: dict[str, list[Any]] = {"names": [], "sinces": [], "bys": [], "reasons": []}
-    for name, state in states.items():
-        params["names"].append(name)
-        params["sinces"].append(None if state is None else state.since)
-        params["bys"].append(None if state is None else state.by)
-        params["reasons"].append(None if state is None else state.reason)
-    return params
-
-
-def paused_record(columns: Sequence[Any]) -> Paused:
-    """A `Paused` from a row's ``paused_since, paused_by, paused_reason`` (PG10)."""
-    since, by, reason = columns
-    if not isinstance(by, str) or not (reason is None or isinstance(reason, str)):
-        raise SchedulerError(f"postgres lock provider: unexpected pause record {columns!r}")
-    return Paused(as_utc(since), by, reason)
 
 
 def bigint(what: str, value: object) -> int:

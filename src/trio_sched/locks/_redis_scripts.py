@@ -3,9 +3,10 @@ decoding of their replies.
 
 Each script's comment names its keys, arguments and reply; the functions at the end
 write those arguments and read those replies. Rule IDs are those of
-`trio_sched.locks.redis`, whose header holds RD1, RD3-RD5, RD9 and RD10 (the rollback
-check of RD9, the epoch check of R8 and the pause check of RD10 run inside these
-scripts).
+`trio_sched.locks.redis`, whose header holds RD1, RD3-RD5 and RD9 (the rollback check
+of RD9 and the epoch check of R8 run inside these scripts); RD10, with the pause check
+the batch script runs, the ``set_paused`` script and the pause records' codec, is in
+`trio_sched.locks._redis_pause`.
 
 Rules:
 - RD2 Every state change is one Lua script, atomic on the server, so each decision of
@@ -25,7 +26,7 @@ Rules:
   nobody took over still holds its token), ``SETRANGE`` of the flag byte, which leaves
   the key's expiry alone. A record whose memory ended is gone and cannot be marked.
   A watermark advance is HGET-compare-HSET (``max``). ``set_paused`` is HSET or HDEL
-  per name (RD10).
+  per name (RD10, `trio_sched.locks._redis_pause`).
   Old servers: every command exists since Redis 2.6.12 (no ``PEXPIRE GT``, no
   ``KEEPTTL``), and the scripts that read ``TIME`` call ``redis.replicate_commands()``
   when it exists: Redis 3.2-4.x refuse a write after ``TIME`` without it (from 5 on it
@@ -50,7 +51,6 @@ Rules:
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -58,8 +58,8 @@ from typing import Final
 from trio_sched._errors import InvalidArgumentError, SchedulerError
 from trio_sched._redis_driver import RedisScript
 from trio_sched._redis_epoch import EPOCH_LUA
-from trio_sched.locks._pause import from_epoch_ms, to_epoch_ms
-from trio_sched.locks._protocol import Held, Paused
+from trio_sched.locks._protocol import Held
+from trio_sched.locks._redis_pause import PAUSED_LUA
 
 __all__ = [
     "ACQUIRE_BATCH",
@@ -68,9 +68,6 @@ __all__ = [
     "MARK",
     "RELEASE",
     "RENEW",
-    "SET_PAUSED",
-    "decode_paused",
-    "encode_paused",
     "exact_int",
     "expiry",
     "held",
@@ -138,25 +135,6 @@ local function rolled_back(counter, highest)
 end
 """
 
-# RD10: the pause record stored for a watermark name, as stored, or nothing when the
-# name has none or its value is no record (foreign data: HGET through pcall, the JSON
-# decoded through pcall and its shape checked, as `decode_paused` reads it).
-_PAUSED: Final = """
-local function paused(hash, name)
-  local value = redis.pcall('HGET', hash, name)
-  if type(value) ~= 'string' then
-    return nil
-  end
-  local ok, r = pcall(cjson.decode, value)
-  if ok and type(r) == 'table' and #r == 3 and type(r[1]) == 'number'
-      and r[1] == math.floor(r[1]) and type(r[2]) == 'string' and r[2] ~= ''
-      and (r[3] == cjson.null or type(r[3]) == 'string') then
-    return value
-  end
-  return nil
-end
-"""
-
 # KEYS: fencing counter, watermark hash, epoch sentinel, pause hash, lock 1..n.
 # ARGV[1]: a JSON array of n requests [token, ttl ms, keep ms, has watermark (0/1),
 # watermark name, nominal ms, watermark slack ms], numbers as strings (one argument
@@ -180,7 +158,7 @@ ACQUIRE_BATCH: Final = RedisScript(
     + _NEXT_FENCING
     + EPOCH_LUA
     + _ROLLBACK
-    + _PAUSED
+    + PAUSED_LUA
     + """
 local epoch, replaced, born, lost = epoch_check(KEYS[3], ARGV[2], ARGV[3], now_ms,
                                                 behind(KEYS[1], ARGV[4]))
@@ -336,20 +314,6 @@ return out
 """
 )
 
-# KEYS: pause hash. ARGV: name, record pairs (RD10); an empty record deletes the name's.
-SET_PAUSED: Final = RedisScript(
-    """
-for i = 1, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-return 0
-"""
-)
-
 # KEYS: watermark hash. ARGV: name, value pairs. Moves each to max(current, value).
 ADVANCE: Final = RedisScript(
     """
@@ -403,38 +367,6 @@ def held(record: str, now_ms: int) -> Held:
     """`Held` from a record (RD8) the batch script found leased at its `now_ms`."""
     _, lease_end, token = record.split(":", 2)
     return Held(token, max(0, int(lease_end) - now_ms) / 1000)
-
-
-def encode_paused(record: Paused) -> str:
-    """A checked record as the pause hash stores it (RD10): ``[since ms, by, reason]``."""
-    return json.dumps([to_epoch_ms(record.since), record.by, record.reason], separators=(",", ":"))
-
-
-def decode_paused(value: object) -> Paused | None:
-    """A stored pause record (RD10), or ``None`` for a value that is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        fields = json.loads(value)
-    except ValueError:
-        return None
-    if not isinstance(fields, list) or len(fields) != 3:
-        return None
-    since, by, reason = fields
-    if isinstance(since, float) and since.is_integer():
-        since = int(since)  # JSON numbers do not tell 1000 from 1e3; the script neither
-    if (
-        isinstance(since, bool)
-        or not isinstance(since, int)
-        or not isinstance(by, str)
-        or not by
-        or not (reason is None or isinstance(reason, str))
-    ):
-        return None
-    try:
-        return Paused(from_epoch_ms(since), by, reason)
-    except OverflowError:
-        return None
 
 
 def takeover(answer: list[object]) -> tuple[int, str]:

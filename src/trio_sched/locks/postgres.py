@@ -64,22 +64,8 @@ threads, timeouts, errors and redaction):
   (up to three ``wal_writer_delay``), which can let an occurrence fire twice after that
   crash. The tables stay logged either way (an UNLOGGED table would lose every row on a
   crash).
-- PG10 Pause records (L9) live in their own table ``<table>_paused`` (``name text
-  PRIMARY KEY, paused_since timestamptz, paused_by text, paused_reason text``), one row
-  per watermark name, beside the watermark table rather than in it: a task paused
-  before its first occurrence needs no watermark row, and the watermark table and its
-  statements stay as earlier versions know them. A row with a NULL ``paused_since`` is
-  no record: a resume clears the row rather than deleting it, so ``set_paused`` is ONE
-  upsert in name order (concurrent calls never deadlock) and writes only rows that
-  change. ``acquire_batch`` joins the table in its one statement (PG4), so a pause
-  committed before the statement started is seen; a paused request is answered from
-  that join before the watermark check and is not eligible for its key, which is never
-  locked or written for it. ``get_paused`` is one ``SELECT``. A schema of an earlier
-  trio-sched (no pause table) is upgraded by PG1's ``CREATE TABLE IF NOT EXISTS``: no
-  ``ALTER TABLE``, no lock on the existing tables; earlier instances ignore the table
-  (they do not honour pauses) while versions are mixed. ``paused_since`` holds the
-  millisecond-floored ``since`` (timestamptz keeps microseconds, so it comes back
-  equal).
+- PG10 (pause records: their table, statements and values) is in the header of
+  `trio_sched.locks._postgres_pause`, with the code it governs.
 """
 
 from __future__ import annotations
@@ -88,9 +74,9 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
@@ -98,22 +84,19 @@ from trio_sched._closeable import ClosesOnExit
 from trio_sched._errors import (
     InvalidArgumentError,
     LeaseLostError,
-    NotInitializedError,
     SchedulerError,
 )
-from trio_sched._postgres_common import LOCK_TABLE, WATERMARK_TABLE, Connection, TableName
+from trio_sched._postgres_common import Connection, TableName
 from trio_sched._postgres_driver import PostgresDriver, PostgresDriverStatistics
-from trio_sched.locks._pause import check_names, check_states
 from trio_sched.locks._postgres_config import PostgresLockProviderConfig
-from trio_sched.locks._postgres_sql import PAUSE_TABLE, LockStatements
+from trio_sched.locks._postgres_pause import PostgresPauses, paused_record
+from trio_sched.locks._postgres_table import LockTables
 from trio_sched.locks._postgres_values import (
     as_float,
     as_int,
     as_utc,
     batch_params,
     bigint,
-    paused_params,
-    paused_record,
 )
 from trio_sched.locks._protocol import (
     AcquireRequest,
@@ -132,8 +115,6 @@ if TYPE_CHECKING:
 __all__ = ["PostgresLockProvider", "PostgresLockProviderConfig", "PostgresLockStatistics"]
 
 _log = logging.getLogger("trio_sched.locks.postgres")
-
-T = TypeVar("T")
 
 
 @final
@@ -176,8 +157,8 @@ class PostgresLockStatistics:
 
 @final
 class PostgresLockProvider(ClosesOnExit):
-    """A `LockProvider` and `PauseStore` on one Postgres database (rules PG1-PG10 above,
-    P1-P8).
+    """A `LockProvider` and `PauseStore` on one Postgres database (rules PG1-PG10 above
+    and in `_postgres_pause`, P1-P8).
 
     Construction does no I/O; the first call connects and creates the schema. Also an
     async context manager that closes the provider on exit. A provider belongs to the
@@ -187,7 +168,6 @@ class PostgresLockProvider(ClosesOnExit):
     def __init__(self, config: PostgresLockProviderConfig | None = None) -> None:
         self._config = config if config is not None else PostgresLockProviderConfig()
         self._table = TableName.parse(self._config.table)
-        self._sql = LockStatements(self._table)
         self._driver = PostgresDriver(
             self._config.url,
             operation_timeout=self._config.operation_timeout,
@@ -195,8 +175,9 @@ class PostgresLockProvider(ClosesOnExit):
             what="postgres lock provider",
             synchronous_commit=self._config.synchronous_commit,
         )
-        self._schema_ready = False
-        self._schema_lock = trio.Lock()
+        self._tables = LockTables(self._driver, self._table)
+        self._sql = self._tables.sql
+        self._pauses = PostgresPauses(self._tables)
         interval = self._config.cleanup_interval
         # The first acquire cleans: rows left by earlier runs go at once.
         self._next_cleanup = -math.inf if interval is not None else math.inf
@@ -244,7 +225,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.acquire, params).fetchone()
 
-        row = await self._call(run, undo=self._undo([key], [token]))
+        row = await self._tables.call(run, undo=self._undo([key], [token]))
         if row is None:
             self._misses += 1
             return None
@@ -265,14 +246,14 @@ class PostgresLockProvider(ClosesOnExit):
         """
         params, keys, tokens = batch_params(requests)
         if not requests:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return []
         await self._maybe_cleanup()
 
         def run(conn: Connection) -> list[tuple[Any, ...]]:
             return self._driver.execute(conn, self._sql.acquire_batch, params).fetchall()
 
-        rows = await self._call(run, undo=self._undo(keys, tokens))
+        rows = await self._tables.call(run, undo=self._undo(keys, tokens))
         # Per key the row as the statement left it; per refused or paused request its row.
         records = {row[0]: row for row in rows if row[0] is not None}
         refused = {row[1]: row for row in rows if row[0] is None}
@@ -320,7 +301,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> tuple[Any, ...] | None:
             return self._driver.execute(conn, self._sql.renew, params).fetchone()
 
-        row = await self._call(run)
+        row = await self._tables.call(run)
         if row is None:
             self._renewals_lost += 1
             raise LeaseLostError(f"lease on {lease.key!r} was lost (expired or taken)")
@@ -345,7 +326,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> int:
             return self._driver.execute(conn, self._sql.release, params).rowcount
 
-        if await self._call(run):
+        if await self._tables.call(run):
             self._releases += 1
             return True
         self._releases_missed += 1
@@ -370,14 +351,14 @@ class PostgresLockProvider(ClosesOnExit):
             keys.append(lease.key)
             tokens.append(lease.token)
         if not keys:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return []
         params = {"keys": keys, "tokens": tokens}
 
         def run(conn: Connection) -> list[tuple[Any, ...]]:
             return self._driver.execute(conn, self._sql.mark_dispatched, params).fetchall()
 
-        owned = {(str(key), str(token)) for key, token in await self._call(run)}
+        owned = {(str(key), str(token)) for key, token in await self._tables.call(run)}
         results = [pair in owned for pair in zip(keys, tokens, strict=True)]
         marked = sum(results)
         self._marked += marked
@@ -393,13 +374,13 @@ class PostgresLockProvider(ClosesOnExit):
         if not all(isinstance(name, str) for name in wanted):
             raise InvalidArgumentError(f"watermark names must be str, got {wanted!r}")
         if not wanted:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return {}
 
         def run(conn: Connection) -> list[tuple[Any, ...]]:
             return self._driver.execute(conn, self._sql.get_marks, {"names": wanted}).fetchall()
 
-        return {str(name): as_int(value) for name, value in await self._call(run)}
+        return {str(name): as_int(value) for name, value in await self._tables.call(run)}
 
     async def advance_watermarks(self, marks: Mapping[str, int]) -> None:
         """Move each watermark to ``max(current, value)`` in ONE statement (PG4).
@@ -415,14 +396,14 @@ class PostgresLockProvider(ClosesOnExit):
             names.append(name)
             values.append(bigint(f"watermark {name!r}", value))
         if not names:
-            await self._checkpoint_open()
+            await self._tables.checkpoint_open()
             return
         params = {"names": names, "values": values}
 
         def run(conn: Connection) -> None:
             self._driver.execute(conn, self._sql.advance_marks, params)
 
-        await self._call(run)
+        await self._tables.call(run)
 
     # -- PauseStore -------------------------------------------------------------------
 
@@ -434,28 +415,12 @@ class PostgresLockProvider(ClosesOnExit):
         A checkpoint; a cancelled call applied all of them or none, and repeating it is
         harmless (PG6). An empty mapping makes no round trip.
         """
-        params = paused_params(check_states(states))
-        if not params["names"]:
-            await self._checkpoint_open()
-            return
-
-        def run(conn: Connection) -> None:
-            self._driver.execute(conn, self._sql.set_paused, params)
-
-        await self._call(run)
+        await self._pauses.set_paused(states)
 
     async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
         """The pause records of those `names` that have one; one statement (none for no
         names). A checkpoint that changes nothing."""
-        wanted = check_names(names)
-        if not wanted:
-            await self._checkpoint_open()
-            return {}
-
-        def run(conn: Connection) -> list[tuple[Any, ...]]:
-            return self._driver.execute(conn, self._sql.get_paused, {"names": wanted}).fetchall()
-
-        return {str(row[0]): paused_record(row[1:]) for row in await self._call(run)}
+        return await self._pauses.get_paused(names)
 
     async def health_check(self) -> None:
         """Return when the server answers ``SELECT 1``; raise a `SchedulerError` otherwise.
@@ -488,23 +453,7 @@ class PostgresLockProvider(ClosesOnExit):
         permission problems early. A checkpoint; a cancelled call created all or nothing
         (one transaction).
         """
-        async with self._schema_lock:
-            if self._schema_ready:
-                await self._checkpoint_open()
-                return
-            await self._driver.create_schema(
-                self._sql.advisory_key,
-                self._sql.create,
-                self._mark_schema_ready,
-                tables=(
-                    (self._table, "", LOCK_TABLE),
-                    (self._table, "_watermarks", WATERMARK_TABLE),
-                    (self._table, "_paused", PAUSE_TABLE),
-                ),
-            )
-
-    def _mark_schema_ready(self) -> None:
-        self._schema_ready = True
+        await self._tables.ensure_schema()
 
     async def cleanup_expired(self) -> int:
         """Delete up to ``cleanup_batch`` rows expired more than ``cleanup_grace`` ago.
@@ -517,7 +466,7 @@ class PostgresLockProvider(ClosesOnExit):
         def run(conn: Connection) -> int:
             return self._driver.execute(conn, self._sql.cleanup, params).rowcount
 
-        deleted = max(0, await self._call(run))
+        deleted = max(0, await self._tables.call(run))
         self._cleanups += 1
         self._cleaned += deleted
         if deleted:
@@ -541,28 +490,13 @@ class PostgresLockProvider(ClosesOnExit):
             cleanups=self._cleanups,
             cleaned_rows=self._cleaned,
             cleanup_failures=self._cleanup_failures,
-            schema_ready=self._schema_ready,
+            schema_ready=self._tables.schema_ready,
             closed=self._driver.closed,
             driver=self._driver.statistics(),
             refused_by_pause=self._refused_paused,
         )
 
     # -- internals --------------------------------------------------------------------
-
-    async def _call(
-        self, fn: Callable[[Connection], T], *, undo: Callable[[Connection], None] | None = None
-    ) -> T:
-        """``self._driver.call`` after creating the schema if needed (PG1)."""
-        if not self._schema_ready:
-            await self.ensure_schema()
-        try:
-            return await self._driver.call(fn, undo=undo)
-        except NotInitializedError:
-            # The tables were dropped under us. The statement failed, so it did nothing:
-            # create them again and retry once.
-            self._schema_ready = False
-            await self.ensure_schema()
-            return await self._driver.call(fn, undo=undo)
 
     def _granted(
         self, key: str, token: str, fencing: object, expires_at: object, taken_over: object
@@ -584,10 +518,6 @@ class PostgresLockProvider(ClosesOnExit):
 
     def _undo(self, keys: list[str], tokens: list[str]) -> _Release:
         return _Release(self._driver, self._sql.release_many, keys, tokens)
-
-    async def _checkpoint_open(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._driver.check_open()
 
     async def _maybe_cleanup(self) -> None:
         """The amortised cleanup of PG5, before an acquire; never raises a driver error."""

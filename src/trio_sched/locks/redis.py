@@ -79,17 +79,8 @@ R5-R6 of `trio_sched._redis_common` (URL checks, redaction) and R8 of
   server's may have dispatched, before the loss, occurrences nominally after ``born``;
   a rollback is seen only by a provider that got a token the rolled-back counter has
   not reached (another provider's grants may pass it first).
-- RD10 Pause records (L9) live in the hash ``{prefix}:paused``: field the watermark
-  name, value the JSON array ``[since, by, reason]`` (``since`` in epoch milliseconds,
-  ``reason`` a string or ``null``: ``[1767225600000,"host-1:4711","maintenance"]``).
-  They have no TTL. ``set_paused`` is one script (HSET, or HDEL for a resume; the hash
-  goes when its last field does), ``get_paused`` one HMGET. The batch script reads the
-  hash only when it exists (one EXISTS per batch, so a key space with no paused task
-  pays nothing more), then one HGET per request with a watermark, before every other
-  check; the key of a paused request is never touched. A value that is not such an
-  array (foreign data) is no record: that name is not paused, for the batch script and
-  ``get_paused`` alike. A data loss (R8, RD9) takes the pause records with it: the
-  sentinel does not guard them, and paused tasks run again until they are paused anew.
+- RD10 (pause records: their format, the script and the batch's pause check) is in the
+  header of `trio_sched.locks._redis_pause`, with the code it governs.
 """
 
 from __future__ import annotations
@@ -111,18 +102,9 @@ from trio_sched._errors import (
     InvalidArgumentError,
     LeaseLostError,
     SchedulerError,
-    ValidationError,
-)
-from trio_sched._redis_common import (
-    check_flag,
-    check_prefix,
-    check_redis_url,
-    check_timeout,
-    redact_url,
 )
 from trio_sched._redis_driver import DriverStatistics, RedisDriver
 from trio_sched._redis_epoch import Detection, EpochWatch
-from trio_sched.locks._pause import check_names, check_states
 from trio_sched.locks._protocol import (
     AcquireRequest,
     Held,
@@ -131,6 +113,8 @@ from trio_sched.locks._protocol import (
     check_request,
     check_ttl,
 )
+from trio_sched.locks._redis_config import RedisLockProviderConfig
+from trio_sched.locks._redis_pause import RedisPauses, decode_paused
 from trio_sched.locks._redis_scripts import (
     ACQUIRE_BATCH,
     ADVANCE,
@@ -138,9 +122,6 @@ from trio_sched.locks._redis_scripts import (
     MARK,
     RELEASE,
     RENEW,
-    SET_PAUSED,
-    decode_paused,
-    encode_paused,
     exact_int,
     expiry,
     held,
@@ -154,54 +135,6 @@ from trio_sched.locks._redis_scripts import (
 __all__ = ["RedisLockProvider", "RedisLockProviderConfig", "RedisLockStatistics"]
 
 _log = logging.getLogger("trio_sched.locks.redis")
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisLockProviderConfig:
-    """Where and how a `RedisLockProvider` talks to Redis.
-
-    - ``url``: ``redis://``, ``rediss://`` (TLS) or ``unix://``, as redis-py reads it
-      (``redis://user:password@host:port/db``). Shown redacted in every ``repr`` and
-      message (R5).
-    - ``prefix``: first part of every Redis key this provider touches (RD1).
-    - ``operation_timeout``: bound on every call in seconds (R2).
-    - ``max_connections``: worker threads (and so pooled connections) in use at once (R1).
-    - ``require_persistence``: refuse to work (`InvalidArgumentError` from every call)
-      unless the server runs the append-only file with ``appendfsync everysec`` or
-      ``always`` and lets ``CONFIG GET`` show it; by default that check only warns (R7).
-    """
-
-    url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "trio_sched"
-    operation_timeout: float = 3.0
-    max_connections: int = 10
-    require_persistence: bool = False
-
-    def __post_init__(self) -> None:
-        check_redis_url(self.url)
-        check_prefix(self.prefix)
-        check_timeout("operation_timeout", self.operation_timeout)
-        check_flag("require_persistence", self.require_persistence)
-        if (
-            isinstance(self.max_connections, bool)
-            or not isinstance(self.max_connections, int)
-            or self.max_connections < 1
-        ):
-            raise ValidationError(
-                f"max_connections: expected an int >= 1, got {self.max_connections!r}",
-                field="max_connections",
-            )
-
-    def __repr__(self) -> str:
-        return (
-            f"RedisLockProviderConfig(url={redact_url(self.url)!r}, prefix={self.prefix!r}, "
-            f"operation_timeout={self.operation_timeout!r}, "
-            f"max_connections={self.max_connections!r}, "
-            f"require_persistence={self.require_persistence!r})"
-        )
-
-    __str__ = __repr__
 
 
 @final
@@ -240,8 +173,8 @@ class RedisLockStatistics:
 
 @final
 class RedisLockProvider(ClosesOnExit):
-    """A `LockProvider` and `PauseStore` on one Redis server (rules RD1-RD10 above and in
-    `_redis_scripts`, R1-R8 of the Redis plumbing).
+    """A `LockProvider` and `PauseStore` on one Redis server (rules RD1-RD10 above, in
+    `_redis_scripts` and in `_redis_pause`, R1-R8 of the Redis plumbing).
 
     Construction does no I/O; the first call connects. Also an async context manager
     that closes the provider on exit.
@@ -261,6 +194,7 @@ class RedisLockProvider(ClosesOnExit):
         self._fencing_key = f"{prefix}:fencing"
         self._watermark_key = f"{prefix}:watermarks"
         self._paused_key = f"{prefix}:paused"
+        self._pauses = RedisPauses(self._driver, self._paused_key)
         self._epoch = EpochWatch(
             f"{prefix}:epoch", f"redis lock provider ({self._driver.url}, prefix {prefix!r})"
         )
@@ -523,37 +457,14 @@ class RedisLockProvider(ClosesOnExit):
         A checkpoint; a cancelled call applied all of them or none (RD5). An empty
         mapping makes no round trip.
         """
-        args: list[str] = []
-        for name, state in check_states(states).items():
-            args += (name, "" if state is None else encode_paused(state))
-        if not args:
-            await self._checkpoint_open()
-            return
-
-        def run(client: redis.Redis) -> object:
-            return SET_PAUSED.run(self._driver, client, [self._paused_key], args)
-
-        await self._driver.call(run)
+        await self._pauses.set_paused(states)
 
     async def get_paused(self, names: Sequence[str]) -> dict[str, Paused]:
         """The pause records of those `names` that have one (one HMGET, RD10).
 
         A checkpoint; changes nothing. An empty sequence makes no round trip.
         """
-        wanted = check_names(names)
-        if not wanted:
-            await self._checkpoint_open()
-            return {}
-
-        def run(client: redis.Redis) -> object:
-            self._driver.count_round_trip()
-            return client.hmget(self._paused_key, wanted)
-
-        values = await self._driver.call(run)
-        if not isinstance(values, list) or len(values) != len(wanted):
-            raise SchedulerError(f"unexpected HMGET reply from {self._driver.url}: {values!r}")
-        records = {name: decode_paused(value) for name, value in zip(wanted, values, strict=True)}
-        return {name: record for name, record in records.items() if record is not None}
+        return await self._pauses.get_paused(names)
 
     async def health_check(self) -> None:
         """Check the server within ``operation_timeout`` (one script: its time and the
