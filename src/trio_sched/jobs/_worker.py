@@ -450,8 +450,7 @@ class Worker:
         interval = self._jobs.visibility_timeout / 3
         if not math.isfinite(interval):
             return
-        # aclosing: a generator left at a cancellation is closed here, not by the
-        # garbage collector (which warns, and runs its cleanup at a random time).
+        # aclosing: closed here when cancelled, not later by the garbage collector.
         with self._keeper_scope:
             async with contextlib.aclosing(periodic(interval)) as ticks:
                 await anext(ticks)  # the first tick is now: no lease is a third old yet
