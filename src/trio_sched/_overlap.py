@@ -32,7 +32,6 @@ import logging
 from typing import TYPE_CHECKING, final
 
 from trio_sched import _plan
-from trio_sched._events import EventKind
 from trio_sched._loop import Park, Phase
 from trio_sched._task import OverlapPolicy
 from trio_sched.jobs._control import JobControl, JobState
@@ -135,14 +134,7 @@ class Overlap:
             loop = park.loop
             decision = park.decision
             assert decision is not None
-            loop.skipped += 1
-            self._reporter.emit(
-                EventKind.SKIPPED,
-                loop.task.name,
-                decision.nominal,
-                decision.lateness,
-                reason="overlap",
-            )
+            self._reporter.skipped(loop, decision.nominal, decision.lateness, "overlap")
             return
         self._outcomes.settle_outside(park)
 

@@ -141,14 +141,7 @@ class Parking:
         if decision.first_late is not None:
             self._reporter.misfire(loop, decision)
         if decision.action is _plan.Action.SKIP:
-            loop.skipped += 1
-            self._reporter.emit(
-                EventKind.SKIPPED,
-                task.name,
-                decision.nominal,
-                decision.lateness,
-                reason=decision.reason,
-            )
+            self._reporter.skipped(loop, decision.nominal, decision.lateness, decision.reason)
             loop.cursor = task.cron.next_after(decision.nominal)
             return False
         if park.error is not None:
@@ -164,14 +157,7 @@ class Parking:
         loop.backoff = self._config.retry_backoff
         if park.skip_reason is not None:
             # Paused (O15) or an overlap (O12): decided, nothing dispatched.
-            loop.skipped += 1
-            self._reporter.emit(
-                EventKind.SKIPPED,
-                task.name,
-                decision.nominal,
-                decision.lateness,
-                reason=park.skip_reason,
-            )
+            self._reporter.skipped(loop, decision.nominal, decision.lateness, park.skip_reason)
             loop.cursor = task.cron.next_after(decision.nominal)
             return False
         if park.lease is None:

@@ -67,6 +67,12 @@ class Reporter:
         )
         self.emit(EventKind.MISSED, loop.task.name, first, lateness)
 
+    def skipped(self, loop: Loop, nominal: datetime, lateness: float | None, reason: str) -> None:
+        """Count and report an occurrence skipped for `reason` (a misfire, a pause, an
+        overlap, the catch-up cap)."""
+        loop.skipped += 1
+        self.emit(EventKind.SKIPPED, loop.task.name, nominal, lateness, reason=reason)
+
     def error(
         self,
         loop: Loop,

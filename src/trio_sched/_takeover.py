@@ -214,10 +214,7 @@ class Takeovers:
             loop.misfired += 1
             self._reporter.emit(EventKind.MISSED, task.name, nominal, lateness)
             if not loop.fire_once or (loop.catchup and lateness > loop.catchup):
-                loop.skipped += 1
-                self._reporter.emit(
-                    EventKind.SKIPPED, task.name, nominal, lateness, reason="misfire"
-                )
+                self._reporter.skipped(loop, nominal, lateness, "misfire")
                 park.phase = Phase.DONE
                 assert self._burst is not None
                 self._burst.outcomes.settled_taken_over(park)

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Final, final
+from typing import Final, TypeVar, final
 from zoneinfo import ZoneInfo
 
 from trio_sched._config import MIN_LOCK_TTL, check_seconds
@@ -76,17 +76,7 @@ class MisfirePolicy(enum.Enum):
     @classmethod
     def coerce(cls, value: MisfirePolicy | str) -> MisfirePolicy:
         """The policy named by `value` (an enum member or its value, any case)."""
-        if isinstance(value, MisfirePolicy):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        raise ValidationError(
-            f"misfire_policy: expected 'skip', 'fire_once' or 'fire_all', got {value!r}",
-            field="misfire_policy",
-        )
+        return _coerce(cls, value, "misfire_policy")
 
 
 @final
@@ -103,17 +93,25 @@ class OverlapPolicy(enum.Enum):
     @classmethod
     def coerce(cls, value: OverlapPolicy | str) -> OverlapPolicy:
         """The policy named by `value` (an enum member or its value, any case)."""
-        if isinstance(value, OverlapPolicy):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        raise ValidationError(
-            f"overlap: expected 'allow', 'forbid' or 'replace', got {value!r}",
-            field="overlap",
-        )
+        return _coerce(cls, value, "overlap")
+
+
+_E = TypeVar("_E", MisfirePolicy, OverlapPolicy)
+
+
+def _coerce(cls: type[_E], value: _E | str, field_name: str) -> _E:
+    """T3, T6: the member of `cls` named by `value` (a member, or its value in any case),
+    else a `ValidationError` for `field_name` listing the choices."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            pass
+    names = [repr(member.value) for member in cls]
+    choices = ", ".join(names[:-1]) + f" or {names[-1]}"
+    raise ValidationError(f"{field_name}: expected {choices}, got {value!r}", field=field_name)
 
 
 def _duration(field_name: str, value: object, minimum: float, maximum: float) -> timedelta:
