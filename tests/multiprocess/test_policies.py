@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 
 CHILD = Path(__file__).with_name("_policy_child.py")
 ROOT = Path(__file__).resolve().parents[2]
-RUN = 9.0
+RUN = 8.0
 PAUSE_AT = 3.5
 KILL_AT = 2.0
 DOWN = 2.0
