@@ -22,7 +22,7 @@ from psycopg import sql
 from postgres.conftest import postgres_url
 from redis_backend.conftest import redis_url
 
-__all__ = ["Backend", "backend", "postgres_url", "redis_url"]
+__all__ = ["Backend", "backend", "both_backends", "postgres_url", "redis_url"]
 
 
 @dataclass
@@ -85,3 +85,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         yield from _redis_backend(request.getfixturevalue("redis_url"))
     else:
         yield from _postgres_backend(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def both_backends(redis_url: str, postgres_url: str) -> Iterator[list[Backend]]:
+    """A Redis and a PostgreSQL backend at once, for a test that runs on both together."""
+    spaces = [_redis_backend(redis_url), _postgres_backend(postgres_url)]
+    backends = [next(space) for space in spaces]
+    try:
+        yield backends
+    finally:
+        for space in spaces:
+            next(space, None)  # removes what the test made

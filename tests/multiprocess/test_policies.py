@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,17 @@ def seconds_between(lo: float, hi: float) -> list[int]:
     return [s * 1000 for s in range(int(lo) + 1, int(hi) + 1)]
 
 
-def test_policies_hold_across_processes(backend: Backend, tmp_path: Path) -> None:
+def run_policies(backend: Backend, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+    """The scenario on one backend: its records, the final schedulers' statuses and the
+    wall time of the kill."""
+    tmp.mkdir()
     children: list[Child] = []
     try:
-        worker = spawn(backend, tmp_path, "worker", "worker", RUN + WORKER_EXTRA + 2)
+        worker = spawn(backend, tmp, "worker", "worker", RUN + WORKER_EXTRA + 2)
         children.append(worker)
-        p0 = spawn(backend, tmp_path, "p0", "scheduler", RUN, "--pause-at", str(PAUSE_AT))
-        p1 = spawn(backend, tmp_path, "p1", "scheduler", RUN, "--catchup")
-        p2 = spawn(backend, tmp_path, "p2", "scheduler", RUN, "--catchup")
+        p0 = spawn(backend, tmp, "p0", "scheduler", RUN, "--pause-at", str(PAUSE_AT))
+        p1 = spawn(backend, tmp, "p1", "scheduler", RUN, "--catchup")
+        p2 = spawn(backend, tmp, "p2", "scheduler", RUN, "--catchup")
         children += [p0, p1, p2]
         wait_running(children)
         time.sleep(KILL_AT)
@@ -117,17 +121,30 @@ def test_policies_hold_across_processes(backend: Backend, tmp_path: Path) -> Non
             assert victim.proc.wait(timeout=10) == -signal.SIGKILL
         time.sleep(DOWN)
         remaining = RUN - KILL_AT - DOWN
-        p1b = spawn(backend, tmp_path, "p1-again", "scheduler", remaining, "--catchup")
-        p2b = spawn(backend, tmp_path, "p2-again", "scheduler", remaining, "--catchup")
+        p1b = spawn(backend, tmp, "p1-again", "scheduler", remaining, "--catchup")
+        p2b = spawn(backend, tmp, "p2-again", "scheduler", remaining, "--catchup")
         children += [p1b, p2b]
         wait_running([p1b, p2b])
         statuses = {c.label: finish(c) for c in (p0, p1b, p2b)}
         finish(worker)
-        records = backend.read_records()
-        check(records, statuses, killed_wall)
+        return backend.read_records(), statuses, killed_wall
     finally:
         kill_all(children)
         drop_jobs(backend)
+
+
+def test_policies_hold_across_processes(both_backends: list[Backend], tmp_path: Path) -> None:
+    """Redis and PostgreSQL at the same time (each with its own four processes), so the
+    suite pays for one run: the processes are light, and nothing asserted depends on a
+    busy core beyond the bounds stated in `check`."""
+    with ThreadPoolExecutor(max_workers=len(both_backends)) as pool:
+        runs = {b.kind: pool.submit(run_policies, b, tmp_path / b.kind) for b in both_backends}
+        results = {kind: run.result() for kind, run in runs.items()}
+    for kind, (records, statuses, killed_wall) in results.items():
+        try:
+            check(records, statuses, killed_wall)
+        except AssertionError as exc:
+            raise AssertionError(f"on {kind}: {exc}") from exc
 
 
 def check(
