@@ -245,11 +245,7 @@ class Burst:
         started = trio.current_time()
         leases: list[LockLease | Held | Paused | None]
         try:
-            leases = list(await self._locks.acquire_batch(requests))
-            if len(leases) != len(requests):
-                raise InvalidArgumentError(
-                    f"acquire_batch answered {len(leases)} results for {len(requests)} requests"
-                )
+            leases = await self.acquire_batch(requests)
         except Exception as exc:
             for park in parks:
                 park.error = exc
@@ -299,20 +295,18 @@ class Burst:
             except Exception:
                 self._config.logger.warning("could not release unused lease %r", lease.key)
 
-    async def acquire_requests(
+    async def acquire_batch(
         self, requests: list[AcquireRequest]
-    ) -> list[LockLease | Held | Paused | Exception | None]:
-        """One ``acquire_batch`` (a backfill's chunk, O14): its answers, or the error for
-        every request when the call failed. A checkpoint."""
-        try:
-            answers = list(await self._locks.acquire_batch(requests))
-            if len(answers) != len(requests):
-                raise InvalidArgumentError(
-                    f"acquire_batch answered {len(answers)} results for {len(requests)} requests"
-                )
-        except Exception as exc:
-            return [exc] * len(requests)
-        return list(answers)
+    ) -> list[LockLease | Held | Paused | None]:
+        """One ``acquire_batch`` of the lock provider (a burst's, a takeover's re-ask, a
+        backfill's chunk): its answers, one per request, or `InvalidArgumentError` for a
+        provider that answered another number. A checkpoint."""
+        answers = list(await self._locks.acquire_batch(requests))
+        if len(answers) != len(requests):
+            raise InvalidArgumentError(
+                f"acquire_batch answered {len(answers)} results for {len(requests)} requests"
+            )
+        return answers
 
     async def dispatch_backfill(self, parks: list[Park], acquired_at: float) -> None:
         """Dispatch a backfill's acquired occurrences as a burst (O14, D6); each

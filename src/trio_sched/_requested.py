@@ -138,7 +138,11 @@ class Requested:
             parks = [self._backfill_park(loop, nominal) for nominal in chunk]
             requests = [AcquireRequest(park.key, loop.ttl, None, 0, 0, loop.keep) for park in parks]
             started = trio.current_time()
-            answers = await self._burst.acquire_requests(requests)
+            answers: list[LockLease | Held | Paused | Exception | None]
+            try:
+                answers = list(await self._burst.acquire_batch(requests))
+            except Exception as exc:
+                answers = [exc] * len(requests)
             leased: list[Park] = []
             for park, answer in zip(parks, answers, strict=True):
                 if isinstance(answer, LockLease):

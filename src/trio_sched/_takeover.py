@@ -149,11 +149,7 @@ class Takeovers:
             )
         started = trio.current_time()
         try:
-            answers = list(await self._locks.acquire_batch(requests))
-            if len(answers) != len(requests):
-                raise ValueError(
-                    f"acquire_batch answered {len(answers)} results for {len(requests)} requests"
-                )
+            answers = await burst.acquire_batch(requests)
         except Exception as exc:
             for watch in group:
                 self._reporter.error(watch.loop, watch.nominal, exc)
