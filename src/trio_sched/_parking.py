@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Final, final
+from typing import Final, TypeVar, final
 
 import trio
 
@@ -28,6 +28,8 @@ from trio_sched._timer import TimerHeap
 from trio_sched.locks._protocol import LockProvider
 
 __all__ = ["Parking"]
+
+_T = TypeVar("_T")
 
 # D3: a loop whose next occurrence is more than _DORMANT_AFTER seconds away (wall clock)
 # goes dormant and is parked again _WAKE_AHEAD seconds before the occurrence.
@@ -311,36 +313,32 @@ class Parking:
         transient; a failure that is not transient is reported and they start as their
         records say."""
         paused = [loop for loop in chunk if loop.task.paused]
-        if not paused or self.pause_registered is None:
-            return
-        backoff = self._config.retry_backoff
-        while True:
-            try:
-                await self.pause_registered(paused)
-                return
-            except Exception as exc:
-                for loop in paused:
-                    self._reporter.error(loop, None, exc)
-                if not is_transient(exc):
-                    return
-            await self._timer.sleep_until(trio.current_time() + backoff)
-            backoff = min(backoff * 2, self._config.retry_backoff_max)
+        store = self.pause_registered
+        if paused and store is not None:
+            await self._retried(paused, lambda: store(paused))
 
     async def _start_watermarks(self, chunk: list[Loop]) -> dict[str, int]:
         """The watermarks of `chunk`, in one call, retried while transient (O7). A
         failure that is not transient starts those loops fresh: no catch-up, and
         nothing fires twice (the O3 locks)."""
         names = [loop.wm_name for loop in chunk]
+        marks = await self._retried(chunk, lambda: self._locks.get_watermarks(names))
+        return dict(marks) if marks is not None else {}
+
+    async def _retried(self, loops: list[Loop], call: Callable[[], Awaitable[_T]]) -> _T | None:
+        """`call`, retried with backoff while it fails transiently (O7), each failure
+        reported for every loop of `loops` not stopped meanwhile; None after a failure
+        that is not transient."""
         backoff = self._config.retry_backoff
         while True:
             try:
-                return dict(await self._locks.get_watermarks(names))
+                return await call()
             except Exception as exc:
-                for loop in chunk:
+                for loop in loops:
                     if not loop.stopping:
                         self._reporter.error(loop, None, exc)
                 if not is_transient(exc):
-                    return {}
+                    return None
             await self._timer.sleep_until(trio.current_time() + backoff)
             backoff = min(backoff * 2, self._config.retry_backoff_max)
 
