@@ -26,7 +26,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, final
 
 from trio_sched import _plan
@@ -82,9 +82,10 @@ class Pausing:
         return locks
 
     def record(self, reason: str | None) -> Paused:
-        now = self._config.wall_clock().astimezone(UTC)
-        floored = now - timedelta(microseconds=now.microsecond % 1000)
-        return Paused(since=floored, by=self._config.instance, reason=reason)
+        # Floored to the millisecond, as the store keeps it (L9), so `Loop.pause` and the
+        # stored record are equal.
+        since = _plan.from_epoch_ms(_plan.epoch_ms(self._config.wall_clock()))
+        return Paused(since=since, by=self._config.instance, reason=reason)
 
     async def pause(self, loop: Loop, reason: str | None) -> Paused:
         """U1. A checkpoint; cancelled, the record may or may not be stored."""
